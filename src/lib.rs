@@ -1,0 +1,5 @@
+//! ingress-failover: a Kubernetes operator that automates load-balancer failover.
+//!
+//! See ARCHITECTURE.md for the map of modules.
+
+pub mod health;
