@@ -1,1 +1,3 @@
-fn main() {}
+fn main() {
+    print!("{}", ingress_failover::api::crd::crd_yaml());
+}

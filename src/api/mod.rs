@@ -1,0 +1,8 @@
+//! The `FailoverPolicy` API (`ingressfailover.io/v1alpha1`) and its CRD.
+
+pub mod crd;
+pub mod spec;
+pub mod status;
+
+pub use spec::*;
+pub use status::*;

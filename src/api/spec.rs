@@ -1,0 +1,675 @@
+//! `FailoverPolicy.spec`: what the user declares.
+//!
+//! Doc comments on these types become the CRD descriptions that `kubectl explain` prints, so they
+//! are written for the on-call SRE reading them, not for Rust readers. Defaults live in serde
+//! `default = "..."` functions so that the CRD schema, the offline `check` command and the
+//! controller all agree on them.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, Time};
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::status::FailoverPolicyStatus;
+
+/// The desired behaviour: which backends to watch, how to probe them, when to wake emergency
+/// capacity and move traffic to the backup ingress class, and how to come back.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "ingressfailover.io",
+    version = "v1alpha1",
+    kind = "FailoverPolicy",
+    plural = "failoverpolicies",
+    shortname = "fp",
+    category = "failover",
+    namespaced,
+    doc = "FailoverPolicy automates the load-balancer failover runbook for one service: it probes backends and the primary load balancer, publishes only healthy backends, wakes emergency capacity, moves Ingress traffic to a backup class and recovers gradually.",
+    status = "FailoverPolicyStatus",
+    derive = "PartialEq",
+    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase", description = "Summary of what the policy is doing"),
+    printcolumn(name = "Active-Class", type_ = "string", json_path = ".status.activeClass", description = "Ingress class currently serving traffic"),
+    printcolumn(name = "Healthy", type_ = "string", json_path = ".status.primary.summary", description = "Healthy/total primary backends"),
+    printcolumn(name = "Emergency", type_ = "string", json_path = ".status.emergency.summary", description = "Emergency capacity: ready/desired replicas, or Standby"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    validation = Rule::new("!has(self.spec.recovery) || !has(self.spec.recovery.failbackSteps) || size(self.spec.recovery.failbackSteps) == 0 || (has(self.spec.ingress) && self.spec.ingress.mode == 'HotStandby')").message("spec.recovery.failbackSteps needs spec.ingress.mode HotStandby: only a mirrored backup Ingress can carry a traffic weight").field_path(".spec.recovery.failbackSteps")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct FailoverPolicySpec {
+    /// Where traffic normally goes (the primary pool) and the emergency capacity woken when too
+    /// few primary backends are healthy.
+    pub backends: BackendsSpec,
+
+    /// The selectorless Service whose EndpointSlice the operator writes with the healthy set.
+    /// Point your Ingress (or anything else) at this Service instead of the primary Service.
+    pub managed_service: ManagedServiceSpec,
+
+    /// How each backend is health-checked. Probe health AND Kubernetes readiness must both hold
+    /// for a backend to be published.
+    #[serde(default)]
+    pub probe: ProbeSpec,
+
+    /// The load-balancer tier: which Ingress objects to move from the primary to the backup
+    /// ingress class, and how the primary load balancer's health is judged. Omit to manage
+    /// backends and emergency capacity only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ingress: Option<IngressTierSpec>,
+
+    /// When emergency capacity is engaged and released, with hysteresis.
+    #[serde(default)]
+    pub thresholds: ThresholdsSpec,
+
+    /// Guard rails that keep a bad probe or a flapping backend from making things worse.
+    #[serde(default)]
+    pub safety: SafetySpec,
+
+    /// How traffic and capacity return to normal once the primary recovers.
+    #[serde(default)]
+    pub recovery: RecoverySpec,
+
+    /// Manual control for incidents: force a side or freeze everything, with an expiry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub r#override: Option<OverrideSpec>,
+
+    /// Decide and report (status, Events, metrics) without changing any managed object.
+    /// Use it to rehearse a policy against production traffic.
+    #[serde(default)]
+    pub dry_run: bool,
+
+    /// What happens to managed objects when this policy is deleted. Restore (default) puts the
+    /// primary ingress class back, scales emergency capacity to its standby replicas and removes
+    /// the managed EndpointSlices; Orphan leaves everything as it is.
+    #[serde(default)]
+    pub deletion_policy: DeletionPolicy,
+}
+
+/// The primary pool and the emergency pool.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct BackendsSpec {
+    /// The backends that normally serve traffic.
+    pub primary: PrimaryPool,
+
+    /// Capacity to wake when the primary pool's healthy ratio drops below
+    /// `thresholds.activateBelow`. Omit when there is none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub emergency: Option<EmergencyPool>,
+}
+
+/// The primary pool: pods behind a Service and/or plain addresses outside the cluster.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.service) || size(self.addresses) > 0").message("set service and/or addresses: the primary pool cannot be empty"))]
+pub struct PrimaryPool {
+    /// A Service in the policy's namespace; its EndpointSlices give the pod addresses and their
+    /// Kubernetes readiness.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<ServiceBackendRef>,
+
+    /// Static `host:port` backends outside the cluster (for example `10.0.1.10:8080`).
+    /// Kubernetes never health-checks these; the operator does.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 256))]
+    pub addresses: Vec<StaticAddress>,
+}
+
+/// A Service in the policy's own namespace, and which of its ports carries the traffic.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceBackendRef {
+    /// Name of the Service (same namespace as the policy).
+    #[schemars(length(min = 1, max = 63))]
+    pub name: String,
+
+    /// Name of the EndpointSlice port to use. Defaults to the only port when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port_name: Option<String>,
+}
+
+/// A backend outside the cluster, written `host:port` (IPv6 as `[addr]:port`).
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[serde(transparent)]
+pub struct StaticAddress(
+    #[schemars(length(min = 3, max = 261), regex(pattern = r"^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):[0-9]{1,5}$"))]
+    pub String,
+);
+
+/// Capacity to wake in an emergency: a Deployment to scale and/or standby addresses.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.deployment) || size(self.addresses) > 0").message("set deployment and/or addresses, or omit the emergency pool"))]
+pub struct EmergencyPool {
+    /// A Deployment in the policy's namespace, scaled from `standbyReplicas` to
+    /// `activeReplicas` while the emergency lasts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployment: Option<EmergencyDeployment>,
+
+    /// Standby `host:port` backends published (once healthy) only during an emergency.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 256))]
+    pub addresses: Vec<StaticAddress>,
+}
+
+/// The emergency Deployment and its replica counts ("scale first, then shift": its pods join the
+/// published set only once Kubernetes reports them ready and they pass the probe).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.standbyReplicas <= self.activeReplicas").message("standbyReplicas must not exceed activeReplicas").field_path(".standbyReplicas"))]
+#[x_kube(validation = Rule::new("self.activeReplicas <= self.maxReplicas").message("activeReplicas must not exceed maxReplicas").field_path(".activeReplicas"))]
+pub struct EmergencyDeployment {
+    /// Name of the Deployment (same namespace as the policy).
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+
+    /// The Service selecting the Deployment's pods, whose EndpointSlices list them. Defaults to
+    /// the Deployment's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_name: Option<String>,
+
+    /// Name of the EndpointSlice port to use. Defaults to the only port when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port_name: Option<String>,
+
+    /// Replicas outside an emergency (usually 0).
+    #[serde(default)]
+    #[schemars(range(min = 0, max = 10000))]
+    pub standby_replicas: i32,
+
+    /// Replicas during an emergency.
+    #[schemars(range(min = 0, max = 10000))]
+    pub active_replicas: i32,
+
+    /// Hard ceiling the operator never scales above, whatever else the spec says.
+    #[schemars(range(min = 0, max = 10000))]
+    pub max_replicas: i32,
+}
+
+/// The selectorless Service the operator publishes healthy endpoints through.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ManagedServiceSpec {
+    /// Name of the Service (same namespace as the policy). The operator creates it when absent
+    /// (owned by this policy) and writes its EndpointSlices.
+    #[schemars(length(min = 1, max = 63))]
+    pub name: String,
+
+    /// Port the Service exposes.
+    #[serde(default = "default_service_port")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: i32,
+
+    /// Name of that port, also used for the EndpointSlice port.
+    #[serde(default = "default_port_name")]
+    #[schemars(length(min = 1, max = 15))]
+    pub port_name: String,
+}
+
+fn default_service_port() -> i32 {
+    80
+}
+fn default_port_name() -> String {
+    "http".into()
+}
+
+/// How backends are health-checked: exactly one of `http` or `tcp`, with HAProxy's
+/// `inter`/`fall`/`rise` semantics.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!(has(self.http) && has(self.tcp))").message("set only one of http or tcp"))]
+#[x_kube(validation = Rule::new("self.timeoutSeconds <= self.intervalSeconds").message("timeoutSeconds must not exceed intervalSeconds: at most one check is in flight per backend").field_path(".timeoutSeconds"))]
+pub struct ProbeSpec {
+    /// An HTTP check. When neither `http` nor `tcp` is set, an HTTP GET of `/` is used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<HttpProbe>,
+
+    /// A TCP connect check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tcp: Option<TcpProbe>,
+
+    /// Seconds between two checks of the same backend (HAProxy `inter`).
+    #[serde(default = "default_interval")]
+    #[schemars(range(min = 1, max = 3600))]
+    pub interval_seconds: u32,
+
+    /// Seconds a check may take before it counts as failed.
+    #[serde(default = "default_timeout")]
+    #[schemars(range(min = 1, max = 3600))]
+    pub timeout_seconds: u32,
+
+    /// Consecutive failed checks that take a backend out (HAProxy `fall`).
+    #[serde(default = "default_failure_threshold")]
+    #[schemars(range(min = 1, max = 100))]
+    pub failure_threshold: u32,
+
+    /// Consecutive good checks that put a backend back (HAProxy `rise`).
+    #[serde(default = "default_success_threshold")]
+    #[schemars(range(min = 1, max = 100))]
+    pub success_threshold: u32,
+
+    /// Random spread added to each interval, in percent of it, so that many backends are never
+    /// checked in one burst.
+    #[serde(default = "default_jitter")]
+    #[schemars(range(min = 0, max = 50))]
+    pub jitter_percent: u32,
+}
+
+impl Default for ProbeSpec {
+    fn default() -> Self {
+        ProbeSpec {
+            http: None,
+            tcp: None,
+            interval_seconds: default_interval(),
+            timeout_seconds: default_timeout(),
+            failure_threshold: default_failure_threshold(),
+            success_threshold: default_success_threshold(),
+            jitter_percent: default_jitter(),
+        }
+    }
+}
+
+fn default_interval() -> u32 {
+    10
+}
+fn default_timeout() -> u32 {
+    5
+}
+fn default_failure_threshold() -> u32 {
+    3
+}
+fn default_success_threshold() -> u32 {
+    2
+}
+fn default_jitter() -> u32 {
+    10
+}
+
+/// An HTTP health check.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct HttpProbe {
+    /// Request path, starting with `/`.
+    #[serde(default = "default_path")]
+    #[schemars(length(min = 1, max = 2048), regex(pattern = r"^/"))]
+    pub path: String,
+
+    /// Port to check. Defaults to the backend's traffic port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: Option<i32>,
+
+    /// HTTP method.
+    #[serde(default)]
+    pub method: HttpMethod,
+
+    /// Host header to send. Defaults to the backend's address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253))]
+    pub host: Option<String>,
+
+    /// Status codes that count as healthy: single codes (`"200"`) or inclusive ranges
+    /// (`"200-399"`).
+    #[serde(default = "default_expected_statuses")]
+    #[schemars(length(min = 1, max = 16))]
+    pub expected_statuses: Vec<StatusRange>,
+
+    /// A check answered slower than this many milliseconds counts as failed (latency-based
+    /// ejection). Omit to accept any answer within `timeoutSeconds`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 3600000))]
+    pub max_latency_ms: Option<u32>,
+
+    /// When set, the response body (first 64 KiB) must contain this text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 1024))]
+    pub body_contains: Option<String>,
+}
+
+fn default_path() -> String {
+    "/".into()
+}
+fn default_expected_statuses() -> Vec<StatusRange> {
+    vec![StatusRange("200-399".into())]
+}
+
+/// An HTTP status code or an inclusive range of them, such as `"200"` or `"200-399"`.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct StatusRange(
+    #[schemars(length(min = 3, max = 7), regex(pattern = r"^[1-5][0-9]{2}(-[1-5][0-9]{2})?$"))]
+    pub String,
+);
+
+impl StatusRange {
+    /// The inclusive bounds, or `None` when the text is malformed or the range is reversed.
+    pub fn bounds(&self) -> Option<(u16, u16)> {
+        let (lo, hi) = match self.0.split_once('-') {
+            Some((a, b)) => (a.parse().ok()?, b.parse().ok()?),
+            None => {
+                let v = self.0.parse().ok()?;
+                (v, v)
+            }
+        };
+        ((100..=599).contains(&lo) && (100..=599).contains(&hi) && lo <= hi).then_some((lo, hi))
+    }
+}
+
+/// HTTP methods a health check may use.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum HttpMethod {
+    #[default]
+    #[serde(rename = "GET")]
+    Get,
+    #[serde(rename = "HEAD")]
+    Head,
+    #[serde(rename = "OPTIONS")]
+    Options,
+}
+
+/// A TCP connect check: healthy when the connection is accepted within the timeout.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct TcpProbe {
+    /// Port to check. Defaults to the backend's traffic port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: Option<i32>,
+}
+
+/// The load-balancer tier: the Ingress objects to move and how the primary tier is judged.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.primaryClass != self.backupClass").message("backupClass must differ from primaryClass").field_path(".backupClass"))]
+#[x_kube(validation = Rule::new("size(self.ingresses) > 0 || has(self.selector)").message("name the Ingresses to manage in ingresses and/or select them with selector"))]
+#[x_kube(validation = Rule::new("has(self.health.url) || has(self.health.controllerDeployment)").message("judge the primary tier with health.url and/or health.controllerDeployment").field_path(".health"))]
+pub struct IngressTierSpec {
+    /// Names of Ingress objects in the policy's namespace to manage.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    pub ingresses: Vec<String>,
+
+    /// Manage every Ingress in the policy's namespace matching this selector.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<LabelSelector>,
+
+    /// Ingress class that serves traffic normally.
+    #[schemars(length(min = 1, max = 253))]
+    pub primary_class: String,
+
+    /// Ingress class that takes over when the primary load balancer fails.
+    #[schemars(length(min = 1, max = 253))]
+    pub backup_class: String,
+
+    /// SwitchClass rewrites `spec.ingressClassName` of the managed Ingresses on failover and
+    /// failback. HotStandby keeps a mirrored copy of each Ingress on the backup class always in
+    /// sync (configuration sync) and flips which one is authoritative, which also allows gradual
+    /// failback by weight.
+    #[serde(default)]
+    pub mode: IngressMode,
+
+    /// How the primary load balancer's health is judged.
+    pub health: PrimaryTierHealth,
+}
+
+/// How ingress failover is carried out.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum IngressMode {
+    #[default]
+    SwitchClass,
+    HotStandby,
+}
+
+/// Signals that judge the primary load balancer. When both are set, both must hold.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PrimaryTierHealth {
+    /// Health URL of the primary load balancer (for example
+    /// `http://lb.example.internal/healthz`). Probed with `spec.probe`'s timing and thresholds;
+    /// the host must be permitted by the operator's probe allowlist.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 8, max = 2048), regex(pattern = r"^https?://"))]
+    pub url: Option<String>,
+
+    /// The ingress controller's Deployment: the primary tier is down while it has no ready
+    /// replica. Must be in the policy's namespace unless the operator is started with that
+    /// namespace in `--ingress-controller-namespace`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub controller_deployment: Option<NamespacedRef>,
+
+    /// Status codes of the health URL that count as healthy.
+    #[serde(default = "default_expected_statuses")]
+    #[schemars(length(min = 1, max = 16))]
+    pub expected_statuses: Vec<StatusRange>,
+}
+
+/// A reference to an object by namespace and name.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct NamespacedRef {
+    /// Namespace of the object. Defaults to the policy's namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+
+    /// Name of the object.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+}
+
+/// When emergency capacity is engaged and released. Two thresholds with sustained windows give
+/// hysteresis: a pool hovering around one value never toggles the emergency.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.deactivateAbove > self.activateBelow").message("deactivateAbove must be greater than activateBelow (hysteresis)").field_path(".deactivateAbove"))]
+pub struct ThresholdsSpec {
+    /// Engage emergency capacity when the primary pool's healthy ratio (healthy/total) falls
+    /// below this value...
+    #[serde(default = "default_activate_below")]
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub activate_below: f64,
+
+    /// ...and stays below it for this many seconds.
+    #[serde(default = "default_activate_for")]
+    #[schemars(range(min = 0, max = 86400))]
+    pub activate_for_seconds: u32,
+
+    /// Release the emergency only once the healthy ratio is at or above this value...
+    #[serde(default = "default_deactivate_above")]
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub deactivate_above: f64,
+
+    /// ...and has stayed there for this many seconds. Emergency endpoints then leave the
+    /// published set; the Deployment scales down after `recovery.emergencyCooldownSeconds`.
+    #[serde(default = "default_deactivate_for")]
+    #[schemars(range(min = 0, max = 86400))]
+    pub deactivate_for_seconds: u32,
+}
+
+impl Default for ThresholdsSpec {
+    fn default() -> Self {
+        ThresholdsSpec {
+            activate_below: default_activate_below(),
+            activate_for_seconds: default_activate_for(),
+            deactivate_above: default_deactivate_above(),
+            deactivate_for_seconds: default_deactivate_for(),
+        }
+    }
+}
+
+fn default_activate_below() -> f64 {
+    0.5
+}
+fn default_activate_for() -> u32 {
+    30
+}
+fn default_deactivate_above() -> f64 {
+    0.75
+}
+fn default_deactivate_for() -> u32 {
+    120
+}
+
+/// Guard rails.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SafetySpec {
+    /// FailOpen (default): when every backend fails its probe, publish all of them rather than
+    /// none — an empty Service is a certain outage, a degraded one may still serve (Envoy's panic
+    /// threshold, made explicit). FailClosed: publish only what passes, even if that is nothing.
+    #[serde(default)]
+    pub fail_mode: FailMode,
+
+    /// At most this share (percent) of the primary pool is ever removed for failing probes, so a
+    /// wrong probe configuration cannot empty the pool. Backends Kubernetes itself reports not
+    /// ready are not counted.
+    #[serde(default = "default_max_ejection")]
+    #[schemars(range(min = 0, max = 100))]
+    pub max_ejection_percent: u32,
+
+    /// Limits policy-level transitions (emergency on/off, failover/failback).
+    #[serde(default)]
+    pub flap_budget: FlapBudget,
+}
+
+impl Default for SafetySpec {
+    fn default() -> Self {
+        SafetySpec {
+            fail_mode: FailMode::default(),
+            max_ejection_percent: default_max_ejection(),
+            flap_budget: FlapBudget::default(),
+        }
+    }
+}
+
+fn default_max_ejection() -> u32 {
+    100
+}
+
+/// What to publish when no backend passes its probe.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum FailMode {
+    #[default]
+    FailOpen,
+    FailClosed,
+}
+
+/// At most `maxTransitions` policy-level transitions within `windowSeconds`; one more freezes
+/// the policy in place (phase Frozen) until the window has passed without further attempts, or
+/// until an override forces a side.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct FlapBudget {
+    /// Transitions allowed within the window.
+    #[serde(default = "default_max_transitions")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub max_transitions: u32,
+
+    /// Length of the sliding window, in seconds.
+    #[serde(default = "default_flap_window")]
+    #[schemars(range(min = 1, max = 86400))]
+    pub window_seconds: u32,
+}
+
+impl Default for FlapBudget {
+    fn default() -> Self {
+        FlapBudget {
+            max_transitions: default_max_transitions(),
+            window_seconds: default_flap_window(),
+        }
+    }
+}
+
+fn default_max_transitions() -> u32 {
+    6
+}
+fn default_flap_window() -> u32 {
+    3600
+}
+
+/// How things return to normal.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.failbackSteps.all(s, s >= 1 && s <= 100)").message("failbackSteps are percentages between 1 and 100").field_path(".failbackSteps"))]
+#[x_kube(validation = Rule::new("self.failbackSteps.isSorted() && self.failbackSteps.all(s, self.failbackSteps.exists_one(t, t == s))").message("failbackSteps must be strictly increasing").field_path(".failbackSteps"))]
+pub struct RecoverySpec {
+    /// Fail back to the primary ingress class only after the primary load balancer has been
+    /// healthy this many seconds without interruption.
+    #[serde(default = "default_hold_down")]
+    #[schemars(range(min = 0, max = 86400))]
+    pub hold_down_seconds: u32,
+
+    /// Gradual failback: percentages of traffic returned to the primary, one step per
+    /// `stepSeconds`, for example `[10, 50, 100]`. Empty means an atomic switch after hold-down.
+    /// Needs `ingress.mode: HotStandby`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 10))]
+    pub failback_steps: Vec<u32>,
+
+    /// Dwell time of each failback step, in seconds. If the primary fails during a step, traffic
+    /// returns to the backup at once.
+    #[serde(default = "default_step_seconds")]
+    #[schemars(range(min = 1, max = 86400))]
+    pub step_seconds: u32,
+
+    /// After the emergency is released, keep the emergency Deployment at its active size this
+    /// many seconds more before scaling it back to standby ("scale down last").
+    #[serde(default = "default_emergency_cooldown")]
+    #[schemars(range(min = 0, max = 86400))]
+    pub emergency_cooldown_seconds: u32,
+}
+
+impl Default for RecoverySpec {
+    fn default() -> Self {
+        RecoverySpec {
+            hold_down_seconds: default_hold_down(),
+            failback_steps: Vec::new(),
+            step_seconds: default_step_seconds(),
+            emergency_cooldown_seconds: default_emergency_cooldown(),
+        }
+    }
+}
+
+fn default_hold_down() -> u32 {
+    300
+}
+fn default_step_seconds() -> u32 {
+    60
+}
+fn default_emergency_cooldown() -> u32 {
+    300
+}
+
+/// A manual override, kept until it expires or is removed.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.mode == 'Auto' || size(self.reason) > 0").message("an override needs a reason: it is kept in status for the next person on call").field_path(".reason"))]
+pub struct OverrideSpec {
+    /// Auto: the operator decides. ForcePrimary / ForceBackup: traffic stays on that ingress
+    /// class whatever the health checks say. Freeze: nothing changes at all (no transition, no
+    /// endpoint change, no scaling) until the override ends.
+    pub mode: OverrideMode,
+
+    /// When the override stops applying (RFC 3339). Omit for no expiry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<Time>,
+
+    /// Why, in words; shown in status and Events.
+    #[serde(default)]
+    #[schemars(length(max = 1024))]
+    pub reason: String,
+}
+
+/// Manual override modes.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum OverrideMode {
+    #[default]
+    Auto,
+    ForcePrimary,
+    ForceBackup,
+    Freeze,
+}
+
+/// What deletion of the policy does to the objects it manages.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum DeletionPolicy {
+    #[default]
+    Restore,
+    Orphan,
+}

@@ -1,0 +1,281 @@
+//! `FailoverPolicy.status`: what the operator observed and decided, for `kubectl get fp -o yaml`.
+//!
+//! Every list here is bounded (see the `MAX_*` constants) so that a policy over a large pool or a
+//! long incident never grows its object past what etcd and a terminal can hold.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::spec::OverrideMode;
+
+/// Most per-endpoint entries kept in status; unhealthy endpoints are listed first.
+pub const MAX_ENDPOINT_STATUSES: usize = 64;
+/// Most transition records kept in `status.history` (newest last).
+pub const MAX_HISTORY: usize = 20;
+
+/// Condition types, following Kubernetes conventions.
+pub mod condition_types {
+    /// The policy is valid and being enforced.
+    pub const READY: &str = "Ready";
+    /// Some primary backends are out, or the pool runs in fail-open panic mode.
+    pub const DEGRADED: &str = "Degraded";
+    /// Traffic is (partly) on the backup ingress class.
+    pub const FAILOVER_ACTIVE: &str = "FailoverActive";
+    /// Emergency capacity is engaged.
+    pub const EMERGENCY_ACTIVE: &str = "EmergencyActive";
+    /// The policy is frozen in place (flap budget exhausted or override Freeze).
+    pub const FROZEN: &str = "Frozen";
+
+    pub const ALL: [&str; 5] = [READY, DEGRADED, FAILOVER_ACTIVE, EMERGENCY_ACTIVE, FROZEN];
+}
+
+/// Condition reasons (CamelCase, stable: alerts and scripts match on them).
+pub mod reasons {
+    pub const RECONCILED: &str = "Reconciled";
+    pub const INVALID_SPEC: &str = "InvalidSpec";
+    pub const DRY_RUN: &str = "DryRun";
+    pub const ALL_HEALTHY: &str = "AllHealthy";
+    pub const BACKENDS_DOWN: &str = "BackendsDown";
+    pub const PANIC_FAIL_OPEN: &str = "FailOpenPanic";
+    pub const PRIMARY_LB_DOWN: &str = "PrimaryLoadBalancerDown";
+    pub const PRIMARY_LB_HEALTHY: &str = "PrimaryLoadBalancerHealthy";
+    pub const GRADUAL_FAILBACK: &str = "GradualFailback";
+    pub const HEALTHY_RATIO_LOW: &str = "HealthyRatioLow";
+    pub const HEALTHY_RATIO_RECOVERED: &str = "HealthyRatioRecovered";
+    pub const COOLING_DOWN: &str = "CoolingDown";
+    pub const FLAP_BUDGET_EXHAUSTED: &str = "FlapBudgetExhausted";
+    pub const OVERRIDE: &str = "Override";
+    pub const NOT_FROZEN: &str = "NotFrozen";
+    pub const INACTIVE: &str = "Inactive";
+}
+
+/// Summary phases shown in `kubectl get fp`.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum Phase {
+    /// No decision yet (facts not yet gathered).
+    #[default]
+    Pending,
+    /// Everything healthy, traffic on the primary class.
+    Normal,
+    /// Some primary backends are out, but above the emergency threshold.
+    Degraded,
+    /// Emergency capacity is engaged.
+    EmergencyActive,
+    /// Traffic is on the backup ingress class.
+    FailedOver,
+    /// Returning to normal: gradual failback in progress or emergency capacity cooling down.
+    Recovering,
+    /// Frozen in place by the flap budget or an override.
+    Frozen,
+    /// The spec is invalid; nothing is managed.
+    Invalid,
+}
+
+impl Phase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Pending => "Pending",
+            Phase::Normal => "Normal",
+            Phase::Degraded => "Degraded",
+            Phase::EmergencyActive => "EmergencyActive",
+            Phase::FailedOver => "FailedOver",
+            Phase::Recovering => "Recovering",
+            Phase::Frozen => "Frozen",
+            Phase::Invalid => "Invalid",
+        }
+    }
+}
+
+impl std::fmt::Display for Phase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The observed and decided state of a FailoverPolicy.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct FailoverPolicyStatus {
+    /// The spec generation this status reflects.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+
+    /// What the policy is doing, in one word.
+    #[serde(default)]
+    pub phase: Phase,
+
+    /// Ingress class currently serving traffic (the authoritative one in HotStandby mode).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active_class: Option<String>,
+
+    /// Percent of traffic on the primary ingress class (0-100); below 100 during a gradual
+    /// failback.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub primary_weight_percent: Option<u32>,
+
+    /// Health of the primary pool.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub primary: Option<TierHealth>,
+
+    /// Emergency capacity: replicas and health.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub emergency: Option<EmergencyStatus>,
+
+    /// Health of the primary load balancer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load_balancer: Option<LoadBalancerStatus>,
+
+    /// Per-endpoint health, unhealthy first, at most 64 entries.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub endpoints: Vec<EndpointStatus>,
+
+    /// The manual override in force, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub r#override: Option<OverrideStatus>,
+
+    /// Policy-level transitions in the current flap-budget window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transitions_in_window: Option<u32>,
+
+    /// Conditions: Ready, Degraded, FailoverActive, EmergencyActive, Frozen.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+
+    /// Recent transitions with their reasons, newest last, at most 20.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<TransitionRecord>,
+}
+
+/// Healthy/total for one pool.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct TierHealth {
+    /// Backends passing both probe and Kubernetes readiness.
+    pub healthy: u32,
+    /// Backends known.
+    pub total: u32,
+    /// healthy / total (1 when the pool is empty).
+    pub ratio: f64,
+    /// Backends published in the managed EndpointSlice.
+    pub published: u32,
+    /// `healthy/total`, for the printer column.
+    pub summary: String,
+    /// True while fail-open publishes failing backends because none pass.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub panic: bool,
+}
+
+/// Emergency capacity.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct EmergencyStatus {
+    /// True while the emergency is engaged.
+    pub active: bool,
+    /// Replicas the operator wants for the emergency Deployment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub desired_replicas: Option<i32>,
+    /// Replicas Kubernetes reports ready.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready_replicas: Option<i32>,
+    /// Emergency endpoints healthy/total.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<TierHealth>,
+    /// `Standby`, or `ready/desired` while engaged, for the printer column.
+    pub summary: String,
+}
+
+/// The primary load balancer's health.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct LoadBalancerStatus {
+    /// Up, Down, Rising or Falling (HAProxy semantics over its health checks).
+    pub state: EndpointState,
+    /// When the state last changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_change: Option<Time>,
+    /// The last failure seen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}
+
+/// Health state of one checked target.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum EndpointState {
+    /// Healthy and published.
+    #[default]
+    Up,
+    /// Still published, but failing (fewer than failureThreshold consecutive failures).
+    Falling,
+    /// Out: failureThreshold consecutive failures.
+    Down,
+    /// Still out, but passing (fewer than successThreshold consecutive successes).
+    Rising,
+}
+
+impl EndpointState {
+    /// Whether the probe verdict lets the target serve (Up or Falling).
+    pub fn serving(self) -> bool {
+        matches!(self, EndpointState::Up | EndpointState::Falling)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EndpointState::Up => "Up",
+            EndpointState::Falling => "Falling",
+            EndpointState::Down => "Down",
+            EndpointState::Rising => "Rising",
+        }
+    }
+}
+
+impl std::fmt::Display for EndpointState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Health of one backend.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct EndpointStatus {
+    /// `host:port` of the backend.
+    pub address: String,
+    /// `primary` or `emergency`.
+    pub pool: String,
+    /// Probe state.
+    pub state: EndpointState,
+    /// Whether Kubernetes reports it ready (always true for static addresses).
+    pub ready: bool,
+    /// Whether it is in the managed EndpointSlice.
+    pub published: bool,
+    /// When the probe state last changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_change: Option<Time>,
+    /// The last probe failure.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}
+
+/// The override in force.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct OverrideStatus {
+    pub mode: OverrideMode,
+    pub reason: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<Time>,
+    /// False once it has expired.
+    pub active: bool,
+}
+
+/// One policy-level transition.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct TransitionRecord {
+    pub time: Time,
+    /// Machine-readable action name, such as `IngressFailover` or `EmergencyScaleUp`.
+    pub action: String,
+    /// Why, in words.
+    pub reason: String,
+}
