@@ -51,10 +51,8 @@ fn tidy(v: &mut Value) {
                         map.remove("format");
                     }
                 }
-                Some("number") => {
-                    if map.get("format").and_then(Value::as_str) != Some("double") {
-                        map.remove("format");
-                    }
+                Some("number") if map.get("format").and_then(Value::as_str) != Some("double") => {
+                    map.remove("format");
                 }
                 _ => {}
             }

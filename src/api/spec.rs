@@ -126,10 +126,15 @@ pub struct ServiceBackendRef {
 }
 
 /// A backend outside the cluster, written `host:port` (IPv6 as `[addr]:port`).
-#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord,
+)]
 #[serde(transparent)]
 pub struct StaticAddress(
-    #[schemars(length(min = 3, max = 261), regex(pattern = r"^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):[0-9]{1,5}$"))]
+    #[schemars(
+        length(min = 3, max = 261),
+        regex(pattern = r"^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):[0-9]{1,5}$")
+    )]
     pub String,
 );
 
@@ -334,7 +339,10 @@ fn default_expected_statuses() -> Vec<StatusRange> {
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[serde(transparent)]
 pub struct StatusRange(
-    #[schemars(length(min = 3, max = 7), regex(pattern = r"^[1-5][0-9]{2}(-[1-5][0-9]{2})?$"))]
+    #[schemars(
+        length(min = 3, max = 7),
+        regex(pattern = r"^[1-5][0-9]{2}(-[1-5][0-9]{2})?$")
+    )]
     pub String,
 );
 
