@@ -3,4 +3,5 @@
 //! See ARCHITECTURE.md for the map of modules.
 
 pub mod api;
+pub mod engine;
 pub mod health;

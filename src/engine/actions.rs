@@ -1,0 +1,191 @@
+//! What the engine decided, each with the reason that caused it. Adapters turn these into
+//! Kubernetes writes, Events and metrics; the simulator prints them.
+
+use serde::Serialize;
+
+use super::config::Millis;
+use super::facts::Pool;
+use crate::api::Phase;
+
+/// The kind of a decision. Names are stable: they appear in Events, metrics and JSON output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub enum ActionKind {
+    /// An endpoint reached `failureThreshold` consecutive failed checks.
+    EndpointDown,
+    /// An endpoint reached `successThreshold` consecutive good checks.
+    EndpointUp,
+    /// The set of endpoints written to the managed EndpointSlice changed.
+    PublishEndpoints,
+    /// No endpoint passes; fail-open publishes failing ones rather than none.
+    PanicEntered,
+    PanicExited,
+    /// Emergency capacity engaged: the Deployment scales to its active replicas.
+    EmergencyActivate,
+    /// The primary pool recovered: emergency endpoints leave the published set.
+    EmergencyRelease,
+    /// The cooldown passed: the emergency Deployment returns to standby replicas.
+    EmergencyScaleDown,
+    /// The primary load balancer's health verdict changed.
+    LoadBalancerDown,
+    LoadBalancerUp,
+    /// Traffic moved to the backup ingress class.
+    IngressFailover,
+    /// Failback begins: atomically (all traffic back on the primary class) or with the first
+    /// gradual step.
+    IngressFailback,
+    /// A further gradual failback step: more traffic returns to the primary class.
+    FailbackStep,
+    /// The gradual failback reached 100 %: the primary class is authoritative again.
+    FailbackComplete,
+    /// Too many transitions within the flap-budget window: frozen in place.
+    FlapBudgetExhausted,
+    /// The flap-budget window passed: automatic decisions resume.
+    Unfrozen,
+    OverrideApplied,
+    OverrideExpired,
+    PhaseChanged,
+}
+
+impl ActionKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ActionKind::EndpointDown => "EndpointDown",
+            ActionKind::EndpointUp => "EndpointUp",
+            ActionKind::PublishEndpoints => "PublishEndpoints",
+            ActionKind::PanicEntered => "PanicEntered",
+            ActionKind::PanicExited => "PanicExited",
+            ActionKind::EmergencyActivate => "EmergencyActivate",
+            ActionKind::EmergencyRelease => "EmergencyRelease",
+            ActionKind::EmergencyScaleDown => "EmergencyScaleDown",
+            ActionKind::LoadBalancerDown => "LoadBalancerDown",
+            ActionKind::LoadBalancerUp => "LoadBalancerUp",
+            ActionKind::IngressFailover => "IngressFailover",
+            ActionKind::IngressFailback => "IngressFailback",
+            ActionKind::FailbackStep => "FailbackStep",
+            ActionKind::FailbackComplete => "FailbackComplete",
+            ActionKind::FlapBudgetExhausted => "FlapBudgetExhausted",
+            ActionKind::Unfrozen => "Unfrozen",
+            ActionKind::OverrideApplied => "OverrideApplied",
+            ActionKind::OverrideExpired => "OverrideExpired",
+            ActionKind::PhaseChanged => "PhaseChanged",
+        }
+    }
+
+    /// Whether this is a policy-level transition counted against the flap budget.
+    pub fn counts_against_flap_budget(self) -> bool {
+        matches!(
+            self,
+            ActionKind::EmergencyActivate
+                | ActionKind::EmergencyRelease
+                | ActionKind::IngressFailover
+                | ActionKind::IngressFailback
+        )
+    }
+
+    /// Parses a name written by [`ActionKind::as_str`] (status history round trip).
+    pub fn from_name(name: &str) -> Option<Self> {
+        ActionKind::ALL.iter().copied().find(|k| k.as_str() == name)
+    }
+
+    pub const ALL: [ActionKind; 19] = [
+        ActionKind::EndpointDown,
+        ActionKind::EndpointUp,
+        ActionKind::PublishEndpoints,
+        ActionKind::PanicEntered,
+        ActionKind::PanicExited,
+        ActionKind::EmergencyActivate,
+        ActionKind::EmergencyRelease,
+        ActionKind::EmergencyScaleDown,
+        ActionKind::LoadBalancerDown,
+        ActionKind::LoadBalancerUp,
+        ActionKind::IngressFailover,
+        ActionKind::IngressFailback,
+        ActionKind::FailbackStep,
+        ActionKind::FailbackComplete,
+        ActionKind::FlapBudgetExhausted,
+        ActionKind::Unfrozen,
+        ActionKind::OverrideApplied,
+        ActionKind::OverrideExpired,
+        ActionKind::PhaseChanged,
+    ];
+
+    /// Whether this action changes a managed Kubernetes object (as opposed to only status).
+    pub fn writes_managed_object(self) -> bool {
+        matches!(
+            self,
+            ActionKind::PublishEndpoints
+                | ActionKind::EmergencyActivate
+                | ActionKind::EmergencyScaleDown
+                | ActionKind::IngressFailover
+                | ActionKind::IngressFailback
+                | ActionKind::FailbackStep
+                | ActionKind::FailbackComplete
+        )
+    }
+}
+
+impl std::fmt::Display for ActionKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The objects an action affects.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged, rename_all_fields = "camelCase")]
+pub enum Affected {
+    None,
+    Endpoint {
+        address: String,
+        pool: &'static str,
+    },
+    Endpoints {
+        added: Vec<String>,
+        removed: Vec<String>,
+        published: usize,
+    },
+    Replicas {
+        from: i32,
+        to: i32,
+    },
+    Ingress {
+        from_class: String,
+        to_class: String,
+        primary_weight_percent: u32,
+    },
+    Phase {
+        from: Phase,
+        to: Phase,
+    },
+}
+
+/// One decision.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Action {
+    /// When it was decided (engine clock).
+    pub at: Millis,
+    pub kind: ActionKind,
+    /// Why, in words an SRE can act on.
+    pub reason: String,
+    pub affected: Affected,
+}
+
+impl Action {
+    pub(crate) fn endpoint(
+        at: Millis,
+        kind: ActionKind,
+        address: &str,
+        pool: Pool,
+        reason: String,
+    ) -> Self {
+        Action {
+            at,
+            kind,
+            reason,
+            affected: Affected::Endpoint {
+                address: address.to_string(),
+                pool: pool.as_str(),
+            },
+        }
+    }
+}

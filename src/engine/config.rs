@@ -1,0 +1,146 @@
+//! The engine's view of a policy: the spec reduced to plain numbers, resolved once per spec
+//! generation so the hot path never re-reads optional fields or converts units.
+
+use crate::api::{FailMode, FailoverPolicySpec, IngressMode, OverrideMode};
+
+/// Milliseconds since the Unix epoch: the engine's only notion of time, injected by the caller.
+pub type Millis = i64;
+
+/// Override as the engine applies it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OverrideConfig {
+    pub mode: OverrideMode,
+    pub expires_at: Option<Millis>,
+    pub reason: String,
+}
+
+/// Emergency capacity as the engine applies it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EmergencyConfig {
+    /// Whether a Deployment is scaled (otherwise only standby addresses are used).
+    pub has_deployment: bool,
+    pub standby_replicas: i32,
+    /// Already clamped to `max_replicas`.
+    pub active_replicas: i32,
+    pub max_replicas: i32,
+}
+
+/// The load-balancer tier as the engine applies it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IngressConfig {
+    pub primary_class: String,
+    pub backup_class: String,
+    pub mode: IngressMode,
+    /// Whether a health URL is probed (its results arrive as load-balancer checks).
+    pub has_health_url: bool,
+    /// Whether the ingress controller Deployment's readiness is watched.
+    pub has_controller: bool,
+}
+
+/// Everything the engine needs from the spec.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EngineConfig {
+    pub rise: u32,
+    pub fall: u32,
+    pub interval_ms: i64,
+    pub activate_below: f64,
+    pub activate_for_ms: i64,
+    pub deactivate_above: f64,
+    pub deactivate_for_ms: i64,
+    pub fail_closed: bool,
+    pub max_ejection_percent: u32,
+    pub flap_max_transitions: u32,
+    pub flap_window_ms: i64,
+    pub hold_down_ms: i64,
+    /// Strictly increasing percentages below 100; reaching the end means 100.
+    pub failback_steps: Vec<u32>,
+    pub step_ms: i64,
+    pub emergency_cooldown_ms: i64,
+    pub emergency: Option<EmergencyConfig>,
+    pub ingress: Option<IngressConfig>,
+    pub override_: Option<OverrideConfig>,
+    pub dry_run: bool,
+}
+
+const SECOND: i64 = 1000;
+
+impl EngineConfig {
+    /// Resolves a spec. The spec is assumed to have passed validation; where it has not, values
+    /// are clamped into range rather than trusted, so the engine's invariants hold regardless.
+    pub fn from_spec(spec: &FailoverPolicySpec) -> Self {
+        let emergency = spec
+            .backends
+            .emergency
+            .as_ref()
+            .map(|pool| match &pool.deployment {
+                Some(d) => {
+                    let max = d.max_replicas.max(0);
+                    let active = d.active_replicas.clamp(0, max);
+                    EmergencyConfig {
+                        has_deployment: true,
+                        standby_replicas: d.standby_replicas.clamp(0, active),
+                        active_replicas: active,
+                        max_replicas: max,
+                    }
+                }
+                None => EmergencyConfig {
+                    has_deployment: false,
+                    standby_replicas: 0,
+                    active_replicas: 0,
+                    max_replicas: 0,
+                },
+            });
+        let ingress = spec.ingress.as_ref().map(|i| IngressConfig {
+            primary_class: i.primary_class.clone(),
+            backup_class: i.backup_class.clone(),
+            mode: i.mode,
+            has_health_url: i.health.url.is_some(),
+            has_controller: i.health.controller_deployment.is_some(),
+        });
+        let mut steps: Vec<u32> = spec
+            .recovery
+            .failback_steps
+            .iter()
+            .copied()
+            .filter(|s| (1..100).contains(s))
+            .collect();
+        steps.sort_unstable();
+        steps.dedup();
+        if spec.ingress.as_ref().map(|i| i.mode) != Some(IngressMode::HotStandby) {
+            steps.clear();
+        }
+        let t = &spec.thresholds;
+        EngineConfig {
+            rise: spec.probe.success_threshold.max(1),
+            fall: spec.probe.failure_threshold.max(1),
+            interval_ms: i64::from(spec.probe.interval_seconds.max(1)) * SECOND,
+            activate_below: t.activate_below.clamp(0.0, 1.0),
+            activate_for_ms: i64::from(t.activate_for_seconds) * SECOND,
+            deactivate_above: t.deactivate_above.clamp(0.0, 1.0),
+            deactivate_for_ms: i64::from(t.deactivate_for_seconds) * SECOND,
+            fail_closed: spec.safety.fail_mode == FailMode::FailClosed,
+            max_ejection_percent: spec.safety.max_ejection_percent.min(100),
+            flap_max_transitions: spec.safety.flap_budget.max_transitions.max(1),
+            flap_window_ms: i64::from(spec.safety.flap_budget.window_seconds.max(1)) * SECOND,
+            hold_down_ms: i64::from(spec.recovery.hold_down_seconds) * SECOND,
+            failback_steps: steps,
+            step_ms: i64::from(spec.recovery.step_seconds.max(1)) * SECOND,
+            emergency_cooldown_ms: i64::from(spec.recovery.emergency_cooldown_seconds) * SECOND,
+            emergency,
+            ingress,
+            override_: spec.r#override.as_ref().map(|o| OverrideConfig {
+                mode: o.mode,
+                expires_at: o.expires_at.as_ref().map(|t| t.0.as_millisecond()),
+                reason: o.reason.clone(),
+            }),
+            dry_run: spec.dry_run,
+        }
+    }
+
+    /// The override in force at `now`, if any (Auto counts as none).
+    pub fn override_at(&self, now: Millis) -> Option<&OverrideConfig> {
+        self.override_
+            .as_ref()
+            .filter(|o| o.mode != OverrideMode::Auto && o.expires_at.is_none_or(|exp| now < exp))
+    }
+}

@@ -1,0 +1,21 @@
+//! The decision engine: one pure, deterministic brain shared by the controller, the simulator
+//! and the tests.
+//!
+//! `step(config, state, observation, now, actions)` has no I/O and reads no clock: time is an
+//! argument. The controller feeds it live facts and applies the desired state read off
+//! [`PolicyState`]; the simulator feeds it a scenario on a virtual clock.
+
+pub mod actions;
+pub mod config;
+pub mod facts;
+mod publish;
+pub mod report;
+pub mod risefall;
+pub mod state;
+mod step;
+
+pub use actions::{Action, ActionKind, Affected};
+pub use config::{EngineConfig, Millis};
+pub use facts::{CheckFact, EndpointFact, Observation, Pool};
+pub use state::{EmergencyPhase, IngressDesired, IngressPhase, PolicyState};
+pub use step::step;

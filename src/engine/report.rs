@@ -1,0 +1,301 @@
+//! Renders the engine's state as the policy's status: phase, tiers, endpoints, conditions and
+//! history. Pure, like the rest of the engine, so the controller, the simulator and the tests
+//! show the same thing.
+
+use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+
+use crate::api::{
+    EmergencyStatus, EndpointStatus, FailoverPolicyStatus, LoadBalancerStatus,
+    MAX_ENDPOINT_STATUSES, OverrideStatus, Phase, TierHealth, TransitionRecord,
+    condition_types as ct, reasons,
+};
+
+use super::config::{EngineConfig, Millis};
+use super::facts::Pool;
+use super::state::{EmergencyPhase, IngressPhase, PolicyState};
+
+/// Converts engine time to a Kubernetes timestamp (second precision, as the API stores it).
+pub fn time(ms: Millis) -> Time {
+    let secs = ms.div_euclid(1000);
+    Time(Timestamp::from_second(secs).unwrap_or(Timestamp::UNIX_EPOCH))
+}
+
+/// The status for `state`. Conditions keep their `lastTransitionTime` from `previous` while
+/// their status is unchanged, as Kubernetes conventions require.
+pub fn render_status(
+    cfg: &EngineConfig,
+    state: &PolicyState,
+    generation: Option<i64>,
+    now: Millis,
+    previous: Option<&FailoverPolicyStatus>,
+) -> FailoverPolicyStatus {
+    let ingress = state.desired_ingress(cfg);
+    let mut status = FailoverPolicyStatus {
+        observed_generation: generation,
+        phase: state.phase,
+        active_class: ingress.as_ref().map(|i| i.active_class.clone()),
+        primary_weight_percent: ingress.as_ref().map(|i| i.primary_weight_percent),
+        primary: Some(tier(state, Pool::Primary)),
+        emergency: cfg.emergency.map(|_| emergency(cfg, state)),
+        load_balancer: cfg.ingress.as_ref().map(|_| LoadBalancerStatus {
+            state: if state.lb_serving {
+                state.lb.state
+            } else {
+                crate::api::EndpointState::Down
+            },
+            last_change: Some(time(state.lb.last_change)),
+            last_error: state.lb.last_error.as_deref().map(str::to_string),
+        }),
+        endpoints: endpoints(state),
+        r#override: cfg.override_.as_ref().map(|o| OverrideStatus {
+            mode: o.mode,
+            reason: o.reason.clone(),
+            expires_at: o.expires_at.map(time),
+            active: cfg.override_at(now).is_some(),
+        }),
+        transitions_in_window: Some(state.transitions_in_window(cfg, now)),
+        conditions: Vec::new(),
+        history: state
+            .history
+            .iter()
+            .map(|h| TransitionRecord {
+                time: time(h.at),
+                action: h.action.to_string(),
+                reason: h.reason.clone(),
+            })
+            .collect(),
+    };
+    status.conditions = conditions(cfg, state, generation, now, previous);
+    status
+}
+
+fn tier(state: &PolicyState, pool: Pool) -> TierHealth {
+    let (healthy, total) = match pool {
+        Pool::Primary => (state.primary_healthy, state.primary_total),
+        Pool::Emergency => (state.emergency_healthy, state.emergency_total),
+    };
+    let published = state
+        .endpoints
+        .iter()
+        .filter(|e| e.pool == pool && e.published)
+        .count() as u32;
+    TierHealth {
+        healthy,
+        total,
+        ratio: if total == 0 {
+            0.0
+        } else {
+            (f64::from(healthy) / f64::from(total) * 1000.0).round() / 1000.0
+        },
+        published,
+        summary: format!("{healthy}/{total}"),
+        panic: pool == Pool::Primary && state.panic,
+    }
+}
+
+fn emergency(cfg: &EngineConfig, state: &PolicyState) -> EmergencyStatus {
+    let desired = state.desired_emergency_replicas(cfg);
+    let active = !matches!(state.emergency, EmergencyPhase::Standby);
+    let summary = match state.emergency {
+        EmergencyPhase::Standby => "Standby".to_string(),
+        EmergencyPhase::Active { .. } | EmergencyPhase::CoolingDown { .. } => {
+            let label = if matches!(state.emergency, EmergencyPhase::Active { .. }) {
+                "Active"
+            } else {
+                "CoolingDown"
+            };
+            match desired {
+                Some(d) => format!(
+                    "{label} {}/{d}",
+                    state.emergency_ready_replicas.unwrap_or(0)
+                ),
+                None => format!(
+                    "{label} {}/{}",
+                    state.emergency_healthy, state.emergency_total
+                ),
+            }
+        }
+    };
+    EmergencyStatus {
+        active: matches!(state.emergency, EmergencyPhase::Active { .. }),
+        desired_replicas: desired,
+        ready_replicas: state.emergency_ready_replicas,
+        health: (state.emergency_total > 0 || active).then(|| tier(state, Pool::Emergency)),
+        summary,
+    }
+}
+
+/// Unhealthy first, then by pool and address; at most `MAX_ENDPOINT_STATUSES`.
+fn endpoints(state: &PolicyState) -> Vec<EndpointStatus> {
+    let mut list: Vec<&super::state::EndpointEntry> = state.endpoints.iter().collect();
+    list.sort_by_key(|e| (e.healthy(), e.pool, e.address.as_str()));
+    list.truncate(MAX_ENDPOINT_STATUSES);
+    list.into_iter()
+        .map(|e| EndpointStatus {
+            address: e.address.clone(),
+            pool: e.pool.as_str().to_string(),
+            state: e.health.state,
+            ready: e.ready,
+            published: e.published,
+            last_change: Some(time(e.health.last_change)),
+            last_error: e.health.last_error.as_deref().map(str::to_string),
+        })
+        .collect()
+}
+
+fn conditions(
+    cfg: &EngineConfig,
+    state: &PolicyState,
+    generation: Option<i64>,
+    now: Millis,
+    previous: Option<&FailoverPolicyStatus>,
+) -> Vec<Condition> {
+    let make = |type_: &str, on: bool, reason: &str, message: String| {
+        let status = if on { "True" } else { "False" };
+        let last = previous
+            .and_then(|p| p.conditions.iter().find(|c| c.type_ == type_))
+            .filter(|c| c.status == status)
+            .map(|c| c.last_transition_time.clone())
+            .unwrap_or_else(|| time(now));
+        Condition {
+            type_: type_.to_string(),
+            status: status.to_string(),
+            reason: reason.to_string(),
+            message,
+            observed_generation: generation,
+            last_transition_time: last,
+        }
+    };
+    let (ready_reason, ready_msg) = if cfg.dry_run {
+        (
+            reasons::DRY_RUN,
+            "deciding and reporting only; no managed object is changed".to_string(),
+        )
+    } else {
+        (reasons::RECONCILED, "policy is enforced".to_string())
+    };
+    let degraded = state.panic || state.primary_healthy < state.primary_total;
+    let (deg_reason, deg_msg) = if state.panic {
+        (
+            reasons::PANIC_FAIL_OPEN,
+            "no backend passes its checks; fail-open publishes all of them".to_string(),
+        )
+    } else if degraded {
+        (
+            reasons::BACKENDS_DOWN,
+            format!(
+                "{}/{} primary backends healthy",
+                state.primary_healthy, state.primary_total
+            ),
+        )
+    } else {
+        (
+            reasons::ALL_HEALTHY,
+            "all primary backends healthy".to_string(),
+        )
+    };
+    let failover = !matches!(state.ingress, IngressPhase::Primary);
+    let (fo_reason, fo_msg) = match state.ingress {
+        IngressPhase::Primary if state.lb_serving => (
+            reasons::PRIMARY_LB_HEALTHY,
+            "traffic on the primary ingress class".to_string(),
+        ),
+        IngressPhase::Primary => (
+            reasons::OVERRIDE,
+            "primary load balancer down but traffic held on the primary class".to_string(),
+        ),
+        IngressPhase::FailedOver { .. } => (
+            if cfg.override_at(now).is_some() {
+                reasons::OVERRIDE
+            } else {
+                reasons::PRIMARY_LB_DOWN
+            },
+            "traffic on the backup ingress class".to_string(),
+        ),
+        IngressPhase::FailingBack { .. } => (
+            reasons::GRADUAL_FAILBACK,
+            format!(
+                "{}% of traffic back on the primary class",
+                state
+                    .desired_ingress(cfg)
+                    .map_or(100, |i| i.primary_weight_percent)
+            ),
+        ),
+    };
+    let em_active = !matches!(state.emergency, EmergencyPhase::Standby);
+    let (em_reason, em_msg) = match state.emergency {
+        EmergencyPhase::Standby => (
+            reasons::INACTIVE,
+            "emergency capacity at standby".to_string(),
+        ),
+        EmergencyPhase::Active { .. } => (
+            reasons::HEALTHY_RATIO_LOW,
+            format!(
+                "primary healthy ratio {:.2} below {}",
+                state.primary_ratio(),
+                cfg.activate_below
+            ),
+        ),
+        EmergencyPhase::CoolingDown { .. } => (
+            reasons::COOLING_DOWN,
+            "primary recovered; emergency capacity scales down after the cooldown".to_string(),
+        ),
+    };
+    let freeze_override = cfg
+        .override_at(now)
+        .is_some_and(|o| o.mode == crate::api::OverrideMode::Freeze);
+    let frozen = state.phase == Phase::Frozen;
+    let (fr_reason, fr_msg) = if state.frozen_since.is_some() {
+        (
+            reasons::FLAP_BUDGET_EXHAUSTED,
+            format!(
+                "more than {} transitions within {}s; holding in place",
+                cfg.flap_max_transitions,
+                cfg.flap_window_ms / 1000
+            ),
+        )
+    } else if freeze_override {
+        (reasons::OVERRIDE, "override Freeze in force".to_string())
+    } else {
+        (
+            reasons::NOT_FROZEN,
+            "automatic decisions active".to_string(),
+        )
+    };
+    vec![
+        make(ct::READY, true, ready_reason, ready_msg),
+        make(ct::DEGRADED, degraded, deg_reason, deg_msg),
+        make(ct::FAILOVER_ACTIVE, failover, fo_reason, fo_msg),
+        make(ct::EMERGENCY_ACTIVE, em_active, em_reason, em_msg),
+        make(ct::FROZEN, frozen, fr_reason, fr_msg),
+    ]
+}
+
+/// The status of a policy whose spec failed validation: Ready=False/InvalidSpec naming the
+/// field, nothing else decided.
+pub fn invalid_status(
+    generation: Option<i64>,
+    message: &str,
+    now: Millis,
+    previous: Option<&FailoverPolicyStatus>,
+) -> FailoverPolicyStatus {
+    let last = previous
+        .and_then(|p| p.conditions.iter().find(|c| c.type_ == ct::READY))
+        .filter(|c| c.status == "False" && c.reason == reasons::INVALID_SPEC)
+        .map(|c| c.last_transition_time.clone())
+        .unwrap_or_else(|| time(now));
+    FailoverPolicyStatus {
+        observed_generation: generation,
+        phase: Phase::Invalid,
+        conditions: vec![Condition {
+            type_: ct::READY.to_string(),
+            status: "False".to_string(),
+            reason: reasons::INVALID_SPEC.to_string(),
+            message: message.to_string(),
+            observed_generation: generation,
+            last_transition_time: last,
+        }],
+        ..Default::default()
+    }
+}

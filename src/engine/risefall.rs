@@ -1,0 +1,169 @@
+//! HAProxy's `rise`/`fall` state machine for one checked target.
+//!
+//! A target leaves service after exactly `fall` consecutive failed checks and returns after
+//! exactly `rise` consecutive good ones. The two intermediate states are kept visible (HAProxy
+//! shows them as "UP 1/3", "DOWN 1/2") because an SRE reading status wants to see a backend that
+//! is about to flip.
+
+use crate::api::EndpointState;
+
+use super::config::Millis;
+
+/// Rise/fall bookkeeping for one target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RiseFall {
+    pub state: EndpointState,
+    /// Consecutive failed checks (meaningful while Up/Falling).
+    pub fails: u32,
+    /// Consecutive good checks (meaningful while Down/Rising).
+    pub oks: u32,
+    /// When `state` last changed.
+    pub last_change: Millis,
+    /// The most recent failure, kept after recovery for the post-mortem.
+    pub last_error: Option<Box<str>>,
+}
+
+/// A change of the serving verdict caused by one check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flip {
+    /// The target just left service (reached `fall`).
+    WentDown,
+    /// The target just returned to service (reached `rise`).
+    WentUp,
+}
+
+impl RiseFall {
+    /// A target that is assumed healthy until checks prove otherwise (HAProxy's default), so
+    /// that an operator restart never ejects a healthy pool.
+    pub fn up(now: Millis) -> Self {
+        RiseFall {
+            state: EndpointState::Up,
+            fails: 0,
+            oks: 0,
+            last_change: now,
+            last_error: None,
+        }
+    }
+
+    /// A target that must earn its place with `rise` good checks first.
+    pub fn down(now: Millis) -> Self {
+        RiseFall {
+            state: EndpointState::Down,
+            ..RiseFall::up(now)
+        }
+    }
+
+    /// Feeds one check result; returns the serving flip it caused, if any.
+    pub fn observe(
+        &mut self,
+        healthy: bool,
+        error: Option<&str>,
+        rise: u32,
+        fall: u32,
+        now: Millis,
+    ) -> Option<Flip> {
+        use EndpointState::*;
+        let before = self.state;
+        if healthy {
+            self.fails = 0;
+            match self.state {
+                Up => {}
+                Falling => self.state = Up,
+                Down | Rising => {
+                    self.oks += 1;
+                    self.state = if self.oks >= rise { Up } else { Rising };
+                }
+            }
+            if self.state == Up {
+                self.oks = 0;
+            }
+        } else {
+            self.oks = 0;
+            if let Some(e) = error
+                && self.last_error.as_deref() != Some(e)
+            {
+                self.last_error = Some(e.into());
+            }
+            match self.state {
+                Down => {}
+                Rising => self.state = Down,
+                Up | Falling => {
+                    self.fails += 1;
+                    self.state = if self.fails >= fall { Down } else { Falling };
+                }
+            }
+            if self.state == Down {
+                self.fails = 0;
+            }
+        }
+        if self.state != before {
+            self.last_change = now;
+        }
+        match (before.serving(), self.state.serving()) {
+            (true, false) => Some(Flip::WentDown),
+            (false, true) => Some(Flip::WentUp),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use EndpointState::*;
+
+    /// (start state, prior counter, check passed, rise, fall, expected state, expected flip)
+    type Case = (
+        EndpointState,
+        u32,
+        bool,
+        u32,
+        u32,
+        EndpointState,
+        Option<Flip>,
+    );
+
+    /// Table: every (state, check) pair of the machine.
+    #[test]
+    fn every_transition() {
+        let cases: &[Case] = &[
+            (Up, 0, true, 2, 3, Up, None),
+            (Up, 0, false, 2, 3, Falling, None),
+            (Up, 0, false, 2, 1, Down, Some(Flip::WentDown)),
+            (Falling, 1, false, 2, 3, Falling, None),
+            (Falling, 2, false, 2, 3, Down, Some(Flip::WentDown)),
+            (Falling, 2, true, 2, 3, Up, None),
+            (Down, 0, false, 2, 3, Down, None),
+            (Down, 0, true, 2, 3, Rising, None),
+            (Down, 0, true, 1, 3, Up, Some(Flip::WentUp)),
+            (Rising, 1, true, 2, 3, Up, Some(Flip::WentUp)),
+            (Rising, 1, true, 3, 3, Rising, None),
+            (Rising, 2, false, 3, 3, Down, None),
+        ];
+        for &(start, counter, ok, rise, fall, want, flip) in cases {
+            let mut rf = RiseFall::up(0);
+            rf.state = start;
+            if start.serving() {
+                rf.fails = counter;
+            } else {
+                rf.oks = counter;
+            }
+            let got = rf.observe(ok, Some("boom"), rise, fall, 5);
+            assert_eq!(
+                (rf.state, got),
+                (want, flip),
+                "{start:?} counter={counter} ok={ok} rise={rise} fall={fall}"
+            );
+            assert_eq!(rf.last_change, if want != start { 5 } else { 0 });
+        }
+    }
+
+    #[test]
+    fn failure_message_is_kept_after_recovery() {
+        let mut rf = RiseFall::up(0);
+        rf.observe(false, Some("connection refused"), 2, 1, 1);
+        rf.observe(true, None, 1, 1, 2);
+        assert_eq!(rf.state, Up);
+        assert_eq!(rf.last_error.as_deref(), Some("connection refused"));
+    }
+}
