@@ -1,0 +1,279 @@
+//! PRODUCT.md's invariants, checked over random fact streams.
+
+#[path = "support/engine_harness.rs"]
+mod harness;
+
+use harness::*;
+use ingress_failover::engine::risefall::{Flip, RiseFall};
+use ingress_failover::engine::{Action, ActionKind, EndpointFact, Pool};
+use proptest::prelude::*;
+use serde_json::json;
+
+/// One random event in the life of a policy.
+#[derive(Debug, Clone)]
+enum Event {
+    /// Check results for the primary backends (bit i = backend i healthy), then one second.
+    Round(u8),
+    /// A load-balancer check, then one second.
+    Lb(bool),
+    /// Kubernetes readiness of primary backend i flips.
+    ToggleReady(usize),
+    /// Emergency pods: count and how many are ready.
+    EmergencyPods(u8, u8),
+    /// Checks for every emergency pod.
+    EmergencyRound(bool),
+    /// Time passes with no facts.
+    Idle(u16),
+}
+
+fn event() -> impl Strategy<Value = Event> {
+    prop_oneof![
+        6 => any::<u8>().prop_map(Event::Round),
+        2 => any::<bool>().prop_map(Event::Lb),
+        1 => (0usize..6).prop_map(Event::ToggleReady),
+        1 => (0u8..5, 0u8..5).prop_map(|(n, r)| Event::EmergencyPods(n, r.min(n))),
+        2 => any::<bool>().prop_map(Event::EmergencyRound),
+        1 => (1u16..400).prop_map(Event::Idle),
+    ]
+}
+
+#[derive(Debug, Clone)]
+struct Knobs {
+    backends: usize,
+    fail_closed: bool,
+    max_ejection: u32,
+    rise: u32,
+    fall: u32,
+    max_transitions: u32,
+    window: u32,
+    active: i32,
+    max: i32,
+    steps: bool,
+}
+
+fn knobs() -> impl Strategy<Value = Knobs> {
+    (
+        1usize..7,
+        any::<bool>(),
+        0u32..=100,
+        1u32..4,
+        1u32..4,
+        1u32..5,
+        10u32..300,
+        (0i32..6, 0i32..8),
+        any::<bool>(),
+    )
+        .prop_map(
+            |(backends, fail_closed, max_ejection, rise, fall, mt, window, (a, m), steps)| Knobs {
+                backends,
+                fail_closed,
+                max_ejection,
+                rise,
+                fall,
+                max_transitions: mt,
+                window,
+                active: a.min(m),
+                max: m,
+                steps,
+            },
+        )
+}
+
+fn build(k: &Knobs) -> Harness {
+    let addrs: Vec<String> = primary(k.backends);
+    let mut recovery =
+        json!({"holdDownSeconds": 5, "emergencyCooldownSeconds": 15, "stepSeconds": 3});
+    if k.steps {
+        recovery["failbackSteps"] = json!([10, 50]);
+    }
+    let s = spec(json!({
+        "backends": {"primary": {"addresses": addrs},
+                     "emergency": {"deployment": {"name": "e", "activeReplicas": k.active, "maxReplicas": k.max}}},
+        "probe": {"successThreshold": k.rise, "failureThreshold": k.fall},
+        "thresholds": {"activateForSeconds": 3, "deactivateForSeconds": 4},
+        "safety": {"failMode": if k.fail_closed {"FailClosed"} else {"FailOpen"},
+                   "maxEjectionPercent": k.max_ejection,
+                   "flapBudget": {"maxTransitions": k.max_transitions, "windowSeconds": k.window}},
+        "ingress": {"ingresses": ["web"], "primaryClass": "a", "backupClass": "b", "mode": "HotStandby",
+                    "health": {"url": "http://lb/healthz"}},
+        "recovery": recovery,
+    }));
+    let mut h = Harness::new(&s);
+    h.step();
+    h
+}
+
+fn apply(h: &mut Harness, e: &Event) -> Vec<Action> {
+    match *e {
+        Event::Round(bits) => {
+            let addrs: Vec<String> = h
+                .obs
+                .endpoints
+                .iter()
+                .filter(|e| e.pool == Pool::Primary)
+                .map(|e| e.address.clone())
+                .collect();
+            for (i, a) in addrs.iter().enumerate() {
+                h.check(a, Pool::Primary, bits & (1 << (i % 8)) != 0);
+            }
+            h.run(1)
+        }
+        Event::Lb(ok) => {
+            h.lb(ok);
+            h.run(1)
+        }
+        Event::ToggleReady(i) => {
+            let mut eps = h.obs.endpoints.clone();
+            if let Some(e) = eps.iter_mut().filter(|e| e.pool == Pool::Primary).nth(i) {
+                e.ready = !e.ready;
+            }
+            h.obs.set_endpoints(eps);
+            h.run(1)
+        }
+        Event::EmergencyPods(n, ready) => {
+            let mut eps: Vec<EndpointFact> = h
+                .obs
+                .endpoints
+                .iter()
+                .filter(|e| e.pool == Pool::Primary)
+                .cloned()
+                .collect();
+            for i in 0..n {
+                eps.push(EndpointFact {
+                    address: format!("10.9.0.{i}:80"),
+                    pool: Pool::Emergency,
+                    ready: i < ready,
+                });
+            }
+            h.obs.emergency_ready_replicas = Some(i32::from(ready));
+            h.obs.set_endpoints(eps);
+            h.run(1)
+        }
+        Event::EmergencyRound(ok) => {
+            let addrs: Vec<String> = h
+                .obs
+                .endpoints
+                .iter()
+                .filter(|e| e.pool == Pool::Emergency)
+                .map(|e| e.address.clone())
+                .collect();
+            for a in addrs {
+                h.check(&a, Pool::Emergency, ok);
+            }
+            h.run(1)
+        }
+        Event::Idle(s) => h.run(i64::from(s)),
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    /// Never an empty published set while any endpoint exists, unless fail-closed.
+    #[test]
+    fn fail_open_never_publishes_nothing(k in knobs(), events in prop::collection::vec(event(), 1..120)) {
+        let mut h = build(&k);
+        for e in &events {
+            apply(&mut h, e);
+            if !k.fail_closed && !h.state.endpoints.iter().all(|e| e.pool == Pool::Emergency) {
+                prop_assert!(h.state.published_count() > 0, "empty set after {e:?}");
+            }
+        }
+    }
+
+    /// Emergency replicas stay within [0, maxReplicas] whatever happens.
+    #[test]
+    fn emergency_replicas_within_bounds(k in knobs(), events in prop::collection::vec(event(), 1..120)) {
+        let mut h = build(&k);
+        for e in &events {
+            apply(&mut h, e);
+            let r = h.state.desired_emergency_replicas(&h.cfg).unwrap();
+            prop_assert!((0..=k.max).contains(&r), "replicas {r} outside 0..={}", k.max);
+        }
+    }
+
+    /// Counted transitions in any window never exceed the flap budget.
+    #[test]
+    fn transitions_within_flap_budget(k in knobs(), events in prop::collection::vec(event(), 1..200)) {
+        let mut h = build(&k);
+        let mut times = Vec::new();
+        for e in &events {
+            for a in apply(&mut h, e) {
+                if a.kind.counts_against_flap_budget() {
+                    times.push(a.at);
+                }
+            }
+        }
+        let window = i64::from(k.window) * 1000;
+        for (i, &t) in times.iter().enumerate() {
+            let in_window = times[i..].iter().take_while(|&&u| u - t < window).count();
+            prop_assert!(in_window as u32 <= k.max_transitions,
+                "{in_window} transitions within {}s starting at {t}", k.window);
+        }
+    }
+
+    /// Every action carries a cause.
+    #[test]
+    fn no_action_without_a_reason(k in knobs(), events in prop::collection::vec(event(), 1..120)) {
+        let mut h = build(&k);
+        for e in &events {
+            for a in apply(&mut h, e) {
+                prop_assert!(!a.reason.trim().is_empty(), "{a:?}");
+            }
+        }
+    }
+
+    /// At most maxEjectionPercent of the ready primary pool is removed for failing probes
+    /// (fail-closed included: ejection limits apply before fail mode).
+    #[test]
+    fn ejection_never_exceeds_the_cap(k in knobs(), events in prop::collection::vec(event(), 1..120)) {
+        let mut h = build(&k);
+        for e in &events {
+            apply(&mut h, e);
+            let ready: Vec<_> = h.state.endpoints.iter().filter(|e| e.pool == Pool::Primary && e.ready).collect();
+            let ejected = ready.iter().filter(|e| !e.published).count();
+            prop_assert!(ejected <= ready.len() * k.max_ejection as usize / 100,
+                "{ejected} of {} ejected, cap {}%", ready.len(), k.max_ejection);
+        }
+    }
+
+    /// An endpoint leaves exactly at the fall-th consecutive failure and returns exactly at the
+    /// rise-th consecutive success, checked against a run-length reading of the raw sequence.
+    #[test]
+    fn rise_and_fall_are_exact(rise in 1u32..6, fall in 1u32..6, checks in prop::collection::vec(any::<bool>(), 1..300)) {
+        let mut rf = RiseFall::up(0);
+        let mut serving = true;
+        let mut run = 0u32; // length of the current run of results opposite to `serving`
+        for (i, &ok) in checks.iter().enumerate() {
+            let flip = rf.observe(ok, Some("x"), rise, fall, i as i64);
+            let against = ok != serving;
+            run = if against { run + 1 } else { 0 };
+            let expected = if against && run == if serving { fall } else { rise } {
+                serving = !serving;
+                run = 0;
+                Some(if serving { Flip::WentUp } else { Flip::WentDown })
+            } else {
+                None
+            };
+            prop_assert_eq!(flip, expected, "check {} ok={}", i, ok);
+            prop_assert_eq!(rf.state.serving(), serving);
+        }
+    }
+
+    /// The engine is deterministic: the same inputs give the same actions and state.
+    #[test]
+    fn deterministic(k in knobs(), events in prop::collection::vec(event(), 1..80)) {
+        let (mut a, mut b) = (build(&k), build(&k));
+        for e in &events {
+            prop_assert_eq!(apply(&mut a, e), apply(&mut b, e));
+        }
+        prop_assert_eq!(a.state, b.state);
+    }
+}
+
+#[test]
+fn action_names_round_trip() {
+    for k in ActionKind::ALL {
+        assert_eq!(ActionKind::from_name(k.as_str()), Some(k));
+    }
+}
