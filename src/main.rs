@@ -17,14 +17,22 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Print the FailoverPolicy CustomResourceDefinition as YAML.
-    Crd,
+    Crd {
+        /// Print the Markdown policy reference generated from the CRD instead.
+        #[arg(long)]
+        reference: bool,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Crd => {
-            print!("{}", ingress_failover::api::crd::crd_yaml());
+        Command::Crd { reference } => {
+            if reference {
+                print!("{}", ingress_failover::api::reference::policy_reference_markdown());
+            } else {
+                print!("{}", ingress_failover::api::crd::crd_yaml());
+            }
             ExitCode::SUCCESS
         }
     }

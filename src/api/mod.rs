@@ -1,6 +1,7 @@
 //! The `FailoverPolicy` API (`ingressfailover.io/v1alpha1`) and its CRD.
 
 pub mod crd;
+pub mod reference;
 pub mod spec;
 pub mod status;
 

@@ -405,10 +405,13 @@ fn run_emergency(
     let sustained_high = state
         .above_since
         .is_some_and(|t| now - t >= cfg.deactivate_for_ms);
-    let ratio_text = format!(
-        "healthy ratio {:.2} ({}/{})",
-        ratio, state.primary_healthy, state.primary_total
-    );
+    // Built only when an action needs it: this function runs every step.
+    let ratio_text = |state: &PolicyState| {
+        format!(
+            "healthy ratio {:.2} ({}/{})",
+            ratio, state.primary_healthy, state.primary_total
+        )
+    };
 
     match state.emergency {
         EmergencyPhase::Standby | EmergencyPhase::CoolingDown { .. } if sustained_low => {
@@ -418,7 +421,8 @@ fn run_emergency(
             let from = state.desired_emergency_replicas(cfg).unwrap_or(0);
             state.emergency = EmergencyPhase::Active { since: now };
             let reason = format!(
-                "{ratio_text} below {} for {}s",
+                "{} below {} for {}s",
+                ratio_text(state),
                 cfg.activate_below,
                 cfg.activate_for_ms / 1000
             );
@@ -444,7 +448,8 @@ fn run_emergency(
                 return;
             }
             let reason = format!(
-                "{ratio_text} at or above {} for {}s",
+                "{} at or above {} for {}s",
+                ratio_text(state),
                 cfg.deactivate_above,
                 cfg.deactivate_for_ms / 1000
             );
