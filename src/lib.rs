@@ -3,4 +3,6 @@
 //! See ARCHITECTURE.md for the map of modules.
 
 pub mod api;
+pub mod check;
 pub mod health;
+pub mod validation;
