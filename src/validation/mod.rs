@@ -100,7 +100,14 @@ pub fn validate_document(
             return Err(errors);
         }
     };
-    errors.extend(validate_policy(&policy, ctx));
+    // Semantic checks repeat a few CEL rules for objects admitted under an older CRD; report a
+    // path once, with the admission-time message.
+    let reported: Vec<String> = errors.iter().map(|e| e.path.clone()).collect();
+    errors.extend(
+        validate_policy(&policy, ctx)
+            .into_iter()
+            .filter(|e| !reported.contains(&e.path)),
+    );
     if errors.is_empty() {
         Ok(policy)
     } else {

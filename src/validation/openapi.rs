@@ -454,9 +454,20 @@ fn check_number(
     }
 }
 
-/// A bound as written in the schema (`1`, not `1.0`).
+/// A bound as the apiserver prints it: `1`, not `1.0`.
 fn bound(schema: &Value, key: &str) -> String {
-    schema.get(key).map(Value::to_string).unwrap_or_default()
+    match schema.get(key) {
+        Some(Value::Number(n)) if n.is_f64() => {
+            let f = n.as_f64().unwrap_or_default();
+            if f.fract() == 0.0 && f.abs() < 9.0e15 {
+                format!("{}", f as i64)
+            } else {
+                n.to_string()
+            }
+        }
+        Some(other) => other.to_string(),
+        None => String::new(),
+    }
 }
 
 /// Compiled patterns, shared: the API server validates every write against the same few.
