@@ -3,6 +3,8 @@
 //! See ARCHITECTURE.md for the map of modules.
 
 pub mod api;
+pub mod check;
 pub mod engine;
 pub mod health;
 pub mod probe;
+pub mod validation;

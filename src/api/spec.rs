@@ -98,7 +98,7 @@ pub struct BackendsSpec {
 /// The primary pool: pods behind a Service and/or plain addresses outside the cluster.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("has(self.service) || size(self.addresses) > 0").message("set service and/or addresses: the primary pool cannot be empty"))]
+#[x_kube(validation = Rule::new("has(self.service) || (has(self.addresses) && size(self.addresses) > 0)").message("set service and/or addresses: the primary pool cannot be empty"))]
 pub struct PrimaryPool {
     /// A Service in the policy's namespace; its EndpointSlices give the pod addresses and their
     /// Kubernetes readiness.
@@ -141,7 +141,7 @@ pub struct StaticAddress(
 /// Capacity to wake in an emergency: a Deployment to scale and/or standby addresses.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("has(self.deployment) || size(self.addresses) > 0").message("set deployment and/or addresses, or omit the emergency pool"))]
+#[x_kube(validation = Rule::new("has(self.deployment) || (has(self.addresses) && size(self.addresses) > 0)").message("set deployment and/or addresses, or omit the emergency pool"))]
 pub struct EmergencyPool {
     /// A Deployment in the policy's namespace, scaled from `standbyReplicas` to
     /// `activeReplicas` while the emergency lasts.
@@ -386,7 +386,7 @@ pub struct TcpProbe {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("self.primaryClass != self.backupClass").message("backupClass must differ from primaryClass").field_path(".backupClass"))]
-#[x_kube(validation = Rule::new("size(self.ingresses) > 0 || has(self.selector)").message("name the Ingresses to manage in ingresses and/or select them with selector"))]
+#[x_kube(validation = Rule::new("(has(self.ingresses) && size(self.ingresses) > 0) || has(self.selector)").message("name the Ingresses to manage in ingresses and/or select them with selector"))]
 #[x_kube(validation = Rule::new("has(self.health.url) || has(self.health.controllerDeployment)").message("judge the primary tier with health.url and/or health.controllerDeployment").field_path(".health"))]
 pub struct IngressTierSpec {
     /// Names of Ingress objects in the policy's namespace to manage.
@@ -594,8 +594,8 @@ fn default_flap_window() -> u32 {
 /// How things return to normal.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("self.failbackSteps.all(s, s >= 1 && s <= 100)").message("failbackSteps are percentages between 1 and 100").field_path(".failbackSteps"))]
-#[x_kube(validation = Rule::new("self.failbackSteps.isSorted() && self.failbackSteps.all(s, self.failbackSteps.exists_one(t, t == s))").message("failbackSteps must be strictly increasing").field_path(".failbackSteps"))]
+#[x_kube(validation = Rule::new("!has(self.failbackSteps) || self.failbackSteps.all(s, s >= 1 && s <= 100)").message("failbackSteps are percentages between 1 and 100").field_path(".failbackSteps"))]
+#[x_kube(validation = Rule::new("!has(self.failbackSteps) || (self.failbackSteps.isSorted() && self.failbackSteps.all(s, self.failbackSteps.exists_one(t, t == s)))").message("failbackSteps must be strictly increasing").field_path(".failbackSteps"))]
 pub struct RecoverySpec {
     /// Fail back to the primary ingress class only after the primary load balancer has been
     /// healthy this many seconds without interruption.

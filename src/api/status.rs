@@ -261,8 +261,12 @@ pub struct EndpointStatus {
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct OverrideStatus {
+    /// The override mode in force (copied from `spec.override.mode`).
     pub mode: OverrideMode,
+    /// Why the override was set, as written in `spec.override.reason`, for the next person on
+    /// call.
     pub reason: String,
+    /// When the override stops applying; absent when it has no expiry.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<Time>,
     /// False once it has expired.

@@ -1,0 +1,770 @@
+//! Checks on a typed [`FailoverPolicy`] that the CRD schema and CEL cannot express. The
+//! controller runs [`validate_policy`] on every reconcile and manages nothing while it returns
+//! any error; `ingress-failover check` runs the very same function offline.
+//!
+//! Decisions recorded here (the engine relies on them):
+//!
+//! - An override whose `expiresAt` is already past is a **warning**, not an error: an expired
+//!   override simply no longer applies (the engine treats it as `Auto`), and refusing the whole
+//!   policy would stop failover for everyone over a stale incident note. Warnings need a clock, so
+//!   they live in [`policy_warnings`], apart from the pure [`validate_policy`].
+//! - `failbackSteps` that do not end at 100 are a **warning**: after the last step's dwell the
+//!   engine completes the failback at 100 %, which is what such a list can only mean.
+//! - Static addresses on loopback, link-local (including the cloud metadata address
+//!   169.254.169.254), unspecified or multicast IPs — and `localhost` — are refused unless the
+//!   operator's probe allowlist permits them: the operator would otherwise probe its own pod or
+//!   the node's metadata service on a namespaced user's behalf (SSRF). The demo passes
+//!   `--probe-allowlist 127.0.0.0/8` for its loopback backends.
+//! - Host names in static addresses and health URLs are matched by name only; what they resolve
+//!   to is a run-time concern of the prober.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv6Addr};
+
+use ipnet::IpNet;
+use jiff::Timestamp;
+
+use super::FieldError;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+
+use crate::api::{FailoverPolicy, IngressMode, OverrideMode, StaticAddress, StatusRange};
+
+/// Operator-wide settings that decide what a namespaced policy may reference. Built from the
+/// controller's flags (`--ingress-controller-namespace`, `--probe-allowlist`) and passed to
+/// `check` the same way, so the offline answer matches the controller's.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ValidationContext {
+    /// Namespaces, other than a policy's own, where `ingress.health.controllerDeployment` may
+    /// point (typically `ingress-nginx`). Empty: only the policy's own namespace.
+    pub allowed_ingress_controller_namespaces: Vec<String>,
+    /// Where health URLs may point, and which special addresses static backends may use: CIDRs
+    /// (`10.0.0.0/8`), single IPs, exact host names (`lb.example.internal`) and domain suffixes
+    /// (`.example.com`, matching any name below it). Empty: no health URL is allowed at all.
+    pub probe_allowlist: Vec<String>,
+}
+
+/// A malformed operator setting, reported at start-up rather than as a policy error.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ContextError {
+    /// A `--probe-allowlist` entry that is neither a CIDR, an IP, a host name nor a `.suffix`.
+    #[error(
+        "--probe-allowlist entry {entry:?} is not a CIDR, an IP address, a host name or a .domain suffix"
+    )]
+    AllowlistEntry { entry: String },
+    /// A `--ingress-controller-namespace` value that is not a namespace name.
+    #[error("--ingress-controller-namespace {namespace:?} is not a valid namespace name")]
+    Namespace { namespace: String },
+}
+
+impl ValidationContext {
+    /// Checks the settings themselves; the controller and `check` call this once at start-up.
+    /// (An entry that fails here would simply never match anything.)
+    pub fn check(&self) -> Result<(), ContextError> {
+        for entry in &self.probe_allowlist {
+            if AllowEntry::parse(entry).is_none() {
+                return Err(ContextError::AllowlistEntry {
+                    entry: entry.clone(),
+                });
+            }
+        }
+        for namespace in &self.allowed_ingress_controller_namespaces {
+            if dns1123_label(namespace).is_err() {
+                return Err(ContextError::Namespace {
+                    namespace: namespace.clone(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn allows_host(&self, host: &Host) -> bool {
+        self.probe_allowlist
+            .iter()
+            .filter_map(|e| AllowEntry::parse(e))
+            .any(|e| e.matches(host))
+    }
+}
+
+enum AllowEntry {
+    Net(IpNet),
+    Name(String),
+    Suffix(String),
+}
+
+impl AllowEntry {
+    fn parse(entry: &str) -> Option<AllowEntry> {
+        let entry = entry.trim();
+        if let Ok(net) = entry.parse::<IpNet>() {
+            return Some(AllowEntry::Net(net));
+        }
+        if let Ok(ip) = entry.parse::<IpAddr>() {
+            return Some(AllowEntry::Net(IpNet::from(ip)));
+        }
+        let lower = entry.to_ascii_lowercase();
+        if let Some(rest) = lower.strip_prefix('.') {
+            return is_hostname(rest).then(|| AllowEntry::Suffix(format!(".{rest}")));
+        }
+        is_hostname(&lower).then_some(AllowEntry::Name(lower))
+    }
+
+    fn matches(&self, host: &Host) -> bool {
+        match (self, host) {
+            (AllowEntry::Net(net), Host::Ip(ip)) => net.contains(ip),
+            (AllowEntry::Name(name), Host::Name(host)) => name == host,
+            (AllowEntry::Suffix(suffix), Host::Name(host)) => host.ends_with(suffix.as_str()),
+            _ => false,
+        }
+    }
+}
+
+/// A host as written in an address or URL: an IP literal or a (lower-cased) name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Host {
+    Ip(IpAddr),
+    Name(String),
+}
+
+impl std::fmt::Display for Host {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Host::Ip(IpAddr::V6(ip)) => write!(f, "[{ip}]"),
+            Host::Ip(ip) => write!(f, "{ip}"),
+            Host::Name(name) => f.write_str(name),
+        }
+    }
+}
+
+/// Checks what the CRD cannot. Pure and deterministic (no clock, no I/O): the controller calls it
+/// on every reconcile. A policy without `metadata.namespace` is taken to be in `default`, as
+/// kubectl would create it.
+pub fn validate_policy(policy: &FailoverPolicy, ctx: &ValidationContext) -> Vec<FieldError> {
+    let mut errors = Vec::new();
+    let own_namespace = policy.metadata.namespace.as_deref().unwrap_or("default");
+    let spec = &policy.spec;
+
+    match policy.metadata.name.as_deref() {
+        None | Some("") => errors.push(FieldError::new("metadata.name", "Required value")),
+        Some(name) => check_name(&mut errors, "metadata.name", name, dns1123_subdomain),
+    }
+    if let Some(ns) = &policy.metadata.namespace {
+        check_name(&mut errors, "metadata.namespace", ns, dns1123_label);
+    }
+
+    // Backends.
+    let primary = &spec.backends.primary;
+    if let Some(service) = &primary.service {
+        check_name(
+            &mut errors,
+            "spec.backends.primary.service.name",
+            &service.name,
+            dns1035_label,
+        );
+        if let Some(port) = &service.port_name {
+            check_name(
+                &mut errors,
+                "spec.backends.primary.service.portName",
+                port,
+                dns1123_label,
+            );
+        }
+    }
+    let mut seen: HashMap<(Host, u16), String> = HashMap::new();
+    check_addresses(
+        &mut errors,
+        ctx,
+        "spec.backends.primary.addresses",
+        &primary.addresses,
+        &mut seen,
+    );
+    let mut emergency_service = None;
+    if let Some(emergency) = &spec.backends.emergency {
+        check_addresses(
+            &mut errors,
+            ctx,
+            "spec.backends.emergency.addresses",
+            &emergency.addresses,
+            &mut seen,
+        );
+        if let Some(deployment) = &emergency.deployment {
+            let base = "spec.backends.emergency.deployment";
+            check_name(
+                &mut errors,
+                &format!("{base}.name"),
+                &deployment.name,
+                dns1123_subdomain,
+            );
+            match &deployment.service_name {
+                Some(service) => {
+                    check_name(
+                        &mut errors,
+                        &format!("{base}.serviceName"),
+                        service,
+                        dns1035_label,
+                    );
+                    emergency_service = Some((format!("{base}.serviceName"), service.as_str()));
+                }
+                None => {
+                    emergency_service = Some((format!("{base}.name"), deployment.name.as_str()))
+                }
+            }
+            if let Some(port) = &deployment.port_name {
+                check_name(
+                    &mut errors,
+                    &format!("{base}.portName"),
+                    port,
+                    dns1123_label,
+                );
+            }
+            if deployment.active_replicas <= 0 {
+                errors.push(FieldError::new(
+                    format!("{base}.activeReplicas"),
+                    format!(
+                        "Invalid value: {}: must be greater than 0: an emergency that adds no replica adds no capacity",
+                        deployment.active_replicas
+                    ),
+                ));
+            }
+        }
+    }
+
+    // The managed Service: the operator owns its EndpointSlices, so it must not be a Service
+    // that Kubernetes or someone else already fills.
+    let managed = &spec.managed_service;
+    check_name(
+        &mut errors,
+        "spec.managedService.name",
+        &managed.name,
+        dns1035_label,
+    );
+    check_name(
+        &mut errors,
+        "spec.managedService.portName",
+        &managed.port_name,
+        dns1123_label,
+    );
+    if let Some(service) = &primary.service
+        && service.name == managed.name
+    {
+        errors.push(FieldError::new(
+            "spec.managedService.name",
+            format!(
+                "Invalid value: \"{}\": must differ from spec.backends.primary.service.name: the operator would overwrite the endpoints of the Service it reads",
+                managed.name
+            ),
+        ));
+    }
+    if let Some((path, service)) = emergency_service
+        && service == managed.name
+    {
+        errors.push(FieldError::new(
+            "spec.managedService.name",
+            format!(
+                "Invalid value: \"{}\": must differ from the emergency Service ({path}): the operator would overwrite the endpoints of the Service it reads",
+                managed.name
+            ),
+        ));
+    }
+
+    // Probes.
+    if let Some(http) = &spec.probe.http {
+        if let Some(host) = &http.host
+            && parse_host_header(host).is_none()
+        {
+            errors.push(FieldError::new(
+                "spec.probe.http.host",
+                format!("Invalid value: \"{host}\": must be a host name or IP address, optionally with :port"),
+            ));
+        }
+        check_statuses(
+            &mut errors,
+            "spec.probe.http.expectedStatuses",
+            &http.expected_statuses,
+        );
+    }
+
+    // Ingress tier.
+    if let Some(ingress) = &spec.ingress {
+        let mut names: HashMap<&str, usize> = HashMap::new();
+        for (i, name) in ingress.ingresses.iter().enumerate() {
+            let path = format!("spec.ingress.ingresses[{i}]");
+            check_name(&mut errors, &path, name, dns1123_subdomain);
+            if let Some(first) = names.insert(name, i) {
+                errors.push(FieldError::new(
+                    path,
+                    format!("Duplicate value: \"{name}\" is already listed at spec.ingress.ingresses[{first}]"),
+                ));
+            }
+        }
+        check_name(
+            &mut errors,
+            "spec.ingress.primaryClass",
+            &ingress.primary_class,
+            dns1123_subdomain,
+        );
+        check_name(
+            &mut errors,
+            "spec.ingress.backupClass",
+            &ingress.backup_class,
+            dns1123_subdomain,
+        );
+        if let Some(selector) = &ingress.selector {
+            check_selector(&mut errors, "spec.ingress.selector", selector);
+        }
+        let health = &ingress.health;
+        if let Some(url) = &health.url {
+            check_health_url(&mut errors, ctx, url);
+        }
+        if let Some(deployment) = &health.controller_deployment {
+            let base = "spec.ingress.health.controllerDeployment";
+            check_name(
+                &mut errors,
+                &format!("{base}.name"),
+                &deployment.name,
+                dns1123_subdomain,
+            );
+            if let Some(ns) = &deployment.namespace {
+                check_name(&mut errors, &format!("{base}.namespace"), ns, dns1123_label);
+                if ns != own_namespace
+                    && !ctx
+                        .allowed_ingress_controller_namespaces
+                        .iter()
+                        .any(|a| a == ns)
+                {
+                    errors.push(FieldError::new(
+                        format!("{base}.namespace"),
+                        format!(
+                            "Forbidden: namespace \"{ns}\" is not the policy's own (\"{own_namespace}\") and is not allowed by the operator's --ingress-controller-namespace"
+                        ),
+                    ));
+                }
+            }
+        }
+        check_statuses(
+            &mut errors,
+            "spec.ingress.health.expectedStatuses",
+            &health.expected_statuses,
+        );
+    }
+
+    // failbackSteps without HotStandby is a root CEL rule; repeat it here for objects that
+    // reached the controller past an older CRD.
+    if !spec.recovery.failback_steps.is_empty()
+        && spec.ingress.as_ref().map(|i| i.mode) != Some(IngressMode::HotStandby)
+    {
+        errors.push(FieldError::new(
+            "spec.recovery.failbackSteps",
+            "Forbidden: gradual failback needs spec.ingress.mode HotStandby: only a mirrored backup Ingress can carry a traffic weight",
+        ));
+    }
+
+    errors
+}
+
+/// Things worth saying that do not make the policy invalid. `now` is injected so that the
+/// controller and tests decide with their own clock.
+pub fn policy_warnings(policy: &FailoverPolicy, now: Timestamp) -> Vec<FieldError> {
+    let mut warnings = Vec::new();
+    let spec = &policy.spec;
+    if let Some(ov) = &spec.r#override
+        && ov.mode != OverrideMode::Auto
+        && let Some(expires) = &ov.expires_at
+        && expires.0 <= now
+    {
+        warnings.push(FieldError::new(
+            "spec.override.expiresAt",
+            format!(
+                "already expired ({}): the {:?} override no longer applies and the operator decides automatically",
+                expires.0, ov.mode
+            ),
+        ));
+    }
+    if let Some(last) = spec.recovery.failback_steps.last()
+        && *last != 100
+    {
+        warnings.push(FieldError::new(
+            "spec.recovery.failbackSteps",
+            format!("ends at {last} %: after that step the remaining traffic returns to the primary at once (100 %)"),
+        ));
+    }
+    if let Some(http) = &spec.probe.http
+        && let Some(max) = http.max_latency_ms
+        && u64::from(max) >= u64::from(spec.probe.timeout_seconds) * 1000
+    {
+        warnings.push(FieldError::new(
+            "spec.probe.http.maxLatencyMs",
+            format!(
+                "{max} ms is not below timeoutSeconds ({} s): it never marks a backend slow",
+                spec.probe.timeout_seconds
+            ),
+        ));
+    }
+    if spec.safety.max_ejection_percent == 0 {
+        warnings.push(FieldError::new(
+            "spec.safety.maxEjectionPercent",
+            "is 0: failing probes can never remove a backend (only Kubernetes readiness does)",
+        ));
+    }
+    if spec.backends.emergency.is_some() && spec.thresholds.activate_below <= 0.0 {
+        warnings.push(FieldError::new(
+            "spec.thresholds.activateBelow",
+            "is 0: the healthy ratio can never fall below it, so emergency capacity is never engaged",
+        ));
+    }
+    warnings
+}
+
+fn check_addresses(
+    errors: &mut Vec<FieldError>,
+    ctx: &ValidationContext,
+    base: &str,
+    addresses: &[StaticAddress],
+    seen: &mut HashMap<(Host, u16), String>,
+) {
+    for (i, address) in addresses.iter().enumerate() {
+        let path = format!("{base}[{i}]");
+        let (host, port) = match parse_host_port(&address.0) {
+            Ok(parsed) => parsed,
+            Err(why) => {
+                errors.push(FieldError::new(
+                    path,
+                    format!("Invalid value: \"{}\": {why}", address.0),
+                ));
+                continue;
+            }
+        };
+        if let Some(kind) = special_host(&host)
+            && !ctx.allows_host(&host)
+        {
+            errors.push(FieldError::new(
+                &path,
+                format!(
+                    "Forbidden: \"{}\" is a {kind} address: the operator would probe itself or its node; allow it explicitly with --probe-allowlist",
+                    address.0
+                ),
+            ));
+        }
+        if let Some(first) = seen.get(&(host.clone(), port)) {
+            errors.push(FieldError::new(
+                path,
+                format!(
+                    "Duplicate value: \"{}\" is already listed at {first}",
+                    address.0
+                ),
+            ));
+        } else {
+            seen.insert((host, port), path);
+        }
+    }
+}
+
+/// Why a host may not be probed without explicit permission, if it is special.
+fn special_host(host: &Host) -> Option<&'static str> {
+    match host {
+        Host::Name(name) if name == "localhost" || name.ends_with(".localhost") => Some("loopback"),
+        Host::Name(_) => None,
+        Host::Ip(ip) if ip.is_loopback() => Some("loopback"),
+        Host::Ip(ip) if ip.is_unspecified() => Some("unspecified"),
+        Host::Ip(ip) if ip.is_multicast() => Some("multicast"),
+        Host::Ip(IpAddr::V4(v4)) if v4.is_link_local() => Some("link-local"),
+        Host::Ip(IpAddr::V6(v6)) if is_v6_link_local(v6) => Some("link-local"),
+        Host::Ip(IpAddr::V6(v6)) => v6
+            .to_ipv4_mapped()
+            .and_then(|v4| special_host(&Host::Ip(IpAddr::V4(v4)))),
+        Host::Ip(_) => None,
+    }
+}
+
+fn is_v6_link_local(ip: &Ipv6Addr) -> bool {
+    (ip.segments()[0] & 0xffc0) == 0xfe80
+}
+
+/// `host:port` with IPv6 in brackets; the port must be 1–65535.
+fn parse_host_port(text: &str) -> Result<(Host, u16), String> {
+    let (host, port) = if let Some(rest) = text.strip_prefix('[') {
+        let (ip, port) = rest.split_once("]:").ok_or("must be [IPv6]:port")?;
+        let ip: Ipv6Addr = ip
+            .parse()
+            .map_err(|_| format!("\"{ip}\" is not an IPv6 address"))?;
+        (Host::Ip(IpAddr::V6(ip)), port)
+    } else {
+        let (host, port) = text.rsplit_once(':').ok_or("must be host:port")?;
+        if host.contains(':') {
+            return Err("IPv6 addresses must be written in brackets: [2001:db8::1]:8080".into());
+        }
+        (
+            parse_host(host)
+                .ok_or_else(|| format!("\"{host}\" is not an IP address or host name"))?,
+            port,
+        )
+    };
+    let port: u32 = port
+        .parse()
+        .map_err(|_| format!("port \"{port}\" is not a number"))?;
+    if !(1..=65535).contains(&port) {
+        return Err(format!("port {port} is outside 1-65535"));
+    }
+    Ok((host, port as u16))
+}
+
+fn parse_host(host: &str) -> Option<Host> {
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return Some(Host::Ip(ip));
+    }
+    // Dotted-decimal look-alikes such as 10.0.1.300 are typos, not host names.
+    if host
+        .split('.')
+        .all(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return None;
+    }
+    let lower = host.to_ascii_lowercase();
+    is_hostname(&lower).then_some(Host::Name(lower))
+}
+
+/// An HTTP Host header: a host name or IP, optionally with a port.
+fn parse_host_header(value: &str) -> Option<Host> {
+    if let Some(bracketed) = value.strip_prefix('[') {
+        let (ip, rest) = bracketed.split_once(']')?;
+        let ip: Ipv6Addr = ip.parse().ok()?;
+        if !rest.is_empty() {
+            rest.strip_prefix(':')?.parse::<u16>().ok()?;
+        }
+        return Some(Host::Ip(IpAddr::V6(ip)));
+    }
+    match value.rsplit_once(':') {
+        Some((host, port)) => {
+            port.parse::<u16>().ok()?;
+            parse_host(host)
+        }
+        None => parse_host(value),
+    }
+}
+
+/// RFC 1123 host name, lower-cased: dot-separated labels of letters, digits and `-`.
+fn is_hostname(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
+}
+
+fn check_health_url(errors: &mut Vec<FieldError>, ctx: &ValidationContext, url: &str) {
+    let path = "spec.ingress.health.url";
+    let host = match parse_health_url(url) {
+        Ok(host) => host,
+        Err(why) => {
+            errors.push(FieldError::new(
+                path,
+                format!("Invalid value: \"{url}\": {why}"),
+            ));
+            return;
+        }
+    };
+    if ctx.probe_allowlist.is_empty() {
+        errors.push(FieldError::new(
+            path,
+            format!(
+                "Forbidden: the operator probes no health URL unless its host is allowed with --probe-allowlist (none is configured); \"{host}\" is not allowed"
+            ),
+        ));
+    } else if !ctx.allows_host(&host) {
+        errors.push(FieldError::new(
+            path,
+            format!(
+                "Forbidden: host \"{host}\" is not in the operator's --probe-allowlist ({})",
+                ctx.probe_allowlist.join(", ")
+            ),
+        ));
+    }
+}
+
+/// The host of an `http(s)://host[:port]/path` URL. User info is refused: `http://ok@evil/` has
+/// the host `evil` and exists mostly to fool allowlists and readers.
+fn parse_health_url(url: &str) -> Result<Host, String> {
+    let uri: http::Uri = url.parse().map_err(|e| format!("not a URL: {e}"))?;
+    match uri.scheme_str() {
+        Some("http" | "https") => {}
+        Some(other) => return Err(format!("scheme \"{other}\" is not http or https")),
+        None => return Err("must start with http:// or https://".into()),
+    }
+    let authority = uri.authority().ok_or("has no host")?;
+    if authority.as_str().contains('@') {
+        return Err("must not contain user information (user@host)".into());
+    }
+    let host = authority.host();
+    if host.is_empty() {
+        return Err("has no host".into());
+    }
+    let host = match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        Some(v6) => v6
+            .parse::<Ipv6Addr>()
+            .map(|ip| Host::Ip(IpAddr::V6(ip)))
+            .map_err(|_| format!("\"{host}\" is not an IPv6 address"))?,
+        None => parse_host(host)
+            .ok_or_else(|| format!("\"{host}\" is not an IP address or host name"))?,
+    };
+    if authority.port_u16() == Some(0) {
+        return Err("port 0 is not a port".into());
+    }
+    Ok(host)
+}
+
+fn check_statuses(errors: &mut Vec<FieldError>, base: &str, statuses: &[StatusRange]) {
+    for (i, status) in statuses.iter().enumerate() {
+        if status.bounds().is_none() {
+            errors.push(FieldError::new(
+                format!("{base}[{i}]"),
+                format!(
+                    "Invalid value: \"{}\": must be a status code 100-599 or an increasing range such as \"200-399\"",
+                    status.0
+                ),
+            ));
+        }
+    }
+}
+
+/// The apiserver's LabelSelector rules: known operators, values only (and always) for In/NotIn.
+/// An empty selector would select every Ingress in the namespace, which is never what a failover
+/// policy means.
+fn check_selector(errors: &mut Vec<FieldError>, base: &str, selector: &LabelSelector) {
+    let labels = selector.match_labels.as_ref().map_or(0, |m| m.len());
+    let expressions = selector.match_expressions.as_deref().unwrap_or_default();
+    if labels == 0 && expressions.is_empty() {
+        errors.push(FieldError::new(
+            base,
+            "Invalid value: {}: an empty selector selects every Ingress in the namespace; name them in ingresses or give matchLabels",
+        ));
+    }
+    for (key, value) in selector.match_labels.iter().flatten() {
+        if label_key(key).is_err() {
+            errors.push(FieldError::new(
+                format!("{base}.matchLabels"),
+                format!("Invalid value: \"{key}\": not a valid label key"),
+            ));
+        }
+        if !label_value_ok(value) {
+            errors.push(FieldError::new(
+                format!("{base}.matchLabels[{key}]"),
+                format!("Invalid value: \"{value}\": not a valid label value (at most 63 alphanumerics, '-', '_' or '.', starting and ending alphanumeric)"),
+            ));
+        }
+    }
+    for (i, req) in expressions.iter().enumerate() {
+        let path = format!("{base}.matchExpressions[{i}]");
+        if label_key(&req.key).is_err() {
+            errors.push(FieldError::new(
+                format!("{path}.key"),
+                format!("Invalid value: \"{}\": not a valid label key", req.key),
+            ));
+        }
+        let values = req.values.as_deref().unwrap_or_default();
+        match req.operator.as_str() {
+            "In" | "NotIn" if values.is_empty() => errors.push(FieldError::new(
+                format!("{path}.values"),
+                "Required value: must be specified when `operator` is 'In' or 'NotIn'",
+            )),
+            "Exists" | "DoesNotExist" if !values.is_empty() => errors.push(FieldError::new(
+                format!("{path}.values"),
+                "Forbidden: may not be specified when `operator` is 'Exists' or 'DoesNotExist'",
+            )),
+            "In" | "NotIn" | "Exists" | "DoesNotExist" => {}
+            other => errors.push(FieldError::new(
+                format!("{path}.operator"),
+                format!("Unsupported value: \"{other}\": supported values: \"In\", \"NotIn\", \"Exists\", \"DoesNotExist\""),
+            )),
+        }
+    }
+}
+
+/// A label key: an optional DNS subdomain prefix and `/`, then a name of at most 63
+/// alphanumerics, `-`, `_` or `.`, starting and ending alphanumeric.
+fn label_key(key: &str) -> Result<(), ()> {
+    let name = match key.split_once('/') {
+        Some((prefix, name)) => {
+            dns1123_subdomain(prefix).map_err(|_| ())?;
+            name
+        }
+        None => key,
+    };
+    if !name.is_empty() && label_value_ok(name) {
+        Ok(())
+    } else {
+        Err(())
+    }
+}
+
+fn label_value_ok(value: &str) -> bool {
+    value.is_empty()
+        || (value.len() <= 63
+            && value
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+            && value.starts_with(|c: char| c.is_ascii_alphanumeric())
+            && value.ends_with(|c: char| c.is_ascii_alphanumeric()))
+}
+
+type NameCheck = fn(&str) -> Result<(), &'static str>;
+
+fn check_name(errors: &mut Vec<FieldError>, path: &str, value: &str, check: NameCheck) {
+    if let Err(why) = check(value) {
+        errors.push(FieldError::new(
+            path,
+            format!("Invalid value: \"{value}\": {why}"),
+        ));
+    }
+}
+
+fn label_chars_ok(label: &str) -> bool {
+    label
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !label.starts_with('-')
+        && !label.ends_with('-')
+        && !label.is_empty()
+}
+
+/// Kubernetes' RFC 1123 label (namespaces, port names).
+pub(crate) fn dns1123_label(value: &str) -> Result<(), &'static str> {
+    if value.len() > 63 {
+        return Err("must be no more than 63 characters");
+    }
+    if !label_chars_ok(value) {
+        return Err(
+            "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name' or '123-abc')",
+        );
+    }
+    Ok(())
+}
+
+/// Kubernetes' RFC 1123 subdomain (most object names: Deployments, Ingresses, IngressClasses).
+pub(crate) fn dns1123_subdomain(value: &str) -> Result<(), &'static str> {
+    if value.len() > 253 {
+        return Err("must be no more than 253 characters");
+    }
+    if !value.split('.').all(label_chars_ok) {
+        return Err(
+            "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com')",
+        );
+    }
+    Ok(())
+}
+
+/// Kubernetes' RFC 1035 label (Service names: they become DNS names and must start with a letter).
+pub(crate) fn dns1035_label(value: &str) -> Result<(), &'static str> {
+    if value.len() > 63 {
+        return Err("must be no more than 63 characters");
+    }
+    if !label_chars_ok(value) || !value.starts_with(|c: char| c.is_ascii_lowercase()) {
+        return Err(
+            "a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character (e.g. 'my-name' or 'abc-123')",
+        );
+    }
+    Ok(())
+}
