@@ -14,7 +14,12 @@ pub fn policy_reference_markdown() -> String {
          Every field of `spec`, as `kubectl explain failoverpolicy.spec --recursive` shows it. \
          Cross-field rules (CEL) are listed under the object they apply to.\n\n",
     );
-    walk(&mut out, "spec", &schema["properties"]["spec"], &schema["required"]);
+    walk(
+        &mut out,
+        "spec",
+        &schema["properties"]["spec"],
+        &schema["required"],
+    );
     out
 }
 
@@ -31,7 +36,10 @@ fn walk(out: &mut String, path: &str, node: &Value, _parent_required: &Value) {
     if let Some(d) = node.get("description").and_then(Value::as_str) {
         let _ = writeln!(out, "{}\n", one_line(d));
     }
-    if let Some(rules) = node.get("x-kubernetes-validations").and_then(Value::as_array) {
+    if let Some(rules) = node
+        .get("x-kubernetes-validations")
+        .and_then(Value::as_array)
+    {
         for r in rules {
             let _ = writeln!(
                 out,
@@ -42,12 +50,19 @@ fn walk(out: &mut String, path: &str, node: &Value, _parent_required: &Value) {
         }
         out.push('\n');
     }
-    let _ = writeln!(out, "| field | type | required | default | constraints | description |");
+    let _ = writeln!(
+        out,
+        "| field | type | required | default | constraints | description |"
+    );
     let _ = writeln!(out, "|---|---|---|---|---|---|");
     let mut children = Vec::new();
     for (name, prop) in props {
         let ty = type_of(prop);
-        let req = if required.contains(&name.as_str()) { "yes" } else { "" };
+        let req = if required.contains(&name.as_str()) {
+            "yes"
+        } else {
+            ""
+        };
         let default = prop
             .get("default")
             .map(|d| format!("`{d}`"))
