@@ -57,6 +57,41 @@ pub enum ContextError {
 }
 
 impl ValidationContext {
+    /// Builds the context from the operator's flags as given on the command line: each value may
+    /// hold several comma-separated entries (`--probe-allowlist 10.0.0.0/8,.example.internal`),
+    /// blanks are ignored, and every entry is checked.
+    pub fn from_flags<N, A>(namespaces: N, allowlist: A) -> Result<Self, ContextError>
+    where
+        N: IntoIterator,
+        N::Item: AsRef<str>,
+        A: IntoIterator,
+        A::Item: AsRef<str>,
+    {
+        fn split<I>(values: I) -> Vec<String>
+        where
+            I: IntoIterator,
+            I::Item: AsRef<str>,
+        {
+            values
+                .into_iter()
+                .flat_map(|v| {
+                    v.as_ref()
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(String::from)
+                        .collect::<Vec<_>>()
+                })
+                .collect()
+        }
+        let ctx = ValidationContext {
+            allowed_ingress_controller_namespaces: split(namespaces),
+            probe_allowlist: split(allowlist),
+        };
+        ctx.check()?;
+        Ok(ctx)
+    }
+
     /// Checks the settings themselves; the controller and `check` call this once at start-up.
     /// (An entry that fails here would simply never match anything.)
     pub fn check(&self) -> Result<(), ContextError> {
@@ -253,14 +288,24 @@ pub fn validate_policy(policy: &FailoverPolicy, ctx: &ValidationContext) -> Vec<
             ),
         ));
     }
-    if let Some((path, service)) = emergency_service
-        && service == managed.name
+    if let Some((path, service)) = &emergency_service
+        && *service == managed.name
     {
         errors.push(FieldError::new(
             "spec.managedService.name",
             format!(
                 "Invalid value: \"{}\": must differ from the emergency Service ({path}): the operator would overwrite the endpoints of the Service it reads",
                 managed.name
+            ),
+        ));
+    }
+    if let (Some((path, service)), Some(primary_service)) = (&emergency_service, &primary.service)
+        && *service == primary_service.name
+    {
+        errors.push(FieldError::new(
+            path.as_str(),
+            format!(
+                "Invalid value: \"{service}\": the emergency pool's Service must differ from spec.backends.primary.service.name: the same pods would count as primary and as emergency capacity"
             ),
         ));
     }
@@ -1028,6 +1073,33 @@ mod tests {
             ..Default::default()
         };
         assert!(bad_ns.check().is_err());
+    }
+
+    #[test]
+    fn context_from_flags_splits_commas() {
+        let ctx = ValidationContext::from_flags(
+            ["ingress-nginx, other", ""],
+            ["10.0.0.0/8,.example.internal"],
+        )
+        .unwrap();
+        assert_eq!(
+            ctx.allowed_ingress_controller_namespaces,
+            vec!["ingress-nginx", "other"]
+        );
+        assert_eq!(ctx.probe_allowlist, vec!["10.0.0.0/8", ".example.internal"]);
+        assert!(ValidationContext::from_flags(Vec::<String>::new(), ["not/a/cidr"]).is_err());
+    }
+
+    #[test]
+    fn emergency_service_must_not_be_the_primary_service() {
+        let p = policy(json!({"backends": {
+            "primary": {"service": {"name": "web"}},
+            "emergency": {"deployment": {"name": "web", "activeReplicas": 2, "maxReplicas": 2}}
+        }}));
+        assert_eq!(
+            paths(&validate_policy(&p, &ctx(&[]))),
+            vec!["spec.backends.emergency.deployment.name"]
+        );
     }
 
     #[test]
