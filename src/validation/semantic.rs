@@ -2,19 +2,19 @@
 //! controller runs [`validate_policy`] on every reconcile and manages nothing while it returns
 //! any error; `ingress-failover check` runs the very same function offline.
 //!
-//! Decisions recorded here (the engine relies on them):
+//! Decisions recorded here (the decision engine must follow them):
 //!
 //! - An override whose `expiresAt` is already past is a **warning**, not an error: an expired
-//!   override simply no longer applies (the engine treats it as `Auto`), and refusing the whole
+//!   override simply no longer applies (the engine must treat it as `Auto`), and refusing the whole
 //!   policy would stop failover for everyone over a stale incident note. Warnings need a clock, so
 //!   they live in [`policy_warnings`], apart from the pure [`validate_policy`].
 //! - `failbackSteps` that do not end at 100 are a **warning**: after the last step's dwell the
-//!   engine completes the failback at 100 %, which is what such a list can only mean.
+//!   engine must complete the failback at 100 %, which is what such a list can only mean.
 //! - Static addresses on loopback, link-local (including the cloud metadata address
 //!   169.254.169.254), unspecified or multicast IPs — and `localhost` — are refused unless the
 //!   operator's probe allowlist permits them: the operator would otherwise probe its own pod or
-//!   the node's metadata service on a namespaced user's behalf (SSRF). The demo passes
-//!   `--probe-allowlist 127.0.0.0/8` for its loopback backends.
+//!   the node's metadata service on a namespaced user's behalf (SSRF). The demo, whose backends
+//!   listen on loopback, must therefore run with `--probe-allowlist 127.0.0.0/8`.
 //! - Host names in static addresses and health URLs are matched by name only; what they resolve
 //!   to is a run-time concern of the prober.
 
@@ -24,9 +24,9 @@ use std::net::{IpAddr, Ipv6Addr};
 use ipnet::IpNet;
 use jiff::Timestamp;
 
-use super::FieldError;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
+use super::FieldError;
 use crate::api::{FailoverPolicy, IngressMode, OverrideMode, StaticAddress, StatusRange};
 
 /// Operator-wide settings that decide what a namespaced policy may reference. Built from the
