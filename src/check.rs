@@ -215,18 +215,27 @@ fn object_id(doc: &Value) -> String {
 /// snippet serde-saphyr renders by default (it spans several lines).
 fn yaml_error_line(name: &str, error: &serde_saphyr::Error) -> String {
     let plain = error.without_snippet().to_string();
-    let message = plain
+    let mut message = plain
         .lines()
         .map(str::trim)
         .filter(|l| !l.is_empty())
         .collect::<Vec<_>>()
-        .join(" ");
+        .join(" ")
+        // A hint for programmers embedding the parser, not for the person fixing the file.
+        .replace(", set DuplicateKeyPolicy in Options if acceptable", "");
     match error.location() {
-        Some(loc) if loc.line() > 0 => format!(
-            "{name}:{}:{}: YAML syntax error: {message}",
-            loc.line(),
-            loc.column()
-        ),
+        Some(loc) if loc.line() > 0 => {
+            // The position leads the line already; do not repeat it at the end.
+            let suffix = format!(" at line {}, column {}", loc.line(), loc.column());
+            if let Some(stripped) = message.strip_suffix(&suffix) {
+                message = stripped.to_string();
+            }
+            format!(
+                "{name}:{}:{}: YAML syntax error: {message}",
+                loc.line(),
+                loc.column()
+            )
+        }
         _ => format!("{name}: YAML syntax error: {message}"),
     }
 }
@@ -290,6 +299,38 @@ mod tests {
             "{:?}",
             report.lines
         );
+    }
+
+    #[test]
+    fn hostile_or_odd_yaml_never_panics() {
+        let deep = format!("{}{}", "[".repeat(5000), "]".repeat(5000));
+        let bomb = "a: &a [x, x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\nc: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]\ne: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d, *d]\nf: [*e, *e, *e, *e, *e, *e, *e, *e, *e, *e]\n";
+        let inputs = [
+            deep.as_str(),
+            bomb,
+            "\tkind: FailoverPolicy\n",
+            "kind: FailoverPolicy\nkind: FailoverPolicy\n",
+            "? [a, b]\n: c\n",
+            "42\n",
+            "kind: FailoverPolicy\napiVersion: ingressfailover.io/v1alpha1\nspec: [1]\n",
+            "kind: FailoverPolicy\napiVersion: ingressfailover.io/v1alpha1\nmetadata: {name: 7}\nspec: {}\n",
+            "\u{feff}kind: [\n",
+            "--- !!binary aGVsbG8=\n",
+        ];
+        for input in inputs {
+            let report = check_source_at("x.yaml", input, &ValidationContext::default(), at());
+            assert_eq!(
+                report.exit_code, EXIT_INVALID,
+                "{input:?}: {:?}",
+                report.lines
+            );
+            assert!(!report.lines.is_empty());
+            assert!(
+                report.lines.iter().all(|l| !l.contains('\n')),
+                "{:?}",
+                report.lines
+            );
+        }
     }
 
     #[test]

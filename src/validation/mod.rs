@@ -18,6 +18,7 @@ pub mod openapi;
 pub mod semantic;
 
 use std::fmt;
+use std::sync::OnceLock;
 
 use serde_json::Value;
 
@@ -79,10 +80,10 @@ pub fn validate_document(
         return Err(errors);
     }
 
-    let schema = openapi_schema();
-    let prepared = openapi::prepare(&schema, value);
-    let schema_errors = openapi::validate_custom_resource(&schema, &prepared);
-    let cel_outcome = cel::validate(&schema, &prepared);
+    let schema = policy_schema();
+    let prepared = openapi::prepare(schema, value);
+    let schema_errors = openapi::validate_custom_resource(schema, &prepared);
+    let cel_outcome = POLICY_CEL.with(|rules| rules.validate(&prepared));
     let schema_ok = schema_errors.is_empty();
     errors.extend(schema_errors);
     errors.extend(cel_outcome.violations);
@@ -113,6 +114,17 @@ pub fn validate_document(
     } else {
         Err(errors)
     }
+}
+
+/// The served version's schema, generated once per process.
+fn policy_schema() -> &'static Value {
+    static SCHEMA: OnceLock<Value> = OnceLock::new();
+    SCHEMA.get_or_init(openapi_schema)
+}
+
+thread_local! {
+    /// The CRD's CEL rules, compiled once per thread (compiled CEL programs are not `Sync`).
+    static POLICY_CEL: cel::CelValidator = cel::CelValidator::new(policy_schema());
 }
 
 /// `apiVersion` and `kind`, checked first so that a wrong one gives one clear line instead of a

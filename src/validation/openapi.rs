@@ -149,7 +149,66 @@ fn walk(schema: &Value, value: &Value, path: &str, is_root: bool, errors: &mut V
         return;
     }
 
-    if let Some(allowed) = schema.get("enum").and_then(Value::as_array)
+    let type_ok = if int_or_string {
+        match value {
+            Value::String(s) => {
+                check_string(schema, s, value, path, errors);
+                true
+            }
+            Value::Number(n) if is_integer(n) => {
+                check_number(schema, n, value, path, errors);
+                true
+            }
+            _ => {
+                push(
+                    errors,
+                    path,
+                    format!(
+                        "Invalid value: {}: must be of type integer or string",
+                        show(value)
+                    ),
+                );
+                false
+            }
+        }
+    } else {
+        match (type_of(schema), value) {
+            (Some("object") | None, Value::Object(map)) => {
+                check_object(schema, map, path, is_root, errors);
+                true
+            }
+            (Some("array") | None, Value::Array(items)) => {
+                check_array(schema, items, path, errors);
+                true
+            }
+            (Some("string") | None, Value::String(s)) => {
+                check_string(schema, s, value, path, errors);
+                true
+            }
+            (Some("integer"), Value::Number(n)) if is_integer(n) => {
+                check_number(schema, n, value, path, errors);
+                true
+            }
+            (Some("number") | None, Value::Number(n)) => {
+                check_number(schema, n, value, path, errors);
+                true
+            }
+            (Some("boolean") | None, Value::Bool(_)) => true,
+            (Some(expected), _) => {
+                push(
+                    errors,
+                    path,
+                    format!("Invalid value: {}: must be of type {expected}", show(value)),
+                );
+                false
+            }
+            (None, _) => true,
+        }
+    };
+
+    // A value of the wrong type is reported once, not also as "unsupported".
+    if type_ok
+        && let Some(allowed) = schema.get("enum").and_then(Value::as_array)
         && !allowed.contains(value)
     {
         let list: Vec<String> = allowed.iter().map(Value::to_string).collect();
@@ -162,41 +221,6 @@ fn walk(schema: &Value, value: &Value, path: &str, is_root: bool, errors: &mut V
                 list.join(", ")
             ),
         );
-    }
-
-    if int_or_string {
-        match value {
-            Value::String(s) => check_string(schema, s, value, path, errors),
-            Value::Number(n) if is_integer(n) => check_number(schema, n, value, path, errors),
-            _ => push(
-                errors,
-                path,
-                format!(
-                    "Invalid value: {}: must be of type integer or string",
-                    show(value)
-                ),
-            ),
-        }
-        return;
-    }
-
-    match (type_of(schema), value) {
-        (Some("object") | None, Value::Object(map)) => {
-            check_object(schema, map, path, is_root, errors)
-        }
-        (Some("array") | None, Value::Array(items)) => check_array(schema, items, path, errors),
-        (Some("string") | None, Value::String(s)) => check_string(schema, s, value, path, errors),
-        (Some("integer"), Value::Number(n)) if is_integer(n) => {
-            check_number(schema, n, value, path, errors)
-        }
-        (Some("number") | None, Value::Number(n)) => check_number(schema, n, value, path, errors),
-        (Some("boolean") | None, Value::Bool(_)) => {}
-        (Some(expected), _) => push(
-            errors,
-            path,
-            format!("Invalid value: {}: must be of type {expected}", show(value)),
-        ),
-        (None, _) => {}
     }
 }
 
@@ -635,6 +659,17 @@ mod tests {
                 "obj.kind: Required value: must not be empty",
                 "port: Invalid value: true: must be of type integer or string",
             ]
+        );
+    }
+
+    #[test]
+    fn wrong_type_is_not_also_reported_as_unsupported() {
+        let schema = json!({"type": "object", "properties": {
+            "mode": {"type": "string", "enum": ["A", "B"]}
+        }});
+        assert_eq!(
+            messages(schema, json!({"mode": 5})),
+            vec!["mode: Invalid value: 5: must be of type string"]
         );
     }
 

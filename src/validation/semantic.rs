@@ -2,19 +2,19 @@
 //! controller runs [`validate_policy`] on every reconcile and manages nothing while it returns
 //! any error; `ingress-failover check` runs the very same function offline.
 //!
-//! Decisions recorded here (the engine relies on them):
+//! Decisions recorded here (the decision engine must follow them):
 //!
 //! - An override whose `expiresAt` is already past is a **warning**, not an error: an expired
-//!   override simply no longer applies (the engine treats it as `Auto`), and refusing the whole
+//!   override simply no longer applies (the engine must treat it as `Auto`), and refusing the whole
 //!   policy would stop failover for everyone over a stale incident note. Warnings need a clock, so
 //!   they live in [`policy_warnings`], apart from the pure [`validate_policy`].
 //! - `failbackSteps` that do not end at 100 are a **warning**: after the last step's dwell the
-//!   engine completes the failback at 100 %, which is what such a list can only mean.
+//!   engine must complete the failback at 100 %, which is what such a list can only mean.
 //! - Static addresses on loopback, link-local (including the cloud metadata address
 //!   169.254.169.254), unspecified or multicast IPs — and `localhost` — are refused unless the
 //!   operator's probe allowlist permits them: the operator would otherwise probe its own pod or
-//!   the node's metadata service on a namespaced user's behalf (SSRF). The demo passes
-//!   `--probe-allowlist 127.0.0.0/8` for its loopback backends.
+//!   the node's metadata service on a namespaced user's behalf (SSRF). The demo, whose backends
+//!   listen on loopback, must therefore run with `--probe-allowlist 127.0.0.0/8`.
 //! - Host names in static addresses and health URLs are matched by name only; what they resolve
 //!   to is a run-time concern of the prober.
 
@@ -24,9 +24,9 @@ use std::net::{IpAddr, Ipv6Addr};
 use ipnet::IpNet;
 use jiff::Timestamp;
 
-use super::FieldError;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
+use super::FieldError;
 use crate::api::{FailoverPolicy, IngressMode, OverrideMode, StaticAddress, StatusRange};
 
 /// Operator-wide settings that decide what a namespaced policy may reference. Built from the
@@ -57,6 +57,41 @@ pub enum ContextError {
 }
 
 impl ValidationContext {
+    /// Builds the context from the operator's flags as given on the command line: each value may
+    /// hold several comma-separated entries (`--probe-allowlist 10.0.0.0/8,.example.internal`),
+    /// blanks are ignored, and every entry is checked.
+    pub fn from_flags<N, A>(namespaces: N, allowlist: A) -> Result<Self, ContextError>
+    where
+        N: IntoIterator,
+        N::Item: AsRef<str>,
+        A: IntoIterator,
+        A::Item: AsRef<str>,
+    {
+        fn split<I>(values: I) -> Vec<String>
+        where
+            I: IntoIterator,
+            I::Item: AsRef<str>,
+        {
+            values
+                .into_iter()
+                .flat_map(|v| {
+                    v.as_ref()
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(String::from)
+                        .collect::<Vec<_>>()
+                })
+                .collect()
+        }
+        let ctx = ValidationContext {
+            allowed_ingress_controller_namespaces: split(namespaces),
+            probe_allowlist: split(allowlist),
+        };
+        ctx.check()?;
+        Ok(ctx)
+    }
+
     /// Checks the settings themselves; the controller and `check` call this once at start-up.
     /// (An entry that fails here would simply never match anything.)
     pub fn check(&self) -> Result<(), ContextError> {
@@ -253,14 +288,24 @@ pub fn validate_policy(policy: &FailoverPolicy, ctx: &ValidationContext) -> Vec<
             ),
         ));
     }
-    if let Some((path, service)) = emergency_service
-        && service == managed.name
+    if let Some((path, service)) = &emergency_service
+        && *service == managed.name
     {
         errors.push(FieldError::new(
             "spec.managedService.name",
             format!(
                 "Invalid value: \"{}\": must differ from the emergency Service ({path}): the operator would overwrite the endpoints of the Service it reads",
                 managed.name
+            ),
+        ));
+    }
+    if let (Some((path, service)), Some(primary_service)) = (&emergency_service, &primary.service)
+        && *service == primary_service.name
+    {
+        errors.push(FieldError::new(
+            path.as_str(),
+            format!(
+                "Invalid value: \"{service}\": the emergency pool's Service must differ from spec.backends.primary.service.name: the same pods would count as primary and as emergency capacity"
             ),
         ));
     }
@@ -767,4 +812,304 @@ pub(crate) fn dns1035_label(value: &str) -> Result<(), &'static str> {
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn policy(spec: serde_json::Value) -> FailoverPolicy {
+        let mut doc = json!({
+            "apiVersion": "ingressfailover.io/v1alpha1",
+            "kind": "FailoverPolicy",
+            "metadata": {"name": "web", "namespace": "shop"},
+            "spec": {
+                "backends": {"primary": {"service": {"name": "web"}}},
+                "managedService": {"name": "web-failover"}
+            }
+        });
+        for (k, v) in spec.as_object().unwrap() {
+            doc["spec"][k] = v.clone();
+        }
+        serde_json::from_value(doc).unwrap()
+    }
+
+    fn with_url(url: &str) -> FailoverPolicy {
+        policy(json!({"ingress": {
+            "ingresses": ["web"], "primaryClass": "a", "backupClass": "b",
+            "health": {"url": url}
+        }}))
+    }
+
+    fn ctx(allow: &[&str]) -> ValidationContext {
+        ValidationContext {
+            probe_allowlist: allow.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        }
+    }
+
+    fn paths(errors: &[FieldError]) -> Vec<&str> {
+        errors.iter().map(|e| e.path.as_str()).collect()
+    }
+
+    #[test]
+    fn empty_allowlist_refuses_every_url_and_names_the_flag() {
+        let errors = validate_policy(&with_url("http://lb.example.com/healthz"), &ctx(&[]));
+        assert_eq!(paths(&errors), vec!["spec.ingress.health.url"]);
+        assert!(
+            errors[0].message.contains("--probe-allowlist"),
+            "{errors:?}"
+        );
+    }
+
+    #[test]
+    fn allowlist_matches_cidrs_ips_names_and_suffixes() {
+        let allow = ctx(&[
+            "10.0.0.0/8",
+            "192.168.1.5",
+            "lb.example.com",
+            ".example.internal",
+            "fd00::/8",
+        ]);
+        for ok in [
+            "http://10.1.2.3/healthz",
+            "https://192.168.1.5:8443/",
+            "http://LB.example.com/x",
+            "http://a.b.example.internal/",
+            "http://[fd00::1]:8080/",
+        ] {
+            assert!(
+                validate_policy(&with_url(ok), &allow).is_empty(),
+                "{ok} should pass"
+            );
+        }
+        for bad in [
+            "http://11.0.0.1/",
+            "http://192.168.1.6/",
+            "http://www.example.com/",
+            "http://example.internal/",
+            "http://evilexample.internal/",
+            "http://[fe80::1]/",
+        ] {
+            let errors = validate_policy(&with_url(bad), &allow);
+            assert_eq!(paths(&errors), vec!["spec.ingress.health.url"], "{bad}");
+            assert!(
+                errors[0].message.starts_with("Forbidden"),
+                "{bad}: {errors:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn malformed_urls_are_invalid_not_forbidden() {
+        let allow = ctx(&["0.0.0.0/0"]);
+        for bad in [
+            "ftp://10.0.0.1/",
+            "http://user@10.0.0.1/",
+            "http:///path",
+            "http://10.0.0.1:0/",
+            "http://bad_host/",
+        ] {
+            let errors = validate_policy(&with_url(bad), &allow);
+            assert_eq!(errors.len(), 1, "{bad}: {errors:?}");
+            assert!(
+                errors[0].message.starts_with("Invalid value"),
+                "{bad}: {errors:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn static_addresses_parse_and_special_ones_need_the_allowlist() {
+        let p = policy(json!({"backends": {"primary": {"addresses": [
+            "10.0.1.1:80", "[2001:db8::1]:443", "backend-1.example.com:8080",
+            "127.0.0.1:8080", "[::1]:80", "localhost:80", "0.0.0.0:80", "[::ffff:169.254.169.254]:80"
+        ]}}}));
+        let errors = validate_policy(&p, &ctx(&[]));
+        assert_eq!(
+            paths(&errors),
+            vec![
+                "spec.backends.primary.addresses[3]",
+                "spec.backends.primary.addresses[4]",
+                "spec.backends.primary.addresses[5]",
+                "spec.backends.primary.addresses[6]",
+                "spec.backends.primary.addresses[7]",
+            ],
+            "{errors:#?}"
+        );
+        // The demo's loopback backends, explicitly allowed.
+        let p = policy(
+            json!({"backends": {"primary": {"addresses": ["127.0.0.1:8080", "localhost:8081"]}}}),
+        );
+        assert!(validate_policy(&p, &ctx(&["127.0.0.0/8", "localhost"])).is_empty());
+    }
+
+    #[test]
+    fn address_syntax_errors() {
+        for (address, why) in [
+            ("10.0.1.1:0", "outside 1-65535"),
+            ("10.0.1.1:http", "is not a number"),
+            ("2001:db8::1:80", "brackets"),
+            ("[zz::1]:80", "not an IPv6 address"),
+            ("-bad-.example.com:80", "not an IP address or host name"),
+        ] {
+            let p = policy(json!({"backends": {"primary": {"addresses": [address]}}}));
+            let errors = validate_policy(&p, &ctx(&[]));
+            assert_eq!(errors.len(), 1, "{address}");
+            assert!(errors[0].message.contains(why), "{address}: {errors:?}");
+        }
+    }
+
+    #[test]
+    fn duplicates_are_found_across_pools_case_insensitively() {
+        let p = policy(json!({"backends": {
+            "primary": {"addresses": ["Backend.example.com:80", "10.0.0.1:80"]},
+            "emergency": {"addresses": ["backend.example.com:80", "10.0.0.1:81"]}
+        }}));
+        let errors = validate_policy(&p, &ctx(&[]));
+        assert_eq!(paths(&errors), vec!["spec.backends.emergency.addresses[0]"]);
+    }
+
+    #[test]
+    fn controller_namespace_defaults_to_the_policy_namespace() {
+        let mut p = policy(json!({"ingress": {
+            "ingresses": ["web"], "primaryClass": "a", "backupClass": "b",
+            "health": {"controllerDeployment": {"namespace": "ingress-nginx", "name": "ctl"}}
+        }}));
+        let mut allow = ctx(&[]);
+        assert_eq!(validate_policy(&p, &allow).len(), 1);
+        allow.allowed_ingress_controller_namespaces = vec!["ingress-nginx".into()];
+        assert!(validate_policy(&p, &allow).is_empty());
+        // Own namespace is always fine; no namespace at all means "default".
+        allow.allowed_ingress_controller_namespaces.clear();
+        p.metadata.namespace = Some("ingress-nginx".into());
+        assert!(validate_policy(&p, &allow).is_empty());
+        p.metadata.namespace = None;
+        assert_eq!(validate_policy(&p, &allow).len(), 1);
+        if let Some(ingress) = p.spec.ingress.as_mut() {
+            ingress
+                .health
+                .controller_deployment
+                .as_mut()
+                .unwrap()
+                .namespace = Some("default".into());
+        }
+        assert!(validate_policy(&p, &allow).is_empty());
+    }
+
+    #[test]
+    fn selector_rules() {
+        let p = policy(json!({"ingress": {
+            "selector": {"matchExpressions": [
+                {"key": "app", "operator": "In"},
+                {"key": "tier", "operator": "Exists", "values": ["x"]},
+                {"key": "bad key", "operator": "NotIn", "values": ["x"]}
+            ]},
+            "primaryClass": "a", "backupClass": "b",
+            "health": {"controllerDeployment": {"name": "ctl"}}
+        }}));
+        let errors = validate_policy(&p, &ctx(&[]));
+        assert_eq!(
+            paths(&errors),
+            vec![
+                "spec.ingress.selector.matchExpressions[0].values",
+                "spec.ingress.selector.matchExpressions[1].values",
+                "spec.ingress.selector.matchExpressions[2].key",
+            ]
+        );
+        let empty = policy(json!({"ingress": {
+            "selector": {}, "primaryClass": "a", "backupClass": "b",
+            "health": {"controllerDeployment": {"name": "ctl"}}
+        }}));
+        assert_eq!(
+            paths(&validate_policy(&empty, &ctx(&[]))),
+            vec!["spec.ingress.selector"]
+        );
+    }
+
+    #[test]
+    fn warnings_need_a_clock_and_do_not_invalidate() {
+        let now: Timestamp = "2026-06-01T00:00:00Z".parse().unwrap();
+        let p = policy(json!({
+            "override": {"mode": "ForceBackup", "reason": "x", "expiresAt": "2026-05-31T00:00:00Z"},
+            "ingress": {"ingresses": ["web"], "primaryClass": "a", "backupClass": "b", "mode": "HotStandby",
+                        "health": {"controllerDeployment": {"name": "ctl"}}},
+            "recovery": {"failbackSteps": [10, 50]},
+            "probe": {"http": {"maxLatencyMs": 5000}, "timeoutSeconds": 5},
+            "safety": {"maxEjectionPercent": 0}
+        }));
+        assert!(validate_policy(&p, &ctx(&[])).is_empty());
+        let warnings = policy_warnings(&p, now);
+        assert_eq!(
+            paths(&warnings),
+            vec![
+                "spec.override.expiresAt",
+                "spec.recovery.failbackSteps",
+                "spec.probe.http.maxLatencyMs",
+                "spec.safety.maxEjectionPercent",
+            ]
+        );
+        let earlier: Timestamp = "2026-05-01T00:00:00Z".parse().unwrap();
+        assert_eq!(policy_warnings(&p, earlier).len(), 3);
+    }
+
+    #[test]
+    fn context_check_rejects_bad_flags() {
+        assert!(
+            ctx(&["10.0.0.0/8", "10.1.1.1", "a.example", ".example"])
+                .check()
+                .is_ok()
+        );
+        assert_eq!(
+            ctx(&["10.0.0.0/33"]).check(),
+            Err(ContextError::AllowlistEntry {
+                entry: "10.0.0.0/33".into()
+            })
+        );
+        let bad_ns = ValidationContext {
+            allowed_ingress_controller_namespaces: vec!["Ingress_Nginx".into()],
+            ..Default::default()
+        };
+        assert!(bad_ns.check().is_err());
+    }
+
+    #[test]
+    fn context_from_flags_splits_commas() {
+        let ctx = ValidationContext::from_flags(
+            ["ingress-nginx, other", ""],
+            ["10.0.0.0/8,.example.internal"],
+        )
+        .unwrap();
+        assert_eq!(
+            ctx.allowed_ingress_controller_namespaces,
+            vec!["ingress-nginx", "other"]
+        );
+        assert_eq!(ctx.probe_allowlist, vec!["10.0.0.0/8", ".example.internal"]);
+        assert!(ValidationContext::from_flags(Vec::<String>::new(), ["not/a/cidr"]).is_err());
+    }
+
+    #[test]
+    fn emergency_service_must_not_be_the_primary_service() {
+        let p = policy(json!({"backends": {
+            "primary": {"service": {"name": "web"}},
+            "emergency": {"deployment": {"name": "web", "activeReplicas": 2, "maxReplicas": 2}}
+        }}));
+        assert_eq!(
+            paths(&validate_policy(&p, &ctx(&[]))),
+            vec!["spec.backends.emergency.deployment.name"]
+        );
+    }
+
+    #[test]
+    fn name_rules() {
+        assert!(dns1123_label("a-1").is_ok());
+        assert!(dns1123_label("-a").is_err());
+        assert!(dns1123_label(&"a".repeat(64)).is_err());
+        assert!(dns1123_subdomain("a.b-c.d").is_ok());
+        assert!(dns1123_subdomain("a..b").is_err());
+        assert!(dns1035_label("web").is_ok());
+        assert!(dns1035_label("1web").is_err());
+    }
 }
