@@ -126,10 +126,8 @@ fn all_files_at_once_report_every_file_and_fail() {
     }
 }
 
-/// The real binary, once `main.rs` wires `check` to `ingress_failover::check::run`: same lines,
-/// same exit code. Run with `cargo test --test check -- --ignored`.
+/// The real binary: same lines, same exit code as the library, and no panic.
 #[test]
-#[ignore = "enable once main.rs dispatches `ingress-failover check` to check::run"]
 fn binary_matches_library() {
     let mut files = corpus("valid");
     files.extend(corpus("invalid"));

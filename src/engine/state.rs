@@ -233,7 +233,11 @@ impl PolicyState {
             if counted_action_name(&rec.action) && now - at < cfg.flap_window_ms {
                 s.transitions.push_back(at);
             }
+            if let Some(kind) = super::actions::ActionKind::from_name(&rec.action) {
+                s.remember(at, kind.as_str(), &rec.reason);
+            }
         }
+        s.override_seen = cfg.override_at(now).map(|o| (o.mode, o.expires_at));
         let frozen = status.conditions.iter().any(|c| {
             c.type_ == crate::api::condition_types::FROZEN
                 && c.status == "True"
