@@ -4,7 +4,15 @@
 
 pub mod api;
 pub mod check;
+pub mod controller;
 pub mod engine;
 pub mod health;
+pub mod kubeclient;
 pub mod probe;
 pub mod validation;
+
+/// Installs the ring TLS provider once per process: kube's rustls needs exactly one, and two
+/// crates choosing different defaults would panic at the first TLS connection.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}

@@ -45,8 +45,66 @@ impl PolicyRules {
     }
 }
 
+/// Flags of `run`.
+#[derive(Args, Debug, Clone)]
+struct RunArgs {
+    /// Kubeconfig to use; default: in-cluster config, then $KUBECONFIG / ~/.kube/config.
+    #[arg(long, env = "KUBECONFIG")]
+    kubeconfig: Option<PathBuf>,
+    /// Namespace to watch (repeat or comma-separate); default: all namespaces.
+    #[arg(
+        long = "namespace",
+        env = "INGRESS_FAILOVER_NAMESPACES",
+        value_delimiter = ','
+    )]
+    namespaces: Vec<String>,
+    /// Only manage policies matching this label selector (e.g. `team=payments`).
+    #[arg(long, env = "INGRESS_FAILOVER_POLICY_SELECTOR")]
+    policy_selector: Option<String>,
+    #[command(flatten)]
+    rules: PolicyRules,
+    /// Address serving /metrics, /healthz and /readyz.
+    #[arg(
+        long,
+        env = "INGRESS_FAILOVER_METRICS_ADDR",
+        default_value = "0.0.0.0:8080"
+    )]
+    metrics_addr: std::net::SocketAddr,
+    /// Log format.
+    #[arg(
+        long,
+        env = "INGRESS_FAILOVER_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
+    log_format: LogFormat,
+    /// Elect a leader through a Lease so that only one replica writes.
+    #[arg(long, env = "INGRESS_FAILOVER_LEADER_ELECTION", default_value_t = true, action = clap::ArgAction::Set)]
+    leader_election: bool,
+    /// Name of the Lease used for leader election.
+    #[arg(long, default_value = "ingress-failover")]
+    lease_name: String,
+    /// Namespace of the Lease (normally the operator's own).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    lease_namespace: String,
+    /// This replica's identity in the Lease (normally the pod name).
+    #[arg(long, env = "POD_NAME")]
+    identity: Option<String>,
+    /// Lease duration: how long a dead leader blocks the others.
+    #[arg(long, default_value_t = 15)]
+    lease_seconds: u64,
+}
+
+#[derive(clap::ValueEnum, Debug, Clone, Copy)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
 #[derive(Subcommand)]
 enum Command {
+    /// Run the controller.
+    Run(Box<RunArgs>),
     /// Print the FailoverPolicy CustomResourceDefinition as YAML.
     Crd {
         /// Print the Markdown policy reference generated from the CRD instead.
@@ -67,6 +125,16 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Run(args) => {
+            init_logging(args.log_format);
+            match runtime().block_on(run(*args)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Crd { reference } => {
             if reference {
                 print!(
@@ -90,4 +158,77 @@ fn main() -> ExitCode {
 
 fn exit(code: i32) -> ExitCode {
     ExitCode::from(u8::try_from(code).unwrap_or(1))
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime starts")
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+async fn run(args: RunArgs) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    ingress_failover::install_crypto_provider();
+    let rules = args.rules.context().map_err(anyhow::Error::msg)?;
+    let client = ingress_failover::kubeclient::client(args.kubeconfig.as_deref())
+        .await
+        .context("connecting to the Kubernetes API")?;
+    let identity = args.identity.clone().unwrap_or_else(|| {
+        format!(
+            "{}-{}",
+            std::env::var("HOSTNAME").unwrap_or_else(|_| "ingress-failover".into()),
+            std::process::id()
+        )
+    });
+    let opts = ingress_failover::controller::Options {
+        namespaces: args.namespaces,
+        policy_selector: args.policy_selector,
+        rules,
+        metrics_addr: args.metrics_addr,
+        leader_election: args.leader_election,
+        lease_name: args.lease_name,
+        lease_namespace: args.lease_namespace,
+        identity,
+        lease_seconds: args.lease_seconds,
+        prober: Default::default(),
+    };
+    ingress_failover::controller::run(
+        client,
+        opts,
+        ingress_failover::controller::system_clock(),
+        shutdown_signal(),
+        None,
+    )
+    .await
+}
+
+/// SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing the SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
 }

@@ -34,6 +34,9 @@ pub mod condition_types {
 pub mod reasons {
     pub const RECONCILED: &str = "Reconciled";
     pub const INVALID_SPEC: &str = "InvalidSpec";
+    /// Something the policy references could not be read (a Service without EndpointSlices,
+    /// a missing Deployment, an ambiguous port).
+    pub const REFERENCES_UNRESOLVED: &str = "ReferencesUnresolved";
     pub const DRY_RUN: &str = "DryRun";
     pub const ALL_HEALTHY: &str = "AllHealthy";
     pub const BACKENDS_DOWN: &str = "BackendsDown";

@@ -1,0 +1,119 @@
+//! What every reconcile shares: the client, caches, prober, metrics and the engine's per-policy
+//! memory.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::Ingress;
+use kube::Client;
+use kube::runtime::events::Recorder;
+use kube::runtime::reflector::Store;
+use tokio::sync::watch;
+
+use crate::api::FailoverPolicyStatus;
+use crate::engine::{Action, EndpointFact, EngineConfig, Millis, Observation, PolicyState};
+use crate::probe::Prober;
+use crate::validation::ValidationContext;
+
+use super::metrics::Metrics;
+
+/// The clock the engine is given. Real time in production; tests may inject another.
+pub type Clock = Arc<dyn Fn() -> Millis + Send + Sync>;
+
+pub fn system_clock() -> Clock {
+    Arc::new(|| jiff::Timestamp::now().as_millisecond())
+}
+
+/// Read-only caches of what policies reference, kept warm on every replica.
+#[derive(Clone)]
+pub struct Stores {
+    pub slices: Store<EndpointSlice>,
+    pub deployments: Store<Deployment>,
+    pub ingresses: Store<Ingress>,
+}
+
+/// The engine's memory of one policy, plus what the controller last wrote for it.
+pub struct PolicyRuntime {
+    pub generation: Option<i64>,
+    pub cfg: EngineConfig,
+    pub state: PolicyState,
+    pub obs: Observation,
+    /// The inventory last handed to the engine and the prober.
+    pub inventory: Vec<EndpointFact>,
+    /// Replicas this process last wrote (or found) for the emergency Deployment: written again
+    /// only when the engine's wish changes, so a human scaling it by hand is not fought.
+    pub emergency_replicas_written: Option<i32>,
+    /// Actions whose Events wait for the writes they describe to succeed.
+    pub pending_events: Vec<Action>,
+    pub last_status: Option<FailoverPolicyStatus>,
+    /// Probe targets need refreshing (spec or inventory changed).
+    pub targets_dirty: bool,
+}
+
+/// Shared by all reconciles.
+pub struct Context {
+    pub client: Client,
+    pub rules: ValidationContext,
+    pub prober: Prober,
+    pub recorder: Recorder,
+    pub metrics: Metrics,
+    pub stores: Stores,
+    pub leader: watch::Receiver<bool>,
+    pub clock: Clock,
+    /// Per-policy engine memory, keyed `namespace/name` (start empty).
+    pub runtimes: Mutex<HashMap<String, Arc<Mutex<PolicyRuntime>>>>,
+    /// Consecutive reconcile failures per policy (start empty).
+    pub failures: Mutex<HashMap<String, u32>>,
+}
+
+impl Context {
+    pub fn is_leader(&self) -> bool {
+        *self.leader.borrow()
+    }
+
+    fn map(&self) -> MutexGuard<'_, HashMap<String, Arc<Mutex<PolicyRuntime>>>> {
+        self.runtimes.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn runtime(&self, key: &str) -> Option<Arc<Mutex<PolicyRuntime>>> {
+        self.map().get(key).cloned()
+    }
+
+    pub fn insert_runtime(&self, key: String, rt: PolicyRuntime) -> Arc<Mutex<PolicyRuntime>> {
+        let rt = Arc::new(Mutex::new(rt));
+        self.map().insert(key, rt.clone());
+        rt
+    }
+
+    pub fn remove_runtime(&self, key: &str) {
+        self.map().remove(key);
+    }
+
+    /// Forgets every policy's memory, e.g. after losing the lease: the next leader term
+    /// resumes from status, like a restart.
+    pub fn clear_runtimes(&self) -> Vec<String> {
+        self.map().drain().map(|(k, _)| k).collect()
+    }
+
+    /// Consecutive failures of a policy's reconcile, for its exponential backoff.
+    pub fn record_failure(&self, key: &str) -> u32 {
+        let mut f = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        let n = f.entry(key.to_string()).or_insert(0);
+        *n = n.saturating_add(1);
+        *n
+    }
+
+    pub fn record_success(&self, key: &str) {
+        self.failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(key);
+    }
+}
+
+/// Locks a runtime; poisoning is ignored because every mutation is a complete engine step.
+pub fn lock(rt: &Mutex<PolicyRuntime>) -> MutexGuard<'_, PolicyRuntime> {
+    rt.lock().unwrap_or_else(|p| p.into_inner())
+}

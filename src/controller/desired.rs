@@ -1,0 +1,299 @@
+//! The managed objects the engine's desired state calls for, built as plain values so that
+//! "does the cluster already match?" is a pure comparison — the basis of zero writes while
+//! nothing changes.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
+use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort, EndpointSlice};
+use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+
+use super::observe::{MANAGED_BY, MANAGED_BY_LABEL, SERVICE_NAME_LABEL};
+use crate::api::FailoverPolicySpec;
+
+/// Label put on every object the operator creates, naming the owning policy.
+pub const POLICY_LABEL: &str = "ingressfailover.io/policy";
+/// Annotations on managed Ingresses (HotStandby): which side is authoritative and its weight,
+/// for DNS / global load-balancer integrations that key on them.
+pub const ROLE_ANNOTATION: &str = "ingressfailover.io/role";
+pub const AUTHORITATIVE_ANNOTATION: &str = "ingressfailover.io/authoritative";
+pub const WEIGHT_ANNOTATION: &str = "ingressfailover.io/weight";
+/// Suffix of the mirrored Ingress kept on the backup class in HotStandby mode.
+pub const MIRROR_SUFFIX: &str = "-failover-backup";
+/// Kubernetes caps an EndpointSlice at 1000 endpoints.
+pub const MAX_ENDPOINTS_PER_SLICE: usize = 1000;
+
+/// One published endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Published {
+    pub host: String,
+    pub port: i32,
+}
+
+impl Published {
+    /// Splits `host:port` / `[v6]:port`.
+    pub fn parse(address: &str) -> Option<Self> {
+        let (host, port) = address.rsplit_once(':')?;
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        Some(Published {
+            host: host.to_string(),
+            port: port.parse().ok()?,
+        })
+    }
+
+    fn address_type(&self) -> &'static str {
+        match self.host.parse::<std::net::IpAddr>() {
+            Ok(std::net::IpAddr::V4(_)) => "IPv4",
+            Ok(std::net::IpAddr::V6(_)) => "IPv6",
+            Err(_) => "FQDN",
+        }
+    }
+}
+
+/// The EndpointSlices of the managed Service: one per (address type, port), since a slice has a
+/// single address type and one port list for all its endpoints, split at 1000 endpoints.
+pub fn endpoint_slices(
+    namespace: &str,
+    service: &str,
+    port_name: &str,
+    owner: &OwnerReference,
+    policy: &str,
+    published: &[Published],
+) -> Vec<EndpointSlice> {
+    let mut groups: BTreeMap<(&'static str, i32), Vec<&Published>> = BTreeMap::new();
+    for p in published {
+        groups
+            .entry((p.address_type(), p.port))
+            .or_default()
+            .push(p);
+    }
+    let mut out = Vec::new();
+    for ((kind, port), mut members) in groups {
+        members.sort();
+        for (chunk_no, chunk) in members.chunks(MAX_ENDPOINTS_PER_SLICE).enumerate() {
+            let suffix = if chunk_no == 0 {
+                String::new()
+            } else {
+                format!("-{chunk_no}")
+            };
+            out.push(EndpointSlice {
+                metadata: ObjectMeta {
+                    name: Some(format!(
+                        "{service}-{}-{port}{suffix}",
+                        kind.to_ascii_lowercase()
+                    )),
+                    namespace: Some(namespace.to_string()),
+                    labels: Some(
+                        [
+                            (SERVICE_NAME_LABEL.to_string(), service.to_string()),
+                            (MANAGED_BY_LABEL.to_string(), MANAGED_BY.to_string()),
+                            (POLICY_LABEL.to_string(), policy.to_string()),
+                        ]
+                        .into(),
+                    ),
+                    owner_references: Some(vec![owner.clone()]),
+                    ..Default::default()
+                },
+                address_type: kind.to_string(),
+                ports: Some(vec![EndpointPort {
+                    name: Some(port_name.to_string()),
+                    port: Some(port),
+                    protocol: Some("TCP".to_string()),
+                    app_protocol: None,
+                }]),
+                endpoints: chunk
+                    .iter()
+                    .map(|p| Endpoint {
+                        addresses: vec![p.host.clone()],
+                        conditions: Some(EndpointConditions {
+                            ready: Some(true),
+                            serving: Some(true),
+                            terminating: Some(false),
+                        }),
+                        ..Default::default()
+                    })
+                    .collect(),
+            });
+        }
+    }
+    out
+}
+
+/// Whether an observed slice already says what a desired one says (ignoring server-set fields).
+pub fn slice_matches(observed: &EndpointSlice, desired: &EndpointSlice) -> bool {
+    let addrs = |s: &EndpointSlice| {
+        let mut v: Vec<(String, Option<bool>)> = s
+            .endpoints
+            .iter()
+            .map(|e| {
+                (
+                    e.addresses.first().cloned().unwrap_or_default(),
+                    e.conditions.as_ref().and_then(|c| c.ready),
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let ports = |s: &EndpointSlice| {
+        s.ports
+            .as_deref()
+            .unwrap_or_default()
+            .iter()
+            .map(|p| (p.name.clone(), p.port))
+            .collect::<Vec<_>>()
+    };
+    observed.address_type == desired.address_type
+        && ports(observed) == ports(desired)
+        && addrs(observed) == addrs(desired)
+        && observed
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(SERVICE_NAME_LABEL))
+            == desired
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(SERVICE_NAME_LABEL))
+}
+
+/// The selectorless managed Service, created when absent.
+pub fn managed_service(
+    namespace: &str,
+    spec: &FailoverPolicySpec,
+    owner: &OwnerReference,
+    policy: &str,
+) -> Service {
+    Service {
+        metadata: ObjectMeta {
+            name: Some(spec.managed_service.name.clone()),
+            namespace: Some(namespace.to_string()),
+            labels: Some([(POLICY_LABEL.to_string(), policy.to_string())].into()),
+            owner_references: Some(vec![owner.clone()]),
+            ..Default::default()
+        },
+        spec: Some(ServiceSpec {
+            ports: Some(vec![ServicePort {
+                name: Some(spec.managed_service.port_name.clone()),
+                port: spec.managed_service.port,
+                protocol: Some("TCP".to_string()),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }),
+        status: None,
+    }
+}
+
+/// The mirror of `source` on the backup class (HotStandby): same rules, other class, owned by
+/// the policy so it disappears with it.
+pub fn mirror_ingress(
+    source: &Ingress,
+    backup_class: &str,
+    owner: &OwnerReference,
+    policy: &str,
+    authoritative: bool,
+    weight: u32,
+) -> Ingress {
+    let name = format!(
+        "{}{MIRROR_SUFFIX}",
+        source.metadata.name.as_deref().unwrap_or_default()
+    );
+    let mut spec = source.spec.clone().unwrap_or_default();
+    spec.ingress_class_name = Some(backup_class.to_string());
+    Ingress {
+        metadata: ObjectMeta {
+            name: Some(name),
+            namespace: source.metadata.namespace.clone(),
+            labels: Some([(POLICY_LABEL.to_string(), policy.to_string())].into()),
+            annotations: Some(role_annotations("backup", authoritative, weight)),
+            owner_references: Some(vec![owner.clone()]),
+            ..Default::default()
+        },
+        spec: Some(spec),
+        status: None,
+    }
+}
+
+/// The annotations that say which side of a HotStandby pair is authoritative.
+pub fn role_annotations(role: &str, authoritative: bool, weight: u32) -> BTreeMap<String, String> {
+    [
+        (ROLE_ANNOTATION.to_string(), role.to_string()),
+        (
+            AUTHORITATIVE_ANNOTATION.to_string(),
+            authoritative.to_string(),
+        ),
+        (WEIGHT_ANNOTATION.to_string(), weight.to_string()),
+    ]
+    .into()
+}
+
+/// Whether `observed` carries every annotation in `wanted` with the same value.
+pub fn has_annotations(observed: &ObjectMeta, wanted: &BTreeMap<String, String>) -> bool {
+    let have = observed.annotations.as_ref();
+    wanted
+        .iter()
+        .all(|(k, v)| have.and_then(|h| h.get(k)) == Some(v))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn owner() -> OwnerReference {
+        OwnerReference {
+            api_version: "ingressfailover.io/v1alpha1".into(),
+            kind: "FailoverPolicy".into(),
+            name: "web".into(),
+            uid: "u1".into(),
+            controller: Some(true),
+            block_owner_deletion: None,
+        }
+    }
+
+    #[test]
+    fn slices_group_by_address_type_and_port() {
+        let published: Vec<Published> = [
+            "10.0.1.1:80",
+            "10.0.1.2:80",
+            "10.0.1.3:8080",
+            "[fd00::1]:80",
+            "backend.example:80",
+        ]
+        .iter()
+        .map(|a| Published::parse(a).unwrap())
+        .collect();
+        let slices = endpoint_slices("shop", "web-healthy", "http", &owner(), "web", &published);
+        let names: Vec<_> = slices
+            .iter()
+            .map(|s| s.metadata.name.clone().unwrap())
+            .collect();
+        assert_eq!(
+            names,
+            vec![
+                "web-healthy-fqdn-80",
+                "web-healthy-ipv4-80",
+                "web-healthy-ipv4-8080",
+                "web-healthy-ipv6-80"
+            ]
+        );
+        assert_eq!(slices[1].endpoints.len(), 2);
+        assert!(slice_matches(&slices[1], &slices[1].clone()));
+        assert!(!slice_matches(&slices[1], &slices[2]));
+    }
+
+    #[test]
+    fn large_pools_split_into_slices_of_1000() {
+        let published: Vec<Published> = (0..2500)
+            .map(|i| Published {
+                host: format!("10.{}.{}.{}", i / 65536, (i / 256) % 256, i % 256),
+                port: 80,
+            })
+            .collect();
+        let slices = endpoint_slices("shop", "web", "http", &owner(), "web", &published);
+        let sizes: Vec<usize> = slices.iter().map(|s| s.endpoints.len()).collect();
+        assert_eq!(sizes, vec![1000, 1000, 500]);
+    }
+}

@@ -1,0 +1,223 @@
+//! The controller's Prometheus metrics. Labels are bounded: policy (`namespace/name`, one per
+//! policy), tier, action kind, resource and phase — never an endpoint address.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+use crate::api::Phase;
+use crate::engine::ActionKind;
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabels {
+    pub kind: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResourceLabels {
+    pub resource: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PolicyLabels {
+    pub policy: Arc<str>,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PolicyTierLabels {
+    pub policy: Arc<str>,
+    pub tier: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PolicyPhaseLabels {
+    pub policy: Arc<str>,
+    pub phase: &'static str,
+}
+
+const PHASES: [Phase; 8] = [
+    Phase::Pending,
+    Phase::Normal,
+    Phase::Degraded,
+    Phase::EmergencyActive,
+    Phase::FailedOver,
+    Phase::Recovering,
+    Phase::Frozen,
+    Phase::Invalid,
+];
+
+/// Every family the controller exports.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    pub reconcile_duration: Histogram,
+    pub reconcile_errors: Family<KindLabels, Counter>,
+    pub transitions: Family<KindLabels, Counter>,
+    pub api_writes: Family<ResourceLabels, Counter>,
+    pub leader: Gauge,
+    pub policy_phase: Family<PolicyPhaseLabels, Gauge>,
+    pub healthy_ratio: Family<PolicyTierLabels, Gauge<f64, AtomicU64>>,
+    pub healthy_endpoints: Family<PolicyTierLabels, Gauge>,
+    pub total_endpoints: Family<PolicyTierLabels, Gauge>,
+    pub load_balancer_up: Family<PolicyLabels, Gauge>,
+    pub emergency_desired_replicas: Family<PolicyLabels, Gauge>,
+    pub primary_weight_percent: Family<PolicyLabels, Gauge>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            reconcile_duration: Histogram::new([
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
+            ]),
+            reconcile_errors: Family::default(),
+            transitions: Family::default(),
+            api_writes: Family::default(),
+            leader: Gauge::default(),
+            policy_phase: Family::default(),
+            healthy_ratio: Family::default(),
+            healthy_endpoints: Family::default(),
+            total_endpoints: Family::default(),
+            load_balancer_up: Family::default(),
+            emergency_desired_replicas: Family::default(),
+            primary_weight_percent: Family::default(),
+        }
+    }
+}
+
+impl Metrics {
+    pub fn register(&self, registry: &mut Registry) {
+        let r = registry.sub_registry_with_prefix("ingress_failover");
+        r.register(
+            "reconcile_duration_seconds",
+            "Time spent in one reconcile of a FailoverPolicy",
+            self.reconcile_duration.clone(),
+        );
+        r.register(
+            "reconcile_errors",
+            "Failed reconciles, by kind of error",
+            self.reconcile_errors.clone(),
+        );
+        r.register(
+            "transitions",
+            "Decisions taken by the engine, by action kind",
+            self.transitions.clone(),
+        );
+        r.register(
+            "api_writes",
+            "Writes to the Kubernetes API, by resource",
+            self.api_writes.clone(),
+        );
+        r.register(
+            "leader",
+            "1 while this replica holds the leader lease",
+            self.leader.clone(),
+        );
+        r.register(
+            "policy_phase",
+            "1 for the phase each policy is in, 0 for the others",
+            self.policy_phase.clone(),
+        );
+        r.register(
+            "healthy_ratio",
+            "Healthy/total endpoints of a policy's tier",
+            self.healthy_ratio.clone(),
+        );
+        r.register(
+            "healthy_endpoints",
+            "Healthy endpoints of a policy's tier",
+            self.healthy_endpoints.clone(),
+        );
+        r.register(
+            "endpoints",
+            "Known endpoints of a policy's tier",
+            self.total_endpoints.clone(),
+        );
+        r.register(
+            "load_balancer_up",
+            "1 while the policy's primary load balancer is judged healthy",
+            self.load_balancer_up.clone(),
+        );
+        r.register(
+            "emergency_desired_replicas",
+            "Replicas the policy wants for its emergency Deployment",
+            self.emergency_desired_replicas.clone(),
+        );
+        r.register(
+            "primary_weight_percent",
+            "Share of traffic the policy sends to the primary ingress class",
+            self.primary_weight_percent.clone(),
+        );
+        for k in ActionKind::ALL {
+            let _ = self
+                .transitions
+                .get_or_create(&KindLabels { kind: k.as_str() });
+        }
+    }
+
+    pub fn write(&self, resource: &'static str) {
+        self.api_writes
+            .get_or_create(&ResourceLabels { resource })
+            .inc();
+    }
+
+    /// Total writes so far (all resources), for the steady-state benchmark and tests.
+    pub fn total_writes(&self) -> u64 {
+        [
+            "endpointslices",
+            "services",
+            "deployments/scale",
+            "ingresses",
+            "failoverpolicies/status",
+            "events",
+        ]
+        .iter()
+        .map(|&resource| {
+            self.api_writes
+                .get_or_create(&ResourceLabels { resource })
+                .get()
+        })
+        .sum()
+    }
+
+    pub fn set_phase(&self, policy: &Arc<str>, phase: Phase) {
+        for p in PHASES {
+            self.policy_phase
+                .get_or_create(&PolicyPhaseLabels {
+                    policy: policy.clone(),
+                    phase: p.as_str(),
+                })
+                .set(i64::from(p == phase));
+        }
+    }
+
+    /// Drops a deleted policy's series.
+    pub fn forget(&self, policy: &Arc<str>) {
+        for p in PHASES {
+            self.policy_phase.remove(&PolicyPhaseLabels {
+                policy: policy.clone(),
+                phase: p.as_str(),
+            });
+        }
+        for tier in ["primary", "emergency"] {
+            let l = PolicyTierLabels {
+                policy: policy.clone(),
+                tier,
+            };
+            self.healthy_ratio.remove(&l);
+            self.healthy_endpoints.remove(&l);
+            self.total_endpoints.remove(&l);
+        }
+        let l = PolicyLabels {
+            policy: policy.clone(),
+        };
+        self.load_balancer_up.remove(&l);
+        self.emergency_desired_replicas.remove(&l);
+        self.primary_weight_percent.remove(&l);
+    }
+}

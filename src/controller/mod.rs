@@ -1,0 +1,354 @@
+//! `ingress-failover run`: the controller. An adapter around the engine: caches and probe facts
+//! in, server-side-applied objects, status, Events and metrics out.
+//!
+//! Wiring: reflectors keep caches of the EndpointSlices, Deployments and Ingresses in the
+//! watched namespaces; their changes, probe facts and a leadership gain each trigger the
+//! reconcile of the policies they concern; only the lease holder writes.
+
+pub mod actuate;
+pub mod context;
+pub mod desired;
+mod http_server;
+mod leader;
+pub mod metrics;
+pub mod observe;
+pub mod reconcile;
+pub mod targets;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use futures::{Stream, StreamExt};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::Ingress;
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{Controller, WatchStreamExt, watcher};
+use kube::{Api, Client, Resource, ResourceExt};
+use prometheus_client::registry::Registry;
+use serde::de::DeserializeOwned;
+use tokio::sync::mpsc;
+use tracing::{info, warn};
+
+use crate::api::FailoverPolicy;
+use crate::engine::{CheckFact, Pool};
+use crate::probe::{Allowlist, Fact, Prober, ProberConfig, Tier};
+use crate::validation::ValidationContext;
+
+pub use context::{Clock, Context, Stores, system_clock};
+
+/// How the controller runs (from `run`'s flags).
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Namespaces to watch; empty means all.
+    pub namespaces: Vec<String>,
+    /// Only policies matching this label selector are managed.
+    pub policy_selector: Option<String>,
+    pub rules: ValidationContext,
+    pub metrics_addr: SocketAddr,
+    pub leader_election: bool,
+    pub lease_name: String,
+    pub lease_namespace: String,
+    pub identity: String,
+    pub lease_seconds: u64,
+    pub prober: ProberConfig,
+}
+
+/// A running controller's handles, for tests and the demo.
+pub struct Running {
+    pub ctx: Arc<Context>,
+    pub metrics_addr: SocketAddr,
+    pub registry: Arc<Registry>,
+}
+
+/// Builds everything and runs until `shutdown` resolves.
+pub async fn run(
+    client: Client,
+    opts: Options,
+    clock: Clock,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+    started: Option<tokio::sync::oneshot::Sender<Running>>,
+) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    let allowlist = Allowlist::parse(opts.rules.probe_allowlist.iter().map(String::as_str))
+        .context("parsing --probe-allowlist")?;
+    let (prober, facts) = Prober::new(opts.prober.clone(), allowlist);
+
+    let mut registry = Registry::default();
+    let metrics = metrics::Metrics::default();
+    metrics.register(&mut registry);
+    prober.metrics().register(&mut registry);
+
+    let (leader_rx, leader_task) = leader::start(&client, &opts).await?;
+
+    let (slices, slice_stream) = reflect::<EndpointSlice>(
+        &client,
+        &opts.namespaces,
+        watcher::Config::default().labels(observe::SERVICE_NAME_LABEL),
+    );
+    let (deployments, deploy_stream) =
+        reflect::<Deployment>(&client, &opts.namespaces, watcher::Config::default());
+    let (ingresses, ingress_stream) =
+        reflect::<Ingress>(&client, &opts.namespaces, watcher::Config::default());
+    let stores = Stores {
+        slices: slices.clone(),
+        deployments: deployments.clone(),
+        ingresses: ingresses.clone(),
+    };
+
+    let reporter = Reporter {
+        controller: "ingress-failover".into(),
+        instance: Some(opts.identity.clone()),
+    };
+    let recorder = Recorder::new(client.clone(), reporter);
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        rules: opts.rules.clone(),
+        prober: prober.clone(),
+        recorder,
+        metrics: metrics.clone(),
+        stores,
+        leader: leader_rx.clone(),
+        clock,
+        runtimes: Default::default(),
+        failures: Default::default(),
+    });
+
+    let ready = Arc::new(AtomicBool::new(false));
+    let registry = Arc::new(registry);
+    let (addr, server) =
+        http_server::serve(opts.metrics_addr, registry.clone(), ready.clone()).await?;
+    info!(%addr, "serving /metrics, /healthz and /readyz");
+    tokio::spawn(server);
+
+    let policies: Api<FailoverPolicy> = match opts.namespaces.as_slice() {
+        [one] => Api::namespaced(client.clone(), one),
+        _ => Api::all(client.clone()),
+    };
+    let mut wc = watcher::Config::default();
+    if let Some(sel) = &opts.policy_selector {
+        wc = wc.labels(sel);
+    }
+    let controller = Controller::new(policies, wc);
+    let pstore = controller.store();
+
+    // Probe facts: append to the policy's observation, then ask for its reconcile.
+    let (trigger_tx, trigger_rx) = mpsc::unbounded_channel::<ObjectRef<FailoverPolicy>>();
+    tokio::spawn(pump_facts(facts, ctx.clone(), trigger_tx.clone()));
+
+    // Leadership gained: reconcile everything (resuming from status). Lost: forget and stop
+    // probing, so a returning term starts from status like a restart.
+    let (all_tx, all_rx) = mpsc::unbounded_channel::<()>();
+    tokio::spawn(follow_leadership(leader_rx, ctx.clone(), all_tx));
+
+    let namespaces = opts.namespaces.clone();
+    let in_scope = move |ns: Option<&str>| {
+        namespaces.is_empty() || ns.is_some_and(|n| namespaces.iter().any(|w| w == n))
+    };
+    let (s1, s2, s3) = (pstore.clone(), pstore.clone(), pstore.clone());
+    let (f1, f2, f3) = (in_scope.clone(), in_scope.clone(), in_scope.clone());
+
+    // Readiness: every cache has listed once.
+    {
+        let (a, b, c, d, ready) = (
+            slices,
+            deployments,
+            ingresses,
+            pstore.clone(),
+            ready.clone(),
+        );
+        tokio::spawn(async move {
+            let _ = a.wait_until_ready().await;
+            let _ = b.wait_until_ready().await;
+            let _ = c.wait_until_ready().await;
+            let _ = d.wait_until_ready().await;
+            ready.store(true, Ordering::SeqCst);
+            info!("caches synced; ready");
+        });
+    }
+
+    let started_ctx = ctx.clone();
+    if let Some(tx) = started {
+        let _ = tx.send(Running {
+            ctx: started_ctx,
+            metrics_addr: addr,
+            registry: registry.clone(),
+        });
+    }
+
+    controller
+        .watches_stream(slice_stream, move |s: EndpointSlice| {
+            if !f1(s.metadata.namespace.as_deref()) {
+                return Vec::new();
+            }
+            let svc = s.labels().get(observe::SERVICE_NAME_LABEL).cloned();
+            policies_referencing(&s1, s.metadata.namespace.as_deref(), |p| {
+                svc.as_deref().is_some_and(|svc| references_service(p, svc))
+            })
+        })
+        .watches_stream(deploy_stream, move |d: Deployment| {
+            if !f2(d.metadata.namespace.as_deref()) {
+                return Vec::new();
+            }
+            let name = d.name_any();
+            let dns = d.metadata.namespace.clone().unwrap_or_default();
+            policies_referencing(&s2, None, |p| references_deployment(p, &dns, &name))
+        })
+        .watches_stream(ingress_stream, move |i: Ingress| {
+            if !f3(i.metadata.namespace.as_deref()) {
+                return Vec::new();
+            }
+            policies_referencing(&s3, i.metadata.namespace.as_deref(), |p| {
+                p.spec.ingress.is_some()
+            })
+        })
+        .reconcile_on(tokio_stream(trigger_rx))
+        .reconcile_all_on(tokio_stream(all_rx))
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile::reconcile, reconcile::error_policy, ctx.clone())
+        .for_each(|res| async move {
+            if let Err(e) = res {
+                tracing::debug!(error = %e, "reconcile loop");
+            }
+        })
+        .await;
+
+    info!("controller stopped");
+    if let Some(task) = leader_task {
+        task.abort();
+    }
+    Ok(())
+}
+
+fn tokio_stream<T: Send + 'static>(
+    mut rx: mpsc::UnboundedReceiver<T>,
+) -> impl Stream<Item = T> + Send {
+    futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+/// A reflector over the watched namespaces: a cache plus the stream of touched objects that
+/// drives it (the Controller polls the stream).
+fn reflect<K>(
+    client: &Client,
+    namespaces: &[String],
+    wc: watcher::Config,
+) -> (
+    Store<K>,
+    impl Stream<Item = Result<K, watcher::Error>> + Send + 'static,
+)
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let api: Api<K> = match namespaces {
+        [one] => Api::namespaced(client.clone(), one),
+        _ => Api::all(client.clone()),
+    };
+    let (store, writer) = reflector::store();
+    let stream = reflector::reflector(writer, watcher(api, wc).default_backoff()).touched_objects();
+    (store, stream)
+}
+
+fn policies_referencing(
+    store: &Store<FailoverPolicy>,
+    namespace: Option<&str>,
+    refers: impl Fn(&FailoverPolicy) -> bool,
+) -> Vec<ObjectRef<FailoverPolicy>> {
+    store
+        .state()
+        .iter()
+        .filter(|p| namespace.is_none() || p.metadata.namespace.as_deref() == namespace)
+        .filter(|p| refers(p))
+        .map(|p| ObjectRef::from_obj(&**p))
+        .collect()
+}
+
+fn references_service(p: &FailoverPolicy, svc: &str) -> bool {
+    let b = &p.spec.backends;
+    b.primary.service.as_ref().is_some_and(|s| s.name == svc)
+        || p.spec.managed_service.name == svc
+        || b.emergency
+            .as_ref()
+            .and_then(|e| e.deployment.as_ref())
+            .is_some_and(|d| d.service_name.as_deref().unwrap_or(&d.name) == svc)
+}
+
+fn references_deployment(p: &FailoverPolicy, ns: &str, name: &str) -> bool {
+    let own_ns = p.metadata.namespace.as_deref().unwrap_or_default();
+    let emergency = own_ns == ns
+        && p.spec
+            .backends
+            .emergency
+            .as_ref()
+            .and_then(|e| e.deployment.as_ref())
+            .is_some_and(|d| d.name == name);
+    let controller = p
+        .spec
+        .ingress
+        .as_ref()
+        .and_then(|i| i.health.controller_deployment.as_ref())
+        .is_some_and(|c| c.name == name && c.namespace.as_deref().unwrap_or(own_ns) == ns);
+    emergency || controller
+}
+
+async fn pump_facts(
+    mut facts: mpsc::Receiver<Fact>,
+    ctx: Arc<Context>,
+    trigger: mpsc::UnboundedSender<ObjectRef<FailoverPolicy>>,
+) {
+    while let Some(fact) = facts.recv().await {
+        let Some(rt) = ctx.runtime(&fact.key.policy) else {
+            continue;
+        };
+        {
+            let mut r = context::lock(&rt);
+            match fact.key.tier {
+                Tier::LoadBalancer => r.obs.lb_checks.push(fact.outcome),
+                tier => r.obs.checks.push(CheckFact {
+                    address: fact.key.endpoint.to_string(),
+                    pool: if tier == Tier::Primary {
+                        Pool::Primary
+                    } else {
+                        Pool::Emergency
+                    },
+                    outcome: fact.outcome,
+                }),
+            }
+        }
+        if let Some((ns, name)) = fact.key.policy.split_once('/') {
+            let _ = trigger.send(ObjectRef::new(name).within(ns));
+        }
+    }
+}
+
+async fn follow_leadership(
+    mut leader: tokio::sync::watch::Receiver<bool>,
+    ctx: Arc<Context>,
+    all: mpsc::UnboundedSender<()>,
+) {
+    let mut was = false;
+    loop {
+        let is = *leader.borrow_and_update();
+        ctx.metrics.leader.set(i64::from(is));
+        if is && !was {
+            info!("acquired the leader lease; reconciling every policy");
+            let _ = all.send(());
+        } else if !is && was {
+            warn!("lost the leader lease; forgetting state and stopping probes");
+            for key in ctx.clear_runtimes() {
+                ctx.prober.remove_policy(&key);
+            }
+        }
+        was = is;
+        if leader.changed().await.is_err() {
+            return;
+        }
+    }
+}

@@ -1,0 +1,294 @@
+//! Turns Kubernetes objects into engine facts. Pure functions over objects, so the mapping from
+//! EndpointSlices and Deployments to "what is there and is it ready" is tested without a cluster.
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+
+use crate::api::{FailoverPolicySpec, StaticAddress};
+use crate::engine::{EndpointFact, Pool};
+
+/// The label every EndpointSlice carries with the name of its Service.
+pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+/// The label naming the controller that manages an EndpointSlice.
+pub const MANAGED_BY_LABEL: &str = "endpointslice.kubernetes.io/managed-by";
+/// Our value of [`MANAGED_BY_LABEL`] (a domain-qualified name, as Kubernetes recommends).
+pub const MANAGED_BY: &str = "ingress-failover.ingressfailover.io";
+
+/// `host:port`, bracketing IPv6 hosts, as endpoints are identified everywhere.
+pub fn join_host_port(host: &str, port: i32) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
+/// The endpoints of one Service, from its EndpointSlices (excluding any this operator writes).
+///
+/// The port is the slice port named `port_name`, or the only port when unnamed and alone. A
+/// slice without a usable port contributes nothing (reported through `problems`). Kubernetes'
+/// `ready` condition is honoured, and a terminating endpoint is never ready.
+pub fn service_endpoints(
+    slices: &[std::sync::Arc<EndpointSlice>],
+    namespace: &str,
+    service: &str,
+    port_name: Option<&str>,
+    pool: Pool,
+    problems: &mut Vec<String>,
+) -> Vec<EndpointFact> {
+    let mut out = Vec::new();
+    for slice in slices {
+        let labels = slice.metadata.labels.as_ref();
+        let ours = labels
+            .and_then(|l| l.get(MANAGED_BY_LABEL))
+            .is_some_and(|v| v == MANAGED_BY);
+        let belongs = slice.metadata.namespace.as_deref() == Some(namespace)
+            && labels
+                .and_then(|l| l.get(SERVICE_NAME_LABEL))
+                .is_some_and(|v| v == service);
+        if ours || !belongs {
+            continue;
+        }
+        let ports = slice.ports.as_deref().unwrap_or_default();
+        let port = match port_name {
+            Some(name) => ports.iter().find(|p| p.name.as_deref() == Some(name)),
+            None if ports.len() == 1 => ports.first(),
+            None => None,
+        }
+        .and_then(|p| p.port);
+        let Some(port) = port else {
+            problems.push(format!(
+                "EndpointSlice {} of Service {service} has no port {}",
+                slice.metadata.name.as_deref().unwrap_or("?"),
+                match port_name {
+                    Some(n) => format!("named {n:?}"),
+                    None => "that can be chosen without portName (several ports)".to_string(),
+                }
+            ));
+            continue;
+        };
+        for ep in &slice.endpoints {
+            let Some(addr) = ep.addresses.first() else {
+                continue;
+            };
+            let cond = ep.conditions.as_ref();
+            let terminating = cond.and_then(|c| c.terminating).unwrap_or(false);
+            let ready = cond.and_then(|c| c.ready).unwrap_or(true) && !terminating;
+            out.push(EndpointFact {
+                address: join_host_port(addr, port),
+                pool,
+                ready,
+            });
+        }
+    }
+    out
+}
+
+/// Static addresses are always "ready": Kubernetes knows nothing about them.
+pub fn static_endpoints(addresses: &[StaticAddress], pool: Pool) -> Vec<EndpointFact> {
+    addresses
+        .iter()
+        .map(|a| EndpointFact {
+            address: a.0.clone(),
+            pool,
+            ready: true,
+        })
+        .collect()
+}
+
+/// Ready replicas of a Deployment; `None` when it is not (yet) in the cache.
+pub fn ready_replicas(deployment: Option<&Deployment>) -> Option<i32> {
+    deployment.map(|d| {
+        d.status
+            .as_ref()
+            .and_then(|s| s.ready_replicas)
+            .unwrap_or(0)
+    })
+}
+
+/// Replicas a Deployment's spec asks for.
+pub fn spec_replicas(deployment: Option<&Deployment>) -> Option<i32> {
+    deployment.map(|d| d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1))
+}
+
+/// The complete endpoint inventory of a policy: primary Service + static, emergency Service +
+/// static. Sorted, so that comparing two inventories is a plain equality.
+pub fn inventory(
+    spec: &FailoverPolicySpec,
+    namespace: &str,
+    slices: &[std::sync::Arc<EndpointSlice>],
+    problems: &mut Vec<String>,
+) -> Vec<EndpointFact> {
+    let mut all = Vec::new();
+    let primary = &spec.backends.primary;
+    if let Some(svc) = &primary.service {
+        all.extend(service_endpoints(
+            slices,
+            namespace,
+            &svc.name,
+            svc.port_name.as_deref(),
+            Pool::Primary,
+            problems,
+        ));
+    }
+    all.extend(static_endpoints(&primary.addresses, Pool::Primary));
+    if let Some(em) = &spec.backends.emergency {
+        if let Some(d) = &em.deployment {
+            let svc = d.service_name.as_deref().unwrap_or(&d.name);
+            all.extend(service_endpoints(
+                slices,
+                namespace,
+                svc,
+                d.port_name.as_deref(),
+                Pool::Emergency,
+                problems,
+            ));
+        }
+        all.extend(static_endpoints(&em.addresses, Pool::Emergency));
+    }
+    all.sort_by(|a, b| (a.pool, &a.address).cmp(&(b.pool, &b.address)));
+    all.dedup_by(|a, b| a.pool == b.pool && a.address == b.address);
+    all
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+    use std::sync::Arc;
+
+    fn slice(
+        name: &str,
+        svc: &str,
+        ports: &[(&str, i32)],
+        eps: &[(&str, Option<bool>, bool)],
+    ) -> Arc<EndpointSlice> {
+        Arc::new(EndpointSlice {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                namespace: Some("shop".into()),
+                labels: Some([(SERVICE_NAME_LABEL.to_string(), svc.to_string())].into()),
+                ..Default::default()
+            },
+            address_type: "IPv4".into(),
+            ports: Some(
+                ports
+                    .iter()
+                    .map(|(n, p)| EndpointPort {
+                        name: Some(n.to_string()),
+                        port: Some(*p),
+                        ..Default::default()
+                    })
+                    .collect(),
+            ),
+            endpoints: eps
+                .iter()
+                .map(|(a, ready, terminating)| Endpoint {
+                    addresses: vec![a.to_string()],
+                    conditions: Some(EndpointConditions {
+                        ready: *ready,
+                        terminating: Some(*terminating),
+                        serving: None,
+                    }),
+                    ..Default::default()
+                })
+                .collect(),
+        })
+    }
+
+    #[test]
+    fn readiness_and_ports_come_from_the_slice() {
+        let slices = vec![
+            slice(
+                "web-1",
+                "web",
+                &[("http", 8080)],
+                &[
+                    ("10.1.0.1", Some(true), false),
+                    ("10.1.0.2", None, false),
+                    ("10.1.0.3", Some(false), false),
+                    ("10.1.0.4", Some(true), true),
+                ],
+            ),
+            slice(
+                "other",
+                "db",
+                &[("pg", 5432)],
+                &[("10.1.9.9", Some(true), false)],
+            ),
+        ];
+        let mut problems = Vec::new();
+        let eps = service_endpoints(&slices, "shop", "web", None, Pool::Primary, &mut problems);
+        let got: Vec<(&str, bool)> = eps.iter().map(|e| (e.address.as_str(), e.ready)).collect();
+        assert_eq!(
+            got,
+            vec![
+                ("10.1.0.1:8080", true),
+                ("10.1.0.2:8080", true),
+                ("10.1.0.3:8080", false),
+                ("10.1.0.4:8080", false)
+            ]
+        );
+        assert!(problems.is_empty());
+    }
+
+    #[test]
+    fn ambiguous_ports_are_reported_not_guessed() {
+        let slices = vec![slice(
+            "web-1",
+            "web",
+            &[("http", 80), ("metrics", 9090)],
+            &[("10.1.0.1", Some(true), false)],
+        )];
+        let mut problems = Vec::new();
+        assert!(
+            service_endpoints(&slices, "shop", "web", None, Pool::Primary, &mut problems)
+                .is_empty()
+        );
+        assert_eq!(problems.len(), 1);
+        let eps = service_endpoints(
+            &slices,
+            "shop",
+            "web",
+            Some("metrics"),
+            Pool::Primary,
+            &mut problems,
+        );
+        assert_eq!(eps[0].address, "10.1.0.1:9090");
+    }
+
+    #[test]
+    fn slices_written_by_this_operator_are_not_read_back_as_backends() {
+        let mut s = (*slice(
+            "web-healthy-ipv4-80",
+            "web",
+            &[("http", 80)],
+            &[("10.1.0.1", Some(true), false)],
+        ))
+        .clone();
+        s.metadata
+            .labels
+            .as_mut()
+            .unwrap()
+            .insert(MANAGED_BY_LABEL.into(), MANAGED_BY.into());
+        let mut problems = Vec::new();
+        assert!(
+            service_endpoints(
+                &[Arc::new(s)],
+                "shop",
+                "web",
+                None,
+                Pool::Primary,
+                &mut problems
+            )
+            .is_empty()
+        );
+    }
+
+    #[test]
+    fn ipv6_hosts_are_bracketed() {
+        assert_eq!(join_host_port("fd00::1", 80), "[fd00::1]:80");
+        assert_eq!(join_host_port("10.0.0.1", 80), "10.0.0.1:80");
+    }
+}

@@ -1,0 +1,679 @@
+//! One reconcile of a FailoverPolicy: validate, gather facts from the caches, step the engine,
+//! write the desired state where the cluster differs, report status, then publish the Events
+//! of what was done — in that order, so an Event never announces a write that failed.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::controller::Action as Requeue;
+use kube::runtime::events::{Event, EventType};
+use kube::runtime::finalizer::{Event as Finalizer, finalizer};
+use kube::{Api, Resource, ResourceExt};
+use serde_json::json;
+use tracing::{Instrument, info, warn};
+
+use super::actuate::{self, ActuateError, MANAGER};
+use super::context::{Context, PolicyRuntime, lock};
+use super::desired::Published;
+use super::metrics::{KindLabels, PolicyLabels, PolicyTierLabels};
+use super::observe;
+use super::targets;
+use crate::api::{
+    DeletionPolicy, FailoverPolicy, FailoverPolicySpec, FailoverPolicyStatus, IngressMode,
+    condition_types, reasons,
+};
+use crate::engine::report::{invalid_status, render_status};
+use crate::engine::{
+    Action, ActionKind, Affected, EmergencyPhase, EngineConfig, IngressDesired, IngressPhase,
+    Observation, PolicyState, step,
+};
+use crate::validation::validate_document;
+
+/// Finalizer that lets deletion restore what the policy changed.
+pub const FINALIZER: &str = "ingressfailover.io/cleanup";
+
+/// Why a reconcile failed (it is retried with per-object backoff).
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    #[error(transparent)]
+    Actuate(#[from] ActuateError),
+    #[error("writing status of {policy}: {source}")]
+    Status {
+        policy: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("finalizer: {0}")]
+    Finalizer(String),
+}
+
+impl ReconcileError {
+    /// Bounded metric label.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ReconcileError::Actuate(ActuateError::Api { .. }) => "api",
+            ReconcileError::Actuate(ActuateError::Conflict(_)) => "conflict",
+            ReconcileError::Status { .. } => "status",
+            ReconcileError::Finalizer(_) => "finalizer",
+        }
+    }
+}
+
+/// Entry point given to the kube-runtime Controller.
+pub async fn reconcile(
+    policy: Arc<FailoverPolicy>,
+    ctx: Arc<Context>,
+) -> Result<Requeue, ReconcileError> {
+    let ns = policy.namespace().unwrap_or_default();
+    let name = policy.name_any();
+    let span = tracing::info_span!("reconcile", namespace = %ns, name = %name);
+    async move {
+        if !ctx.is_leader() {
+            // Standby replicas keep caches warm but never write; the leader's term resumes
+            // from status when it starts.
+            return Ok(Requeue::requeue(Duration::from_secs(30)));
+        }
+        let started = Instant::now();
+        let api: Api<FailoverPolicy> = Api::namespaced(ctx.client.clone(), &ns);
+        let result = finalizer(&api, FINALIZER, policy, |event| async {
+            match event {
+                Finalizer::Apply(p) => apply(p, &ctx).await,
+                Finalizer::Cleanup(p) => cleanup(p, &ctx).await,
+            }
+        })
+        .await
+        .map_err(|e| match e {
+            kube::runtime::finalizer::Error::ApplyFailed(e)
+            | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
+            other => ReconcileError::Finalizer(other.to_string()),
+        });
+        ctx.metrics
+            .reconcile_duration
+            .observe(started.elapsed().as_secs_f64());
+        if result.is_ok() {
+            ctx.record_success(&format!("{ns}/{name}"));
+        }
+        result
+    }
+    .instrument(span)
+    .await
+}
+
+/// Per-object exponential backoff with jitter, reset on success.
+pub fn error_policy(
+    policy: Arc<FailoverPolicy>,
+    error: &ReconcileError,
+    ctx: Arc<Context>,
+) -> Requeue {
+    let key = format!(
+        "{}/{}",
+        policy.namespace().unwrap_or_default(),
+        policy.name_any()
+    );
+    let n = ctx.record_failure(&key);
+    ctx.metrics
+        .reconcile_errors
+        .get_or_create(&KindLabels { kind: error.kind() })
+        .inc();
+    let base = Duration::from_millis(500).saturating_mul(1u32 << n.min(10));
+    let capped = base.min(Duration::from_secs(300));
+    let jitter = 0.8 + fastrand::f64() * 0.4;
+    warn!(policy = %key, attempt = n, error = %error, "reconcile failed; retrying");
+    Requeue::requeue(capped.mul_f64(jitter))
+}
+
+fn owner_ref(p: &FailoverPolicy) -> OwnerReference {
+    p.controller_owner_ref(&())
+        .expect("a policy read from the API has a name and uid")
+}
+
+async fn apply(policy: Arc<FailoverPolicy>, ctx: &Context) -> Result<Requeue, ReconcileError> {
+    let ns = policy.namespace().unwrap_or_default();
+    let key = format!("{ns}/{}", policy.name_any());
+    let now = (ctx.clock)();
+    let generation = policy.metadata.generation;
+
+    let value = serde_json::to_value(&*policy).expect("policy serializes");
+    let spec = match validate_document(&value, &ctx.rules) {
+        Ok(valid) => valid.spec,
+        Err(errors) => return refuse(&policy, ctx, &key, &errors, now).await,
+    };
+
+    let rt = match ctx.runtime(&key) {
+        Some(rt) => rt,
+        None => ctx.insert_runtime(key.clone(), new_runtime(&policy, &spec, ctx, &ns, now)),
+    };
+
+    let mut problems = Vec::new();
+    let (actions, plan) = {
+        let mut guard = lock(&rt);
+        let r = &mut *guard;
+        if r.generation != generation {
+            r.cfg = EngineConfig::from_spec(&spec);
+            r.generation = generation;
+            r.targets_dirty = true;
+        }
+        gather(ctx, &spec, &ns, r, &mut problems);
+        if r.targets_dirty {
+            match targets::targets(&spec, &r.inventory) {
+                Ok((list, own)) => match ctx.prober.set_targets(&key, own, list) {
+                    Ok(_) => r.targets_dirty = false,
+                    Err(e) => problems.push(format!("probe configuration: {e}")),
+                },
+                Err(e) => problems.push(format!("probe configuration: {e}")),
+            }
+        }
+        let mut actions = Vec::new();
+        step(&r.cfg, &mut r.state, &r.obs, now, &mut actions);
+        r.obs.clear_checks();
+        for a in &actions {
+            ctx.metrics
+                .transitions
+                .get_or_create(&KindLabels {
+                    kind: a.kind.as_str(),
+                })
+                .inc();
+            log_action(a);
+        }
+        r.pending_events.extend(actions.iter().cloned());
+        (actions, Plan::from(r))
+    };
+
+    if !plan.dry_run {
+        if !ctx.is_leader() {
+            return Ok(Requeue::requeue(Duration::from_secs(30)));
+        }
+        write_desired(ctx, &policy, &spec, &ns, &key, &plan, &rt).await?;
+    }
+
+    let status = {
+        let r = lock(&rt);
+        let mut s = render_status(&r.cfg, &r.state, generation, now, policy.status.as_ref());
+        if !problems.is_empty() {
+            mark_unresolved(&mut s, &problems);
+        }
+        s
+    };
+    write_status(ctx, &policy, &ns, &status).await?;
+    publish_events(ctx, &policy, &rt).await;
+    export_gauges(ctx, &key, &rt);
+    let _ = actions;
+    lock(&rt).last_status = Some(status);
+    Ok(Requeue::requeue(if plan.timers_pending {
+        Duration::from_secs(1)
+    } else {
+        Duration::from_secs(30)
+    }))
+}
+
+/// What to write, copied out of the runtime so no lock is held across API calls.
+struct Plan {
+    dry_run: bool,
+    published: Vec<Published>,
+    inventory_known: bool,
+    emergency_replicas: Option<i32>,
+    ingress: Option<IngressDesired>,
+    timers_pending: bool,
+}
+
+impl Plan {
+    fn from(r: &PolicyRuntime) -> Self {
+        let s = &r.state;
+        Plan {
+            dry_run: r.cfg.dry_run,
+            published: s
+                .published()
+                .filter_map(|e| Published::parse(&e.address))
+                .collect(),
+            inventory_known: s.inventory_known,
+            emergency_replicas: s.desired_emergency_replicas(&r.cfg),
+            ingress: s.desired_ingress(&r.cfg),
+            timers_pending: timers_pending(&r.cfg, s),
+        }
+    }
+}
+
+/// Whether a decision may fall due with no new fact (a sustained window, hold-down, dwell,
+/// cooldown, thaw or override expiry), so the policy must be re-evaluated every second.
+fn timers_pending(cfg: &EngineConfig, s: &PolicyState) -> bool {
+    let emergency_timer = cfg.emergency.is_some()
+        && (s.primary_ratio() < cfg.activate_below
+            || !matches!(s.emergency, EmergencyPhase::Standby));
+    emergency_timer
+        || !matches!(s.ingress, IngressPhase::Primary)
+        || s.frozen_since.is_some()
+        || cfg
+            .override_
+            .as_ref()
+            .is_some_and(|o| o.expires_at.is_some())
+}
+
+fn new_runtime(
+    policy: &FailoverPolicy,
+    spec: &FailoverPolicySpec,
+    ctx: &Context,
+    ns: &str,
+    now: i64,
+) -> PolicyRuntime {
+    let cfg = EngineConfig::from_spec(spec);
+    // A status with a decided phase means an earlier process (or leader) was enforcing this
+    // policy: resume its memory instead of re-deciding from scratch.
+    let state = match &policy.status {
+        Some(st)
+            if !matches!(
+                st.phase,
+                crate::api::Phase::Pending | crate::api::Phase::Invalid
+            ) =>
+        {
+            PolicyState::resume(&cfg, st, now)
+        }
+        _ => PolicyState::new(),
+    };
+    let emergency_replicas_written = spec
+        .backends
+        .emergency
+        .as_ref()
+        .and_then(|e| e.deployment.as_ref())
+        .and_then(|d| {
+            let dep = ctx
+                .stores
+                .deployments
+                .get(&kube::runtime::reflector::ObjectRef::new(&d.name).within(ns));
+            observe::spec_replicas(dep.as_deref())
+        });
+    PolicyRuntime {
+        generation: policy.metadata.generation,
+        cfg,
+        state,
+        obs: Observation::default(),
+        inventory: Vec::new(),
+        emergency_replicas_written,
+        pending_events: Vec::new(),
+        last_status: policy.status.clone(),
+        targets_dirty: true,
+    }
+}
+
+/// Reads the caches into the engine's observation.
+fn gather(
+    ctx: &Context,
+    spec: &FailoverPolicySpec,
+    ns: &str,
+    r: &mut PolicyRuntime,
+    problems: &mut Vec<String>,
+) {
+    let slices = ctx
+        .stores
+        .slices
+        .state_filter(|s| s.metadata.namespace.as_deref() == Some(ns));
+    // A Service-backed pool with no EndpointSlice at all is unknown, not empty: Kubernetes keeps
+    // an (empty) slice for every Service with a selector, so absence means "not seen yet" or a
+    // wrong name — never a reason to wake capacity or eject anything.
+    let mut known = true;
+    let missing = |svc: &str, what: &str, problems: &mut Vec<String>| {
+        let seen = slices.iter().any(|s| {
+            s.labels()
+                .get(observe::SERVICE_NAME_LABEL)
+                .map(String::as_str)
+                == Some(svc)
+                && s.labels()
+                    .get(observe::MANAGED_BY_LABEL)
+                    .map(String::as_str)
+                    != Some(observe::MANAGED_BY)
+        });
+        if !seen {
+            problems.push(format!(
+                "no EndpointSlice found for {what} Service {ns}/{svc}"
+            ));
+        }
+        !seen
+    };
+    if let Some(svc) = &spec.backends.primary.service
+        && missing(&svc.name, "primary", problems)
+    {
+        known = false;
+    }
+    let inventory = observe::inventory(spec, ns, &slices, problems);
+    if known && (inventory != r.inventory || !r.obs.inventory_known) {
+        r.obs.set_endpoints(inventory.clone());
+        r.inventory = inventory;
+        r.targets_dirty = true;
+    }
+    if let Some(d) = spec
+        .backends
+        .emergency
+        .as_ref()
+        .and_then(|e| e.deployment.as_ref())
+    {
+        let dep = ctx
+            .stores
+            .deployments
+            .get(&kube::runtime::reflector::ObjectRef::new(&d.name).within(ns));
+        if dep.is_none() {
+            problems.push(format!("emergency Deployment {ns}/{} not found", d.name));
+        }
+        r.obs.emergency_ready_replicas = observe::ready_replicas(dep.as_deref());
+    }
+    if let Some(c) = spec
+        .ingress
+        .as_ref()
+        .and_then(|i| i.health.controller_deployment.as_ref())
+    {
+        let cns = c.namespace.as_deref().unwrap_or(ns);
+        let dep = ctx
+            .stores
+            .deployments
+            .get(&kube::runtime::reflector::ObjectRef::new(&c.name).within(cns));
+        r.obs.lb_controller_ready = observe::ready_replicas(dep.as_deref()).map(|n| n > 0);
+        if dep.is_none() {
+            problems.push(format!(
+                "ingress controller Deployment {cns}/{} not found",
+                c.name
+            ));
+        }
+    }
+}
+
+async fn write_desired(
+    ctx: &Context,
+    policy: &FailoverPolicy,
+    spec: &FailoverPolicySpec,
+    ns: &str,
+    key: &str,
+    plan: &Plan,
+    rt: &std::sync::Mutex<PolicyRuntime>,
+) -> Result<(), ReconcileError> {
+    let owner = owner_ref(policy);
+    let name = policy.name_any();
+    if plan.inventory_known {
+        actuate::ensure_service(ctx, ns, spec, &owner, &name).await?;
+        actuate::sync_slices(
+            ctx,
+            ns,
+            &spec.managed_service.name,
+            &spec.managed_service.port_name,
+            &owner,
+            &name,
+            &plan.published,
+        )
+        .await?;
+    }
+    if let (Some(want), Some(d)) = (
+        plan.emergency_replicas,
+        spec.backends
+            .emergency
+            .as_ref()
+            .and_then(|e| e.deployment.as_ref()),
+    ) {
+        let written = lock(rt).emergency_replicas_written;
+        if written != Some(want) {
+            actuate::scale(ctx, ns, &d.name, want).await?;
+            lock(rt).emergency_replicas_written = Some(want);
+            info!(policy = %key, deployment = %d.name, replicas = want, "scaled emergency capacity");
+        }
+    }
+    if let Some(want) = &plan.ingress {
+        actuate::sync_ingresses(ctx, ns, spec, want, &owner, &name).await?;
+    }
+    Ok(())
+}
+
+/// Ready=False with the problems that keep the policy from seeing its world.
+fn mark_unresolved(status: &mut FailoverPolicyStatus, problems: &[String]) {
+    if let Some(c) = status
+        .conditions
+        .iter_mut()
+        .find(|c| c.type_ == condition_types::READY)
+    {
+        let message = problems.join("; ");
+        if c.status != "False" || c.reason != reasons::REFERENCES_UNRESOLVED {
+            c.last_transition_time =
+                crate::engine::report::time(jiff::Timestamp::now().as_millisecond());
+        }
+        c.status = "False".into();
+        c.reason = reasons::REFERENCES_UNRESOLVED.into();
+        c.message = message;
+    }
+}
+
+async fn write_status(
+    ctx: &Context,
+    policy: &FailoverPolicy,
+    ns: &str,
+    status: &FailoverPolicyStatus,
+) -> Result<(), ReconcileError> {
+    if policy.status.as_ref() == Some(status) {
+        return Ok(());
+    }
+    let api: Api<FailoverPolicy> = Api::namespaced(ctx.client.clone(), ns);
+    let patch = json!({
+        "apiVersion": "ingressfailover.io/v1alpha1",
+        "kind": "FailoverPolicy",
+        "status": status,
+    });
+    api.patch_status(
+        &policy.name_any(),
+        &PatchParams::apply(MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await
+    .map_err(|source| ReconcileError::Status {
+        policy: format!("{ns}/{}", policy.name_any()),
+        source,
+    })?;
+    ctx.metrics.write("failoverpolicies/status");
+    Ok(())
+}
+
+/// An invalid spec: say why, manage nothing, probe nothing.
+async fn refuse(
+    policy: &FailoverPolicy,
+    ctx: &Context,
+    key: &str,
+    errors: &[crate::validation::FieldError],
+    now: i64,
+) -> Result<Requeue, ReconcileError> {
+    ctx.remove_runtime(key);
+    ctx.prober.remove_policy(key);
+    let mut message: Vec<String> = errors.iter().take(5).map(ToString::to_string).collect();
+    if errors.len() > 5 {
+        message.push(format!("and {} more", errors.len() - 5));
+    }
+    let message = message.join("; ");
+    let ns = policy.namespace().unwrap_or_default();
+    let status = invalid_status(
+        policy.metadata.generation,
+        &message,
+        now,
+        policy.status.as_ref(),
+    );
+    let changed = policy.status.as_ref() != Some(&status);
+    write_status(ctx, policy, &ns, &status).await?;
+    if changed {
+        let ev = Event {
+            type_: EventType::Warning,
+            reason: reasons::INVALID_SPEC.into(),
+            note: Some(truncate(&message, 1000)),
+            action: "Validate".into(),
+            secondary: None,
+        };
+        if let Err(e) = ctx.recorder.publish(&ev, &policy.object_ref(&())).await {
+            warn!(error = %e, "could not publish event");
+        } else {
+            ctx.metrics.write("events");
+        }
+    }
+    ctx.metrics
+        .set_phase(&Arc::from(key), crate::api::Phase::Invalid);
+    Ok(Requeue::await_change())
+}
+
+/// Deletion: restore (or leave) what the policy changed, then forget it.
+async fn cleanup(policy: Arc<FailoverPolicy>, ctx: &Context) -> Result<Requeue, ReconcileError> {
+    let ns = policy.namespace().unwrap_or_default();
+    let key = format!("{ns}/{}", policy.name_any());
+    let spec = &policy.spec;
+    if spec.deletion_policy == DeletionPolicy::Restore && !spec.dry_run {
+        let owner = owner_ref(&policy);
+        let name = policy.name_any();
+        if let Some(tier) = &spec.ingress {
+            let back = IngressDesired {
+                active_class: tier.primary_class.clone(),
+                primary_weight_percent: 100,
+            };
+            actuate::sync_ingresses(ctx, &ns, spec, &back, &owner, &name).await?;
+            if tier.mode == IngressMode::HotStandby {
+                actuate::delete_mirrors(ctx, &ns, &name).await?;
+            }
+        }
+        if let Some(d) = spec
+            .backends
+            .emergency
+            .as_ref()
+            .and_then(|e| e.deployment.as_ref())
+        {
+            let dep = ctx
+                .stores
+                .deployments
+                .get(&kube::runtime::reflector::ObjectRef::new(&d.name).within(&ns));
+            if observe::spec_replicas(dep.as_deref()).is_some_and(|r| r != d.standby_replicas) {
+                actuate::scale(ctx, &ns, &d.name, d.standby_replicas).await?;
+            }
+        }
+        actuate::delete_slices(ctx, &ns, &spec.managed_service.name).await?;
+        info!(policy = %key, "deleted: restored primary class, standby replicas, removed managed slices");
+    }
+    ctx.remove_runtime(&key);
+    ctx.prober.remove_policy(&key);
+    ctx.metrics.forget(&Arc::from(key.as_str()));
+    Ok(Requeue::await_change())
+}
+
+fn log_action(a: &Action) {
+    match &a.affected {
+        Affected::None => info!(action = %a.kind, reason = %a.reason, "decision"),
+        other => info!(action = %a.kind, reason = %a.reason, affected = ?other, "decision"),
+    }
+}
+
+/// Events for what was decided and (when not dry-run) written. PublishEndpoints is left out:
+/// the EndpointDown/EndpointUp that caused it already tell the story.
+async fn publish_events(
+    ctx: &Context,
+    policy: &FailoverPolicy,
+    rt: &std::sync::Mutex<PolicyRuntime>,
+) {
+    let pending = std::mem::take(&mut lock(rt).pending_events);
+    let reference = policy.object_ref(&());
+    for a in pending
+        .iter()
+        .filter(|a| a.kind != ActionKind::PublishEndpoints)
+    {
+        let ev = Event {
+            type_: if warning(a.kind) {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: a.kind.as_str().into(),
+            note: Some(truncate(&describe(a), 1000)),
+            action: a.kind.as_str().into(),
+            secondary: None,
+        };
+        match ctx.recorder.publish(&ev, &reference).await {
+            Ok(()) => ctx.metrics.write("events"),
+            Err(e) => warn!(error = %e, "could not publish event"),
+        }
+    }
+}
+
+fn warning(kind: ActionKind) -> bool {
+    matches!(
+        kind,
+        ActionKind::EndpointDown
+            | ActionKind::PanicEntered
+            | ActionKind::LoadBalancerDown
+            | ActionKind::IngressFailover
+            | ActionKind::EmergencyActivate
+            | ActionKind::FlapBudgetExhausted
+    )
+}
+
+fn describe(a: &Action) -> String {
+    match &a.affected {
+        Affected::None => a.reason.clone(),
+        Affected::Endpoint { address, pool } => format!("{pool} backend {address}: {}", a.reason),
+        Affected::Endpoints { published, .. } => {
+            format!("{published} endpoints published: {}", a.reason)
+        }
+        Affected::Replicas { from, to } => format!("replicas {from} → {to}: {}", a.reason),
+        Affected::Ingress {
+            from_class,
+            to_class,
+            primary_weight_percent,
+        } => format!(
+            "{from_class} → {to_class} (primary weight {primary_weight_percent}%): {}",
+            a.reason
+        ),
+        Affected::Phase { from, to } => format!("{from} → {to}: {}", a.reason),
+    }
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
+fn export_gauges(ctx: &Context, key: &str, rt: &std::sync::Mutex<PolicyRuntime>) {
+    let r = lock(rt);
+    let policy: Arc<str> = Arc::from(key);
+    let m = &ctx.metrics;
+    m.set_phase(&policy, r.state.phase);
+    for (tier, healthy, total) in [
+        ("primary", r.state.primary_healthy, r.state.primary_total),
+        (
+            "emergency",
+            r.state.emergency_healthy,
+            r.state.emergency_total,
+        ),
+    ] {
+        let l = PolicyTierLabels {
+            policy: policy.clone(),
+            tier,
+        };
+        m.healthy_endpoints
+            .get_or_create(&l)
+            .set(i64::from(healthy));
+        m.total_endpoints.get_or_create(&l).set(i64::from(total));
+        let ratio = if total == 0 {
+            0.0
+        } else {
+            f64::from(healthy) / f64::from(total)
+        };
+        m.healthy_ratio.get_or_create(&l).set(ratio);
+    }
+    let l = PolicyLabels { policy };
+    if r.cfg.ingress.is_some() {
+        m.load_balancer_up
+            .get_or_create(&l)
+            .set(i64::from(r.state.lb_serving));
+    }
+    if let Some(d) = r.state.desired_emergency_replicas(&r.cfg) {
+        m.emergency_desired_replicas
+            .get_or_create(&l)
+            .set(i64::from(d));
+    }
+    if let Some(i) = r.state.desired_ingress(&r.cfg) {
+        m.primary_weight_percent
+            .get_or_create(&l)
+            .set(i64::from(i.primary_weight_percent));
+    }
+}
