@@ -5,6 +5,7 @@
 pub mod api;
 pub mod check;
 pub mod controller;
+pub mod demo;
 pub mod engine;
 pub mod health;
 pub mod kubeclient;
