@@ -2,4 +2,5 @@
 //!
 //! See ARCHITECTURE.md for the map of modules.
 
+pub mod devcluster;
 pub mod health;
