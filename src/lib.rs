@@ -6,6 +6,7 @@ pub mod api;
 pub mod check;
 pub mod controller;
 pub mod demo;
+pub mod devcluster;
 pub mod engine;
 pub mod health;
 pub mod kubeclient;

@@ -1,0 +1,852 @@
+//! The verbs: get, list, create, update, patch, delete, deletecollection — as functions over
+//! the locked [`State`], independent of HTTP so the controller-manager can use the very same
+//! semantics (resourceVersion, generation, finalizers, cascade) for its own writes.
+
+use super::apply::{self, ApplyRequest, Scope};
+use super::crd;
+use super::meta::{
+    self, carry_over_identity, finalizers, meta_mut, meta_str, same_content, spec_changed,
+};
+use super::patch::{self, PatchKind};
+use super::resources::{Registry, ResourceInfo};
+use super::schema;
+use super::selectors::{FieldSelector, LabelSelector};
+use super::status::{ApiError, ApiResult, FieldCause};
+use super::store::{ObjKey, Store};
+use serde_json::{Value, json};
+use std::collections::HashSet;
+
+/// Everything behind the lock.
+#[derive(Debug)]
+pub struct State {
+    /// Objects and the event log.
+    pub store: Store,
+    /// Served resources.
+    pub registry: Registry,
+    /// Seeded randomness for uids, names and IPs.
+    pub rng: fastrand::Rng,
+    /// Next Service clusterIP (10.96.x.y).
+    pub next_cluster_ip: u32,
+}
+
+impl State {
+    /// A fresh cluster with the namespaces every cluster has.
+    pub fn new(window: usize, seed: u64) -> Self {
+        let mut st = Self {
+            store: Store::new(window),
+            registry: Registry::default(),
+            rng: fastrand::Rng::with_seed(seed),
+            next_cluster_ip: 1,
+        };
+        let info = st
+            .registry
+            .get("", "namespaces")
+            .cloned()
+            .expect("namespaces are built in");
+        for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+            let ctx = Ctx::new(info.clone(), "v1", None, "devcluster");
+            let _ = create(&mut st, &ctx, json!({"metadata": {"name": ns}}));
+        }
+        st
+    }
+}
+
+/// Who is asking for what, for one request.
+#[derive(Debug, Clone)]
+pub struct Ctx {
+    /// The resource.
+    pub info: ResourceInfo,
+    /// Requested API version.
+    pub version: String,
+    /// Namespace from the URL.
+    pub namespace: Option<String>,
+    /// Field manager for managedFields.
+    pub manager: String,
+    /// `dryRun=All`: validate and answer, but store nothing.
+    pub dry_run: bool,
+    /// `force=true` for apply.
+    pub force: bool,
+}
+
+impl Ctx {
+    /// A context with defaults.
+    pub fn new(info: ResourceInfo, version: &str, namespace: Option<&str>, manager: &str) -> Self {
+        Self {
+            info,
+            version: version.into(),
+            namespace: namespace.map(String::from),
+            manager: manager.into(),
+            dry_run: false,
+            force: false,
+        }
+    }
+
+    fn ns(&self) -> &str {
+        if self.info.namespaced {
+            self.namespace.as_deref().unwrap_or("")
+        } else {
+            ""
+        }
+    }
+
+    /// Store key of `name` in this context.
+    pub fn key(&self, name: &str) -> ObjKey {
+        ObjKey::new(&self.info.group, &self.info.plural, self.ns(), name)
+    }
+
+    fn api_version(&self) -> String {
+        self.info.api_version(&self.version)
+    }
+
+    fn scope(&self, status: bool) -> Scope {
+        if status {
+            Scope::Status
+        } else {
+            Scope::Main {
+                exclude_status: self.info.status,
+            }
+        }
+    }
+}
+
+/// Sets apiVersion/kind as the client asked for them.
+pub fn present(ctx: &Ctx, mut obj: Value) -> Value {
+    if let Some(m) = obj.as_object_mut() {
+        m.insert("apiVersion".into(), json!(ctx.api_version()));
+        m.insert("kind".into(), json!(ctx.info.kind));
+    }
+    obj
+}
+
+fn not_found(ctx: &Ctx, name: &str) -> ApiError {
+    ApiError::not_found((&ctx.info.group, &ctx.info.plural, name))
+}
+
+/// GET one object.
+pub fn get(st: &State, ctx: &Ctx, name: &str) -> ApiResult<Value> {
+    st.store
+        .get(&ctx.key(name))
+        .map(|o| present(ctx, o.clone()))
+        .ok_or_else(|| not_found(ctx, name))
+}
+
+/// List options from the query string.
+#[derive(Debug, Clone, Default)]
+pub struct ListOptions {
+    /// `labelSelector`.
+    pub labels: LabelSelector,
+    /// `fieldSelector`.
+    pub fields: FieldSelector,
+    /// `limit` (0 = unlimited).
+    pub limit: usize,
+    /// `continue` token.
+    pub continue_token: Option<String>,
+}
+
+/// Does `obj` pass the selectors?
+pub fn selected(opts: &ListOptions, obj: &Value) -> bool {
+    opts.labels.matches_object(obj) && opts.fields.matches(obj)
+}
+
+/// LIST, with selectors and limit/continue pagination. Returns (items, list metadata).
+pub fn list(st: &State, ctx: &Ctx, opts: &ListOptions) -> ApiResult<(Vec<Value>, Value)> {
+    let ns = ctx
+        .info
+        .namespaced
+        .then_some(ctx.namespace.as_deref())
+        .flatten();
+    let (rv, after) = match &opts.continue_token {
+        Some(tok) => {
+            let mut parts = tok.splitn(3, ':');
+            let rv = parts.next().and_then(|r| r.parse::<u64>().ok());
+            match (rv, parts.next(), parts.next()) {
+                (Some(rv), Some(ns), Some(name)) => (rv, Some((ns.to_string(), name.to_string()))),
+                _ => return Err(ApiError::bad_request("invalid continue token")),
+            }
+        }
+        None => (st.store.rv(), None),
+    };
+    let mut matching = st
+        .store
+        .list(&ctx.info.group, &ctx.info.plural, ns)
+        .into_iter()
+        .filter(|(k, _)| {
+            after.as_ref().is_none_or(|(ans, an)| {
+                (k.namespace.as_str(), k.name.as_str()) > (ans.as_str(), an.as_str())
+            })
+        })
+        .filter(|(_, o)| selected(opts, o));
+    let mut items = Vec::new();
+    let mut last = None;
+    for (k, o) in matching.by_ref() {
+        if opts.limit > 0 && items.len() == opts.limit {
+            last = Some(k);
+            break;
+        }
+        items.push(present(ctx, o.clone()));
+    }
+    let mut list_meta = json!({"resourceVersion": rv.to_string()});
+    if last.is_some() {
+        let remaining = 1 + matching.count();
+        let final_item = items.last().cloned().unwrap_or_default();
+        let tok = format!(
+            "{rv}:{}:{}",
+            meta_str(&final_item, "namespace").unwrap_or(""),
+            meta_str(&final_item, "name").unwrap_or("")
+        );
+        list_meta["continue"] = json!(tok);
+        list_meta["remainingItemCount"] = json!(remaining);
+    }
+    Ok((items, list_meta))
+}
+
+fn validate(st: &State, ctx: &Ctx, obj: &mut Value, old: Option<&Value>) -> ApiResult<()> {
+    let name = meta_str(obj, "name").unwrap_or("").to_string();
+    let subject = (
+        ctx.info.group.as_str(),
+        ctx.info.plural.as_str(),
+        name.as_str(),
+    );
+    let mut causes = Vec::new();
+    if let Some(msg) = meta::invalid_name(&name) {
+        causes.push(FieldCause::new("FieldValueInvalid", "metadata.name", msg));
+    }
+    if ctx.info.from_crd
+        && let Some(s) = ctx.info.schemas.get(&ctx.version)
+    {
+        causes.extend(schema::validate_and_default(s, obj, old));
+    }
+    if ctx.info.plural == "customresourcedefinitions" {
+        causes.extend(crd::validate(obj));
+    }
+    let _ = st;
+    if causes.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(&ctx.info.kind, subject, causes))
+    }
+}
+
+/// POST: creates an object (namespace from the URL, generateName, uid, timestamps, generation 1).
+pub fn create(st: &mut State, ctx: &Ctx, obj: Value) -> ApiResult<Value> {
+    create_with(st, ctx, obj, Managed::Update)
+}
+
+fn create_with(st: &mut State, ctx: &Ctx, mut obj: Value, managed: Managed) -> ApiResult<Value> {
+    if !obj.is_object() {
+        return Err(ApiError::bad_request(
+            "the body of the request was not a JSON object",
+        ));
+    }
+    if let Some(kind) = obj.get("kind").and_then(Value::as_str)
+        && kind != ctx.info.kind
+        && !ctx.info.plural.is_empty()
+    {
+        return Err(ApiError::bad_request(format!(
+            "the API version in the data ({}) does not match the expected API version ({})",
+            kind, ctx.info.kind
+        )));
+    }
+    let ns = ctx.ns().to_string();
+    if ctx.info.namespaced {
+        match meta_str(&obj, "namespace") {
+            Some(body_ns) if !body_ns.is_empty() && body_ns != ns => {
+                return Err(ApiError::bad_request(
+                    "the namespace of the provided object does not match the namespace sent on the request",
+                ));
+            }
+            _ => {}
+        }
+        if st
+            .store
+            .get(&ObjKey::new("", "namespaces", "", &ns))
+            .is_none()
+        {
+            return Err(ApiError::not_found(("", "namespaces", &ns)));
+        }
+    }
+    let mut name = meta_str(&obj, "name").unwrap_or("").to_string();
+    if name.is_empty() {
+        let Some(prefix) = meta_str(&obj, "generateName").map(String::from) else {
+            return Err(ApiError::invalid(
+                &ctx.info.kind,
+                (&ctx.info.group, &ctx.info.plural, ""),
+                vec![FieldCause::new(
+                    "FieldValueRequired",
+                    "metadata.name",
+                    "name or generateName is required",
+                )],
+            ));
+        };
+        loop {
+            name = format!("{prefix}{}", meta::name_suffix(&mut st.rng));
+            if st.store.get(&ctx.key(&name)).is_none() {
+                break;
+            }
+        }
+    }
+    let key = ctx.key(&name);
+    if st.store.get(&key).is_some() {
+        return Err(ApiError::already_exists((
+            &ctx.info.group,
+            &ctx.info.plural,
+            &name,
+        )));
+    }
+    let uid = meta::new_uid(&mut st.rng);
+    {
+        let m = meta_mut(&mut obj);
+        m.insert("name".into(), json!(name));
+        if ctx.info.namespaced {
+            m.insert("namespace".into(), json!(ns));
+        } else {
+            m.remove("namespace");
+        }
+        m.insert("uid".into(), json!(uid));
+        m.insert("creationTimestamp".into(), json!(meta::now()));
+        m.insert("generation".into(), json!(1));
+        for f in [
+            "resourceVersion",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "selfLink",
+        ] {
+            m.remove(f);
+        }
+    }
+    if ctx.info.status
+        && ctx.manager != CONTROLLER_MANAGER
+        && let Some(m) = obj.as_object_mut()
+    {
+        m.remove("status");
+    }
+    builtin_defaults(st, ctx, &mut obj);
+    validate(st, ctx, &mut obj, None)?;
+    if managed == Managed::Update {
+        meta_mut(&mut obj).remove("managedFields");
+        apply::record_update(
+            None,
+            &mut obj,
+            &ctx.manager,
+            ctx.scope(false),
+            &ctx.api_version(),
+            &meta::now(),
+        );
+    }
+    let obj = present(ctx, obj);
+    if ctx.dry_run {
+        return Ok(obj);
+    }
+    let stored = st.store.put(key, obj);
+    if ctx.info.plural == "customresourcedefinitions" {
+        crd::established(st, &stored);
+        return get(st, ctx, &name);
+    }
+    Ok(stored)
+}
+
+/// The field manager the controller-manager writes with (it may set status on create).
+pub const CONTROLLER_MANAGER: &str = "devcluster-controller-manager";
+
+fn builtin_defaults(st: &mut State, ctx: &Ctx, obj: &mut Value) {
+    match (ctx.info.group.as_str(), ctx.info.plural.as_str()) {
+        ("", "namespaces") => {
+            obj["status"] = json!({"phase": "Active"});
+        }
+        ("", "services") => {
+            if obj.pointer("/spec/clusterIP").is_none()
+                && obj.pointer("/spec/type").and_then(Value::as_str) != Some("ExternalName")
+            {
+                let n = st.next_cluster_ip;
+                st.next_cluster_ip += 1;
+                obj["spec"]["clusterIP"] = json!(format!("10.96.{}.{}", (n >> 8) & 255, n & 255));
+            }
+            if obj.pointer("/spec/type").is_none() {
+                obj["spec"]["type"] = json!("ClusterIP");
+            }
+            for port in obj
+                .pointer_mut("/spec/ports")
+                .and_then(Value::as_array_mut)
+                .into_iter()
+                .flatten()
+            {
+                if port.get("protocol").is_none() {
+                    port["protocol"] = json!("TCP");
+                }
+                if port.get("targetPort").is_none() {
+                    port["targetPort"] = port["port"].clone();
+                }
+            }
+        }
+        ("apps", "deployments") if obj.get("spec").is_some() => {
+            let spec = &mut obj["spec"];
+            for (k, v) in [
+                ("replicas", json!(1)),
+                ("revisionHistoryLimit", json!(10)),
+                ("progressDeadlineSeconds", json!(600)),
+                (
+                    "strategy",
+                    json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}}),
+                ),
+            ] {
+                if spec.get(k).is_none() {
+                    spec[k] = v;
+                }
+            }
+            let containers = spec
+                .pointer_mut("/template/spec/containers")
+                .and_then(Value::as_array_mut);
+            for port in containers
+                .into_iter()
+                .flatten()
+                .filter_map(|c| c.get_mut("ports"))
+                .filter_map(Value::as_array_mut)
+                .flatten()
+            {
+                if port.get("protocol").is_none() {
+                    port["protocol"] = json!("TCP");
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Which part of the object a write goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// The main resource (status preserved when it is a subresource).
+    Main,
+    /// `/status` (everything but status preserved).
+    Status,
+}
+
+/// How managedFields are maintained for a write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Managed {
+    /// An ordinary write by `ctx.manager`.
+    Update,
+    /// Server-side apply already computed them.
+    Preserve,
+}
+
+/// The shared tail of update, patch and apply: isolation of status, identity, optimistic
+/// concurrency, validation, generation, no-op detection, finalizer completion.
+pub fn commit(
+    st: &mut State,
+    ctx: &Ctx,
+    old: &Value,
+    mut new: Value,
+    target: Target,
+    managed: Managed,
+) -> ApiResult<Value> {
+    let name = meta_str(old, "name").unwrap_or("").to_string();
+    let subject = (
+        ctx.info.group.as_str(),
+        ctx.info.plural.as_str(),
+        name.as_str(),
+    );
+    if let Some(body_name) = meta_str(&new, "name")
+        && body_name != name
+    {
+        return Err(ApiError::bad_request(format!(
+            "the name of the object ({body_name}) does not match the name on the URL ({name})"
+        )));
+    }
+    if let Some(rv) = meta_str(&new, "resourceVersion")
+        && !rv.is_empty()
+        && Some(rv) != meta_str(old, "resourceVersion")
+    {
+        return Err(ApiError::stale(subject));
+    }
+    if !new.is_object() {
+        return Err(ApiError::bad_request(
+            "the body of the request was not a JSON object",
+        ));
+    }
+    new = match (target, ctx.info.status) {
+        (Target::Status, _) => {
+            let mut merged = old.clone();
+            match new.get("status") {
+                Some(s) => merged["status"] = s.clone(),
+                None => {
+                    if let Some(m) = merged.as_object_mut() {
+                        m.remove("status");
+                    }
+                }
+            }
+            if managed == Managed::Preserve
+                && let Some(mf) = new.pointer("/metadata/managedFields")
+            {
+                meta_mut(&mut merged).insert("managedFields".into(), mf.clone());
+            }
+            merged
+        }
+        (Target::Main, true) => {
+            match old.get("status") {
+                Some(s) => new["status"] = s.clone(),
+                None => {
+                    if let Some(m) = new.as_object_mut() {
+                        m.remove("status");
+                    }
+                }
+            }
+            new
+        }
+        (Target::Main, false) => new,
+    };
+    carry_over_identity(old, &mut new);
+    let client_set_managed = new
+        .pointer("/metadata/managedFields")
+        .is_some_and(|mf| Some(mf) != old.pointer("/metadata/managedFields"));
+    if managed == Managed::Update && !client_set_managed {
+        let mf = old.pointer("/metadata/managedFields").cloned();
+        match mf {
+            Some(mf) => meta_mut(&mut new).insert("managedFields".into(), mf),
+            None => meta_mut(&mut new).remove("managedFields"),
+        };
+        apply::record_update(
+            Some(old),
+            &mut new,
+            &ctx.manager,
+            ctx.scope(target == Target::Status),
+            &ctx.api_version(),
+            &meta::now(),
+        );
+    }
+    let new = present(ctx, new);
+    validate(st, ctx, &mut new.clone(), Some(old))?;
+    let mut new = new;
+    if let Some(s) = ctx
+        .info
+        .schemas
+        .get(&ctx.version)
+        .filter(|_| ctx.info.from_crd)
+    {
+        // validate() ran on a copy; apply the same defaults to the stored object.
+        let _ = schema::validate_and_default(s, &mut new, Some(old));
+    }
+    let finalizing = meta_str(&new, "deletionTimestamp").is_some() && finalizers(&new).is_empty();
+    if same_content(old, &new) && !finalizing {
+        return Ok(present(ctx, old.clone()));
+    }
+    if spec_changed(old, &new, ctx.info.status) {
+        let g = old
+            .pointer("/metadata/generation")
+            .and_then(Value::as_i64)
+            .unwrap_or(1);
+        meta_mut(&mut new).insert("generation".into(), json!(g + 1));
+    }
+    if ctx.dry_run {
+        return Ok(new);
+    }
+    let key = ctx.key(&name);
+    if finalizing {
+        let deleted = st.store.delete(&key).unwrap_or(new);
+        collect_garbage(st, &deleted, Propagation::Background);
+        return Ok(deleted);
+    }
+    let stored = st.store.put(key, new);
+    if ctx.info.plural == "customresourcedefinitions" {
+        crd::established(st, &stored);
+        return get(st, ctx, &name);
+    }
+    Ok(stored)
+}
+
+/// PUT.
+pub fn update(
+    st: &mut State,
+    ctx: &Ctx,
+    name: &str,
+    body: Value,
+    target: Target,
+) -> ApiResult<Value> {
+    let old = st
+        .store
+        .get(&ctx.key(name))
+        .cloned()
+        .ok_or_else(|| not_found(ctx, name))?;
+    commit(st, ctx, &old, body, target, Managed::Update)
+}
+
+/// PATCH in any of the four flavours; apply creates the object when it is absent.
+pub fn patch(
+    st: &mut State,
+    ctx: &Ctx,
+    name: &str,
+    kind: PatchKind,
+    body: &Value,
+    target: Target,
+) -> ApiResult<(u16, Value)> {
+    let existing = st.store.get(&ctx.key(name)).cloned();
+    if kind == PatchKind::Apply {
+        return server_side_apply(st, ctx, name, existing, body, target);
+    }
+    let old = existing.ok_or_else(|| not_found(ctx, name))?;
+    // A patch is a precondition on resourceVersion only if it changes the one it starts from.
+    let mut new = old.clone();
+    match kind {
+        PatchKind::Merge => patch::merge(&mut new, body),
+        PatchKind::Json => patch::json(&mut new, body)?,
+        PatchKind::Strategic if ctx.info.from_crd => {
+            return Err(ApiError::new(
+                415,
+                "UnsupportedMediaType",
+                "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml",
+            ));
+        }
+        PatchKind::Strategic => patch::strategic(&mut new, body),
+        PatchKind::Apply => unreachable!("handled above"),
+    }
+    commit(st, ctx, &old, new, target, Managed::Update).map(|v| (200, v))
+}
+
+fn server_side_apply(
+    st: &mut State,
+    ctx: &Ctx,
+    name: &str,
+    existing: Option<Value>,
+    config: &Value,
+    target: Target,
+) -> ApiResult<(u16, Value)> {
+    if let Some(n) = meta_str(config, "name")
+        && n != name
+    {
+        return Err(ApiError::bad_request(format!(
+            "the name of the object ({n}) does not match the name on the URL ({name})"
+        )));
+    }
+    let api_version = ctx.api_version();
+    let now = meta::now();
+    let req = ApplyRequest {
+        config,
+        manager: &ctx.manager,
+        force: ctx.force,
+        scope: ctx.scope(target == Target::Status),
+        schema: ctx.info.schemas.get(&ctx.version),
+        api_version: &api_version,
+        now: &now,
+    };
+    let conflict = |conflicts: Vec<apply::Conflict>| {
+        let causes: Vec<Value> = conflicts
+            .iter()
+            .map(|c| json!({"reason": "FieldManagerConflict", "message": format!("conflict with \"{}\"", c.manager), "field": c.field}))
+            .collect();
+        let mut by_manager: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
+        for c in &conflicts {
+            by_manager.entry(&c.manager).or_default().push(&c.field);
+        }
+        let text: Vec<String> = by_manager
+            .iter()
+            .map(|(m, fields)| match fields.as_slice() {
+                [one] => format!("conflict with \"{m}\": {one}"),
+                many => format!("conflicts with \"{m}\":\n- {}", many.join("\n- ")),
+            })
+            .collect();
+        let n = conflicts.len();
+        ApiError {
+            details: Some(
+                json!({"name": name, "group": ctx.info.group, "kind": ctx.info.plural, "causes": causes}),
+            ),
+            ..ApiError::new(
+                409,
+                "Conflict",
+                format!(
+                    "Apply failed with {n} conflict{}: {}",
+                    if n == 1 { "" } else { "s" },
+                    text.join("\n")
+                ),
+            )
+        }
+    };
+    match existing {
+        Some(old) => {
+            let merged = apply::apply(&old, &req).map_err(conflict)?;
+            commit(st, ctx, &old, merged, target, Managed::Preserve).map(|v| (200, v))
+        }
+        None => {
+            if target == Target::Status {
+                return Err(not_found(ctx, name));
+            }
+            let mut skeleton = json!({"metadata": {"name": name}});
+            if let Some(ns) = ctx.namespace.as_deref().filter(|_| ctx.info.namespaced) {
+                skeleton["metadata"]["namespace"] = json!(ns);
+            }
+            let mut merged = apply::apply(&skeleton, &req).map_err(conflict)?;
+            if let Some(ns) = meta_str(config, "namespace") {
+                meta_mut(&mut merged).insert("namespace".into(), json!(ns));
+            }
+            create_with(st, ctx, merged, Managed::Preserve).map(|v| (201, v))
+        }
+    }
+}
+
+/// `propagationPolicy` of a delete.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Propagation {
+    /// Dependents are deleted after the owner (the default here, also for Foreground).
+    Background,
+    /// Dependents lose their ownerReference and stay.
+    Orphan,
+}
+
+/// DELETE one object. With finalizers it only gets a deletionTimestamp.
+pub fn delete(st: &mut State, ctx: &Ctx, name: &str, options: &Value) -> ApiResult<Value> {
+    let key = ctx.key(name);
+    let obj = st
+        .store
+        .get(&key)
+        .cloned()
+        .ok_or_else(|| not_found(ctx, name))?;
+    let subject = (ctx.info.group.as_str(), ctx.info.plural.as_str(), name);
+    if let Some(uid) = options
+        .pointer("/preconditions/uid")
+        .and_then(Value::as_str)
+        && Some(uid) != meta_str(&obj, "uid")
+    {
+        return Err(ApiError::conflict(
+            subject,
+            &format!(
+                "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                meta_str(&obj, "uid").unwrap_or("")
+            ),
+        ));
+    }
+    if let Some(rv) = options
+        .pointer("/preconditions/resourceVersion")
+        .and_then(Value::as_str)
+        && Some(rv) != meta_str(&obj, "resourceVersion")
+    {
+        return Err(ApiError::stale(subject));
+    }
+    let propagation = match options.get("propagationPolicy").and_then(Value::as_str) {
+        Some("Orphan") => Propagation::Orphan,
+        _ => Propagation::Background,
+    };
+    if ctx.info.plural == "namespaces" && matches!(name, "default" | "kube-system" | "kube-public")
+    {
+        return Err(ApiError::new(
+            403,
+            "Forbidden",
+            format!("namespaces \"{name}\" is forbidden: this namespace may not be deleted"),
+        ));
+    }
+    if ctx.dry_run {
+        return Ok(present(ctx, obj));
+    }
+    if !finalizers(&obj).is_empty() {
+        if meta_str(&obj, "deletionTimestamp").is_some() {
+            return Ok(present(ctx, obj));
+        }
+        let mut marked = obj.clone();
+        let m = meta_mut(&mut marked);
+        m.insert("deletionTimestamp".into(), json!(meta::now()));
+        m.insert("deletionGracePeriodSeconds".into(), json!(0));
+        return Ok(st.store.put(key, marked));
+    }
+    let deleted = st.store.delete(&key).unwrap_or(obj);
+    if ctx.info.plural == "namespaces" && ctx.info.group.is_empty() {
+        delete_namespace_contents(st, name);
+    }
+    if ctx.info.plural == "customresourcedefinitions" {
+        crd::removed(st, &deleted);
+    }
+    collect_garbage(st, &deleted, propagation);
+    Ok(present(ctx, deleted))
+}
+
+/// DELETE on a collection: deletes every selected object.
+pub fn delete_collection(
+    st: &mut State,
+    ctx: &Ctx,
+    opts: &ListOptions,
+    options: &Value,
+) -> ApiResult<Value> {
+    let (items, meta) = list(
+        st,
+        ctx,
+        &ListOptions {
+            limit: 0,
+            continue_token: None,
+            ..opts.clone()
+        },
+    )?;
+    let mut deleted = Vec::new();
+    for item in items {
+        let name = meta_str(&item, "name").unwrap_or("").to_string();
+        let mut c = ctx.clone();
+        c.namespace = meta_str(&item, "namespace").map(String::from);
+        deleted.push(delete(st, &c, &name, options)?);
+    }
+    Ok(
+        json!({"kind": format!("{}List", ctx.info.kind), "apiVersion": ctx.api_version(), "metadata": meta, "items": deleted}),
+    )
+}
+
+/// Namespace deletion removes everything in it at once (finalizers of contents are not waited for).
+fn delete_namespace_contents(st: &mut State, ns: &str) {
+    let keys: Vec<ObjKey> = st
+        .store
+        .iter()
+        .filter(|(k, _)| k.namespace == ns)
+        .map(|(k, _)| k.clone())
+        .collect();
+    for k in keys {
+        st.store.delete(&k);
+    }
+}
+
+/// Background garbage collection after `owner` is gone: dependents whose every owner is gone
+/// are deleted (recursively, finalizers respected); with Orphan they just lose the reference.
+pub fn collect_garbage(st: &mut State, owner: &Value, propagation: Propagation) {
+    let Some(uid) = meta_str(owner, "uid").map(String::from) else {
+        return;
+    };
+    let live_uids: HashSet<String> = st
+        .store
+        .iter()
+        .filter_map(|(_, o)| meta_str(o, "uid").map(String::from))
+        .collect();
+    let dependents: Vec<(ObjKey, Value)> = st
+        .store
+        .iter()
+        .filter(|(_, o)| {
+            o.pointer("/metadata/ownerReferences")
+                .and_then(Value::as_array)
+                .is_some_and(|refs| refs.iter().any(|r| r["uid"] == json!(uid)))
+        })
+        .map(|(k, o)| (k.clone(), o.clone()))
+        .collect();
+    for (key, dep) in dependents {
+        let refs = dep
+            .pointer("/metadata/ownerReferences")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        let remaining: Vec<Value> = refs
+            .into_iter()
+            .filter(|r| r["uid"] != json!(uid))
+            .collect();
+        let others_alive = remaining
+            .iter()
+            .any(|r| r["uid"].as_str().is_some_and(|u| live_uids.contains(u)));
+        if propagation == Propagation::Orphan || others_alive {
+            let mut updated = dep.clone();
+            meta_mut(&mut updated).insert("ownerReferences".into(), Value::Array(remaining));
+            st.store.put(key, updated);
+            continue;
+        }
+        let Some(info) = st.registry.get(&key.group, &key.plural).cloned() else {
+            continue;
+        };
+        let version = info.versions[0].clone();
+        let ctx = Ctx::new(
+            info,
+            &version,
+            Some(&key.namespace),
+            "generic-garbage-collector",
+        );
+        let _ = delete(st, &ctx, &key.name, &json!({}));
+    }
+}

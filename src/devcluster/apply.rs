@@ -1,0 +1,632 @@
+//! Server-side apply and `managedFields`.
+//!
+//! Ownership is tracked per field manager as a set of leaf field paths in the `fieldsV1`
+//! notation (`f:spec`, `k:{"name":"web"}`, `v:"finalizer"`). Apply merges the applied
+//! configuration into the live object (maps recursively, `x-kubernetes-list-type: map` lists by
+//! their keys, sets as unions, everything else atomically), removes fields the manager applied
+//! before but no longer does (unless someone else also owns them), and refuses with 409 when it
+//! would change a field another manager owns — unless `force=true`, which takes ownership.
+//! Ordinary writes (create/update/patch) record their changed fields as an `Update` entry and
+//! take those fields away from other managers, which is what later makes an applier conflict
+//! with, say, `kubectl scale`.
+
+use super::patch::merge_key;
+use serde_json::{Map, Value, json};
+use std::collections::BTreeSet;
+
+/// One field path in `fieldsV1` segments.
+pub type FieldPath = Vec<String>;
+/// A set of owned leaf paths.
+pub type FieldSet = BTreeSet<FieldPath>;
+
+/// Which part of the object a request may touch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// The main resource; `status` excluded when it is a separate subresource.
+    Main {
+        /// Status is a subresource (so not part of the main resource).
+        exclude_status: bool,
+    },
+    /// The `/status` subresource: only `status`.
+    Status,
+}
+
+impl Scope {
+    fn subresource(self) -> &'static str {
+        match self {
+            Scope::Main { .. } => "",
+            Scope::Status => "status",
+        }
+    }
+
+    /// Keeps only the fields this scope tracks (never identity metadata or type fields).
+    pub fn filter(self, obj: &Value) -> Value {
+        let mut out = Map::new();
+        let Some(m) = obj.as_object() else {
+            return Value::Object(out);
+        };
+        for (k, v) in m {
+            let keep = match (self, k.as_str()) {
+                (_, "apiVersion" | "kind") => false,
+                (Scope::Status, key) => key == "status",
+                (Scope::Main { exclude_status }, "status") => !exclude_status,
+                (Scope::Main { .. }, "metadata") => {
+                    let mut meta = Map::new();
+                    for f in ["labels", "annotations", "finalizers", "ownerReferences"] {
+                        if let Some(x) = v.get(f) {
+                            meta.insert(f.into(), x.clone());
+                        }
+                    }
+                    if !meta.is_empty() {
+                        out.insert(k.clone(), Value::Object(meta));
+                    }
+                    false
+                }
+                _ => true,
+            };
+            if keep {
+                out.insert(k.clone(), v.clone());
+            }
+        }
+        Value::Object(out)
+    }
+}
+
+enum ListKind {
+    Map(Vec<String>),
+    Set,
+    Atomic,
+}
+
+fn list_kind(field: &str, schema: Option<&Value>, sample: Option<&Value>) -> ListKind {
+    if let Some(s) = schema {
+        return match s.get("x-kubernetes-list-type").and_then(Value::as_str) {
+            Some("map") => ListKind::Map(
+                s.get("x-kubernetes-list-map-keys")
+                    .and_then(Value::as_array)
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|k| k.as_str().map(String::from))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            ),
+            Some("set") => ListKind::Set,
+            _ => ListKind::Atomic,
+        };
+    }
+    if field == "finalizers" {
+        return ListKind::Set;
+    }
+    match merge_key(field, sample) {
+        Some(k) => ListKind::Map(vec![k.to_string()]),
+        None => ListKind::Atomic,
+    }
+}
+
+fn child_schema<'a>(schema: Option<&'a Value>, field: &str) -> Option<&'a Value> {
+    let s = schema?;
+    s.get("properties")
+        .and_then(|p| p.get(field))
+        .or_else(|| s.get("additionalProperties").filter(|a| a.is_object()))
+}
+
+fn item_key(item: &Value, keys: &[String]) -> Option<String> {
+    let mut m = Map::new();
+    for k in keys {
+        m.insert(k.clone(), item.get(k)?.clone());
+    }
+    Some(format!("k:{}", Value::Object(m)))
+}
+
+fn collect(v: &Value, schema: Option<&Value>, prefix: &mut FieldPath, out: &mut FieldSet) {
+    let Some(m) = v.as_object() else {
+        out.insert(prefix.clone());
+        return;
+    };
+    if m.is_empty() && !prefix.is_empty() {
+        out.insert(prefix.clone());
+    }
+    for (k, child) in m {
+        let cs = child_schema(schema, k);
+        prefix.push(format!("f:{k}"));
+        match child {
+            Value::Object(_) => collect(child, cs, prefix, out),
+            Value::Array(items) => match list_kind(k, cs, items.first()) {
+                ListKind::Map(keys) if items.iter().all(|i| item_key(i, &keys).is_some()) => {
+                    let item_schema = cs.and_then(|s| s.get("items"));
+                    for item in items {
+                        prefix.push(item_key(item, &keys).unwrap_or_default());
+                        collect(item, item_schema, prefix, out);
+                        prefix.pop();
+                    }
+                }
+                ListKind::Set => {
+                    for item in items {
+                        prefix.push(format!("v:{item}"));
+                        out.insert(prefix.clone());
+                        prefix.pop();
+                    }
+                }
+                _ => {
+                    out.insert(prefix.clone());
+                }
+            },
+            _ => {
+                out.insert(prefix.clone());
+            }
+        }
+        prefix.pop();
+    }
+}
+
+/// The leaf paths set in `v`.
+pub fn leaves(v: &Value, schema: Option<&Value>) -> FieldSet {
+    let mut out = FieldSet::new();
+    collect(v, schema, &mut Vec::new(), &mut out);
+    out
+}
+
+fn find_item(list: &[Value], seg: &str) -> Option<usize> {
+    if let Some(k) = seg.strip_prefix("k:") {
+        let want: Map<String, Value> = serde_json::from_str(k).ok()?;
+        list.iter()
+            .position(|i| want.iter().all(|(wk, wv)| i.get(wk) == Some(wv)))
+    } else if let Some(v) = seg.strip_prefix("v:") {
+        let want: Value = serde_json::from_str(v).ok()?;
+        list.iter().position(|i| *i == want)
+    } else {
+        None
+    }
+}
+
+/// The value at a field path.
+pub fn get_at<'a>(v: &'a Value, path: &[String]) -> Option<&'a Value> {
+    let mut cur = v;
+    for seg in path {
+        cur = match seg.strip_prefix("f:") {
+            Some(f) => cur.get(f)?,
+            None => {
+                let list = cur.as_array()?;
+                &list[find_item(list, seg)?]
+            }
+        };
+    }
+    Some(cur)
+}
+
+fn remove_at(v: &mut Value, path: &[String]) {
+    let Some((last, parent_path)) = path.split_last() else {
+        return;
+    };
+    let mut cur = v;
+    for seg in parent_path {
+        let next = match seg.strip_prefix("f:") {
+            Some(f) => cur.get_mut(f),
+            None => match cur.as_array_mut() {
+                Some(list) => find_item(list, seg).and_then(move |i| list.get_mut(i)),
+                None => None,
+            },
+        };
+        match next {
+            Some(n) => cur = n,
+            None => return,
+        }
+    }
+    match last.strip_prefix("f:") {
+        Some(f) => {
+            if let Some(m) = cur.as_object_mut() {
+                m.remove(f);
+            }
+        }
+        None => {
+            if let Some(list) = cur.as_array_mut()
+                && let Some(i) = find_item(list, last)
+            {
+                list.remove(i);
+            }
+        }
+    }
+}
+
+/// Merges an applied configuration into the live object.
+fn merge_into(live: &mut Value, config: &Value, schema: Option<&Value>) {
+    let (Some(l), Some(c)) = (live.as_object_mut(), config.as_object()) else {
+        *live = config.clone();
+        return;
+    };
+    for (k, cv) in c {
+        let cs = child_schema(schema, k);
+        match (l.get_mut(k), cv) {
+            (Some(lv @ Value::Object(_)), Value::Object(_)) => merge_into(lv, cv, cs),
+            (Some(Value::Array(litems)), Value::Array(citems)) => {
+                match list_kind(k, cs, citems.first().or(litems.first())) {
+                    ListKind::Map(keys) => {
+                        let item_schema = cs.and_then(|s| s.get("items"));
+                        for ci in citems {
+                            let pos = item_key(ci, &keys).and_then(|seg| find_item(litems, &seg));
+                            match pos {
+                                Some(i) => merge_into(&mut litems[i], ci, item_schema),
+                                None => litems.push(ci.clone()),
+                            }
+                        }
+                    }
+                    ListKind::Set => {
+                        for ci in citems {
+                            if !litems.contains(ci) {
+                                litems.push(ci.clone());
+                            }
+                        }
+                    }
+                    ListKind::Atomic => *litems = citems.clone(),
+                }
+            }
+            _ => {
+                l.insert(k.clone(), cv.clone());
+            }
+        }
+    }
+}
+
+/// One `managedFields` entry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ManagedEntry {
+    /// Field manager name.
+    pub manager: String,
+    /// `Apply` or `Update`.
+    pub operation: String,
+    /// `""` or `status`.
+    pub subresource: String,
+    /// apiVersion the fields were set through.
+    pub api_version: String,
+    /// Time of the last change.
+    pub time: String,
+    /// Owned leaf paths.
+    pub fields: FieldSet,
+}
+
+fn fields_from_v1(v: &Value, prefix: &mut FieldPath, out: &mut FieldSet) {
+    let Some(m) = v.as_object() else { return };
+    let children: Vec<_> = m.iter().filter(|(k, _)| k.as_str() != ".").collect();
+    if children.is_empty() && !prefix.is_empty() {
+        out.insert(prefix.clone());
+    }
+    for (k, child) in children {
+        prefix.push(k.clone());
+        fields_from_v1(child, prefix, out);
+        prefix.pop();
+    }
+}
+
+fn fields_to_v1(fields: &FieldSet) -> Value {
+    let mut root = json!({});
+    for path in fields {
+        let mut cur = &mut root;
+        for seg in path {
+            cur = cur
+                .as_object_mut()
+                .expect("fieldsV1 nodes are objects")
+                .entry(seg.clone())
+                .or_insert_with(|| json!({}));
+        }
+    }
+    root
+}
+
+/// Reads `metadata.managedFields`.
+pub fn read_managed(obj: &Value) -> Vec<ManagedEntry> {
+    let Some(list) = obj
+        .pointer("/metadata/managedFields")
+        .and_then(Value::as_array)
+    else {
+        return Vec::new();
+    };
+    list.iter()
+        .map(|e| {
+            let s = |k: &str| e.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+            let mut fields = FieldSet::new();
+            if let Some(f) = e.get("fieldsV1") {
+                fields_from_v1(f, &mut Vec::new(), &mut fields);
+            }
+            ManagedEntry {
+                manager: s("manager"),
+                operation: s("operation"),
+                subresource: s("subresource"),
+                api_version: s("apiVersion"),
+                time: s("time"),
+                fields,
+            }
+        })
+        .collect()
+}
+
+/// Writes `metadata.managedFields` (entries with no fields are dropped).
+pub fn write_managed(obj: &mut Value, entries: &[ManagedEntry]) {
+    let list: Vec<Value> = entries
+        .iter()
+        .filter(|e| !e.fields.is_empty())
+        .map(|e| {
+            let mut v = json!({
+                "manager": e.manager,
+                "operation": e.operation,
+                "apiVersion": e.api_version,
+                "time": e.time,
+                "fieldsType": "FieldsV1",
+                "fieldsV1": fields_to_v1(&e.fields),
+            });
+            if !e.subresource.is_empty() {
+                v["subresource"] = json!(e.subresource);
+            }
+            v
+        })
+        .collect();
+    if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+        if list.is_empty() {
+            meta.remove("managedFields");
+        } else {
+            meta.insert("managedFields".into(), Value::Array(list));
+        }
+    }
+}
+
+/// A field another manager owns, which an apply without force would change.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Conflict {
+    /// The other manager.
+    pub manager: String,
+    /// The field, as `.spec.replicas`.
+    pub field: String,
+}
+
+/// Renders a field path for humans: `.spec.containers[name="web"].image`.
+pub fn display_path(path: &[String]) -> String {
+    let mut s = String::new();
+    for seg in path {
+        if let Some(f) = seg.strip_prefix("f:") {
+            s.push('.');
+            s.push_str(f);
+        } else if let Some(k) = seg.strip_prefix("k:") {
+            let m: Map<String, Value> = serde_json::from_str(k).unwrap_or_default();
+            let inner: Vec<String> = m.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            s.push_str(&format!("[{}]", inner.join(",")));
+        } else if let Some(v) = seg.strip_prefix("v:") {
+            s.push_str(&format!("[{v}]"));
+        }
+    }
+    s
+}
+
+/// Everything an apply needs to know.
+pub struct ApplyRequest<'a> {
+    /// The applied configuration (already parsed).
+    pub config: &'a Value,
+    /// Field manager.
+    pub manager: &'a str,
+    /// `force=true`.
+    pub force: bool,
+    /// Main resource or status.
+    pub scope: Scope,
+    /// openAPIV3Schema for CRDs (list types); `None` for built-ins.
+    pub schema: Option<&'a Value>,
+    /// apiVersion recorded in managedFields.
+    pub api_version: &'a str,
+    /// Timestamp recorded in managedFields.
+    pub now: &'a str,
+}
+
+/// Server-side apply of `req.config` onto `base` (the live object, or a fresh skeleton on create).
+pub fn apply(base: &Value, req: &ApplyRequest<'_>) -> Result<Value, Vec<Conflict>> {
+    let config = req.scope.filter(req.config);
+    let sub = req.scope.subresource();
+    let new_set = leaves(&config, req.schema);
+    let mut entries = read_managed(base);
+    let mine = |e: &ManagedEntry| {
+        e.manager == req.manager && e.operation == "Apply" && e.subresource == sub
+    };
+    let mut conflicts = Vec::new();
+    for e in entries.iter_mut().filter(|e| !mine(e)) {
+        let clashing: Vec<FieldPath> = e
+            .fields
+            .intersection(&new_set)
+            .filter(|p| get_at(base, p) != get_at(&config, p))
+            .cloned()
+            .collect();
+        for p in clashing {
+            if req.force {
+                e.fields.remove(&p);
+            } else {
+                conflicts.push(Conflict {
+                    manager: e.manager.clone(),
+                    field: display_path(&p),
+                });
+            }
+        }
+    }
+    if !conflicts.is_empty() {
+        return Err(conflicts);
+    }
+    let prev: FieldSet = entries
+        .iter()
+        .find(|e| mine(e))
+        .map(|e| e.fields.clone())
+        .unwrap_or_default();
+    let mut merged = base.clone();
+    merge_into(&mut merged, &config, req.schema);
+    for p in prev.difference(&new_set) {
+        if !entries.iter().any(|e| !mine(e) && e.fields.contains(p)) {
+            remove_at(&mut merged, p);
+        }
+    }
+    entries.retain(|e| !mine(e));
+    entries.push(ManagedEntry {
+        manager: req.manager.into(),
+        operation: "Apply".into(),
+        subresource: sub.into(),
+        api_version: req.api_version.into(),
+        time: req.now.into(),
+        fields: new_set,
+    });
+    write_managed(&mut merged, &entries);
+    Ok(merged)
+}
+
+/// Records an ordinary write (create/update/patch) by `manager`: the fields it changed move to
+/// its `Update` entry and away from every other manager.
+pub fn record_update(
+    old: Option<&Value>,
+    new: &mut Value,
+    manager: &str,
+    scope: Scope,
+    api_version: &str,
+    now: &str,
+) {
+    let mut entries = old.map(read_managed).unwrap_or_default();
+    let new_scoped = scope.filter(new);
+    let new_leaves = leaves(&new_scoped, None);
+    let changed: FieldSet = match old {
+        None => new_leaves.clone(),
+        Some(o) => {
+            let old_scoped = scope.filter(o);
+            new_leaves
+                .iter()
+                .filter(|p| get_at(&old_scoped, p) != get_at(&new_scoped, p))
+                .cloned()
+                .collect()
+        }
+    };
+    let sub = scope.subresource();
+    for e in entries.iter_mut() {
+        // Fields that no longer exist are owned by nobody.
+        if e.subresource == sub {
+            e.fields
+                .retain(|p| new_leaves.contains(p) && !changed.contains(p));
+        }
+    }
+    if !changed.is_empty() {
+        match entries
+            .iter_mut()
+            .find(|e| e.manager == manager && e.operation == "Update" && e.subresource == sub)
+        {
+            Some(e) => {
+                e.fields.extend(changed);
+                e.time = now.into();
+            }
+            None => entries.push(ManagedEntry {
+                manager: manager.into(),
+                operation: "Update".into(),
+                subresource: sub.into(),
+                api_version: api_version.into(),
+                time: now.into(),
+                fields: changed,
+            }),
+        }
+    }
+    write_managed(new, &entries);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MAIN: Scope = Scope::Main {
+        exclude_status: true,
+    };
+
+    fn req<'a>(config: &'a Value, manager: &'a str, force: bool) -> ApplyRequest<'a> {
+        ApplyRequest {
+            config,
+            manager,
+            force,
+            scope: MAIN,
+            schema: None,
+            api_version: "apps/v1",
+            now: "t",
+        }
+    }
+
+    #[test]
+    fn apply_merges_by_key_and_conflicts_between_managers() {
+        let live = json!({"metadata": {"name": "d"}, "spec": {"replicas": 1, "template": {"spec": {"containers": [{"name": "a", "image": "a:1"}]}}}});
+        let cfg = json!({"spec": {"replicas": 2, "template": {"spec": {"containers": [{"name": "a", "image": "a:2"}]}}}});
+        let v = apply(&live, &req(&cfg, "one", false)).unwrap();
+        assert_eq!(v["spec"]["replicas"], 2);
+        assert_eq!(
+            v["spec"]["template"]["spec"]["containers"][0]["image"],
+            "a:2"
+        );
+        // Another manager changing replicas conflicts; same value is shared ownership.
+        let other = json!({"spec": {"replicas": 3}});
+        let err = apply(&v, &req(&other, "two", false)).unwrap_err();
+        assert_eq!(
+            err,
+            vec![Conflict {
+                manager: "one".into(),
+                field: ".spec.replicas".into()
+            }]
+        );
+        let same = json!({"spec": {"replicas": 2}});
+        assert!(apply(&v, &req(&same, "two", false)).is_ok());
+        // force takes ownership; then "one" re-applying without replicas does not remove it.
+        let forced = apply(&v, &req(&other, "two", true)).unwrap();
+        assert_eq!(forced["spec"]["replicas"], 3);
+        let cfg2 = json!({"spec": {"template": {"spec": {"containers": [{"name": "a", "image": "a:2"}]}}}});
+        let again = apply(&forced, &req(&cfg2, "one", false)).unwrap();
+        assert_eq!(again["spec"]["replicas"], 3);
+    }
+
+    #[test]
+    fn apply_removes_fields_the_manager_dropped() {
+        let live = json!({"metadata": {"name": "x"}});
+        let v1 = apply(
+            &live,
+            &req(
+                &json!({"metadata": {"labels": {"a": "1", "b": "2"}}}),
+                "m",
+                false,
+            ),
+        )
+        .unwrap();
+        let v2 = apply(
+            &v1,
+            &req(&json!({"metadata": {"labels": {"a": "1"}}}), "m", false),
+        )
+        .unwrap();
+        assert_eq!(v2["metadata"]["labels"], json!({"a": "1"}));
+        let entries = read_managed(&v2);
+        assert_eq!(entries.len(), 1);
+        assert_eq!(entries[0].operation, "Apply");
+    }
+
+    #[test]
+    fn updates_take_ownership() {
+        let v = apply(
+            &json!({"metadata": {"name": "x"}}),
+            &req(&json!({"spec": {"replicas": 1}}), "applier", false),
+        )
+        .unwrap();
+        let mut scaled = v.clone();
+        scaled["spec"]["replicas"] = json!(5);
+        record_update(Some(&v), &mut scaled, "kubectl", MAIN, "apps/v1", "t");
+        let err = apply(
+            &scaled,
+            &req(&json!({"spec": {"replicas": 1}}), "applier", false),
+        )
+        .unwrap_err();
+        assert_eq!(err[0].manager, "kubectl");
+    }
+
+    #[test]
+    fn schema_list_map_keys() {
+        let schema = json!({"type": "object", "properties": {"spec": {"type": "object", "properties": {
+            "items": {"type": "array", "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["id"],
+                      "items": {"type": "object"}}}}}});
+        let live = json!({"metadata": {"name": "x"}, "spec": {"items": [{"id": "a", "v": 1}]}});
+        let cfg = json!({"spec": {"items": [{"id": "b", "v": 2}]}});
+        let r = ApplyRequest {
+            schema: Some(&schema),
+            ..req(&cfg, "m", false)
+        };
+        let v = apply(&live, &r).unwrap();
+        assert_eq!(v["spec"]["items"].as_array().unwrap().len(), 2);
+    }
+}

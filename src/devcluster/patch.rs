@@ -1,0 +1,243 @@
+//! PATCH bodies: JSON merge patch (RFC 7386), JSON patch (RFC 6902) and strategic merge patch.
+//!
+//! Strategic merge knows the merge keys of the lists the operator and kubectl touch
+//! (containers and env by name, ports by containerPort/port, conditions by type,
+//! ownerReferences by uid, finalizers as a set); every other list is replaced atomically, which
+//! is also what the apiserver does for lists without a `patchStrategy` (EndpointSlice
+//! endpoints, Ingress rules). Server-side apply lives in `apply.rs`.
+
+use super::status::ApiError;
+use serde_json::{Map, Value};
+
+/// The PATCH flavours, by Content-Type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PatchKind {
+    /// `application/merge-patch+json`
+    Merge,
+    /// `application/json-patch+json`
+    Json,
+    /// `application/strategic-merge-patch+json`
+    Strategic,
+    /// `application/apply-patch+yaml` (server-side apply)
+    Apply,
+}
+
+impl PatchKind {
+    /// Parses a Content-Type header.
+    pub fn from_content_type(ct: &str) -> Option<Self> {
+        let ct = ct.split(';').next().unwrap_or("").trim();
+        match ct {
+            "application/merge-patch+json" => Some(Self::Merge),
+            "application/json-patch+json" => Some(Self::Json),
+            "application/strategic-merge-patch+json" => Some(Self::Strategic),
+            "application/apply-patch+yaml" | "application/apply-patch+cbor" => Some(Self::Apply),
+            _ => None,
+        }
+    }
+}
+
+/// Applies an RFC 7386 merge patch.
+pub fn merge(target: &mut Value, patch: &Value) {
+    json_patch::merge(target, patch);
+}
+
+/// Applies an RFC 6902 JSON patch.
+pub fn json(target: &mut Value, patch: &Value) -> Result<(), ApiError> {
+    let ops: json_patch::Patch = serde_json::from_value(patch.clone())
+        .map_err(|e| ApiError::bad_request(format!("invalid JSON patch: {e}")))?;
+    json_patch::patch(target, &ops).map_err(|e| {
+        ApiError::new(
+            422,
+            "Invalid",
+            format!("the server rejected our request due to an error in our request: {e}"),
+        )
+    })
+}
+
+/// The merge key of a list field in built-in types, given an example item.
+pub fn merge_key(field: &str, sample: Option<&Value>) -> Option<&'static str> {
+    Some(match field {
+        "containers"
+        | "initContainers"
+        | "ephemeralContainers"
+        | "env"
+        | "volumes"
+        | "imagePullSecrets" => "name",
+        "volumeMounts" => "mountPath",
+        "conditions" => "type",
+        "ownerReferences" => "uid",
+        "hostAliases" => "ip",
+        "ports" => {
+            if sample.is_some_and(|s| s.get("containerPort").is_some()) {
+                "containerPort"
+            } else {
+                "port"
+            }
+        }
+        _ => return None,
+    })
+}
+
+/// Lists of scalars that strategic merge treats as sets.
+fn is_set_list(field: &str) -> bool {
+    field == "finalizers"
+}
+
+/// Applies a strategic merge patch.
+pub fn strategic(target: &mut Value, patch: &Value) {
+    match (target.as_object_mut(), patch.as_object()) {
+        (Some(t), Some(p)) => merge_maps(t, p),
+        _ => *target = strip_directives(patch),
+    }
+}
+
+fn strip_directives(v: &Value) -> Value {
+    match v {
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .filter(|(k, _)| !k.starts_with('$'))
+                .map(|(k, v)| (k.clone(), strip_directives(v)))
+                .collect(),
+        ),
+        Value::Array(a) => Value::Array(a.iter().map(strip_directives).collect()),
+        other => other.clone(),
+    }
+}
+
+fn merge_maps(t: &mut Map<String, Value>, p: &Map<String, Value>) {
+    if p.get("$patch").and_then(Value::as_str) == Some("replace") {
+        *t = strip_directives(&Value::Object(p.clone()))
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
+        return;
+    }
+    for (k, v) in p {
+        if let Some(field) = k.strip_prefix("$deleteFromPrimitiveList/") {
+            if let (Some(Value::Array(list)), Some(remove)) = (t.get_mut(field), v.as_array()) {
+                list.retain(|x| !remove.contains(x));
+            }
+            continue;
+        }
+        if k.starts_with('$') {
+            continue;
+        }
+        match v {
+            Value::Null => {
+                t.remove(k);
+            }
+            Value::Object(pm) => match t.get_mut(k) {
+                Some(Value::Object(tm)) => merge_maps(tm, pm),
+                _ => {
+                    t.insert(k.clone(), strip_directives(v));
+                }
+            },
+            Value::Array(items) => {
+                let sample = items.first().or_else(|| t.get(k).and_then(|l| l.get(0)));
+                match (merge_key(k, sample), t.get_mut(k)) {
+                    (Some(key), Some(Value::Array(list))) => merge_keyed_list(list, items, key),
+                    (None, Some(Value::Array(list))) if is_set_list(k) => {
+                        for item in items {
+                            if !list.contains(item) {
+                                list.push(item.clone());
+                            }
+                        }
+                    }
+                    _ => {
+                        let kept: Vec<Value> = items
+                            .iter()
+                            .filter(|i| i.get("$patch").and_then(Value::as_str) != Some("delete"))
+                            .map(strip_directives)
+                            .collect();
+                        t.insert(k.clone(), Value::Array(kept));
+                    }
+                }
+            }
+            other => {
+                t.insert(k.clone(), other.clone());
+            }
+        }
+    }
+}
+
+fn merge_keyed_list(list: &mut Vec<Value>, items: &[Value], key: &str) {
+    for item in items {
+        let id = item.get(key);
+        let pos = list.iter().position(|x| x.get(key) == id && id.is_some());
+        let delete = item.get("$patch").and_then(Value::as_str) == Some("delete");
+        match (pos, delete) {
+            (Some(i), true) => {
+                list.remove(i);
+            }
+            (None, true) => {}
+            (Some(i), false) => strategic(&mut list[i], item),
+            (None, false) => list.push(strip_directives(item)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn strategic_merges_containers_by_name_and_replaces_other_lists() {
+        let mut t = json!({"spec": {"containers": [
+            {"name": "a", "image": "a:1", "ports": [{"containerPort": 80}]},
+            {"name": "b", "image": "b:1"}
+        ], "tolerations": [{"key": "x"}]}});
+        strategic(
+            &mut t,
+            &json!({"spec": {"containers": [
+            {"name": "a", "image": "a:2", "ports": [{"containerPort": 81}]},
+            {"name": "b", "$patch": "delete"},
+            {"name": "c", "image": "c:1"}
+        ], "tolerations": [{"key": "y"}]}}),
+        );
+        let c = &t["spec"]["containers"];
+        assert_eq!(c.as_array().unwrap().len(), 2);
+        assert_eq!(c[0]["image"], "a:2");
+        assert_eq!(c[0]["ports"].as_array().unwrap().len(), 2);
+        assert_eq!(c[1]["name"], "c");
+        assert_eq!(t["spec"]["tolerations"], json!([{"key": "y"}]));
+    }
+
+    #[test]
+    fn strategic_conditions_by_type_finalizers_as_set_and_null_deletes() {
+        let mut t = json!({"metadata": {"finalizers": ["a"], "labels": {"x": "1"}},
+            "status": {"conditions": [{"type": "Ready", "status": "False"}]}});
+        strategic(
+            &mut t,
+            &json!({"metadata": {"finalizers": ["b"], "labels": {"x": null}},
+            "status": {"conditions": [{"type": "Ready", "status": "True"}, {"type": "Other", "status": "True"}]}}),
+        );
+        assert_eq!(t["metadata"]["finalizers"], json!(["a", "b"]));
+        assert_eq!(t["metadata"]["labels"], json!({}));
+        assert_eq!(t["status"]["conditions"][0]["status"], "True");
+        assert_eq!(t["status"]["conditions"].as_array().unwrap().len(), 2);
+        strategic(
+            &mut t,
+            &json!({"metadata": {"$deleteFromPrimitiveList/finalizers": ["a"]}}),
+        );
+        assert_eq!(t["metadata"]["finalizers"], json!(["b"]));
+    }
+
+    #[test]
+    fn merge_and_json_patch() {
+        let mut t = json!({"spec": {"replicas": 1, "list": [1, 2]}});
+        merge(&mut t, &json!({"spec": {"list": [3]}}));
+        assert_eq!(t["spec"]["list"], json!([3]));
+        json(
+            &mut t,
+            &json!([{"op": "replace", "path": "/spec/replicas", "value": 5}]),
+        )
+        .unwrap();
+        assert_eq!(t["spec"]["replicas"], 5);
+        let err = json(
+            &mut t,
+            &json!([{"op": "test", "path": "/spec/replicas", "value": 1}]),
+        );
+        assert_eq!(err.unwrap_err().code, 422);
+    }
+}

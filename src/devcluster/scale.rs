@@ -1,0 +1,122 @@
+//! The `/scale` subresource: an `autoscaling/v1 Scale` view of the replica fields.
+//!
+//! Reads and writes go through the main object, so the resourceVersion of a Scale is the
+//! object's and a stale Scale update gets the same 409 as a stale object update.
+
+use super::api::{self, Ctx, Managed, State, Target};
+use super::meta::meta_str;
+use super::patch::{self, PatchKind};
+use super::resources::ScalePaths;
+use super::selectors::LabelSelector;
+use super::status::{ApiError, ApiResult};
+use super::table::json_path;
+use serde_json::{Value, json};
+
+fn paths(ctx: &Ctx) -> ApiResult<&ScalePaths> {
+    ctx.info.scale.as_ref().ok_or_else(ApiError::no_route)
+}
+
+fn pointer(path: &str) -> String {
+    path.replace('.', "/")
+}
+
+/// Builds the Scale of `obj`.
+pub fn scale_of(paths: &ScalePaths, obj: &Value) -> Value {
+    let selector = match &paths.label_selector {
+        Some(p) => json_path(obj, p)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string(),
+        None => obj
+            .pointer("/spec/selector")
+            .map(|s| LabelSelector::from_label_selector(s).to_query())
+            .unwrap_or_default(),
+    };
+    let m = obj.get("metadata").cloned().unwrap_or(json!({}));
+    json!({
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": {
+            "name": m["name"], "namespace": m["namespace"], "uid": m["uid"],
+            "resourceVersion": m["resourceVersion"], "creationTimestamp": m["creationTimestamp"],
+        },
+        "spec": {"replicas": json_path(obj, &paths.spec_replicas).cloned().unwrap_or(json!(0))},
+        "status": {"replicas": json_path(obj, &paths.status_replicas).cloned().unwrap_or(json!(0)), "selector": selector},
+    })
+}
+
+/// GET .../scale
+pub fn get(st: &State, ctx: &Ctx, name: &str) -> ApiResult<Value> {
+    let obj = api::get(st, ctx, name)?;
+    Ok(scale_of(paths(ctx)?, &obj))
+}
+
+/// PUT .../scale
+pub fn update(st: &mut State, ctx: &Ctx, name: &str, scale: &Value) -> ApiResult<Value> {
+    let p = paths(ctx)?.clone();
+    let old = api::get(st, ctx, name)?;
+    let Some(replicas) = scale.pointer("/spec/replicas").and_then(Value::as_i64) else {
+        return Err(ApiError::invalid(
+            "Scale",
+            ("autoscaling", "scale", name),
+            vec![super::status::FieldCause::new(
+                "FieldValueRequired",
+                "spec.replicas",
+                "",
+            )],
+        ));
+    };
+    if replicas < 0 {
+        return Err(ApiError::invalid(
+            "Scale",
+            ("autoscaling", "scale", name),
+            vec![super::status::FieldCause::new(
+                "FieldValueInvalid",
+                "spec.replicas",
+                format!("{replicas}: must be greater than or equal to 0"),
+            )],
+        ));
+    }
+    let mut new = old.clone();
+    let ptr = pointer(&p.spec_replicas);
+    match new.pointer_mut(&ptr) {
+        Some(v) => *v = json!(replicas),
+        None => {
+            let (parent, field) = ptr.rsplit_once('/').unwrap_or(("", &ptr));
+            if new.pointer(parent).is_none() {
+                new[parent.trim_start_matches('/')] = json!({});
+            }
+            if let Some(m) = new.pointer_mut(parent).and_then(Value::as_object_mut) {
+                m.insert(field.to_string(), json!(replicas));
+            }
+        }
+    }
+    if let Some(m) = new.get_mut("metadata").and_then(Value::as_object_mut) {
+        match meta_str(scale, "resourceVersion") {
+            Some(rv) if !rv.is_empty() => m.insert("resourceVersion".into(), json!(rv)),
+            _ => m.remove("resourceVersion"),
+        };
+    }
+    let stored = api::commit(st, ctx, &old, new, Target::Main, Managed::Update)?;
+    Ok(scale_of(&p, &stored))
+}
+
+/// PATCH .../scale (merge, JSON or strategic; apply is treated as merge).
+pub fn patch(
+    st: &mut State,
+    ctx: &Ctx,
+    name: &str,
+    kind: PatchKind,
+    body: &Value,
+) -> ApiResult<Value> {
+    let mut scale = get(st, ctx, name)?;
+    if let Some(m) = scale.get_mut("metadata").and_then(Value::as_object_mut) {
+        m.remove("resourceVersion");
+    }
+    match kind {
+        PatchKind::Json => patch::json(&mut scale, body)?,
+        PatchKind::Strategic => patch::strategic(&mut scale, body),
+        PatchKind::Merge | PatchKind::Apply => patch::merge(&mut scale, body),
+    }
+    update(st, ctx, name, &scale)
+}
