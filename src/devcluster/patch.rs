@@ -43,8 +43,16 @@ pub fn merge(target: &mut Value, patch: &Value) {
 
 /// Applies an RFC 6902 JSON patch.
 pub fn json(target: &mut Value, patch: &Value) -> Result<(), ApiError> {
-    let ops: json_patch::Patch = serde_json::from_value(patch.clone())
+    let mut ops: json_patch::Patch = serde_json::from_value(patch.clone())
         .map_err(|e| ApiError::bad_request(format!("invalid JSON patch: {e}")))?;
+    // The apiserver's JSON patch treats a missing path as null in `test` operations (kube-rs's
+    // finalizer helper relies on it: `test /metadata/finalizers == null` before the first add).
+    ops.0.retain(|op| match op {
+        json_patch::PatchOperation::Test(t) => {
+            !(t.value.is_null() && target.pointer(t.path.as_str()).is_none())
+        }
+        _ => true,
+    });
     json_patch::patch(target, &ops).map_err(|e| {
         ApiError::new(
             422,

@@ -1,0 +1,421 @@
+//! Integration harness: a Kubernetes API (the embedded control plane by default, a real cluster
+//! when `INGRESS_FAILOVER_KUBECONFIG` is set), real loopback backends, and the real controller
+//! running in-process. Tests talk to the cluster only through the Kubernetes API.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ingress_failover::api::{FailoverPolicy, FailoverPolicyStatus};
+use ingress_failover::controller::{self, Options, Running};
+use ingress_failover::demo::farm::{Behavior, Farm};
+use ingress_failover::devcluster::{DevCluster, DevClusterOptions};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{ListParams, Patch, PatchParams};
+use kube::{Api, Client};
+use serde_json::{json, Value};
+use tokio::sync::oneshot;
+
+pub const TEST_AGENT: &str = "ingress-failover-tests";
+pub const CONTROLLER_AGENT: &str = "ingress-failover";
+
+static NEXT: AtomicU32 = AtomicU32::new(1);
+
+/// One test's world.
+pub struct Env {
+    pub cluster: Option<Arc<DevCluster>>,
+    pub client: Client,
+    pub ns: String,
+    pub farm: Farm,
+    pub controller: Option<ControllerHandle>,
+    net: u32,
+    next_host: AtomicU32,
+}
+
+pub struct ControllerHandle {
+    pub running: Running,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl ControllerHandle {
+    pub fn writes(&self) -> u64 {
+        self.running.ctx.metrics.total_writes()
+    }
+
+    /// Stops the controller as a crash would: no cleanup, the task is dropped.
+    pub async fn kill(mut self) {
+        self.task.abort();
+        let _ = self.task.await;
+        self.stop.take();
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(10), &mut self.task).await;
+        self.task.abort();
+    }
+}
+
+pub fn init() {
+    ingress_failover::install_crypto_provider();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("TEST_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_test_writer()
+        .try_init();
+}
+
+impl Env {
+    /// A fresh namespace on the embedded plane (or the real cluster), with the CRD installed.
+    pub async fn start(name: &str) -> Env {
+        init();
+        let net = NEXT.fetch_add(1, Ordering::SeqCst);
+        let (cluster, client) = match std::env::var("INGRESS_FAILOVER_KUBECONFIG") {
+            Ok(path) => {
+                let c = ingress_failover::kubeclient::client(Some(path.as_ref()))
+                    .await
+                    .expect("client for INGRESS_FAILOVER_KUBECONFIG");
+                (None, c)
+            }
+            Err(_) => {
+                let opts = DevClusterOptions {
+                    pod_ready_delay: Duration::from_millis(300),
+                    ..Default::default()
+                };
+                let cluster = DevCluster::start(opts).await.expect("devcluster starts");
+                let client = cluster.client_with_user_agent(TEST_AGENT).expect("client");
+                (Some(Arc::new(cluster)), client)
+            }
+        };
+        let ns = format!("{name}-{net}");
+        let env = Env {
+            cluster,
+            client,
+            ns,
+            farm: Farm::new(),
+            controller: None,
+            net,
+            next_host: AtomicU32::new(1),
+        };
+        env.install_crd().await;
+        env.apply_json(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": env.ns}}))
+            .await;
+        env
+    }
+
+    async fn install_crd(&self) {
+        let api: Api<CustomResourceDefinition> = Api::all(self.client.clone());
+        let crd = ingress_failover::api::crd::crd();
+        api.patch(
+            "failoverpolicies.ingressfailover.io",
+            &PatchParams::apply(TEST_AGENT).force(),
+            &Patch::Apply(&crd),
+        )
+        .await
+        .expect("CRD applies");
+        let policies: Api<FailoverPolicy> = Api::all(self.client.clone());
+        eventually(Duration::from_secs(10), || async {
+            policies.list(&ListParams::default().limit(1)).await.ok()
+        })
+        .await;
+    }
+
+    /// A loopback address for a new backend: 127.<test>.0.<n>:8080 (distinct per test).
+    pub fn backend_addr(&self) -> SocketAddr {
+        let n = self.next_host.fetch_add(1, Ordering::SeqCst);
+        format!("127.{}.{}.{}:8080", 100 + self.net % 100, n / 250, 1 + n % 250)
+            .parse()
+            .unwrap()
+    }
+
+    /// Starts `n` healthy backends and returns their addresses.
+    pub async fn backends(&self, n: usize) -> Vec<SocketAddr> {
+        let mut out = Vec::new();
+        for _ in 0..n {
+            let a = self.backend_addr();
+            self.farm.set(a, Behavior::Healthy).await.expect("backend binds");
+            out.push(a);
+        }
+        out
+    }
+
+    pub async fn set(&self, addr: SocketAddr, b: Behavior) {
+        self.farm.set(addr, b).await.expect("backend reconfigures");
+    }
+
+    pub fn controller_options(&self) -> Options {
+        Options {
+            namespaces: Vec::new(),
+            policy_selector: None,
+            rules: ingress_failover::validation::ValidationContext {
+                allowed_ingress_controller_namespaces: vec![],
+                probe_allowlist: vec!["127.0.0.0/8".into()],
+            },
+            metrics_addr: "127.0.0.1:0".parse().unwrap(),
+            leader_election: false,
+            lease_name: "ingress-failover".into(),
+            lease_namespace: self.ns.clone(),
+            identity: format!("test-{}", self.net),
+            lease_seconds: 3,
+            prober: Default::default(),
+        }
+    }
+
+    /// Starts the real controller in-process.
+    pub async fn start_controller(&mut self) {
+        let opts = self.controller_options();
+        self.controller = Some(self.spawn_controller(opts).await);
+    }
+
+    pub async fn spawn_controller(&self, opts: Options) -> ControllerHandle {
+        let client = match &self.cluster {
+            Some(c) => c.client_with_user_agent(CONTROLLER_AGENT).expect("client"),
+            None => self.client.clone(),
+        };
+        let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        let (started_tx, started_rx) = oneshot::channel();
+        let task = tokio::spawn(async move {
+            let shutdown = async move {
+                let _ = stop_rx.await;
+            };
+            if let Err(e) = controller::run(
+                client,
+                opts,
+                controller::system_clock(),
+                shutdown,
+                Some(started_tx),
+            )
+            .await
+            {
+                panic!("controller failed: {e:#}");
+            }
+        });
+        let running = tokio::time::timeout(Duration::from_secs(20), started_rx)
+            .await
+            .expect("controller starts in time")
+            .expect("controller reports its start");
+        ControllerHandle {
+            running,
+            stop: Some(stop_tx),
+            task,
+        }
+    }
+
+    pub async fn apply_json(&self, mut obj: Value) {
+        let api_version = obj["apiVersion"].as_str().unwrap().to_string();
+        let kind = obj["kind"].as_str().unwrap().to_string();
+        let name = obj["metadata"]["name"].as_str().unwrap().to_string();
+        let namespaced = kind != "Namespace" && kind != "IngressClass";
+        if namespaced && obj["metadata"].get("namespace").is_none() {
+            obj["metadata"]["namespace"] = json!(self.ns);
+        }
+        let (group, version) = match api_version.split_once('/') {
+            Some((g, v)) => (g.to_string(), v.to_string()),
+            None => (String::new(), api_version.clone()),
+        };
+        let gvk = kube::core::GroupVersionKind::gvk(&group, &version, &kind);
+        let (ar, _) = kube::discovery::pinned_kind(&self.client, &gvk)
+            .await
+            .unwrap_or_else(|e| panic!("discovering {kind}: {e}"));
+        let api: Api<kube::core::DynamicObject> = if namespaced {
+            Api::namespaced_with(self.client.clone(), &self.ns, &ar)
+        } else {
+            Api::all_with(self.client.clone(), &ar)
+        };
+        api.patch(&name, &PatchParams::apply(TEST_AGENT).force(), &Patch::Apply(&obj))
+            .await
+            .unwrap_or_else(|e| panic!("applying {kind} {name}: {e}"));
+    }
+
+    pub fn policies(&self) -> Api<FailoverPolicy> {
+        Api::namespaced(self.client.clone(), &self.ns)
+    }
+
+    pub async fn status(&self, name: &str) -> Option<FailoverPolicyStatus> {
+        self.policies().get_opt(name).await.ok().flatten().and_then(|p| p.status)
+    }
+
+    /// Waits until the policy's status satisfies `pred`, returning it.
+    pub async fn wait_status(
+        &self,
+        name: &str,
+        timeout: Duration,
+        what: &str,
+        pred: impl Fn(&FailoverPolicyStatus) -> bool,
+    ) -> FailoverPolicyStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let st = self.status(name).await;
+            if let Some(s) = &st
+                && pred(s)
+            {
+                return s.clone();
+            }
+            if Instant::now() > deadline {
+                panic!("timed out waiting for {what}; last status: {st:#?}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Addresses (`host:port`) in the managed Service's EndpointSlices.
+    pub async fn published(&self, service: &str) -> BTreeSet<String> {
+        let api: Api<EndpointSlice> = Api::namespaced(self.client.clone(), &self.ns);
+        let lp = ListParams::default().labels(&format!("kubernetes.io/service-name={service},endpointslice.kubernetes.io/managed-by=ingress-failover.ingressfailover.io"));
+        let mut out = BTreeSet::new();
+        for s in api.list(&lp).await.map(|l| l.items).unwrap_or_default() {
+            let port = s.ports.as_ref().and_then(|p| p.first()).and_then(|p| p.port).unwrap_or(0);
+            for e in &s.endpoints {
+                if let Some(a) = e.addresses.first() {
+                    out.insert(format!("{a}:{port}"));
+                }
+            }
+        }
+        out
+    }
+
+    pub async fn wait_published(
+        &self,
+        service: &str,
+        timeout: Duration,
+        what: &str,
+        pred: impl Fn(&BTreeSet<String>) -> bool,
+    ) -> BTreeSet<String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let p = self.published(service).await;
+            if pred(&p) {
+                return p;
+            }
+            if Instant::now() > deadline {
+                panic!("timed out waiting for {what}; published: {p:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub async fn ingress_class(&self, name: &str) -> Option<String> {
+        let api: Api<Ingress> = Api::namespaced(self.client.clone(), &self.ns);
+        api.get_opt(name)
+            .await
+            .ok()
+            .flatten()
+            .and_then(|i| i.spec.and_then(|s| s.ingress_class_name))
+    }
+
+    pub async fn deployment_replicas(&self, name: &str) -> Option<i32> {
+        let api: Api<Deployment> = Api::namespaced(self.client.clone(), &self.ns);
+        api.get_opt(name)
+            .await
+            .ok()
+            .flatten()
+            .and_then(|d| d.spec.and_then(|s| s.replicas))
+    }
+
+    /// Keeps a farm backend running at every ready address of `service`'s EndpointSlices (the
+    /// pods the embedded controller-manager creates have loopback IPs but no server).
+    pub fn serve_pods_of(&self, service: &str) -> tokio::task::JoinHandle<()> {
+        let api: Api<EndpointSlice> = Api::namespaced(self.client.clone(), &self.ns);
+        let farm = self.farm.clone();
+        let lp = ListParams::default().labels(&format!("kubernetes.io/service-name={service}"));
+        tokio::spawn(async move {
+            loop {
+                if let Ok(list) = api.list(&lp).await {
+                    for s in list.items {
+                        let port = s.ports.as_ref().and_then(|p| p.first()).and_then(|p| p.port).unwrap_or(8080);
+                        for e in &s.endpoints {
+                            if let Some(a) = e.addresses.first()
+                                && let Ok(addr) = format!("{a}:{port}").parse::<SocketAddr>()
+                                && !farm.addresses().contains(&addr)
+                            {
+                                let _ = farm.set(addr, Behavior::Healthy).await;
+                            }
+                        }
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    }
+}
+
+/// Polls `f` until it returns Some, or panics after `timeout`.
+pub async fn eventually<T, F, Fut>(timeout: Duration, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        if Instant::now() > deadline {
+            panic!("condition not reached within {timeout:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+pub fn addrs(list: &[SocketAddr]) -> Vec<String> {
+    list.iter().map(|a| a.to_string()).collect()
+}
+
+pub fn set_of(list: &[SocketAddr]) -> BTreeSet<String> {
+    list.iter().map(|a| a.to_string()).collect()
+}
+
+/// A policy over static loopback backends with fast timings (1 s checks, fall 3, rise 2).
+pub fn policy(name: &str, primary: &[SocketAddr], extra: Value) -> Value {
+    let mut p = json!({
+        "apiVersion": "ingressfailover.io/v1alpha1",
+        "kind": "FailoverPolicy",
+        "metadata": {"name": name},
+        "spec": {
+            "backends": {"primary": {"addresses": addrs(primary)}},
+            "managedService": {"name": format!("{name}-healthy"), "port": 80},
+            "probe": {"http": {"path": "/healthz"}, "intervalSeconds": 1, "timeoutSeconds": 1,
+                      "failureThreshold": 3, "successThreshold": 2, "jitterPercent": 0},
+            "thresholds": {"activateBelow": 0.5, "activateForSeconds": 1, "deactivateAbove": 0.75, "deactivateForSeconds": 2},
+            "recovery": {"holdDownSeconds": 3, "emergencyCooldownSeconds": 3, "stepSeconds": 2},
+        }
+    });
+    merge(&mut p["spec"], extra);
+    p
+}
+
+pub fn merge(base: &mut Value, patch: Value) {
+    match (base, patch) {
+        (Value::Object(b), Value::Object(p)) => {
+            for (k, v) in p {
+                merge(b.entry(k).or_insert(Value::Null), v);
+            }
+        }
+        (b, p) => *b = p,
+    }
+}
+
+pub fn condition<'a>(
+    s: &'a FailoverPolicyStatus,
+    type_: &str,
+) -> Option<&'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
+    s.conditions.iter().find(|c| c.type_ == type_)
+}
+
+pub fn is_true(s: &FailoverPolicyStatus, type_: &str) -> bool {
+    condition(s, type_).is_some_and(|c| c.status == "True")
+}
