@@ -17,6 +17,7 @@ pub mod metrics;
 mod outcome;
 pub mod scheduler;
 mod tcp;
+mod wire;
 
 #[cfg(test)]
 mod tests;

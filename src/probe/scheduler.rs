@@ -73,7 +73,10 @@ impl TargetTask {
         let spec = self.spec.clone();
         let mut checker = match &spec.kind {
             CheckKind::Tcp => Checker::Tcp,
-            CheckKind::Http(_) => Checker::Http(Box::new(HttpProber::new(&self.host, self.port))),
+            CheckKind::Http(check) => {
+                let port = spec.port.unwrap_or(self.port);
+                Checker::Http(Box::new(HttpProber::new(&self.host, port, check)))
+            }
         };
         let sleep = sleep_until(Instant::now() + first_offset(spec.interval, fastrand::f64()));
         tokio::pin!(sleep);
