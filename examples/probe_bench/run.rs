@@ -161,10 +161,14 @@ fn detection(a: &Args) -> std::io::Result<Detection> {
         return Err(std::io::Error::other("a backend was DOWN before any kill"));
     }
     let (mut ours, mut theirs) = (Vec::new(), Vec::new());
-    let mut next = from;
-    while next < to {
-        let batch: Vec<usize> = (next..(next + a.kills_per_round).min(to)).collect();
-        next += batch.len();
+    // Each round kills a stride across the whole set, not a contiguous run: HAProxy staggers
+    // its servers' first checks by index, so neighbours share a phase and a contiguous batch
+    // would be one sample repeated rather than many.
+    let rounds = a.kills.div_ceil(a.kills_per_round);
+    for round in 0..rounds {
+        let batch: Vec<usize> = (from..to)
+            .filter(|i| (i - from) % rounds == round)
+            .collect();
         let line = batch
             .iter()
             .map(|i| i.to_string())
