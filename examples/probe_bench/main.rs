@@ -48,9 +48,10 @@ enum Role {
         window_secs: u64,
         #[arg(long, default_value_t = 3)]
         warm_secs: u64,
-        #[arg(long, default_value_t = 100)]
+        /// Backends killed in total; each is one detection sample for both probers.
+        #[arg(long, default_value_t = 200)]
         kills: usize,
-        #[arg(long, default_value_t = 20)]
+        #[arg(long, default_value_t = 40)]
         kills_per_round: usize,
     },
 }

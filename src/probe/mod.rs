@@ -1,7 +1,7 @@
 //! The health prober: measures targets and reports facts; it never decides.
 //!
 //! The controller describes, per policy, which targets to check ([`Prober::set_targets`]);
-//! the prober runs one long-lived task per target (see [`scheduler`] for why) and delivers one
+//! the prober runs one long-lived task per target (the `scheduler` module says why) and delivers one
 //! [`Fact`] per check on a bounded channel. The decision engine turns facts into rise/fall
 //! transitions; keeping the prober free of state machines means the simulator can feed the
 //! engine fabricated facts and nothing here needs a virtual clock.
@@ -15,7 +15,7 @@ pub mod config;
 mod http;
 pub mod metrics;
 mod outcome;
-pub mod scheduler;
+mod scheduler;
 mod tcp;
 mod wire;
 
@@ -170,8 +170,11 @@ pub struct Prober {
 }
 
 impl Prober {
-    /// Creates a prober and the receiver of its facts. Must be called within a tokio runtime;
-    /// target tasks are spawned on it.
+    /// Creates a prober and the receiver of its facts. Target tasks are spawned on the
+    /// runtime this is called from, so the controller picks where probing runs.
+    ///
+    /// # Panics
+    /// Outside a tokio runtime.
     pub fn new(config: ProberConfig, allowlist: Allowlist) -> (Prober, mpsc::Receiver<Fact>) {
         let (tx, rx) = mpsc::channel(config.channel_capacity.max(1));
         let prober = Prober {
