@@ -33,8 +33,12 @@ echo "haproxy: $("$HAPROXY" -v | head -1)" >&2
 cargo build --release --example probe_bench >&2
 BIN=target/release/examples/probe_bench
 
-# A listener plus a connection per endpoint, and HAProxy's check sockets, need many fds.
-ulimit -n "$(ulimit -Hn)"
+# Our prober holds one socket per endpoint and HAProxy reserves about one per server plus
+# 2x maxconn: 10,000 endpoints need a soft limit of about 16,384 descriptors.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || ulimit -n 65536 2>/dev/null || true
+if [[ "$(ulimit -n)" != unlimited && "$(ulimit -n)" -lt 16384 ]]; then
+  echo "warning: open-files limit $(ulimit -n) is below 16384; the 10,000-endpoint run may fail" >&2
+fi
 
 timeout --signal=TERM --kill-after=10 "$LIMIT" \
   "$BIN" run --haproxy "$HAPROXY" --dir "$WORK" --clk-tck "$(getconf CLK_TCK)" \

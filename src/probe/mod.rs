@@ -9,6 +9,34 @@
 //! Confinement ([`allowlist`]) is checked before every connection: a target outside the
 //! operator-wide allowlist and the policy's own endpoint addresses yields
 //! `Unhealthy { kind: Disallowed }` and is never contacted.
+//!
+//! ```no_run
+//! use ingress_failover::probe::*;
+//! use std::sync::Arc;
+//!
+//! # async fn wire_up() -> Result<(), Box<dyn std::error::Error>> {
+//! let allow = Allowlist::parse(["10.0.0.0/8", "lb.example.com"])?;
+//! let (prober, mut facts) = Prober::new(ProberConfig::default(), allow);
+//! let mut registry = prometheus_client::registry::Registry::default();
+//! prober.metrics().register(&mut registry);
+//!
+//! let mut spec = CheckSpec::new(CheckKind::Http(HttpCheck::get("/healthz")?));
+//! spec.max_latency = Some(std::time::Duration::from_millis(500));
+//! let target = Target {
+//!     tier: Tier::Primary,
+//!     endpoint: Arc::from("10.0.1.5:8080"),
+//!     host: "10.0.1.5".parse()?,
+//!     port: 8080,
+//!     spec: Arc::new(spec),
+//! };
+//! prober.set_targets("shop/web", ["10.0.1.5".parse()?], vec![target])?;
+//! while let Some(fact) = facts.recv().await {
+//!     // hand the fact to the decision engine
+//! #   drop(fact);
+//! }
+//! # Ok(())
+//! # }
+//! ```
 
 pub mod allowlist;
 pub mod config;
