@@ -188,7 +188,8 @@ pub struct TargetDiff {
 /// scheduling its next check. Nothing is dropped (the engine counts consecutive results, so a
 /// silently missing fact could hide a transition), memory stays bounded (channel capacity plus
 /// at most one pending fact per target), and a stalled consumer pauses probing instead of
-/// queueing stale measurements; the stall shows up as `schedule_lag` once it clears.
+/// queueing stale measurements. Ticks missed during a stall are skipped, not replayed, so a
+/// consumer that catches up does not trigger a burst of checks.
 #[derive(Clone)]
 pub struct Prober {
     shared: Arc<Shared>,
