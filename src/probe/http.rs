@@ -2,78 +2,80 @@
 //!
 //! Reusing the connection makes a steady-state check one write and one read instead of a TCP
 //! handshake, a request and a teardown — most of the CPU a prober spends, and the reason the
-//! prober can undercut HAProxy (which closes after every check). hyper's low-level
-//! `client::conn::http1` gives exactly one connection we own, no pool to tune or to leak.
+//! prober can undercut HAProxy (which closes after every check). The request bytes are rendered
+//! once per target and the read buffer is reused, so a steady-state check allocates nothing.
 //! A connection the target closed while idle is not a failure: the check retries once on a
-//! fresh connection before judging, as browsers do.
+//! fresh connection before judging, as browsers do. See [`super::wire`] for why the response
+//! is read by hand rather than through hyper.
 
 use super::allowlist::Confinement;
 use super::config::{Host, HttpCheck};
 use super::outcome;
 use super::tcp;
+use super::wire::{BodyEnd, Wire, WireError};
 use crate::health::{CheckOutcome, FailureKind};
-use bytes::Bytes;
-use http::header::{HOST, USER_AGENT};
-use http::{HeaderValue, Request, Uri};
-use http_body_util::{BodyExt, Empty};
-use hyper::client::conn::http1::{Builder, SendRequest};
+use http::Method;
 use std::net::SocketAddr;
-use tokio::task::JoinHandle;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
 
-const AGENT: HeaderValue = HeaderValue::from_static("ingress-failover-probe/0.1");
+const AGENT: &str = "ingress-failover-probe/0.1";
 
-/// hyper's read buffer is sized exactly: it never grows, so a target sending a huge body or
-/// huge headers cannot inflate the memory an idle connection keeps. Headers beyond this are a
-/// protocol failure, which is fair for a health endpoint.
-const READ_BUFFER: usize = 8 * 1024;
-
-/// An open connection and the task driving it; dropping it closes the socket.
 struct Conn {
-    sender: SendRequest<Empty<Bytes>>,
-    driver: JoinHandle<()>,
+    stream: TcpStream,
     peer: SocketAddr,
-}
-
-impl Drop for Conn {
-    fn drop(&mut self) {
-        self.driver.abort();
-    }
 }
 
 /// Per-target HTTP state, kept across checks by the target's task.
 pub struct HttpProber {
     conn: Option<Conn>,
-    /// Body prefix for substring matching; reused across checks, only filled when a match is
-    /// configured, and never beyond the body limit.
+    wire: Wire,
+    /// Body prefix for substring matching; only filled when a match is configured.
     body: Vec<u8>,
-    host_header: HeaderValue,
+    /// The complete request, rendered once: header values were validated when the spec was
+    /// built, so no CR/LF can be smuggled in.
+    request: Box<[u8]>,
+    head_request: bool,
 }
 
-/// What went wrong on a reused connection decides whether a retry on a fresh one is fair.
 enum Attempt {
     Done(CheckOutcome),
     /// The connection died before any response byte: likely an idle close we raced with.
-    StaleConnection(CheckOutcome),
+    Stale(CheckOutcome),
+}
+
+fn render_request(host: &Host, port: u16, check: &HttpCheck) -> Box<[u8]> {
+    let mut r = Vec::with_capacity(128);
+    r.extend_from_slice(check.method.as_str().as_bytes());
+    r.push(b' ');
+    r.extend_from_slice(check.path.as_str().as_bytes());
+    r.extend_from_slice(b" HTTP/1.1\r\nHost: ");
+    match &check.host_header {
+        Some(h) => r.extend_from_slice(h.as_bytes()),
+        None if port == 80 => r.extend_from_slice(host.to_string().as_bytes()),
+        None => r.extend_from_slice(format!("{host}:{port}").as_bytes()),
+    }
+    r.extend_from_slice(b"\r\nUser-Agent: ");
+    r.extend_from_slice(AGENT.as_bytes());
+    r.extend_from_slice(b"\r\nAccept: */*\r\n\r\n");
+    r.into_boxed_slice()
 }
 
 impl HttpProber {
-    pub fn new(host: &Host, port: u16) -> Self {
-        let authority = if port == 80 {
-            host.to_string()
-        } else {
-            format!("{host}:{port}")
-        };
+    pub fn new(host: &Host, port: u16, check: &HttpCheck) -> Self {
         HttpProber {
             conn: None,
+            wire: Wire::default(),
             body: Vec::new(),
-            host_header: HeaderValue::from_str(&authority)
-                .unwrap_or_else(|_| HeaderValue::from_static("localhost")),
+            request: render_request(host, port, check),
+            head_request: check.method == Method::HEAD,
         }
     }
 
     /// Forgets the connection, e.g. after a timeout left it in an unknown state.
     pub fn reset(&mut self) {
         self.conn = None;
+        self.wire.reset();
     }
 
     pub async fn check(
@@ -84,26 +86,25 @@ impl HttpProber {
         conf: &Confinement,
         body_limit: usize,
     ) -> CheckOutcome {
-        // The allowlist may have changed since the connection was opened.
         if let Some(c) = &self.conn {
-            let still_permitted = match conf.permits_host(host) {
-                Some(v) => v,
-                None => conf.permits_resolved(c.peer.ip()),
-            };
-            if !still_permitted || c.sender.is_closed() {
+            // The allowlist may have changed since the connection was opened; and a target
+            // that closed an idle connection is noticed here without a failed request.
+            let permitted = conf
+                .permits_host(host)
+                .unwrap_or_else(|| conf.permits_resolved(c.peer.ip()));
+            let mut probe = [0u8; 1];
+            let idle_ok = matches!(c.stream.try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock);
+            if !permitted || !idle_ok {
                 self.conn = None;
             }
         }
         let reused = self.conn.is_some();
         match self.attempt(host, port, check, conf, body_limit).await {
             Attempt::Done(o) => o,
-            Attempt::StaleConnection(o) if !reused => o,
-            Attempt::StaleConnection(_) => {
-                self.conn = None;
-                match self.attempt(host, port, check, conf, body_limit).await {
-                    Attempt::Done(o) | Attempt::StaleConnection(o) => o,
-                }
-            }
+            Attempt::Stale(o) if !reused => o,
+            Attempt::Stale(_) => match self.attempt(host, port, check, conf, body_limit).await {
+                Attempt::Done(o) | Attempt::Stale(o) => o,
+            },
         }
     }
 
@@ -116,121 +117,103 @@ impl HttpProber {
         body_limit: usize,
     ) -> Attempt {
         if self.conn.is_none() {
-            match open(host, port, conf).await {
-                Ok(c) => self.conn = Some(c),
+            let peer = match tcp::permitted_addr(host, port, conf).await {
+                Ok(p) => p,
+                Err(o) => return Attempt::Done(o),
+            };
+            match tcp::connect(peer).await {
+                Ok(stream) => self.conn = Some(Conn { stream, peer }),
                 Err(o) => return Attempt::Done(o),
             }
         }
+        self.wire.reset();
         let Some(conn) = self.conn.as_mut() else {
             return Attempt::Done(outcome::failure(FailureKind::Other, "no connection".into()));
         };
-        if conn.sender.ready().await.is_err() {
-            self.conn = None;
-            return Attempt::StaleConnection(outcome::failure(
-                FailureKind::Reset,
-                "connection closed by peer".into(),
-            ));
-        }
-
-        let mut req = Request::new(Empty::<Bytes>::new());
-        *req.method_mut() = check.method.clone();
-        *req.uri_mut() = Uri::from(check.path.clone());
-        let host_value = check.host_header.as_ref().unwrap_or(&self.host_header);
-        req.headers_mut().insert(HOST, host_value.clone());
-        req.headers_mut().insert(USER_AGENT, AGENT);
-
-        let response = match conn.sender.send_request(req).await {
-            Ok(r) => r,
+        let result = exchange(
+            &mut conn.stream,
+            &self.request,
+            &mut self.wire,
+            self.head_request,
+            check.body_contains.is_some().then_some(&mut self.body),
+            body_limit as u64,
+        )
+        .await;
+        let (status, complete) = match result {
+            Ok((status, keep)) => (status, keep),
             Err(e) => {
                 self.conn = None;
-                let o = outcome::from_hyper(&e);
-                let before_response = e.is_incomplete_message() || e.is_closed() || e.is_canceled();
-                return if before_response {
-                    Attempt::StaleConnection(o)
+                let stale = !self.wire.received_any()
+                    && match &e {
+                        WireError::Closed { .. } => true,
+                        WireError::Io(io) => matches!(
+                            io.kind(),
+                            std::io::ErrorKind::ConnectionReset
+                                | std::io::ErrorKind::BrokenPipe
+                                | std::io::ErrorKind::ConnectionAborted
+                        ),
+                        _ => false,
+                    };
+                let o = outcome::from_wire(&e);
+                return if stale {
+                    Attempt::Stale(o)
                 } else {
                     Attempt::Done(o)
                 };
             }
         };
-
-        let status = response.status().as_u16();
-        let mut body = response.into_body();
-        let want_body = check.body_contains.is_some();
-        self.body.clear();
-        let mut seen = 0usize;
-        let mut truncated = false;
-        while let Some(frame) = body.frame().await {
-            let frame = match frame {
-                Ok(f) => f,
-                Err(e) => {
-                    self.conn = None;
-                    return Attempt::Done(outcome::from_hyper(&e));
-                }
-            };
-            if let Ok(data) = frame.into_data() {
-                let room = body_limit.saturating_sub(seen);
-                if want_body {
-                    self.body.extend_from_slice(&data[..data.len().min(room)]);
-                }
-                seen += data.len();
-                if seen >= body_limit {
-                    truncated = true;
-                    break;
-                }
-            }
-        }
-        if truncated {
-            // The rest of a huge body is never read: the connection cannot carry another
-            // request, so it goes, and memory stays bounded by the limit.
+        if !complete {
+            // Unread body or `Connection: close`: this connection cannot carry another check.
             self.conn = None;
         }
+        Attempt::Done(self.judge(status, check, body_limit))
+    }
 
+    fn judge(&mut self, status: u16, check: &HttpCheck, body_limit: usize) -> CheckOutcome {
         if !check.expected_status.contains(status) {
-            return Attempt::Done(outcome::failure(
+            return outcome::failure(
                 FailureKind::BadStatus,
                 format!("status {status} not in {}", check.expected_status),
-            ));
+            );
         }
         if let Some(needle) = &check.body_contains {
             let found = self
                 .body
                 .windows(needle.len())
                 .any(|w| w == needle.as_slice());
-            // Keep a big prefix buffer from pinning memory between checks.
+            let seen = self.body.len().min(body_limit);
+            self.body.clear();
+            // Keep a large prefix buffer from pinning memory between checks.
             if self.body.capacity() > 4 * 1024 {
                 self.body = Vec::new();
             }
             if !found {
-                return Attempt::Done(outcome::failure(
+                return outcome::failure(
                     FailureKind::BadBody,
                     format!(
-                        "body (first {} bytes) lacks {:?}",
-                        seen.min(body_limit),
+                        "body (first {seen} bytes) lacks {:?}",
                         String::from_utf8_lossy(needle)
                     ),
-                ));
+                );
             }
         }
-        Attempt::Done(CheckOutcome::Healthy)
+        CheckOutcome::Healthy
     }
 }
 
-async fn open(host: &Host, port: u16, conf: &Confinement) -> Result<Conn, CheckOutcome> {
-    let peer = tcp::permitted_addr(host, port, conf).await?;
-    let stream = tcp::connect(peer).await?;
-    let io = hyper_util::rt::TokioIo::new(stream);
-    let (sender, connection) = Builder::new()
-        .read_buf_exact_size(Some(READ_BUFFER))
-        .handshake::<_, Empty<Bytes>>(io)
-        .await
-        .map_err(|e| outcome::from_hyper(&e))?;
-    let driver = tokio::spawn(async move {
-        // Errors surface through the request/response futures; nothing to report here.
-        let _ = connection.await;
-    });
-    Ok(Conn {
-        sender,
-        driver,
-        peer,
-    })
+/// Writes the request and reads the answer. Returns the status and whether the connection is
+/// left clean for reuse.
+async fn exchange(
+    stream: &mut TcpStream,
+    request: &[u8],
+    wire: &mut Wire,
+    head_request: bool,
+    sink: Option<&mut Vec<u8>>,
+    limit: u64,
+) -> Result<(u16, bool), WireError> {
+    stream.write_all(request).await?;
+    let head = wire.read_head(stream, head_request).await?;
+    let end = wire.read_body(stream, head.framing, limit, sink).await?;
+    let clean = head.keep_alive && matches!(end, BodyEnd::Complete { .. });
+    Ok((head.status, clean))
 }

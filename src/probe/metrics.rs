@@ -56,14 +56,6 @@ impl Default for ProbeMetrics {
     }
 }
 
-/// Label value for an outcome: "healthy" or the failure kind.
-pub fn result_label(o: &CheckOutcome) -> &'static str {
-    match o {
-        CheckOutcome::Healthy => "healthy",
-        CheckOutcome::Unhealthy { kind, .. } => kind.as_str(),
-    }
-}
-
 fn result_index(o: &CheckOutcome) -> usize {
     match o {
         CheckOutcome::Healthy => 0,

@@ -1,7 +1,7 @@
 //! The health prober: measures targets and reports facts; it never decides.
 //!
 //! The controller describes, per policy, which targets to check ([`Prober::set_targets`]);
-//! the prober runs one long-lived task per target (see [`scheduler`] for why) and delivers one
+//! the prober runs one long-lived task per target (the `scheduler` module says why) and delivers one
 //! [`Fact`] per check on a bounded channel. The decision engine turns facts into rise/fall
 //! transitions; keeping the prober free of state machines means the simulator can feed the
 //! engine fabricated facts and nothing here needs a virtual clock.
@@ -9,14 +9,43 @@
 //! Confinement ([`allowlist`]) is checked before every connection: a target outside the
 //! operator-wide allowlist and the policy's own endpoint addresses yields
 //! `Unhealthy { kind: Disallowed }` and is never contacted.
+//!
+//! ```no_run
+//! use ingress_failover::probe::*;
+//! use std::sync::Arc;
+//!
+//! # async fn wire_up() -> Result<(), Box<dyn std::error::Error>> {
+//! let allow = Allowlist::parse(["10.0.0.0/8", "lb.example.com"])?;
+//! let (prober, mut facts) = Prober::new(ProberConfig::default(), allow);
+//! let mut registry = prometheus_client::registry::Registry::default();
+//! prober.metrics().register(&mut registry);
+//!
+//! let mut spec = CheckSpec::new(CheckKind::Http(HttpCheck::get("/healthz")?));
+//! spec.max_latency = Some(std::time::Duration::from_millis(500));
+//! let target = Target {
+//!     tier: Tier::Primary,
+//!     endpoint: Arc::from("10.0.1.5:8080"),
+//!     host: "10.0.1.5".parse()?,
+//!     port: 8080,
+//!     spec: Arc::new(spec),
+//! };
+//! prober.set_targets("shop/web", ["10.0.1.5".parse()?], vec![target])?;
+//! while let Some(fact) = facts.recv().await {
+//!     // hand the fact to the decision engine
+//! #   drop(fact);
+//! }
+//! # Ok(())
+//! # }
+//! ```
 
 pub mod allowlist;
 pub mod config;
 mod http;
 pub mod metrics;
 mod outcome;
-pub mod scheduler;
+mod scheduler;
 mod tcp;
+mod wire;
 
 #[cfg(test)]
 mod tests;
@@ -159,7 +188,8 @@ pub struct TargetDiff {
 /// scheduling its next check. Nothing is dropped (the engine counts consecutive results, so a
 /// silently missing fact could hide a transition), memory stays bounded (channel capacity plus
 /// at most one pending fact per target), and a stalled consumer pauses probing instead of
-/// queueing stale measurements; the stall shows up as `schedule_lag` once it clears.
+/// queueing stale measurements. Ticks missed during a stall are skipped, not replayed, so a
+/// consumer that catches up does not trigger a burst of checks.
 #[derive(Clone)]
 pub struct Prober {
     shared: Arc<Shared>,
@@ -169,8 +199,11 @@ pub struct Prober {
 }
 
 impl Prober {
-    /// Creates a prober and the receiver of its facts. Must be called within a tokio runtime;
-    /// target tasks are spawned on it.
+    /// Creates a prober and the receiver of its facts. Target tasks are spawned on the
+    /// runtime this is called from, so the controller picks where probing runs.
+    ///
+    /// # Panics
+    /// Outside a tokio runtime.
     pub fn new(config: ProberConfig, allowlist: Allowlist) -> (Prober, mpsc::Receiver<Fact>) {
         let (tx, rx) = mpsc::channel(config.channel_capacity.max(1));
         let prober = Prober {

@@ -4,6 +4,7 @@
 //! and the status only need one [`FailureKind`] and a sentence an SRE can read at 3 AM. The
 //! mapping lives in one place so every check type speaks the same language.
 
+use super::wire::WireError;
 use crate::health::{CheckOutcome, FailureKind};
 use std::fmt::Write as _;
 use std::io;
@@ -66,26 +67,27 @@ pub fn from_io(e: &io::Error) -> CheckOutcome {
     }
 }
 
-/// Maps a hyper error: parse errors are the target speaking something other than HTTP; an
-/// early close is a reset; io errors inside keep their own classification.
-pub fn from_hyper(e: &hyper::Error) -> CheckOutcome {
-    if e.is_parse() || e.is_parse_status() || e.is_parse_too_large() {
-        return failure(FailureKind::Protocol, format!("invalid HTTP response: {e}"));
-    }
-    if e.is_incomplete_message() {
-        return failure(FailureKind::Reset, "connection closed mid-response".into());
-    }
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        if let Some(io) = s.downcast_ref::<io::Error>() {
-            return from_io(io);
+/// Maps a failure while reading the answer.
+pub fn from_wire(e: &WireError) -> CheckOutcome {
+    match e {
+        WireError::Io(io) => from_io(io),
+        WireError::Closed {
+            received_any: false,
+        } => failure(
+            FailureKind::Reset,
+            "connection closed before response".into(),
+        ),
+        WireError::Closed { received_any: true } => {
+            failure(FailureKind::Reset, "connection closed mid-response".into())
         }
-        source = s.source();
+        WireError::Parse(what) => failure(
+            FailureKind::Protocol,
+            format!("invalid HTTP response: {what}"),
+        ),
+        WireError::HeadTooLarge => {
+            failure(FailureKind::Protocol, format!("invalid HTTP response: {e}"))
+        }
     }
-    if e.is_closed() || e.is_canceled() {
-        return failure(FailureKind::Reset, "connection closed by peer".into());
-    }
-    failure(FailureKind::Other, format!("HTTP error: {e}"))
 }
 
 #[cfg(test)]

@@ -429,6 +429,26 @@ async fn idle_close_by_target_is_not_a_failure() {
 }
 
 #[tokio::test]
+async fn local_socket_error_is_other() {
+    // The kernel refuses TCP to a multicast address before sending anything (ENETUNREACH),
+    // which gives a deterministic local error without leaving loopback.
+    let addr: SocketAddr = "224.0.0.1:80".parse().unwrap();
+    let (p, mut rx) = Prober::new(
+        ProberConfig::default(),
+        Allowlist::parse(["224.0.0.0/4"]).unwrap(),
+    );
+    p.set_targets(
+        "ns/p",
+        [],
+        vec![target("m", addr, spec(http_get(), 200, 1000))],
+    )
+    .unwrap();
+    let f = next_fact(&mut rx, Duration::from_millis(200) + MARGIN).await;
+    assert_eq!(kind_of(&f), Some(FailureKind::Other), "{f:?}");
+    assert!(message_of(&f).starts_with("network error"), "{f:?}");
+}
+
+#[tokio::test]
 async fn tcp_check_connects() {
     let s = serve(Behaviour::Hang).await;
     let f = first_fact(
