@@ -7,7 +7,7 @@ mod cluster;
 use std::time::{Duration, Instant};
 
 use cluster::*;
-use ingress_failover::api::{condition_types as ct, reasons, Phase};
+use ingress_failover::api::{Phase, condition_types as ct, reasons};
 use ingress_failover::demo::farm::Behavior;
 use serde_json::json;
 
@@ -19,27 +19,52 @@ async fn backend_removed_after_fall_and_restored_after_rise() {
     let b = env.backends(4).await;
     env.apply_json(policy("web", &b, json!({}))).await;
     env.start_controller().await;
-    env.wait_published("web-healthy", T, "all four published", |p| *p == set_of(&b)).await;
-    env.wait_status("web", T, "Normal", |s| s.phase == Phase::Normal).await;
+    env.wait_published("web-healthy", T, "all four published", |p| *p == set_of(&b))
+        .await;
+    env.wait_status("web", T, "Normal", |s| s.phase == Phase::Normal)
+        .await;
 
     let broke = Instant::now();
     env.set(b[0], Behavior::Status(503)).await;
-    env.wait_published("web-healthy", T, "b0 removed", |p| !p.contains(&b[0].to_string()) && p.len() == 3).await;
+    env.wait_published("web-healthy", T, "b0 removed", |p| {
+        !p.contains(&b[0].to_string()) && p.len() == 3
+    })
+    .await;
     let removal = broke.elapsed();
     // fall = 3 at a 1 s interval: never before the second failed check, within a few intervals.
-    assert!(removal >= Duration::from_millis(1900), "removed after only {removal:?}");
-    assert!(removal <= Duration::from_secs(6), "removed after {removal:?}");
-    let s = env.wait_status("web", T, "Degraded", |s| s.phase == Phase::Degraded).await;
-    let ep = s.endpoints.iter().find(|e| e.address == b[0].to_string()).unwrap();
-    assert!(ep.last_error.as_deref().unwrap_or("").contains("503"), "{ep:?}");
+    assert!(
+        removal >= Duration::from_millis(1900),
+        "removed after only {removal:?}"
+    );
+    assert!(
+        removal <= Duration::from_secs(6),
+        "removed after {removal:?}"
+    );
+    let s = env
+        .wait_status("web", T, "Degraded", |s| s.phase == Phase::Degraded)
+        .await;
+    let ep = s
+        .endpoints
+        .iter()
+        .find(|e| e.address == b[0].to_string())
+        .unwrap();
+    assert!(
+        ep.last_error.as_deref().unwrap_or("").contains("503"),
+        "{ep:?}"
+    );
     assert_eq!(s.primary.as_ref().unwrap().summary, "3/4");
 
     let healed = Instant::now();
     env.set(b[0], Behavior::Healthy).await;
-    env.wait_published("web-healthy", T, "b0 back", |p| *p == set_of(&b)).await;
+    env.wait_published("web-healthy", T, "b0 back", |p| *p == set_of(&b))
+        .await;
     let back = healed.elapsed();
-    assert!(back >= Duration::from_millis(900), "restored after only {back:?}");
-    env.wait_status("web", T, "Normal again", |s| s.phase == Phase::Normal).await;
+    assert!(
+        back >= Duration::from_millis(900),
+        "restored after only {back:?}"
+    );
+    env.wait_status("web", T, "Normal again", |s| s.phase == Phase::Normal)
+        .await;
 
     // Steady state: nothing changes, so nothing is written.
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -55,16 +80,23 @@ async fn fail_open_keeps_every_backend_when_all_fail() {
     let b = env.backends(3).await;
     env.apply_json(policy("web", &b, json!({}))).await;
     env.start_controller().await;
-    env.wait_published("web-healthy", T, "published", |p| p.len() == 3).await;
+    env.wait_published("web-healthy", T, "published", |p| p.len() == 3)
+        .await;
     for a in &b {
         env.set(*a, Behavior::Refuse).await;
     }
     let s = env
-        .wait_status("web", T, "panic", |s| s.primary.as_ref().is_some_and(|p| p.panic))
+        .wait_status("web", T, "panic", |s| {
+            s.primary.as_ref().is_some_and(|p| p.panic)
+        })
         .await;
     let deg = condition(&s, ct::DEGRADED).unwrap();
     assert_eq!(deg.reason, reasons::PANIC_FAIL_OPEN);
-    assert_eq!(env.published("web-healthy").await, set_of(&b), "never an empty Service");
+    assert_eq!(
+        env.published("web-healthy").await,
+        set_of(&b),
+        "never an empty Service"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -86,8 +118,420 @@ async fn invalid_spec_is_refused_with_the_field_and_writes_nothing() {
         .await;
     let ready = condition(&s, ct::READY).unwrap();
     assert_eq!(ready.status, "False");
-    assert!(ready.message.contains("spec.ingress.health.controllerDeployment.namespace"), "{}", ready.message);
+    assert!(
+        ready
+            .message
+            .contains("spec.ingress.health.controllerDeployment.namespace"),
+        "{}",
+        ready.message
+    );
     assert_eq!(s.phase, Phase::Invalid);
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert!(env.published("web-healthy").await.is_empty(), "no managed write");
+    assert!(
+        env.published("web-healthy").await.is_empty(),
+        "no managed write"
+    );
+}
+
+/// Deployment + Service in the test namespace whose pods the embedded controller-manager
+/// creates (with loopback IPs the farm then serves).
+fn emergency_objects() -> Vec<serde_json::Value> {
+    vec![
+        json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web-emergency"},
+               "spec": {"replicas": 0, "selector": {"matchLabels": {"app": "web-emergency"}},
+                        "template": {"metadata": {"labels": {"app": "web-emergency"}},
+                                     "spec": {"containers": [{"name": "web", "image": "web:1", "ports": [{"containerPort": 8080}]}]}}}}),
+        json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web-emergency"},
+               "spec": {"selector": {"app": "web-emergency"}, "ports": [{"name": "http", "port": 80, "targetPort": 8080}]}}),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn emergency_scales_up_joins_when_ready_and_scales_down_after_cooldown() {
+    let mut env = Env::start("emergency").await;
+    let b = env.backends(4).await;
+    for o in emergency_objects() {
+        env.apply_json(o).await;
+    }
+    let _pods = env.serve_pods_of("web-emergency");
+    env.apply_json(policy(
+        "web",
+        &b,
+        json!({"backends": {"emergency": {"deployment": {"name": "web-emergency", "standbyReplicas": 0, "activeReplicas": 2, "maxReplicas": 3}}}}),
+    ))
+    .await;
+    env.start_controller().await;
+    env.wait_published("web-healthy", T, "primary published", |p| p.len() == 4)
+        .await;
+    for a in &b[..3] {
+        env.set(*a, Behavior::Status(500)).await;
+    }
+    let s = env
+        .wait_status("web", T, "EmergencyActive", |s| {
+            is_true(s, ct::EMERGENCY_ACTIVE)
+        })
+        .await;
+    assert!(s.history.iter().any(|h| h.action == "EmergencyActivate"));
+    eventually(T, || async {
+        (env.deployment_replicas("web-emergency").await == Some(2)).then_some(())
+    })
+    .await;
+    // Scale first, then shift: emergency pods join once ready and passing checks.
+    let p = env
+        .wait_published("web-healthy", T, "emergency endpoints published", |p| {
+            p.iter()
+                .filter(|a| !b.iter().any(|x| x.to_string() == **a))
+                .count()
+                == 2
+        })
+        .await;
+    assert!(p.contains(&b[3].to_string()));
+
+    for a in &b[..3] {
+        env.set(*a, Behavior::Healthy).await;
+    }
+    env.wait_published("web-healthy", T, "emergency endpoints withdrawn", |p| {
+        *p == set_of(&b)
+    })
+    .await;
+    assert_eq!(
+        env.deployment_replicas("web-emergency").await,
+        Some(2),
+        "scaled down last"
+    );
+    eventually(T, || async {
+        (env.deployment_replicas("web-emergency").await == Some(0)).then_some(())
+    })
+    .await;
+    let s = env
+        .wait_status("web", T, "Normal", |s| s.phase == Phase::Normal)
+        .await;
+    let actions: Vec<&str> = s.history.iter().map(|h| h.action.as_str()).collect();
+    assert!(
+        actions.ends_with(&["EmergencyRelease", "EmergencyScaleDown"])
+            || actions.contains(&"EmergencyScaleDown"),
+        "{actions:?}"
+    );
+}
+
+fn ingress_objects(class: &str) -> Vec<serde_json::Value> {
+    vec![
+        json!({"apiVersion": "networking.k8s.io/v1", "kind": "IngressClass", "metadata": {"name": "nginx-primary"}, "spec": {"controller": "k8s.io/ingress-nginx-primary"}}),
+        json!({"apiVersion": "networking.k8s.io/v1", "kind": "IngressClass", "metadata": {"name": "nginx-backup"}, "spec": {"controller": "k8s.io/ingress-nginx-backup"}}),
+        json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": {"name": "web"},
+               "spec": {"ingressClassName": class, "rules": [{"host": "shop.example", "http": {"paths": [{"path": "/", "pathType": "Prefix",
+                 "backend": {"service": {"name": "web-healthy", "port": {"number": 80}}}}]}}]}}),
+    ]
+}
+
+async fn ingress_env(name: &str, extra: serde_json::Value) -> (Env, std::net::SocketAddr) {
+    let mut env = Env::start(name).await;
+    let b = env.backends(2).await;
+    let lb = env.backend_addr();
+    env.set(lb, Behavior::Healthy).await;
+    for o in ingress_objects("nginx-primary") {
+        env.apply_json(o).await;
+    }
+    let mut spec = json!({"ingress": {"ingresses": ["web"], "primaryClass": "nginx-primary", "backupClass": "nginx-backup",
+                           "health": {"url": format!("http://{lb}/healthz")}}});
+    merge(&mut spec, extra);
+    env.apply_json(policy("web", &b, spec)).await;
+    env.start_controller().await;
+    env.wait_status("web", T, "Normal", |s| s.phase == Phase::Normal)
+        .await;
+    (env, lb)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingress_fails_over_and_fails_back_after_hold_down() {
+    let (env, lb) = ingress_env("switch", json!({})).await;
+    assert_eq!(
+        env.ingress_class("web").await.as_deref(),
+        Some("nginx-primary")
+    );
+    env.set(lb, Behavior::Status(503)).await;
+    let s = env
+        .wait_status("web", T, "FailoverActive", |s| {
+            is_true(s, ct::FAILOVER_ACTIVE)
+        })
+        .await;
+    assert_eq!(s.active_class.as_deref(), Some("nginx-backup"));
+    assert_eq!(
+        env.ingress_class("web").await.as_deref(),
+        Some("nginx-backup")
+    );
+
+    let healed = Instant::now();
+    env.set(lb, Behavior::Healthy).await;
+    env.wait_status("web", T, "failback", |s| !is_true(s, ct::FAILOVER_ACTIVE))
+        .await;
+    let waited = healed.elapsed();
+    // rise 2 (≥1 s) then the 3 s hold-down.
+    assert!(
+        waited >= Duration::from_secs(3),
+        "failed back after only {waited:?}"
+    );
+    assert_eq!(
+        env.ingress_class("web").await.as_deref(),
+        Some("nginx-primary")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hot_standby_keeps_a_mirror_and_fails_back_gradually() {
+    let (env, lb) = ingress_env(
+        "hotstandby",
+        json!({"ingress": {"mode": "HotStandby"}, "recovery": {"failbackSteps": [50], "stepSeconds": 2}}),
+    )
+    .await;
+    let mirror = eventually(T, || async {
+        let api: kube::Api<k8s_openapi::api::networking::v1::Ingress> =
+            kube::Api::namespaced(env.client.clone(), &env.ns);
+        api.get_opt("web-failover-backup").await.ok().flatten()
+    })
+    .await;
+    assert_eq!(
+        mirror
+            .spec
+            .as_ref()
+            .and_then(|s| s.ingress_class_name.as_deref()),
+        Some("nginx-backup")
+    );
+    assert_eq!(
+        env.ingress_class("web").await.as_deref(),
+        Some("nginx-primary"),
+        "the original keeps its class"
+    );
+    env.set(lb, Behavior::Refuse).await;
+    let s = env
+        .wait_status("web", T, "failed over", |s| s.phase == Phase::FailedOver)
+        .await;
+    assert_eq!(s.primary_weight_percent, Some(0));
+    env.set(lb, Behavior::Healthy).await;
+    env.wait_status("web", T, "50% step", |s| {
+        s.primary_weight_percent == Some(50)
+    })
+    .await;
+    let s = env
+        .wait_status("web", T, "failback complete", |s| {
+            s.primary_weight_percent == Some(100)
+        })
+        .await;
+    assert_eq!(s.active_class.as_deref(), Some("nginx-primary"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flap_budget_freezes_the_policy_in_place() {
+    let (env, lb) = ingress_env(
+        "flap",
+        json!({"recovery": {"holdDownSeconds": 0}, "safety": {"flapBudget": {"maxTransitions": 2, "windowSeconds": 600}},
+               "probe": {"failureThreshold": 1, "successThreshold": 1}}),
+    )
+    .await;
+    for _ in 0..3 {
+        env.set(lb, Behavior::Status(503)).await;
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        env.set(lb, Behavior::Healthy).await;
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+    }
+    let s = env
+        .wait_status("web", T, "Frozen", |s| is_true(s, ct::FROZEN))
+        .await;
+    assert_eq!(
+        condition(&s, ct::FROZEN).unwrap().reason,
+        reasons::FLAP_BUDGET_EXHAUSTED
+    );
+    let transitions = s
+        .history
+        .iter()
+        .filter(|h| h.action == "IngressFailover" || h.action == "IngressFailback")
+        .count();
+    assert_eq!(transitions, 2, "{:?}", s.history);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn override_forces_a_side_until_it_expires() {
+    let (env, _lb) = ingress_env("override", json!({})).await;
+    let expires = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(6);
+    let patch = json!({"spec": {"override": {"mode": "ForceBackup", "reason": "INC-7 drill", "expiresAt": expires.to_string()}}});
+    env.policies()
+        .patch("web", &Default::default(), &kube::api::Patch::Merge(&patch))
+        .await
+        .unwrap();
+    let s = env
+        .wait_status("web", T, "forced to backup", |s| {
+            s.active_class.as_deref() == Some("nginx-backup")
+        })
+        .await;
+    assert_eq!(
+        s.r#override.as_ref().map(|o| o.reason.as_str()),
+        Some("INC-7 drill")
+    );
+    assert_eq!(
+        env.ingress_class("web").await.as_deref(),
+        Some("nginx-backup")
+    );
+    // After expiry, automatic decisions resume: the LB is healthy, so traffic returns.
+    let s = env
+        .wait_status("web", Duration::from_secs(30), "override expired", |s| {
+            s.active_class.as_deref() == Some("nginx-primary")
+        })
+        .await;
+    assert!(
+        s.history.iter().any(|h| h.action == "OverrideExpired"),
+        "{:?}",
+        s.history
+    );
+    assert_eq!(
+        env.ingress_class("web").await.as_deref(),
+        Some("nginx-primary")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dry_run_decides_and_reports_but_writes_no_managed_object() {
+    let Some(_) = std::env::var_os("INGRESS_FAILOVER_KUBECONFIG")
+        .is_none()
+        .then_some(())
+    else {
+        return; // the audit log is the embedded plane's; on a real cluster this test is skipped
+    };
+    let (env, lb) = ingress_env("dryrun", json!({"dryRun": true})).await;
+    env.set(lb, Behavior::Status(503)).await;
+    let s = env
+        .wait_status("web", T, "would fail over", |s| {
+            s.phase == Phase::FailedOver
+        })
+        .await;
+    assert_eq!(condition(&s, ct::READY).unwrap().reason, reasons::DRY_RUN);
+    assert_eq!(
+        env.ingress_class("web").await.as_deref(),
+        Some("nginx-primary"),
+        "ingress untouched"
+    );
+    assert!(
+        env.published("web-healthy").await.is_empty(),
+        "no EndpointSlice written"
+    );
+    let audit = env.cluster.as_ref().unwrap().audit();
+    let managed_writes: Vec<_> = audit
+        .iter()
+        .filter(|e| e.user_agent == CONTROLLER_AGENT)
+        .filter(|e| matches!(e.verb.as_str(), "create" | "update" | "patch" | "delete"))
+        .filter(|e| !matches!(e.resource.as_str(), "failoverpolicies" | "events"))
+        .collect();
+    assert!(managed_writes.is_empty(), "{managed_writes:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deletion_with_restore_puts_everything_back() {
+    let (env, lb) = ingress_env("restore", json!({})).await;
+    env.set(lb, Behavior::Status(503)).await;
+    env.wait_status("web", T, "failed over", |s| s.phase == Phase::FailedOver)
+        .await;
+    assert!(!env.published("web-healthy").await.is_empty());
+    env.policies()
+        .delete("web", &Default::default())
+        .await
+        .unwrap();
+    eventually(T, || async {
+        env.policies()
+            .get_opt("web")
+            .await
+            .ok()
+            .flatten()
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    assert_eq!(
+        env.ingress_class("web").await.as_deref(),
+        Some("nginx-primary")
+    );
+    assert!(
+        env.published("web-healthy").await.is_empty(),
+        "managed slices removed"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarted_controller_converges_without_repeating_transitions() {
+    let (mut env, lb) = ingress_env("restart", json!({})).await;
+    env.set(lb, Behavior::Status(503)).await;
+    let before = env
+        .wait_status("web", T, "failed over", |s| s.phase == Phase::FailedOver)
+        .await;
+    env.controller.take().unwrap().kill().await;
+    env.start_controller().await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let after = env.status("web").await.unwrap();
+    assert_eq!(after.phase, Phase::FailedOver);
+    assert_eq!(
+        env.ingress_class("web").await.as_deref(),
+        Some("nginx-backup")
+    );
+    let count = |s: &ingress_failover::api::FailoverPolicyStatus| {
+        s.history
+            .iter()
+            .filter(|h| h.action == "IngressFailover")
+            .count()
+    };
+    assert_eq!(
+        count(&after),
+        count(&before),
+        "no second failover: {:?}",
+        after.history
+    );
+    env.set(lb, Behavior::Healthy).await;
+    env.wait_status("web", T, "failback after restart", |s| {
+        s.phase == Phase::Normal
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn converges_with_twenty_percent_of_api_calls_failing() {
+    let Some(_) = std::env::var_os("INGRESS_FAILOVER_KUBECONFIG")
+        .is_none()
+        .then_some(())
+    else {
+        return; // fault injection is the embedded plane's
+    };
+    let mut env = Env::start("faults").await;
+    let b = env.backends(3).await;
+    env.apply_json(policy("web", &b, json!({}))).await;
+    env.cluster
+        .as_ref()
+        .unwrap()
+        .faults()
+        .set(ingress_failover::devcluster::FaultConfig {
+            seed: 7,
+            errors: vec![ingress_failover::devcluster::ErrorRule {
+                verb: None,
+                resource: None,
+                code: 500,
+                rate: 0.2,
+                retry_after_seconds: None,
+            }],
+            latency: vec![],
+        });
+    env.start_controller().await;
+    let client_retry = Duration::from_secs(40);
+    env.wait_published(
+        "web-healthy",
+        client_retry,
+        "published despite faults",
+        |p| p.len() == 3,
+    )
+    .await;
+    env.set(b[0], Behavior::Refuse).await;
+    env.wait_published("web-healthy", client_retry, "removal despite faults", |p| {
+        p.len() == 2
+    })
+    .await;
+    env.cluster.as_ref().unwrap().faults().clear();
+    assert!(
+        env.cluster.as_ref().unwrap().faults().injected() > 0,
+        "faults were injected"
+    );
 }

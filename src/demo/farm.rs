@@ -133,6 +133,7 @@ async fn serve(listener: TcpListener, behavior: watch::Receiver<Behavior>) {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
+        let refuse_watch = behavior.clone();
         let behavior = behavior.clone();
         tokio::spawn(async move {
             let svc = service_fn(move |_req: Request<hyper::body::Incoming>| {
@@ -153,9 +154,13 @@ async fn serve(listener: TcpListener, behavior: watch::Receiver<Behavior>) {
                     Ok::<_, Infallible>(resp)
                 }
             });
-            let _ = http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), svc)
-                .await;
+            let conn = http1::Builder::new().serve_connection(TokioIo::new(stream), svc);
+            // Refusing must also cut kept-alive connections, as a dead process would.
+            let mut watch = refuse_watch;
+            tokio::select! {
+                _ = conn => {}
+                _ = watch.wait_for(|b| *b == Behavior::Refuse) => {}
+            }
         });
     }
 }
@@ -167,7 +172,8 @@ mod tests {
 
     async fn get(addr: SocketAddr) -> std::io::Result<String> {
         let mut s = tokio::net::TcpStream::connect(addr).await?;
-        s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await?;
+        s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await?;
         let mut out = String::new();
         s.read_to_string(&mut out).await?;
         Ok(out)

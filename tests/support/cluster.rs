@@ -7,8 +7,8 @@
 use std::collections::BTreeSet;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use ingress_failover::api::{FailoverPolicy, FailoverPolicyStatus};
@@ -16,13 +16,12 @@ use ingress_failover::controller::{self, Options, Running};
 use ingress_failover::demo::farm::{Behavior, Farm};
 use ingress_failover::devcluster::{DevCluster, DevClusterOptions};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{ListParams, Patch, PatchParams};
 use kube::{Api, Client};
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
 pub const TEST_AGENT: &str = "ingress-failover-tests";
@@ -112,8 +111,10 @@ impl Env {
             next_host: AtomicU32::new(1),
         };
         env.install_crd().await;
-        env.apply_json(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": env.ns}}))
-            .await;
+        env.apply_json(
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": env.ns}}),
+        )
+        .await;
         env
     }
 
@@ -137,9 +138,14 @@ impl Env {
     /// A loopback address for a new backend: 127.<test>.0.<n>:8080 (distinct per test).
     pub fn backend_addr(&self) -> SocketAddr {
         let n = self.next_host.fetch_add(1, Ordering::SeqCst);
-        format!("127.{}.{}.{}:8080", 100 + self.net % 100, n / 250, 1 + n % 250)
-            .parse()
-            .unwrap()
+        format!(
+            "127.{}.{}.{}:8080",
+            100 + self.net % 100,
+            n / 250,
+            1 + n % 250
+        )
+        .parse()
+        .unwrap()
     }
 
     /// Starts `n` healthy backends and returns their addresses.
@@ -147,7 +153,10 @@ impl Env {
         let mut out = Vec::new();
         for _ in 0..n {
             let a = self.backend_addr();
-            self.farm.set(a, Behavior::Healthy).await.expect("backend binds");
+            self.farm
+                .set(a, Behavior::Healthy)
+                .await
+                .expect("backend binds");
             out.push(a);
         }
         out
@@ -236,9 +245,13 @@ impl Env {
         } else {
             Api::all_with(self.client.clone(), &ar)
         };
-        api.patch(&name, &PatchParams::apply(TEST_AGENT).force(), &Patch::Apply(&obj))
-            .await
-            .unwrap_or_else(|e| panic!("applying {kind} {name}: {e}"));
+        api.patch(
+            &name,
+            &PatchParams::apply(TEST_AGENT).force(),
+            &Patch::Apply(&obj),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("applying {kind} {name}: {e}"));
     }
 
     pub fn policies(&self) -> Api<FailoverPolicy> {
@@ -246,7 +259,12 @@ impl Env {
     }
 
     pub async fn status(&self, name: &str) -> Option<FailoverPolicyStatus> {
-        self.policies().get_opt(name).await.ok().flatten().and_then(|p| p.status)
+        self.policies()
+            .get_opt(name)
+            .await
+            .ok()
+            .flatten()
+            .and_then(|p| p.status)
     }
 
     /// Waits until the policy's status satisfies `pred`, returning it.
@@ -278,7 +296,12 @@ impl Env {
         let lp = ListParams::default().labels(&format!("kubernetes.io/service-name={service},endpointslice.kubernetes.io/managed-by=ingress-failover.ingressfailover.io"));
         let mut out = BTreeSet::new();
         for s in api.list(&lp).await.map(|l| l.items).unwrap_or_default() {
-            let port = s.ports.as_ref().and_then(|p| p.first()).and_then(|p| p.port).unwrap_or(0);
+            let port = s
+                .ports
+                .as_ref()
+                .and_then(|p| p.first())
+                .and_then(|p| p.port)
+                .unwrap_or(0);
             for e in &s.endpoints {
                 if let Some(a) = e.addresses.first() {
                     out.insert(format!("{a}:{port}"));
@@ -336,7 +359,12 @@ impl Env {
             loop {
                 if let Ok(list) = api.list(&lp).await {
                     for s in list.items {
-                        let port = s.ports.as_ref().and_then(|p| p.first()).and_then(|p| p.port).unwrap_or(8080);
+                        let port = s
+                            .ports
+                            .as_ref()
+                            .and_then(|p| p.first())
+                            .and_then(|p| p.port)
+                            .unwrap_or(8080);
                         for e in &s.endpoints {
                             if let Some(a) = e.addresses.first()
                                 && let Ok(addr) = format!("{a}:{port}").parse::<SocketAddr>()
