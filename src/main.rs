@@ -103,6 +103,26 @@ enum LogFormat {
 
 #[derive(Subcommand)]
 enum Command {
+    /// The embedded default: an in-memory control plane, real loopback backends and the real
+    /// controller playing the runbook's incident live. Exits 0 when every expected transition
+    /// happened.
+    Demo {
+        /// A shorter run (about a minute).
+        #[arg(long)]
+        fast: bool,
+        /// Where to write the kubeconfig of the embedded control plane (for kubectl).
+        #[arg(long, default_value_os_t = std::env::temp_dir().join("ingress-failover-demo.kubeconfig"))]
+        kubeconfig: PathBuf,
+    },
+    /// Serve the embedded Kubernetes control plane until SIGINT/SIGTERM.
+    Devcluster {
+        /// Where to write a kubeconfig for it.
+        #[arg(long)]
+        kubeconfig: PathBuf,
+        /// Listen address (default: 127.0.0.1 on a free port).
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+    },
     /// Run the controller.
     Run(Box<RunArgs>),
     /// Print the FailoverPolicy CustomResourceDefinition as YAML.
@@ -125,6 +145,35 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Demo { fast, kubeconfig } => {
+            let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| "error".into());
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+                .with_writer(std::io::stderr)
+                .try_init();
+            let opts = ingress_failover::demo::DemoOptions { fast, kubeconfig };
+            match runtime().block_on(ingress_failover::demo::run(opts)) {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::FAILURE,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Devcluster { kubeconfig, listen } => {
+            init_logging(LogFormat::Text);
+            match runtime().block_on(ingress_failover::devcluster::serve_command(
+                &kubeconfig,
+                listen,
+            )) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Run(args) => {
             init_logging(args.log_format);
             match runtime().block_on(run(*args)) {

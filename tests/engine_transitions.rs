@@ -569,3 +569,25 @@ fn conditions_keep_their_transition_time_while_unchanged() {
     );
     assert_eq!(degraded.primary.as_ref().unwrap().summary, "3/4");
 }
+
+#[test]
+fn fail_open_never_forces_in_an_endpoint_kubernetes_calls_not_ready() {
+    let mut h = Harness::new(&spec(json!({})));
+    let mut eps = h.obs.endpoints.clone();
+    eps[0].ready = false;
+    eps[1].ready = false;
+    h.obs.set_endpoints(eps);
+    h.step();
+    h.rounds(3, &[A3, A4]);
+    assert!(h.state.panic);
+    assert_eq!(h.published(), vec![A3, A4], "only the ready ones");
+    let mut eps = h.obs.endpoints.clone();
+    eps.iter_mut().for_each(|e| e.ready = false);
+    h.obs.set_endpoints(eps);
+    let a = h.run(1);
+    assert!(has(&a, K::PanicExited));
+    assert!(
+        h.published().is_empty(),
+        "nothing ready: nothing to fail open to"
+    );
+}

@@ -518,9 +518,10 @@ fn default_deactivate_for() -> u32 {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct SafetySpec {
-    /// FailOpen (default): when every backend fails its probe, publish all of them rather than
-    /// none — an empty Service is a certain outage, a degraded one may still serve (Envoy's panic
-    /// threshold, made explicit). FailClosed: publish only what passes, even if that is nothing.
+    /// FailOpen (default): when every backend fails its probe, publish all those Kubernetes
+    /// reports ready rather than none — an empty Service is a certain outage, a degraded one may
+    /// still serve (Envoy's panic threshold, made explicit). FailClosed: publish only what
+    /// passes, even if that is nothing.
     #[serde(default)]
     pub fail_mode: FailMode,
 

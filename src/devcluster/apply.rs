@@ -455,6 +455,26 @@ pub fn apply(base: &Value, req: &ApplyRequest<'_>) -> Result<Value, Vec<Conflict
     for p in prev.difference(&new_set) {
         if !entries.iter().any(|e| !mine(e) && e.fields.contains(p)) {
             remove_at(&mut merged, p);
+            // A map whose every field this manager dropped goes too (the apiserver tracks the
+            // map itself as owned), unless someone still sets a field below it.
+            for depth in (2..p.len()).rev() {
+                let ancestor = &p[..depth];
+                let still_set = new_set
+                    .iter()
+                    .chain(
+                        entries
+                            .iter()
+                            .filter(|e| !mine(e))
+                            .flat_map(|e| e.fields.iter()),
+                    )
+                    .any(|q| q.len() > depth && q[..depth] == *ancestor);
+                let empty = get_at(&merged, ancestor)
+                    .is_some_and(|v| v.as_object().is_some_and(|m| m.is_empty()));
+                if still_set || !empty {
+                    break;
+                }
+                remove_at(&mut merged, ancestor);
+            }
         }
     }
     entries.retain(|e| !mine(e));
@@ -595,6 +615,17 @@ mod tests {
         let entries = read_managed(&v2);
         assert_eq!(entries.len(), 1);
         assert_eq!(entries[0].operation, "Apply");
+    }
+
+    #[test]
+    fn apply_removes_a_map_whose_fields_were_all_dropped() {
+        let base = json!({"apiVersion": "v1", "kind": "X", "metadata": {"name": "a"}});
+        let first = json!({"apiVersion": "v1", "kind": "X", "metadata": {"name": "a"},
+                           "spec": {"keep": 1, "nested": {"a": 1, "b": 2}}});
+        let merged = apply(&base, &req(&first, "one", false)).unwrap();
+        let second = json!({"apiVersion": "v1", "kind": "X", "metadata": {"name": "a"}, "spec": {"keep": 1}});
+        let merged = apply(&merged, &req(&second, "one", false)).unwrap();
+        assert_eq!(merged["spec"], json!({"keep": 1}));
     }
 
     #[test]

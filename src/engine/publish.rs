@@ -3,7 +3,7 @@
 //! Three rules, applied in order: publish what passes both Kubernetes readiness and the health
 //! checks; never let probe failures remove more than `maxEjectionPercent` of the ready primary
 //! pool (a wrong probe must not empty the pool); and, fail-open, never publish nothing while
-//! endpoints exist (Envoy's panic mode, made explicit and reported).
+//! Kubernetes reports any endpoint ready (Envoy's panic mode, made explicit and reported).
 
 use super::actions::{Action, ActionKind, Affected};
 use super::config::{EngineConfig, Millis};
@@ -22,21 +22,22 @@ pub(crate) fn recompute_published(
     if !held {
         held_back = decide(cfg, state);
     }
+    // Panic publishes what Kubernetes calls ready: a pod Kubernetes itself would not route to
+    // (starting, terminating) is no better than nothing, so it is never forced in.
     let panic_now = !held
         && !cfg.fail_closed
         && state.published_count() == 0
-        && state.endpoints.iter().any(|e| e.pool == Pool::Primary);
-    if panic_now {
-        let any_ready = state
+        && state
             .endpoints
             .iter()
             .any(|e| e.pool == Pool::Primary && e.ready);
+    if panic_now {
         for e in state
             .endpoints
             .iter_mut()
             .filter(|e| e.pool == Pool::Primary)
         {
-            e.published = e.ready || !any_ready;
+            e.published = e.ready;
         }
     }
     if !held && panic_now != state.panic {
