@@ -12,7 +12,7 @@
 pub mod json;
 pub mod run;
 pub mod scenario;
-// pub mod svg;
+pub mod svg;
 pub mod table;
 pub mod world;
 
@@ -138,10 +138,7 @@ pub fn render(
     match output {
         OutputFormat::Table => table::write(timeline, out),
         OutputFormat::Json => json::write(timeline, out),
-        OutputFormat::Svg => Err(std::io::Error::new(
-            std::io::ErrorKind::Unsupported,
-            "svg output is not implemented yet",
-        )),
+        OutputFormat::Svg => svg::write(timeline, out),
     }
 }
 
