@@ -17,12 +17,24 @@ use super::run::{Row, Timeline};
 
 pub fn write(t: &Timeline, out: &mut dyn Write) -> io::Result<()> {
     for r in &t.rows {
-        let v = row(t, r);
-        serde_json::to_writer(&mut *out, &v)?;
-        out.write_all(b"\n")?;
+        write_object(out, &row(t, r))?;
     }
-    serde_json::to_writer(&mut *out, &summary(t))?;
-    out.write_all(b"\n")
+    write_object(out, &summary(t))
+}
+
+/// One object per line, keys in the order given: `t` first reads best in a terminal and keeps
+/// goldens' diffs aligned (a serde_json `Map` would sort the keys).
+fn write_object(out: &mut dyn Write, fields: &[(&str, Value)]) -> io::Result<()> {
+    out.write_all(b"{")?;
+    for (i, (k, v)) in fields.iter().enumerate() {
+        if i > 0 {
+            out.write_all(b",")?;
+        }
+        serde_json::to_writer(&mut *out, k)?;
+        out.write_all(b":")?;
+        serde_json::to_writer(&mut *out, v)?;
+    }
+    out.write_all(b"}\n")
 }
 
 /// Seconds since start as a JSON number: an integer on whole seconds (the common case), a
@@ -41,50 +53,57 @@ fn rfc3339(ms: Millis) -> String {
         .to_string()
 }
 
-pub fn row(t: &Timeline, r: &Row) -> Value {
-    let mut m = Map::new();
-    m.insert("t".into(), seconds(r.at - t.start));
-    m.insert("time".into(), rfc3339(r.at).into());
-    m.insert("source".into(), r.source.as_str().into());
-    m.insert("action".into(), r.action.into());
-    m.insert("reason".into(), r.reason.clone().into());
+/// The fields of one timeline row.
+pub fn row(t: &Timeline, r: &Row) -> Vec<(&'static str, Value)> {
+    let mut m = vec![
+        ("t", seconds(r.at - t.start)),
+        ("time", rfc3339(r.at).into()),
+        ("source", r.source.as_str().into()),
+        ("action", r.action.into()),
+    ];
     if !matches!(r.affected, Affected::None) {
-        m.insert(
-            "affected".into(),
+        m.push((
+            "affected",
             serde_json::to_value(&r.affected).unwrap_or(Value::Null),
-        );
+        ));
     }
     if let Some(target) = &r.target {
-        m.insert("target".into(), target.as_str().into());
+        m.push(("target", target.as_str().into()));
     }
-    Value::Object(m)
+    m.push(("reason", r.reason.clone().into()));
+    m
 }
 
-pub fn summary(t: &Timeline) -> Value {
+/// The closing line: `"action": "summary"` with the final phase and the replay's figures.
+pub fn summary(t: &Timeline) -> Vec<(&'static str, Value)> {
     let s = &t.summary;
     let counts: Map<String, Value> = s
         .counts
         .iter()
         .map(|(k, n)| (k.as_str().to_string(), json!(n)))
         .collect();
-    json!({
-        "t": seconds(t.end - t.start),
-        "time": rfc3339(t.end),
-        "source": "summary",
-        "action": "summary",
-        "reason": if s.violations.is_empty() {
-            "replay finished; all invariants held".to_string()
-        } else {
-            format!("replay finished; {} invariant(s) violated", s.violations.len())
-        },
-        "phase": s.final_phase.as_str(),
-        "counts": counts,
-        "maxEmergencyReplicas": s.max_emergency_replicas,
-        "secondsOnBackupClass": seconds(s.backup_class_ms),
-        "secondsInPanic": seconds(s.panic_ms),
-        "secondsEmpty": seconds(s.empty_ms),
-        "checks": s.checks,
-        "steps": s.steps,
-        "violations": s.violations,
-    })
+    let reason = if s.violations.is_empty() {
+        "replay finished; all invariants held".to_string()
+    } else {
+        format!(
+            "replay finished; {} invariant(s) violated",
+            s.violations.len()
+        )
+    };
+    vec![
+        ("t", seconds(t.end - t.start)),
+        ("time", rfc3339(t.end).into()),
+        ("source", "summary".into()),
+        ("action", "summary".into()),
+        ("phase", s.final_phase.as_str().into()),
+        ("counts", Value::Object(counts)),
+        ("maxEmergencyReplicas", json!(s.max_emergency_replicas)),
+        ("secondsOnBackupClass", seconds(s.backup_class_ms)),
+        ("secondsInPanic", seconds(s.panic_ms)),
+        ("secondsEmpty", seconds(s.empty_ms)),
+        ("checks", json!(s.checks)),
+        ("steps", json!(s.steps)),
+        ("violations", json!(s.violations)),
+        ("reason", reason.into()),
+    ]
 }
