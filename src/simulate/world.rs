@@ -65,6 +65,26 @@ impl ProbeModel {
         m
     }
 
+    /// Whether a check against `behaviour` passes; [`ProbeModel::outcome`] without building
+    /// the failure message, for per-step questions.
+    pub fn passes(&self, behaviour: Behaviour) -> bool {
+        match behaviour {
+            Behaviour::Down | Behaviour::Flapping { .. } | Behaviour::Refusing => false,
+            Behaviour::Answers { latency_ms } => {
+                Millis::from(latency_ms) < self.timeout_ms
+                    && self
+                        .http
+                        .as_ref()
+                        .and_then(|h| h.max_latency_ms)
+                        .is_none_or(|max| latency_ms <= max)
+            }
+            Behaviour::Status { code } => self
+                .http
+                .as_ref()
+                .is_none_or(|h| h.expected.iter().any(|&(lo, hi)| (lo..=hi).contains(&code))),
+        }
+    }
+
     /// What a check fired now against `behaviour` observes, and how long it takes.
     pub fn outcome(&self, behaviour: Behaviour) -> (Millis, CheckOutcome) {
         let timeout = || {
@@ -274,6 +294,8 @@ pub struct World {
     events: Vec<Event>,
     next_event: usize,
     inventory_dirty: bool,
+    /// See [`World::next_due`]; `Millis::MIN` forces the next advance to do the full work.
+    next_due: Millis,
     /// Scratch buffer for checks completed in one advance, sorted before delivery.
     completed: Vec<(Millis, usize, CheckOutcome)>,
 }
@@ -338,6 +360,7 @@ impl World {
             events: scenario.events.clone(),
             next_event: 0,
             inventory_dirty: true,
+            next_due: Millis::MIN,
             completed: Vec::new(),
         }
     }
@@ -351,6 +374,10 @@ impl World {
         obs: &mut Observation,
         facts: &mut Vec<(Millis, WorldFact)>,
     ) {
+        if now < self.next_due && !self.inventory_dirty {
+            // Nothing scheduled before `now`: the facts that persist are already in `obs`.
+            return;
+        }
         while let Some(ev) = self.events.get(self.next_event).filter(|e| e.at <= now) {
             let ev = ev.clone();
             self.next_event += 1;
@@ -417,6 +444,27 @@ impl World {
         if self.has_deployment {
             obs.emergency_ready_replicas = Some(self.ready_pods() as i32);
         }
+        self.next_due = self.next_due();
+    }
+
+    /// The earliest time anything in the world happens on its own: a check fires or completes,
+    /// a scripted fact applies, a pod turns ready. Steps before it are skipped, which makes an
+    /// idle step nearly free (most of a day is idle).
+    fn next_due(&self) -> Millis {
+        let mut due = self
+            .events
+            .get(self.next_event)
+            .map_or(Millis::MAX, |e| e.at);
+        for t in self.targets.iter().chain(self.lb.iter()) {
+            due = due.min(t.next_fire);
+            if let Some((done, _)) = &t.in_flight {
+                due = due.min(*done);
+            }
+        }
+        for p in self.pods.iter().filter(|p| !p.ready) {
+            due = due.min(p.ready_at);
+        }
+        due
     }
 
     fn apply(&mut self, ev: &Event) {
@@ -464,6 +512,7 @@ impl World {
         facts: &mut Vec<(Millis, WorldFact)>,
     ) {
         let want = replicas.max(0) as usize;
+        self.next_due = Millis::MIN;
         while self.pods.len() < want {
             let ordinal = self.pods.len() as u32;
             let address = self.template.address(ordinal);
@@ -509,16 +558,121 @@ impl World {
 
     /// Whether the world's load balancer answers its health URL (the truth, not the verdict).
     pub fn lb_up(&self, now: Millis) -> bool {
-        let lb_ok = self.lb.as_ref().is_none_or(|lb| {
-            matches!(
-                self.lb_model.outcome(lb.behaviour.at(now)).1,
-                CheckOutcome::Healthy
-            )
-        });
+        let lb_ok = self
+            .lb
+            .as_ref()
+            .is_none_or(|lb| self.lb_model.passes(lb.behaviour.at(now)));
         lb_ok && self.controller_ready != Some(false)
     }
 
     pub fn has_lb(&self) -> bool {
         self.lb.is_some() || self.controller_ready.is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn model(max_latency_ms: Option<u32>) -> ProbeModel {
+        ProbeModel {
+            interval_ms: 10_000,
+            timeout_ms: 5_000,
+            jitter: 0.1,
+            http: Some(HttpModel::new(
+                max_latency_ms,
+                &[StatusRange("200-299".into())],
+            )),
+        }
+    }
+
+    #[test]
+    fn outcomes_follow_the_probe_limits() {
+        let m = model(Some(500));
+        let kind = |b| match m.outcome(b) {
+            (lat, CheckOutcome::Healthy) => (lat, None),
+            (lat, CheckOutcome::Unhealthy { kind, .. }) => (lat, Some(kind)),
+        };
+        assert_eq!(kind(Behaviour::HEALTHY), (5, None));
+        assert_eq!(
+            kind(Behaviour::Answers { latency_ms: 900 }),
+            (900, Some(FailureKind::TooSlow))
+        );
+        assert_eq!(
+            kind(Behaviour::Answers { latency_ms: 7000 }),
+            (5000, Some(FailureKind::Timeout))
+        );
+        assert_eq!(kind(Behaviour::Down), (5000, Some(FailureKind::Timeout)));
+        assert_eq!(kind(Behaviour::Refusing), (0, Some(FailureKind::Refused)));
+        assert_eq!(
+            kind(Behaviour::Status { code: 503 }),
+            (5, Some(FailureKind::BadStatus))
+        );
+        assert_eq!(kind(Behaviour::Status { code: 204 }), (5, None));
+        // A TCP probe sees neither status codes nor latency limits, only the timeout.
+        let tcp = ProbeModel {
+            http: None,
+            ..m.clone()
+        };
+        assert!(tcp.outcome(Behaviour::Status { code: 503 }).1.is_healthy());
+        assert!(
+            tcp.outcome(Behaviour::Answers { latency_ms: 900 })
+                .1
+                .is_healthy()
+        );
+        for b in [
+            Behaviour::HEALTHY,
+            Behaviour::Answers { latency_ms: 900 },
+            Behaviour::Answers { latency_ms: 7000 },
+            Behaviour::Down,
+            Behaviour::Refusing,
+            Behaviour::Status { code: 503 },
+            Behaviour::Status { code: 204 },
+        ] {
+            for m in [&m, &tcp] {
+                assert_eq!(m.passes(b), m.outcome(b).1.is_healthy(), "{b:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn checks_complete_after_their_latency_and_stay_on_a_jittered_interval() {
+        let m = model(None);
+        let mut t = Target::new(
+            "10.0.1.1:80".into(),
+            Pool::Primary,
+            true,
+            Behaviour::Down,
+            0,
+            1,
+            &m,
+        );
+        let mut fired = Vec::new();
+        let mut done = Vec::new();
+        for now in (0..600_000).step_by(1000) {
+            let before = t.next_fire;
+            t.advance(now, &m, |at, outcome| {
+                assert!(!outcome.is_healthy());
+                done.push(at);
+            });
+            if t.next_fire != before {
+                fired.push(before);
+            }
+        }
+        assert!(fired[0] < m.interval_ms, "first check within one interval");
+        for pair in fired.windows(2) {
+            let gap = pair[1] - pair[0];
+            assert!((9_000..=11_000).contains(&gap), "gap {gap}");
+        }
+        for (f, d) in fired.iter().zip(&done) {
+            assert_eq!(d - f, m.timeout_ms, "a timeout costs timeoutSeconds");
+        }
+    }
+
+    #[test]
+    fn rng_is_fixed_forever() {
+        // The goldens depend on this exact sequence.
+        let mut r = Rng::new(1, "");
+        assert_eq!(r.next_u64(), 0xadd5_9ec7_95ad_7f61);
     }
 }
