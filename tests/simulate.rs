@@ -499,6 +499,31 @@ fn flapping_backend_is_damped_and_the_flap_budget_freezes_the_policy() {
     assert_eq!(t.summary.final_phase, Phase::Normal);
 }
 
+/// Engine regression found with the simulator: a backend that fails while an override Freeze
+/// holds the published set must leave it as soon as the freeze ends, not whenever some unrelated
+/// endpoint happens to flip later (in a quiet pool: never).
+#[test]
+fn a_backend_that_failed_during_a_freeze_is_unpublished_when_the_freeze_ends() {
+    let policy = POLICY.replace(
+        "  managedService: {name: m}\n",
+        "  managedService: {name: m}\n  override:\n    mode: Freeze\n    expiresAt: \"2026-11-29T10:20:00Z\"\n    reason: change freeze\n",
+    );
+    let scenario = "start: 2026-11-29T10:00:00Z\nduration: 30m\nevents:\n  - {at: +5m, backend: 10.0.1.10:8080, state: down}\n";
+    let t = simulate_str(&policy, scenario).unwrap();
+    let at = |kind: ActionKind| t.rows.iter().find(|r| r.kind == Some(kind)).map(|r| r.at);
+    let down = at(ActionKind::EndpointDown).expect("ejection decided during the freeze");
+    let expired = at(ActionKind::OverrideExpired).expect("the freeze ends");
+    assert!(down < expired);
+    let unpublished = t.rows.iter().find(|r| {
+        matches!(&r.affected, Affected::Endpoints { removed, .. } if removed.iter().any(|a| a == "10.0.1.10:8080"))
+    });
+    assert_eq!(
+        unpublished.map(|r| r.at),
+        Some(expired),
+        "the dead backend must leave the EndpointSlice when the freeze ends"
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // Bad input: a clear error naming the field, never a panic.
 
