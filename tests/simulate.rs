@@ -499,6 +499,38 @@ fn flapping_backend_is_damped_and_the_flap_budget_freezes_the_policy() {
     assert_eq!(t.summary.final_phase, Phase::Normal);
 }
 
+/// A Service-backed pool (pods listed by the scenario, with Kubernetes readiness), wall-clock
+/// times crossing midnight in a +01:00 offset, a TCP probe (blind to HTTP status) and the
+/// ingress controller's readiness as the primary tier's only signal.
+#[test]
+fn service_pool_readiness_and_controller_signal() {
+    let policy = read(&root().join("tests/data/service-pool-policy.yaml"));
+    let scenario = read(&root().join("tests/data/service-pool-scenario.yaml"));
+    let t = simulate_str(&policy, &scenario).unwrap();
+    let find = |kind: ActionKind| t.rows.iter().filter(move |r| r.kind == Some(kind));
+    let publishes: Vec<&Row> = find(ActionKind::PublishEndpoints).collect();
+    // Not-ready pod out from the start; the 503-answering pod stays in (TCP sees a connection).
+    assert!(matches!(&publishes[0].affected,
+        Affected::Endpoints { added, .. } if added == &["10.244.0.10:8080", "10.244.0.12:8080"]));
+    let scripted: Vec<&Row> = t
+        .rows
+        .iter()
+        .filter(|r| r.source == Source::Scenario)
+        .collect();
+    // 23:55 and 00:01 are 5 and 11 minutes after a 23:50 start: the second wraps past midnight.
+    assert_eq!(scripted[0].at - t.start, 5 * 60_000);
+    assert_eq!(scripted[1].at - t.start, 11 * 60_000);
+    // Readiness changes are published in the step they are observed, without probe delay.
+    assert_eq!(publishes[1].at, scripted[0].at);
+    assert_eq!(publishes[2].at, scripted[1].at);
+    // The controller losing its last ready replica fails over at once; back after hold-down.
+    let failover = find(ActionKind::IngressFailover).next().unwrap();
+    assert_eq!(failover.at, scripted[2].at);
+    let failback = find(ActionKind::IngressFailback).next().unwrap();
+    assert_eq!(failback.at - scripted[3].at, t.cfg.hold_down_ms);
+    assert_eq!(t.summary.backup_class_ms, failback.at - failover.at);
+}
+
 /// Engine regression found with the simulator: a backend that fails while an override Freeze
 /// holds the published set must leave it as soon as the freeze ends, not whenever some unrelated
 /// endpoint happens to flip later (in a quiet pool: never).
