@@ -651,7 +651,7 @@ fn step_area(
     color: &str,
     opacity: f64,
 ) {
-    let (Some(first), Some(last)) = (samples.first(), samples.last()) else {
+    let Some(first) = samples.first() else {
         return;
     };
     let d = step_points(axis, samples, y, h, top, value);
@@ -661,7 +661,6 @@ fn step_area(
         y + h,
         axis.x(first.at)
     );
-    let _ = last;
 }
 
 /// Filled spans where `on` holds.

@@ -564,10 +564,6 @@ impl World {
             .is_none_or(|lb| self.lb_model.passes(lb.behaviour.at(now)));
         lb_ok && self.controller_ready != Some(false)
     }
-
-    pub fn has_lb(&self) -> bool {
-        self.lb.is_some() || self.controller_ready.is_some()
-    }
 }
 
 #[cfg(test)]
