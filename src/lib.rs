@@ -11,6 +11,7 @@ pub mod engine;
 pub mod health;
 pub mod kubeclient;
 pub mod probe;
+pub mod simulate;
 pub mod validation;
 
 /// Installs the ring TLS provider once per process: kube's rustls needs exactly one, and two

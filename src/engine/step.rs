@@ -38,6 +38,7 @@ pub fn step(
     }
     count_health(state);
 
+    let override_before = state.override_seen;
     let freeze_override = apply_override(cfg, state, now, actions);
     thaw_flap_budget(cfg, state, now, actions);
     let emergency_before = state.emergency;
@@ -45,7 +46,9 @@ pub fn step(
         run_emergency(cfg, state, now, actions);
         run_ingress(cfg, state, now, actions);
     }
-    membership_changed |= state.emergency != emergency_before;
+    // A Freeze that ends releases a held published set: recompute it now, not at the next flip.
+    membership_changed |=
+        state.emergency != emergency_before || state.override_seen != override_before;
 
     if membership_changed && state.inventory_known {
         recompute_published(cfg, state, freeze_override, now, actions);
