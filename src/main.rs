@@ -125,6 +125,19 @@ enum Command {
     },
     /// Run the controller.
     Run(Box<RunArgs>),
+    /// Replay an incident timeline against the decision engine on a virtual clock and print
+    /// what the operator would do, when and why.
+    Simulate {
+        /// The FailoverPolicy (YAML).
+        #[arg(long)]
+        policy: PathBuf,
+        /// The scenario (YAML; format in docs/scenarios.md).
+        #[arg(long)]
+        scenario: PathBuf,
+        /// Output: an aligned table, JSON lines, or an SVG timeline.
+        #[arg(long, value_enum, default_value_t)]
+        output: ingress_failover::simulate::OutputFormat,
+    },
     /// Print the FailoverPolicy CustomResourceDefinition as YAML.
     Crd {
         /// Print the Markdown policy reference generated from the CRD instead.
@@ -181,6 +194,26 @@ fn main() -> ExitCode {
                 Err(e) => {
                     eprintln!("error: {e:#}");
                     ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Simulate {
+            policy,
+            scenario,
+            output,
+        } => {
+            let stdout = std::io::stdout();
+            let mut out = std::io::BufWriter::new(stdout.lock());
+            match ingress_failover::simulate::run(&policy, &scenario, output, &mut out) {
+                Ok(code) => {
+                    use std::io::Write as _;
+                    let _ = out.flush();
+                    exit(code)
+                }
+                Err(e) => {
+                    drop(out);
+                    eprintln!("error: {e}");
+                    ExitCode::from(2)
                 }
             }
         }
