@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck disable=SC2317  # (file-wide) the functions below run indirectly, through check()
 # Chart checks, run here and in CI (after scripts/install-tools.sh):
 #   - crds/ drift: the chart's CRD is byte-identical to the repository's generated one (cmp)
 #   - rbac-rules.yaml is the single source of the rendered Roles/ClusterRoles
@@ -11,7 +12,7 @@
 #   - manifests/install.yaml drift (re-rendered into a temp file and diffed)
 # Exits non-zero if anything failed; prints "chart checks: N passed, M failed" at the end.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 export PATH="$HOME/.local/bin:$PATH"
 export BC_SKIP_MAPPING=TRUE   # checkov: never reach the vendor's servers
 
@@ -95,7 +96,7 @@ validate() { # <file> <version>
     echo "unknown kind above: add it to CRD_KINDS only if its schema comes from a CRD"
     return 1
   fi
-  return $rc
+  return "$rc"
 }
 
 rbac_single_source() { # <rendered file>
@@ -177,7 +178,9 @@ check "manifests/install.yaml drift (scripts/render-manifests.sh)" \
   bash -c "scripts/render-manifests.sh '$WORK/install.yaml' >/dev/null && diff -u manifests/install.yaml '$WORK/install.yaml'"
 check "manifests/install.yaml: kubernetes-validate --strict ${K8S_VERSIONS[-1]}" \
   bash -c "$(declare -f filter_crd_kinds validate); PY='$PY' CRD_KINDS='$CRD_KINDS'; filter_crd_kinds manifests/install.yaml '$WORK/install.k8s.yaml' && validate '$WORK/install.k8s.yaml' ${K8S_VERSIONS[-1]}"
-check "manifests/examples: FailoverPolicies valid against the CRD's openAPIV3Schema" \
+check "e2e/manifests/backends.yaml: kubernetes-validate --strict ${K8S_VERSIONS[0]} and ${K8S_VERSIONS[-1]}" \
+  bash -c "$(declare -f validate); validate e2e/manifests/backends.yaml ${K8S_VERSIONS[0]} && validate e2e/manifests/backends.yaml ${K8S_VERSIONS[-1]}"
+check "manifests/examples and e2e policy: FailoverPolicies valid against the CRD's openAPIV3Schema" \
   "$PY" -c '
 import glob, sys, yaml, jsonschema
 crd = yaml.safe_load(open("crds/failoverpolicies.ingressfailover.io.yaml"))
@@ -193,7 +196,7 @@ def strict(n):  # like kubectl --validate=strict: unknown fields are errors, not
             strict(v)
 strict(schema)
 schema["properties"].update(apiVersion={"type": "string"}, kind={"type": "string"}, metadata={"type": "object"})
-files = sorted(glob.glob("manifests/examples/*.yaml"))
+files = sorted(glob.glob("manifests/examples/*.yaml")) + ["e2e/manifests/policy.yaml"]
 assert files, "no examples in manifests/examples"
 bad = 0
 for f in files:
@@ -204,12 +207,17 @@ for f in files:
             print(f"{f}: not a FailoverPolicy"); bad += 1; continue
         for e in jsonschema.Draft4Validator(schema).iter_errors(d):
             print(f"{f}: {list(e.path)}: {e.message}"); bad += 1
-print(len(files), "examples (structural schema; CEL and cross-object rules: ingress-failover check)")
+print(len(files), "policy files (structural schema; CEL and cross-object rules: ingress-failover check)")
 sys.exit(1 if bad else 0)'
-if command -v ingress-failover >/dev/null 2>&1 || [ -x target/release/ingress-failover ] || [ -x target/debug/ingress-failover ]; then
-  bin="$(command -v ingress-failover || ls target/release/ingress-failover target/debug/ingress-failover 2>/dev/null | head -1)"
+bin=""
+for cand in "$(command -v ingress-failover 2>/dev/null)" target/release/ingress-failover target/debug/ingress-failover; do
+  if [ -n "$cand" ] && [ -x "$cand" ]; then bin="$cand"; break; fi
+done
+if [ -n "$bin" ]; then
   check "manifests/examples: ingress-failover check (CEL and cross-object rules)" \
     "$bin" check --ingress-controller-namespace ingress-nginx --probe-allowlist 10.0.0.0/8,.example.internal manifests/examples/*.yaml
+  check "e2e/manifests/policy.yaml: ingress-failover check (with the e2e operator flags)" \
+    "$bin" check --ingress-controller-namespace ingress-primary e2e/manifests/policy.yaml
 else
   echo "note  no ingress-failover binary built: skipping \`ingress-failover check manifests/examples\` (the same files are tests/corpus/valid, which cargo test checks)"
 fi
