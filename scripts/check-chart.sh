@@ -169,6 +169,25 @@ for v in "${VARIANTS[@]}"; do
   check "checkov ($name)" checkov -f "$rendered" --framework kubernetes --skip-download --compact --quiet
 done
 
+check "every value in values.yaml is documented in $CHART/README.md" \
+  "$PY" - "$CHART/values.yaml" "$CHART/README.md" <<'PY'
+import sys, yaml
+values, readme = yaml.safe_load(open(sys.argv[1])), open(sys.argv[2]).read()
+def leaves(d, prefix=""):
+    for k, v in d.items():
+        path = prefix + k
+        if isinstance(v, dict) and v:
+            yield from leaves(v, path + ".")
+        else:
+            yield path
+missing = []
+for path in leaves(values):
+    parts = path.split(".")
+    if not any(f"`{'.'.join(parts[:i])}`" in readme for i in range(len(parts), 0, -1)):
+        missing.append(path)
+if missing:
+    sys.exit("undocumented values: " + ", ".join(missing))
+PY
 check "values.schema.json rejects an unknown value" \
   bash -c "! helm template x $CHART --set nosuchvalue=1 >/dev/null 2>&1"
 check "rbac.scope=namespace without exactly one watchNamespaces entry is refused" \
