@@ -7,7 +7,8 @@
 #   2. primary ingress controller scaled to 0 -> FailoverActive, Ingress web on class backup
 #      controller back                       -> FailoverActive=False, Ingress web on class primary
 # Every wait is a `kubectl wait` on a condition or field, never a fixed sleep.
-# Needs: docker, kind, kubectl, helm, cargo.  Env: CLUSTER, IMAGE, KEEP_CLUSTER=1, WAIT (timeout).
+# Needs: docker, kind, kubectl, helm, cargo.
+# Env: CLUSTER, IMAGE, KEEP_CLUSTER=1, WAIT (kubectl wait timeout), E2E_KUBECONFIG.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,7 +18,8 @@ WAIT="${WAIT:-300s}"
 INGRESS_NGINX_CHART_VERSION="${INGRESS_NGINX_CHART_VERSION:-4.12.1}"
 OPERATOR_NS=ingress-failover
 APP_NS=e2e-web
-export KUBECONFIG="${KUBECONFIG:-$PWD/e2e/.kubeconfig}"
+# A kubeconfig of its own: never touches ~/.kube/config.
+export KUBECONFIG="${E2E_KUBECONFIG:-${RUNNER_TEMP:-/tmp}/ingress-failover-e2e.kubeconfig}"
 
 step() { echo; echo "=== $*"; }
 
