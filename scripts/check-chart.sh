@@ -53,10 +53,10 @@ check() { # <description> <command...>
   fi
 }
 
-# python with PyYAML: the tools virtualenv's (install-tools.sh) or the system one.
+# python with PyYAML and jsonschema: the tools virtualenv's (install-tools.sh) or the system one.
 PY=python3
 for cand in "$HOME/.local/share/ingress-failover-tools/venv/bin/python" python3; do
-  if "$cand" -c 'import yaml' >/dev/null 2>&1; then PY="$cand"; break; fi
+  if "$cand" -c 'import yaml, jsonschema' >/dev/null 2>&1; then PY="$cand"; break; fi
 done
 
 for tool in helm kubernetes-validate checkov; do

@@ -50,6 +50,10 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 app.kubernetes.io/part-of: ingress-failover
 {{- end }}
 
+{{- define "ingress-failover.leaseName" -}}
+{{- default (include "ingress-failover.fullname" .) .Values.leaderElection.leaseName }}
+{{- end }}
+
 {{- define "ingress-failover.serviceAccountName" -}}
 {{- if .Values.serviceAccount.create }}
 {{- default (include "ingress-failover.fullname" .) .Values.serviceAccount.name }}
