@@ -61,7 +61,16 @@ pip_install_if_missing() { # <command> <pip requirement>
   fi
   if [ ! -x "$VENV/bin/python" ]; then
     log "creating virtualenv $VENV"
-    "$PY" -m venv "$VENV"
+    if ! "$PY" -m venv "$VENV" 2>/dev/null; then
+      # Debian's system python ships venv separately.
+      rm -rf "$VENV"
+      if [ "$(id -u)" = 0 ] && have apt-get; then
+        log "python3 -m venv failed: apt-get install python3-venv"
+        timeout 300 apt-get install -y -qq python3-venv >/dev/null \
+          || { timeout 300 apt-get update -qq && timeout 300 apt-get install -y -qq python3-venv >/dev/null; }
+      fi
+      "$PY" -m venv "$VENV" || { log "cannot create a virtualenv (install python3-venv)"; exit 1; }
+    fi
   fi
   log "$1 missing: pip install $2 (into $VENV)"
   timeout 600 "$VENV/bin/python" -m pip install "${PIP_TIMEOUT[@]}" --quiet "$2"
