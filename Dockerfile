@@ -1,0 +1,23 @@
+# syntax=docker/dockerfile:1
+# ingress-failover controller image: a static musl binary on distroless, running as 65532.
+#   docker build -t ingress-failover:dev .
+# (The chart's securityContext matches: runAsNonRoot, runAsUser 65532, read-only root.)
+
+FROM rust:1.95-bookworm AS build
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends musl-tools \
+ && rm -rf /var/lib/apt/lists/* \
+ && rustup target add x86_64-unknown-linux-musl
+WORKDIR /src
+COPY Cargo.toml Cargo.lock ./
+COPY src ./src
+COPY benches ./benches
+RUN cargo build --release --locked --target x86_64-unknown-linux-musl \
+ && cp target/x86_64-unknown-linux-musl/release/ingress-failover /ingress-failover
+
+FROM gcr.io/distroless/static-debian12:nonroot
+COPY --from=build /ingress-failover /ingress-failover
+USER 65532:65532
+EXPOSE 8080
+ENTRYPOINT ["/ingress-failover"]
+CMD ["run"]

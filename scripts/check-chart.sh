@@ -1,0 +1,251 @@
+#!/usr/bin/env bash
+# shellcheck disable=SC2317  # (file-wide) the functions below run indirectly, through check()
+# Chart checks, run here and in CI (after scripts/install-tools.sh):
+#   - crds/ drift: the chart's CRD is byte-identical to the repository's generated one (cmp)
+#   - rbac-rules.yaml is the single source of the rendered Roles/ClusterRoles
+#   - helm lint --strict for the value variants below
+#   - helm template | kubernetes-validate --strict against the oldest and newest Kubernetes
+#     versions we support; CRD kinds (FailoverPolicy, ServiceMonitor, PrometheusRule) are filtered
+#     out explicitly (the CRD itself is validated as a CustomResourceDefinition)
+#   - PrometheusRule alerts carry severity, summary, description and runbook_url
+#   - checkov on the rendered manifests (every finding fixed or waived in the chart with a reason)
+#   - manifests/install.yaml drift (re-rendered into a temp file and diffed)
+# Exits non-zero if anything failed; prints "chart checks: N passed, M failed" at the end.
+set -uo pipefail
+cd "$(dirname "$0")/.." || exit 1
+export PATH="$HOME/.local/bin:$PATH"
+export BC_SKIP_MAPPING=TRUE   # checkov: never reach the vendor's servers
+
+CHART=charts/ingress-failover
+RELEASE=ingress-failover
+NAMESPACE=ingress-failover
+# Oldest supported (Chart.yaml kubeVersion >=1.30) and newest schema kubernetes-validate ships.
+K8S_VERSIONS=(1.30.0 1.37.0)
+# Kinds whose schema comes from a CRD, not from Kubernetes: never sent to kubernetes-validate.
+CRD_KINDS="FailoverPolicy ServiceMonitor PrometheusRule"
+
+# name|helm --set arguments
+VARIANTS=(
+  "default|"
+  "namespaced-rbac|--set rbac.scope=namespace --set watchNamespaces={shop}"
+  "monitoring-networkpolicy|--set metrics.serviceMonitor.enabled=true --set prometheusRule.enabled=true --set networkPolicy.enabled=true --set networkPolicy.apiServerCIDRs={172.18.0.0/16} --set networkPolicy.probeEgress[0].cidr=10.244.0.0/16 --set networkPolicy.probeEgress[0].ports={8080} --set networkPolicy.metricsFrom[0].namespaceSelector.matchLabels.name=monitoring"
+  "everything-namespaced|--set rbac.scope=namespace --set watchNamespaces={shop} --set ingressControllerNamespaces={ingress-nginx} --set probeAllowlist={10.0.0.0/8} --set policySelector=team=web --set metrics.serviceMonitor.enabled=true --set prometheusRule.enabled=true --set networkPolicy.enabled=true --set spreadPolicy=hard"
+)
+
+PASS=0
+FAIL=0
+FAILED=()
+WORK="$(mktemp -d)"
+trap 'rm -rf "$WORK"' EXIT
+
+check() { # <description> <command...>
+  local desc="$1"
+  shift
+  local log="$WORK/log"
+  if "$@" >"$log" 2>&1; then
+    PASS=$((PASS + 1))
+    echo "ok    $desc"
+  else
+    FAIL=$((FAIL + 1))
+    FAILED+=("$desc")
+    echo "FAIL  $desc"
+    sed 's/^/      /' "$log" | tail -40
+  fi
+}
+
+# python with PyYAML and jsonschema: the tools virtualenv's (install-tools.sh) or the system one.
+PY=python3
+for cand in "$HOME/.local/share/ingress-failover-tools/venv/bin/python" python3; do
+  if "$cand" -c 'import yaml, jsonschema' >/dev/null 2>&1; then PY="$cand"; break; fi
+done
+
+for tool in helm kubernetes-validate checkov; do
+  check "tool present: $tool" command -v "$tool"
+done
+
+check "crds/ drift: $CHART/crds is byte-identical to crds/" \
+  cmp crds/failoverpolicies.ingressfailover.io.yaml "$CHART/crds/failoverpolicies.ingressfailover.io.yaml"
+
+render() { # <variant args> <out>
+  # shellcheck disable=SC2086
+  helm template "$RELEASE" "$CHART" --namespace "$NAMESPACE" --include-crds $1 >"$2"
+}
+
+# Drops the CRD kinds, saying which were dropped; fails on an empty result.
+filter_crd_kinds() { # <in> <out>
+  CRD_KINDS="$CRD_KINDS" "$PY" - "$1" "$2" <<'PY'
+import os, sys, yaml
+skip = set(os.environ["CRD_KINDS"].split())
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+kept = [d for d in docs if d.get("kind") not in skip]
+for d in docs:
+    if d.get("kind") in skip:
+        print(f"skipped (CRD kind, no Kubernetes schema): {d['kind']}/{d['metadata']['name']}")
+if not kept:
+    sys.exit("nothing left to validate")
+yaml.safe_dump_all(kept, open(sys.argv[2], "w"), sort_keys=False)
+PY
+}
+
+validate() { # <file> <version>
+  local out
+  out="$(kubernetes-validate --strict --kubernetes-version "$2" "$1" 2>&1)"
+  local rc=$?
+  echo "$out"
+  if grep -q "Couldn't find schema" <<<"$out"; then
+    echo "unknown kind above: add it to CRD_KINDS only if its schema comes from a CRD"
+    return 1
+  fi
+  return "$rc"
+}
+
+rbac_single_source() { # <rendered file>
+  "$PY" - "$1" "$CHART/rbac-rules.yaml" <<'PY'
+import sys, yaml
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+rules = yaml.safe_load(open(sys.argv[2]))
+def norm(r):
+    return (r["apiGroup"], r["resource"], tuple(r["verbs"]), r.get("scope", "watched"))
+want = sorted(norm(r) for r in rules)
+got = []
+for d in docs:
+    if d["kind"] not in ("Role", "ClusterRole"):
+        continue
+    scope = "operatorNamespace" if d["metadata"]["name"].endswith("-leader-election") else "watched"
+    for r in d["rules"]:
+        for g in r["apiGroups"]:
+            for res in r["resources"]:
+                got.append((g, res, tuple(r["verbs"]), scope))
+got.sort()
+if got != want:
+    print("rendered RBAC rules differ from rbac-rules.yaml")
+    print("rendered:", got)
+    print("rbac-rules.yaml:", want)
+    sys.exit(1)
+for d in docs:
+    for r in d.get("rules", []) if d["kind"] in ("Role", "ClusterRole") else []:
+        if "*" in r["verbs"] or "*" in r["resources"] or "*" in r["apiGroups"]:
+            sys.exit(f"wildcard in {d['kind']}/{d['metadata']['name']}")
+print(f"{len(want)} rules, rendered exactly from rbac-rules.yaml, no wildcards")
+PY
+}
+
+alerts_complete() { # <rendered file>
+  "$PY" - "$1" <<'PY'
+import sys, yaml
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+rules = [r for d in docs if d["kind"] == "PrometheusRule"
+         for g in d["spec"]["groups"] for r in g["rules"]]
+if not rules:
+    sys.exit("no PrometheusRule rendered")
+bad = []
+for r in rules:
+    missing = [k for k in ("severity",) if k not in r.get("labels", {})]
+    missing += [k for k in ("summary", "description", "runbook_url") if k not in r.get("annotations", {})]
+    if missing or not r.get("expr"):
+        bad.append(f"{r.get('alert')}: missing {missing or ['expr']}")
+if bad:
+    sys.exit("\n".join(bad))
+print(", ".join(r["alert"] for r in rules))
+PY
+}
+
+for v in "${VARIANTS[@]}"; do
+  name="${v%%|*}"
+  args="${v#*|}"
+  # shellcheck disable=SC2086
+  check "helm lint --strict ($name)" helm lint --strict "$CHART" --namespace "$NAMESPACE" $args
+  rendered="$WORK/$name.yaml"
+  check "helm template ($name)" render "$args" "$rendered"
+  [ -s "$rendered" ] || continue
+  check "rbac: rendered from rbac-rules.yaml ($name)" rbac_single_source "$rendered"
+  check "filter CRD kinds for kubernetes-validate ($name)" filter_crd_kinds "$rendered" "$WORK/$name.k8s.yaml"
+  for k in "${K8S_VERSIONS[@]}"; do
+    check "kubernetes-validate --strict $k ($name)" validate "$WORK/$name.k8s.yaml" "$k"
+  done
+  if grep -q '^kind: PrometheusRule' "$rendered"; then
+    check "PrometheusRule alerts have severity/summary/description/runbook_url ($name)" alerts_complete "$rendered"
+  fi
+  check "checkov ($name)" checkov -f "$rendered" --framework kubernetes --skip-download --compact --quiet
+done
+
+check "every value in values.yaml is documented in $CHART/README.md" \
+  "$PY" - "$CHART/values.yaml" "$CHART/README.md" <<'PY'
+import sys, yaml
+values, readme = yaml.safe_load(open(sys.argv[1])), open(sys.argv[2]).read()
+def leaves(d, prefix=""):
+    for k, v in d.items():
+        path = prefix + k
+        if isinstance(v, dict) and v:
+            yield from leaves(v, path + ".")
+        else:
+            yield path
+missing = []
+for path in leaves(values):
+    parts = path.split(".")
+    if not any(f"`{'.'.join(parts[:i])}`" in readme for i in range(len(parts), 0, -1)):
+        missing.append(path)
+if missing:
+    sys.exit("undocumented values: " + ", ".join(missing))
+PY
+check "values.schema.json rejects an unknown value" \
+  bash -c "! helm template x $CHART --set nosuchvalue=1 >/dev/null 2>&1"
+check "rbac.scope=namespace without exactly one watchNamespaces entry is refused" \
+  bash -c "! helm template x $CHART --set rbac.scope=namespace >/dev/null 2>&1"
+
+check "manifests/install.yaml drift (scripts/render-manifests.sh)" \
+  bash -c "scripts/render-manifests.sh '$WORK/install.yaml' >/dev/null && diff -u manifests/install.yaml '$WORK/install.yaml'"
+check "manifests/install.yaml: kubernetes-validate --strict ${K8S_VERSIONS[-1]}" \
+  bash -c "$(declare -f filter_crd_kinds validate); PY='$PY' CRD_KINDS='$CRD_KINDS'; filter_crd_kinds manifests/install.yaml '$WORK/install.k8s.yaml' && validate '$WORK/install.k8s.yaml' ${K8S_VERSIONS[-1]}"
+check "e2e/manifests/backends.yaml: kubernetes-validate --strict ${K8S_VERSIONS[0]} and ${K8S_VERSIONS[-1]}" \
+  bash -c "$(declare -f validate); validate e2e/manifests/backends.yaml ${K8S_VERSIONS[0]} && validate e2e/manifests/backends.yaml ${K8S_VERSIONS[-1]}"
+check "manifests/examples and e2e policy: FailoverPolicies valid against the CRD's openAPIV3Schema" \
+  "$PY" -c '
+import glob, sys, yaml, jsonschema
+crd = yaml.safe_load(open("crds/failoverpolicies.ingressfailover.io.yaml"))
+schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+def strict(n):  # like kubectl --validate=strict: unknown fields are errors, not pruned
+    if isinstance(n, dict):
+        if "properties" in n and not n.get("x-kubernetes-preserve-unknown-fields"):
+            n.setdefault("additionalProperties", False)
+        for v in n.values():
+            strict(v)
+    elif isinstance(n, list):
+        for v in n:
+            strict(v)
+strict(schema)
+schema["properties"].update(apiVersion={"type": "string"}, kind={"type": "string"}, metadata={"type": "object"})
+files = sorted(glob.glob("manifests/examples/*.yaml")) + ["e2e/manifests/policy.yaml"]
+assert files, "no examples in manifests/examples"
+bad = 0
+for f in files:
+    for d in yaml.safe_load_all(open(f)):
+        if not d:
+            continue
+        if (d.get("apiVersion"), d.get("kind")) != ("ingressfailover.io/v1alpha1", "FailoverPolicy"):
+            print(f"{f}: not a FailoverPolicy"); bad += 1; continue
+        for e in jsonschema.Draft4Validator(schema).iter_errors(d):
+            print(f"{f}: {list(e.path)}: {e.message}"); bad += 1
+print(len(files), "policy files (structural schema; CEL and cross-object rules: ingress-failover check)")
+sys.exit(1 if bad else 0)'
+bin=""
+for cand in "$(command -v ingress-failover 2>/dev/null)" target/release/ingress-failover target/debug/ingress-failover; do
+  if [ -n "$cand" ] && [ -x "$cand" ]; then bin="$cand"; break; fi
+done
+if [ -n "$bin" ]; then
+  check "manifests/examples: ingress-failover check (CEL and cross-object rules)" \
+    "$bin" check --ingress-controller-namespace ingress-nginx --probe-allowlist 10.0.0.0/8,.example.internal manifests/examples/*.yaml
+  check "e2e/manifests/policy.yaml: ingress-failover check (with the e2e operator flags)" \
+    "$bin" check --ingress-controller-namespace ingress-primary e2e/manifests/policy.yaml
+else
+  echo "note  no ingress-failover binary built: skipping \`ingress-failover check manifests/examples\` (the same files are tests/corpus/valid, which cargo test checks)"
+fi
+
+echo
+if [ "$FAIL" -eq 0 ]; then
+  echo "chart checks: $PASS passed, 0 failed"
+  exit 0
+fi
+echo "chart checks: $PASS passed, $FAIL failed"
+printf '  failed: %s\n' "${FAILED[@]}"
+exit 1
