@@ -84,7 +84,16 @@ kubectl wait --for=condition=Established crd/failoverpolicies.ingressfailover.io
 helm test ingress-failover --namespace "$OPERATOR_NS" --timeout 5m
 
 step "integration suite against the cluster"
-INGRESS_FAILOVER_KUBECONFIG="$KUBECONFIG" cargo test --test controller -- --test-threads=1
+# The suite runs the controller in this process: its loopback-free test backends bind to the
+# kind network's gateway address (EndpointSlices refuse loopback addresses), and pod IPs are
+# reached through a route via the kind node, as the in-cluster operator would reach them.
+KIND_GATEWAY="$(docker network inspect kind -f '{{range .IPAM.Config}}{{if .Gateway}}{{.Gateway}} {{end}}{{end}}' | awk '{print $1}')"
+NODE_IP="$(docker inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' "${CLUSTER}-control-plane")"
+sudo ip route replace 10.244.0.0/16 via "$NODE_IP"
+INGRESS_FAILOVER_KUBECONFIG="$KUBECONFIG" \
+INGRESS_FAILOVER_TEST_BACKEND_IP="$KIND_GATEWAY" \
+INGRESS_FAILOVER_TEST_POD_IMAGE="registry.k8s.io/e2e-test-images/agnhost:2.53" \
+  cargo test --test controller -- --test-threads=1
 
 step "drill: the FailoverPolicy"
 kubectl apply -f e2e/manifests/policy.yaml

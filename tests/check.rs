@@ -147,3 +147,26 @@ fn binary_matches_library() {
         "no panic, ever"
     );
 }
+
+/// The shipped example policies and the e2e drill's policy pass the operator's own rules (with
+/// the flags the chart and the e2e install pass).
+#[test]
+fn shipped_policies_are_valid() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files: Vec<PathBuf> = std::fs::read_dir(root.join("manifests/examples"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    files.push(root.join("e2e/manifests/policy.yaml"));
+    files.sort();
+    let ctx = ValidationContext {
+        allowed_ingress_controller_namespaces: vec![
+            "ingress-nginx".into(),
+            "ingress-primary".into(),
+        ],
+        probe_allowlist: vec!["10.0.0.0/8".into(), ".example.internal".into()],
+    };
+    let report = check_files_at(&files, &ctx, now());
+    assert_eq!(report.exit_code, 0, "{:#?}", report.lines);
+}

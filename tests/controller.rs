@@ -140,7 +140,7 @@ fn emergency_objects() -> Vec<serde_json::Value> {
         json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web-emergency"},
                "spec": {"replicas": 0, "selector": {"matchLabels": {"app": "web-emergency"}},
                         "template": {"metadata": {"labels": {"app": "web-emergency"}},
-                                     "spec": {"containers": [{"name": "web", "image": "web:1", "ports": [{"containerPort": 8080}]}]}}}}),
+                                     "spec": {"containers": [{"name": "web", "image": pod_image(), "args": ["netexec", "--http-port=8080"], "ports": [{"containerPort": 8080}]}]}}}}),
         json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web-emergency"},
                "spec": {"selector": {"app": "web-emergency"}, "ports": [{"name": "http", "port": 80, "targetPort": 8080}]}}),
     ]

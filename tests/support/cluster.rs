@@ -135,17 +135,22 @@ impl Env {
         .await;
     }
 
-    /// A loopback address for a new backend: 127.<test>.0.<n>:8080 (distinct per test).
+    /// An address for a new backend, distinct per test: 127.<test>.0.<n>:8080 on the embedded
+    /// plane; on a real cluster (which refuses loopback addresses in EndpointSlices) a port of
+    /// `INGRESS_FAILOVER_TEST_BACKEND_IP`, an address of this host the cluster can route to.
     pub fn backend_addr(&self) -> SocketAddr {
         let n = self.next_host.fetch_add(1, Ordering::SeqCst);
-        format!(
-            "127.{}.{}.{}:8080",
-            100 + self.net % 100,
-            n / 250,
-            1 + n % 250
-        )
-        .parse()
-        .unwrap()
+        match backend_ip() {
+            Some(ip) => SocketAddr::new(ip, (20000 + (self.net % 400) * 100 + n % 100) as u16),
+            None => format!(
+                "127.{}.{}.{}:8080",
+                100 + self.net % 100,
+                n / 250,
+                1 + n % 250
+            )
+            .parse()
+            .unwrap(),
+        }
     }
 
     /// Starts `n` healthy backends and returns their addresses.
@@ -172,7 +177,10 @@ impl Env {
             policy_selector: None,
             rules: ingress_failover::validation::ValidationContext {
                 allowed_ingress_controller_namespaces: vec![],
-                probe_allowlist: vec!["127.0.0.0/8".into()],
+                probe_allowlist: match backend_ip() {
+                    Some(ip) => vec![ip.to_string()],
+                    None => vec!["127.0.0.0/8".into()],
+                },
             },
             metrics_addr: "127.0.0.1:0".parse().unwrap(),
             leader_election: false,
@@ -352,6 +360,10 @@ impl Env {
     /// Keeps a farm backend running at every ready address of `service`'s EndpointSlices (the
     /// pods the embedded controller-manager creates have loopback IPs but no server).
     pub fn serve_pods_of(&self, service: &str) -> tokio::task::JoinHandle<()> {
+        if self.cluster.is_none() {
+            // A real cluster's pods run `pod_image()` and serve themselves.
+            return tokio::spawn(async {});
+        }
         let api: Api<EndpointSlice> = Api::namespaced(self.client.clone(), &self.ns);
         let farm = self.farm.clone();
         let lp = ListParams::default().labels(&format!("kubernetes.io/service-name={service}"));
@@ -379,6 +391,18 @@ impl Env {
             }
         })
     }
+}
+
+fn backend_ip() -> Option<std::net::IpAddr> {
+    std::env::var("INGRESS_FAILOVER_TEST_BACKEND_IP")
+        .ok()
+        .and_then(|v| v.parse().ok())
+}
+
+/// Image of the pods the tests create: any image works on the embedded plane (its pods run
+/// nothing); a real cluster needs a server answering `/healthz` on 8080.
+pub fn pod_image() -> String {
+    std::env::var("INGRESS_FAILOVER_TEST_POD_IMAGE").unwrap_or_else(|_| "web:1".into())
 }
 
 /// Polls `f` until it returns Some, or panics after `timeout`.
