@@ -9,19 +9,29 @@ use std::path::PathBuf;
 use ingress_failover::api::crd::{crd, crd_yaml, openapi_schema};
 use serde_json::Value;
 
-const CRD_FILE: &str = "crds/failoverpolicies.ingressfailover.io.yaml";
+/// Every committed copy of the generated CRD: the repository's and the Helm chart's.
+const CRD_FILES: [&str; 2] = [
+    "crds/failoverpolicies.ingressfailover.io.yaml",
+    "charts/ingress-failover/crds/failoverpolicies.ingressfailover.io.yaml",
+];
 
-fn crd_path() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(CRD_FILE)
+fn crd_path(file: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(file)
 }
 
 #[test]
-fn committed_crd_matches_generated() {
+fn committed_crds_match_generated() {
+    for file in CRD_FILES {
+        committed_crd_matches_generated(file);
+    }
+}
+
+fn committed_crd_matches_generated(file: &str) {
     let generated = crd_yaml();
     if std::env::var_os("UPDATE_CRD").is_some_and(|v| v == "1") {
-        std::fs::write(crd_path(), &generated).expect("write the CRD file");
+        std::fs::write(crd_path(file), &generated).expect("write the CRD file");
     }
-    let committed = std::fs::read_to_string(crd_path()).unwrap_or_default();
+    let committed = std::fs::read_to_string(crd_path(file)).unwrap_or_default();
     if committed != generated {
         let first_difference = committed
             .lines()
@@ -31,8 +41,8 @@ fn committed_crd_matches_generated() {
             .map(|(i, (a, b))| format!("line {}:\n  committed: {a}\n  generated: {b}", i + 1))
             .unwrap_or_else(|| "one file is a prefix of the other".into());
         panic!(
-            "{CRD_FILE} is out of date with the API types ({first_difference}).\n\
-             Regenerate it: cargo run -- crd > {CRD_FILE}\n\
+            "{file} is out of date with the API types ({first_difference}).\n\
+             Regenerate it: cargo run -- crd > {file}\n\
              (or: UPDATE_CRD=1 cargo test --test crd)"
         );
     }
