@@ -535,3 +535,48 @@ async fn converges_with_twenty_percent_of_api_calls_failing() {
         "faults were injected"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn standby_replica_takes_over_when_the_leader_dies_and_never_writes_before() {
+    let env = Env::start("ha").await;
+    let b = env.backends(3).await;
+    env.apply_json(policy("web", &b, json!({}))).await;
+    let replica = |id: &str| {
+        let mut o = env.controller_options();
+        o.leader_election = true;
+        o.identity = id.to_string();
+        o.lease_seconds = 3;
+        o
+    };
+    let first = env.spawn_controller(replica("replica-a")).await;
+    env.wait_published("web-healthy", T, "published by the leader", |p| {
+        p.len() == 3
+    })
+    .await;
+    let second = env.spawn_controller(replica("replica-b")).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let leader = |h: &ControllerHandle| h.running.ctx.metrics.leader.get();
+    assert_eq!(
+        (leader(&first), leader(&second)),
+        (1, 0),
+        "exactly one leader"
+    );
+    env.set(b[0], Behavior::Refuse).await;
+    env.wait_published("web-healthy", T, "leader acts", |p| p.len() == 2)
+        .await;
+    assert_eq!(second.writes(), 0, "the standby never writes");
+
+    let killed = Instant::now();
+    first.kill().await;
+    eventually(T, || async { (leader(&second) == 1).then_some(()) }).await;
+    let takeover = killed.elapsed();
+    assert!(
+        takeover <= Duration::from_secs(8),
+        "took over after {takeover:?} (lease 3 s)"
+    );
+    env.set(b[0], Behavior::Healthy).await;
+    env.wait_published("web-healthy", T, "new leader acts", |p| p.len() == 3)
+        .await;
+    assert!(second.writes() > 0);
+    second.stop().await;
+}

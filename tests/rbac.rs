@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use cluster::*;
-use ingress_failover::api::{condition_types as ct, Phase};
+use ingress_failover::api::{Phase, condition_types as ct};
 use ingress_failover::demo::farm::Behavior;
 use serde::Deserialize;
 use serde_json::json;
@@ -23,7 +23,10 @@ struct Rule {
 }
 
 fn chart_rules() -> BTreeSet<(String, String, String)> {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/charts/ingress-failover/rbac-rules.yaml");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/charts/ingress-failover/rbac-rules.yaml"
+    );
     let text = std::fs::read_to_string(path).expect("rbac-rules.yaml");
     let rules: Vec<Rule> = serde_saphyr::from_str(&text).expect("rbac-rules.yaml parses");
     rules
@@ -84,29 +87,51 @@ async fn chart_rbac_equals_the_verbs_the_controller_uses() {
     opts.leader_election = true;
     env.controller = Some(env.spawn_controller(opts).await);
     let t = Duration::from_secs(30);
-    env.wait_status("web", t, "Normal", |s| s.phase == Phase::Normal).await;
+    env.wait_status("web", t, "Normal", |s| s.phase == Phase::Normal)
+        .await;
 
     // A backend fails twice (repeated Events become a series: a patch), the pool drops below
     // the threshold (scale), the LB fails (failover), everything recovers, then deletion.
     for _ in 0..2 {
         env.set(b[0], Behavior::Status(503)).await;
-        env.wait_status("web", t, "b0 down", |s| s.primary.as_ref().is_some_and(|p| p.healthy == 3)).await;
+        env.wait_status("web", t, "b0 down", |s| {
+            s.primary.as_ref().is_some_and(|p| p.healthy == 3)
+        })
+        .await;
         env.set(b[0], Behavior::Healthy).await;
-        env.wait_status("web", t, "b0 up", |s| s.primary.as_ref().is_some_and(|p| p.healthy == 4)).await;
+        env.wait_status("web", t, "b0 up", |s| {
+            s.primary.as_ref().is_some_and(|p| p.healthy == 4)
+        })
+        .await;
     }
     for a in &b[..3] {
         env.set(*a, Behavior::Refuse).await;
     }
-    env.wait_status("web", t, "emergency", |s| is_true(s, ct::EMERGENCY_ACTIVE)).await;
+    env.wait_status("web", t, "emergency", |s| is_true(s, ct::EMERGENCY_ACTIVE))
+        .await;
     env.set(lb, Behavior::Status(503)).await;
-    env.wait_status("web", t, "failover", |s| s.phase == Phase::FailedOver).await;
+    env.wait_status("web", t, "failover", |s| s.phase == Phase::FailedOver)
+        .await;
     for a in &b[..3] {
         env.set(*a, Behavior::Healthy).await;
     }
     env.set(lb, Behavior::Healthy).await;
-    env.wait_status("web", t, "normal again", |s| s.phase == Phase::Normal).await;
-    env.policies().delete("web", &Default::default()).await.unwrap();
-    eventually(t, || async { env.policies().get_opt("web").await.ok().flatten().is_none().then_some(()) }).await;
+    env.wait_status("web", t, "normal again", |s| s.phase == Phase::Normal)
+        .await;
+    env.policies()
+        .delete("web", &Default::default())
+        .await
+        .unwrap();
+    eventually(t, || async {
+        env.policies()
+            .get_opt("web")
+            .await
+            .ok()
+            .flatten()
+            .is_none()
+            .then_some(())
+    })
+    .await;
     env.controller.take().unwrap().stop().await;
 
     let observed: BTreeSet<(String, String, String)> = env

@@ -40,10 +40,13 @@ pub struct Env {
     next_host: AtomicU32,
 }
 
+/// A controller running on its own runtime and thread, so that killing it drops every task it
+/// spawned (lease renewal, probes, HTTP server) at once, as a crashed process would.
 pub struct ControllerHandle {
     pub running: Running,
     stop: Option<oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<()>,
+    kill: Option<oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl ControllerHandle {
@@ -51,19 +54,26 @@ impl ControllerHandle {
         self.running.ctx.metrics.total_writes()
     }
 
-    /// Stops the controller as a crash would: no cleanup, the task is dropped.
+    /// Stops the controller as a crash would: no cleanup, no lease release.
     pub async fn kill(mut self) {
-        self.task.abort();
-        let _ = self.task.await;
-        self.stop.take();
+        if let Some(k) = self.kill.take() {
+            let _ = k.send(());
+        }
+        self.join().await;
     }
 
+    /// Graceful shutdown.
     pub async fn stop(mut self) {
         if let Some(tx) = self.stop.take() {
             let _ = tx.send(());
         }
-        let _ = tokio::time::timeout(Duration::from_secs(10), &mut self.task).await;
-        self.task.abort();
+        self.join().await;
+    }
+
+    async fn join(&mut self) {
+        if let Some(t) = self.thread.take() {
+            let _ = tokio::task::spawn_blocking(move || t.join()).await;
+        }
     }
 }
 
@@ -199,27 +209,39 @@ impl Env {
     }
 
     pub async fn spawn_controller(&self, opts: Options) -> ControllerHandle {
-        let client = match &self.cluster {
-            Some(c) => c.client_with_user_agent(CONTROLLER_AGENT).expect("client"),
-            None => self.client.clone(),
-        };
+        let cluster = self.cluster.clone();
+        let real_client = self.client.clone();
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        let (kill_tx, kill_rx) = oneshot::channel::<()>();
         let (started_tx, started_rx) = oneshot::channel();
-        let task = tokio::spawn(async move {
-            let shutdown = async move {
-                let _ = stop_rx.await;
-            };
-            if let Err(e) = controller::run(
-                client,
-                opts,
-                controller::system_clock(),
-                shutdown,
-                Some(started_tx),
-            )
-            .await
-            {
-                panic!("controller failed: {e:#}");
-            }
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("controller runtime");
+            rt.block_on(async move {
+                // The client must be built on this runtime: its connections live here.
+                let client = match &cluster {
+                    Some(c) => c.client_with_user_agent(CONTROLLER_AGENT).expect("client"),
+                    None => real_client,
+                };
+                let shutdown = async move {
+                    let _ = stop_rx.await;
+                };
+                let run = controller::run(
+                    client,
+                    opts,
+                    controller::system_clock(),
+                    shutdown,
+                    Some(started_tx),
+                );
+                tokio::select! {
+                    r = run => if let Err(e) = r { panic!("controller failed: {e:#}") },
+                    _ = kill_rx => {}
+                }
+            });
+            rt.shutdown_background();
         });
         let running = tokio::time::timeout(Duration::from_secs(20), started_rx)
             .await
@@ -228,7 +250,8 @@ impl Env {
         ControllerHandle {
             running,
             stop: Some(stop_tx),
-            task,
+            kill: Some(kill_tx),
+            thread: Some(thread),
         }
     }
 
