@@ -34,7 +34,12 @@ pub enum Behavior {
 struct Backend {
     behavior: watch::Sender<Behavior>,
     task: Option<JoinHandle<()>>,
+    /// Arrival times of the most recent requests, for latency measurements from outside.
+    requests: Arc<Mutex<std::collections::VecDeque<std::time::Instant>>>,
 }
+
+/// Request arrivals remembered per backend.
+const REQUEST_LOG: usize = 64;
 
 impl Drop for Backend {
     fn drop(&mut self) {
@@ -62,6 +67,7 @@ impl Farm {
             let b = map.entry(addr).or_insert_with(|| Backend {
                 behavior: watch::channel(behavior).0,
                 task: None,
+                requests: Arc::default(),
             });
             b.behavior.send_replace(behavior);
             if behavior == Behavior::Refuse {
@@ -77,12 +83,13 @@ impl Farm {
             let listener = bind_retrying(addr).await?;
             let rx = {
                 let map = self.backends.lock().unwrap_or_else(|p| p.into_inner());
-                map.get(&addr).map(|b| b.behavior.subscribe())
+                map.get(&addr)
+                    .map(|b| (b.behavior.subscribe(), b.requests.clone()))
             };
-            let Some(rx) = rx else {
+            let Some((rx, log)) = rx else {
                 return Ok(());
             };
-            let task = tokio::spawn(serve(listener, rx));
+            let task = tokio::spawn(serve(listener, rx, log));
             let mut map = self.backends.lock().unwrap_or_else(|p| p.into_inner());
             if let Some(b) = map.get_mut(&addr) {
                 b.task = Some(task);
@@ -97,6 +104,19 @@ impl Farm {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&addr);
+    }
+
+    /// When the most recent requests (up to 64) reached the backend at `addr`, oldest first.
+    pub fn requests(&self, addr: SocketAddr) -> Vec<std::time::Instant> {
+        let map = self.backends.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(&addr).map_or_else(Vec::new, |b| {
+            b.requests
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+                .copied()
+                .collect()
+        })
     }
 
     /// Addresses currently known.
@@ -128,16 +148,28 @@ async fn bind_retrying(addr: SocketAddr) -> std::io::Result<TcpListener> {
     Err(last.unwrap_or_else(|| std::io::Error::other("bind failed")))
 }
 
-async fn serve(listener: TcpListener, behavior: watch::Receiver<Behavior>) {
+async fn serve(
+    listener: TcpListener,
+    behavior: watch::Receiver<Behavior>,
+    log: Arc<Mutex<std::collections::VecDeque<std::time::Instant>>>,
+) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
         let refuse_watch = behavior.clone();
         let behavior = behavior.clone();
+        let log = log.clone();
         tokio::spawn(async move {
             let svc = service_fn(move |_req: Request<hyper::body::Incoming>| {
                 let b = *behavior.borrow();
+                {
+                    let mut l = log.lock().unwrap_or_else(|p| p.into_inner());
+                    if l.len() == REQUEST_LOG {
+                        l.pop_front();
+                    }
+                    l.push_back(std::time::Instant::now());
+                }
                 async move {
                     let (status, body) = match b {
                         Behavior::Healthy | Behavior::Refuse => (200, "ok\n"),
