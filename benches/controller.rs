@@ -49,7 +49,12 @@ async fn published(client: &Client, service: &str) -> BTreeSet<String> {
     let lp = ListParams::default().labels(&format!("kubernetes.io/service-name={service}"));
     let mut out = BTreeSet::new();
     for s in api.list(&lp).await.map(|l| l.items).unwrap_or_default() {
-        let port = s.ports.as_ref().and_then(|p| p.first()).and_then(|p| p.port).unwrap_or(0);
+        let port = s
+            .ports
+            .as_ref()
+            .and_then(|p| p.first())
+            .and_then(|p| p.port)
+            .unwrap_or(0);
         for e in &s.endpoints {
             if let Some(a) = e.addresses.first() {
                 out.insert(format!("{a}:{port}"));
@@ -110,7 +115,9 @@ async fn bench() {
     ns.patch(
         "bench",
         &PatchParams::apply("bench"),
-        &Patch::Apply(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "bench"}})),
+        &Patch::Apply(
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "bench"}}),
+        ),
     )
     .await
     .expect("namespace");
@@ -189,7 +196,10 @@ async fn bench() {
             break started.elapsed();
         }
         if Instant::now() > deadline {
-            panic!("only {done} of {} policies converged in 300 s", n_policies + 1);
+            panic!(
+                "only {done} of {} policies converged in 300 s",
+                n_policies + 1
+            );
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
@@ -213,9 +223,14 @@ async fn bench() {
         let victim = detect[k % detect.len()];
         let victim_s = victim.to_string();
         let killed = Instant::now();
-        farm.set(victim, Behavior::Status(503)).await.expect("break");
+        farm.set(victim, Behavior::Status(503))
+            .await
+            .expect("break");
         let removed = loop {
-            if !published(&client, "detect-healthy").await.contains(&victim_s) {
+            if !published(&client, "detect-healthy")
+                .await
+                .contains(&victim_s)
+            {
                 break Instant::now();
             }
             if killed.elapsed() > Duration::from_secs(20) {
@@ -234,7 +249,10 @@ async fn bench() {
         }
         farm.set(victim, Behavior::Healthy).await.expect("heal");
         let healed = Instant::now();
-        while !published(&client, "detect-healthy").await.contains(&victim_s) {
+        while !published(&client, "detect-healthy")
+            .await
+            .contains(&victim_s)
+        {
             if healed.elapsed() > Duration::from_secs(20) {
                 panic!("backend {victim} not restored");
             }
@@ -254,8 +272,14 @@ async fn bench() {
     println!("kills {}", latency.len());
     println!("detection_median_ms {:.1}", ms(percentile(&latency, 0.5)));
     println!("detection_p99_ms {:.1}", ms(percentile(&latency, 0.99)));
-    println!("operator_share_median_ms {:.1}", ms(percentile(&overhead, 0.5)));
-    println!("operator_share_p99_ms {:.1}", ms(percentile(&overhead, 0.99)));
+    println!(
+        "operator_share_median_ms {:.1}",
+        ms(percentile(&overhead, 0.5))
+    );
+    println!(
+        "operator_share_p99_ms {:.1}",
+        ms(percentile(&overhead, 0.99))
+    );
     println!("steady_state_seconds {}", steady.as_secs());
     println!("steady_state_writes {steady_writes}");
     println!("cold_start_seconds {:.2}", converged.as_secs_f64());

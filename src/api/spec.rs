@@ -429,11 +429,12 @@ pub enum IngressMode {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct PrimaryTierHealth {
-    /// Health URL of the primary load balancer (for example
+    /// Plain-HTTP health URL of the primary load balancer (for example
     /// `http://lb.example.internal/healthz`). Probed with `spec.probe`'s timing and thresholds;
-    /// the host must be permitted by the operator's probe allowlist.
+    /// the host must be permitted by the operator's probe allowlist. (HTTPS health URLs are not
+    /// probed in v1alpha1: load balancers expose their health check in plain HTTP.)
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 8, max = 2048), regex(pattern = r"^https?://"))]
+    #[schemars(length(min = 8, max = 2048), regex(pattern = r"^http://"))]
     pub url: Option<String>,
 
     /// The ingress controller's Deployment: the primary tier is down while it has no ready

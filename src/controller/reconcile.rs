@@ -147,7 +147,7 @@ async fn apply(policy: Arc<FailoverPolicy>, ctx: &Context) -> Result<Requeue, Re
     };
 
     let mut problems = Vec::new();
-    let (actions, plan) = {
+    let plan = {
         let mut guard = lock(&rt);
         let r = &mut *guard;
         if r.generation != generation {
@@ -177,8 +177,8 @@ async fn apply(policy: Arc<FailoverPolicy>, ctx: &Context) -> Result<Requeue, Re
                 .inc();
             log_action(a);
         }
-        r.pending_events.extend(actions.iter().cloned());
-        (actions, Plan::from(r))
+        r.pending_events.extend(actions);
+        Plan::from(r)
     };
 
     if !plan.dry_run {
@@ -199,7 +199,6 @@ async fn apply(policy: Arc<FailoverPolicy>, ctx: &Context) -> Result<Requeue, Re
     write_status(ctx, &policy, &ns, &status).await?;
     publish_events(ctx, &policy, &rt).await;
     export_gauges(ctx, &key, &rt);
-    let _ = actions;
     lock(&rt).last_status = Some(status);
     Ok(Requeue::requeue(if plan.timers_pending {
         Duration::from_secs(1)

@@ -630,14 +630,17 @@ fn check_health_url(errors: &mut Vec<FieldError>, ctx: &ValidationContext, url: 
     }
 }
 
-/// The host of an `http(s)://host[:port]/path` URL. User info is refused: `http://ok@evil/` has
+/// The host of an `http://host[:port]/path` URL. User info is refused: `http://ok@evil/` has
 /// the host `evil` and exists mostly to fool allowlists and readers.
 fn parse_health_url(url: &str) -> Result<Host, String> {
     let uri: http::Uri = url.parse().map_err(|e| format!("not a URL: {e}"))?;
     match uri.scheme_str() {
-        Some("http" | "https") => {}
-        Some(other) => return Err(format!("scheme \"{other}\" is not http or https")),
-        None => return Err("must start with http:// or https://".into()),
+        Some("http") => {}
+        Some("https") => {
+            return Err("https health URLs are not probed in v1alpha1; use the load balancer's plain-HTTP health check".into());
+        }
+        Some(other) => return Err(format!("scheme \"{other}\" is not http")),
+        None => return Err("must start with http://".into()),
     }
     let authority = uri.authority().ok_or("has no host")?;
     if authority.as_str().contains('@') {
@@ -875,7 +878,7 @@ mod tests {
         ]);
         for ok in [
             "http://10.1.2.3/healthz",
-            "https://192.168.1.5:8443/",
+            "http://192.168.1.5:8443/",
             "http://LB.example.com/x",
             "http://a.b.example.internal/",
             "http://[fd00::1]:8080/",
