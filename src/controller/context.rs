@@ -50,6 +50,12 @@ pub struct PolicyRuntime {
     pub last_status: Option<FailoverPolicyStatus>,
     /// Probe targets need refreshing (spec or inventory changed).
     pub targets_dirty: bool,
+    /// The managed Service was found or created for the current generation.
+    pub service_ensured: bool,
+    /// The published set last made true in the cluster, and when the cluster was last compared:
+    /// a reconcile triggered by a probe fact that changed nothing skips the comparison, and a
+    /// periodic one still catches objects changed behind the operator's back.
+    pub slices_synced: Option<(Vec<super::desired::Published>, i64)>,
 }
 
 /// Shared by all reconciles.

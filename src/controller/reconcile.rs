@@ -31,6 +31,10 @@ use crate::engine::{
 };
 use crate::validation::validate_document;
 
+/// How often the managed EndpointSlices are compared with the desired set even when the engine's
+/// published set has not changed (catches edits and deletions made behind the operator's back).
+const RESYNC_MS: i64 = 30_000;
+
 /// Finalizer that lets deletion restore what the policy changed.
 pub const FINALIZER: &str = "ingressfailover.io/cleanup";
 
@@ -135,15 +139,25 @@ async fn apply(policy: Arc<FailoverPolicy>, ctx: &Context) -> Result<Requeue, Re
     let now = (ctx.clock)();
     let generation = policy.metadata.generation;
 
-    let value = serde_json::to_value(&*policy).expect("policy serializes");
-    let spec = match validate_document(&value, &ctx.rules) {
-        Ok(valid) => valid.spec,
-        Err(errors) => return refuse(&policy, ctx, &key, &errors, now).await,
-    };
-
-    let rt = match ctx.runtime(&key) {
-        Some(rt) => rt,
-        None => ctx.insert_runtime(key.clone(), new_runtime(&policy, &spec, ctx, &ns, now)),
+    // Validation (schema, CEL, semantic) runs once per spec generation: a runtime exists only
+    // for a generation that passed, and most reconciles are triggered by probe facts.
+    let known = ctx
+        .runtime(&key)
+        .filter(|rt| lock(rt).generation == generation && generation.is_some());
+    let (rt, spec) = match known {
+        Some(rt) => (rt, policy.spec.clone()),
+        None => {
+            let value = serde_json::to_value(&*policy).expect("policy serializes");
+            let spec = match validate_document(&value, &ctx.rules) {
+                Ok(valid) => valid.spec,
+                Err(errors) => return refuse(&policy, ctx, &key, &errors, now).await,
+            };
+            let rt = match ctx.runtime(&key) {
+                Some(rt) => rt,
+                None => ctx.insert_runtime(key.clone(), new_runtime(&policy, &spec, ctx, &ns, now)),
+            };
+            (rt, spec)
+        }
     };
 
     let mut problems = Vec::new();
@@ -154,6 +168,8 @@ async fn apply(policy: Arc<FailoverPolicy>, ctx: &Context) -> Result<Requeue, Re
             r.cfg = EngineConfig::from_spec(&spec);
             r.generation = generation;
             r.targets_dirty = true;
+            r.service_ensured = false;
+            r.slices_synced = None;
         }
         gather(ctx, &spec, &ns, r, &mut problems);
         if r.targets_dirty {
@@ -185,7 +201,7 @@ async fn apply(policy: Arc<FailoverPolicy>, ctx: &Context) -> Result<Requeue, Re
         if !ctx.is_leader() {
             return Ok(Requeue::requeue(Duration::from_secs(30)));
         }
-        write_desired(ctx, &policy, &spec, &ns, &key, &plan, &rt).await?;
+        write_desired(ctx, &policy, &spec, &plan, &rt, now).await?;
     }
 
     let status = {
@@ -292,6 +308,8 @@ fn new_runtime(
         pending_events: Vec::new(),
         last_status: policy.status.clone(),
         targets_dirty: true,
+        service_ensured: false,
+        slices_synced: None,
     }
 }
 
@@ -303,10 +321,19 @@ fn gather(
     r: &mut PolicyRuntime,
     problems: &mut Vec<String>,
 ) {
-    let slices = ctx
-        .stores
-        .slices
-        .state_filter(|s| s.metadata.namespace.as_deref() == Some(ns));
+    let uses_services = spec.backends.primary.service.is_some()
+        || spec
+            .backends
+            .emergency
+            .as_ref()
+            .is_some_and(|e| e.deployment.is_some());
+    let slices = if uses_services {
+        ctx.stores
+            .slices
+            .state_filter(|s| s.metadata.namespace.as_deref() == Some(ns))
+    } else {
+        Vec::new()
+    };
     // A Service-backed pool with no EndpointSlice at all is unknown, not empty: Kubernetes keeps
     // an (empty) slice for every Service with a selector, so absence means "not seen yet" or a
     // wrong name — never a reason to wake capacity or eject anything.
@@ -379,25 +406,37 @@ async fn write_desired(
     ctx: &Context,
     policy: &FailoverPolicy,
     spec: &FailoverPolicySpec,
-    ns: &str,
-    key: &str,
     plan: &Plan,
     rt: &std::sync::Mutex<PolicyRuntime>,
+    now: i64,
 ) -> Result<(), ReconcileError> {
     let owner = owner_ref(policy);
     let name = policy.name_any();
+    let namespace = policy.namespace().unwrap_or_default();
+    let ns = namespace.as_str();
+    let key = format!("{ns}/{name}");
     if plan.inventory_known {
-        actuate::ensure_service(ctx, ns, spec, &owner, &name).await?;
-        actuate::sync_slices(
-            ctx,
-            ns,
-            &spec.managed_service.name,
-            &spec.managed_service.port_name,
-            &owner,
-            &name,
-            &plan.published,
-        )
-        .await?;
+        if !lock(rt).service_ensured {
+            actuate::ensure_service(ctx, ns, spec, &owner, &name).await?;
+            lock(rt).service_ensured = true;
+        }
+        let due = match &lock(rt).slices_synced {
+            Some((published, at)) => *published != plan.published || now - at >= RESYNC_MS,
+            None => true,
+        };
+        if due {
+            actuate::sync_slices(
+                ctx,
+                ns,
+                &spec.managed_service.name,
+                &spec.managed_service.port_name,
+                &owner,
+                &name,
+                &plan.published,
+            )
+            .await?;
+            lock(rt).slices_synced = Some((plan.published.clone(), now));
+        }
     }
     if let (Some(want), Some(d)) = (
         plan.emergency_replicas,
