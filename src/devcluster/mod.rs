@@ -252,7 +252,8 @@ impl DevCluster {
         &self.shared.audit
     }
 
-    /// Drops the retained watch events: watches resuming from any earlier version get 410 Gone.
+    /// Drops the retained watch events: watches resuming from any version handed out so far
+    /// get 410 Gone (open watches notice on their next check and end with the ERROR event).
     pub fn compact(&self) {
         self.shared.lock().store.compact();
     }
