@@ -742,3 +742,50 @@ spec: {size: 5}
     assert!(out.contains("deleted"), "{out}");
     let _ = std::fs::remove_file(kc);
 }
+
+#[tokio::test]
+async fn hundreds_of_deployments_converge_quickly() {
+    let (_dc, client) = start(fast()).await;
+    let deps: Api<Deployment> = Api::namespaced(client.clone(), "default");
+    let svcs: Api<k8s_openapi::api::core::v1::Service> = Api::namespaced(client.clone(), "default");
+    let n = 300;
+    let started = Instant::now();
+    for i in 0..n {
+        let name = format!("app{i}");
+        let d: Deployment = serde_json::from_value(json!({"metadata": {"name": name}, "spec": {"replicas": 1,
+            "selector": {"matchLabels": {"app": name}}, "template": {"metadata": {"labels": {"app": name}}, "spec": {"containers": [{"name": "c", "image": "i"}]}}}}))
+        .unwrap();
+        deps.create(&PostParams::default(), &d).await.unwrap();
+        let s = serde_json::from_value(json!({"metadata": {"name": name}, "spec": {"selector": {"app": name}, "ports": [{"port": 80}]}})).unwrap();
+        svcs.create(&PostParams::default(), &s).await.unwrap();
+    }
+    let slices: Api<k8s_openapi::api::discovery::v1::EndpointSlice> =
+        Api::namespaced(client.clone(), "default");
+    loop {
+        let ready = slices
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .iter()
+            .filter(|s| {
+                s.endpoints
+                    .iter()
+                    .any(|e| e.conditions.as_ref().and_then(|c| c.ready) == Some(true))
+            })
+            .count();
+        if ready == n {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "only {ready}/{n} slices ready after {:?}",
+            started.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!(
+        "{n} deployments + services ready in {:?}",
+        started.elapsed()
+    );
+}
