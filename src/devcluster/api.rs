@@ -3,6 +3,7 @@
 //! semantics (resourceVersion, generation, finalizers, cascade) for its own writes.
 
 use super::apply::{self, ApplyRequest, Scope};
+use super::convert;
 use super::crd;
 use super::meta::{
     self, carry_over_identity, finalizers, meta_mut, meta_str, same_content, spec_changed,
@@ -91,7 +92,16 @@ impl Ctx {
 
     /// Store key of `name` in this context.
     pub fn key(&self, name: &str) -> ObjKey {
-        ObjKey::new(&self.info.group, &self.info.plural, self.ns(), name)
+        let (group, plural) = self.storage();
+        ObjKey::new(group, plural, self.ns(), name)
+    }
+
+    /// (group, plural) the objects are stored under.
+    pub fn storage(&self) -> (&str, &str) {
+        match &self.info.storage {
+            Some((g, p, _)) => (g, p),
+            None => (&self.info.group, &self.info.plural),
+        }
     }
 
     fn api_version(&self) -> String {
@@ -109,13 +119,37 @@ impl Ctx {
     }
 }
 
-/// Sets apiVersion/kind as the client asked for them.
-pub fn present(ctx: &Ctx, mut obj: Value) -> Value {
+/// The stored object in the form the client asked for (apiVersion, kind, field names).
+pub fn present(ctx: &Ctx, obj: Value) -> Value {
+    let mut obj = convert::from_storage(&ctx.info, obj);
     if let Some(m) = obj.as_object_mut() {
         m.insert("apiVersion".into(), json!(ctx.api_version()));
         m.insert("kind".into(), json!(ctx.info.kind));
     }
     obj
+}
+
+/// The client's object in the form it is stored in.
+fn storage_form(ctx: &Ctx, obj: Value) -> Value {
+    let mut obj = convert::to_storage(&ctx.info, obj);
+    let api_version = match &ctx.info.storage {
+        Some((_, _, v)) => v.clone(),
+        None => ctx.api_version(),
+    };
+    if let Some(m) = obj.as_object_mut() {
+        m.insert("apiVersion".into(), json!(api_version));
+        m.insert("kind".into(), json!(ctx.info.kind));
+    }
+    obj
+}
+
+/// Do selectors pass on the object as the client sees it?
+fn selected_as_presented(ctx: &Ctx, opts: &ListOptions, stored: &Value) -> bool {
+    if ctx.info.storage.is_some() {
+        selected(opts, &present(ctx, stored.clone()))
+    } else {
+        selected(opts, stored)
+    }
 }
 
 fn not_found(ctx: &Ctx, name: &str) -> ApiError {
@@ -168,14 +202,14 @@ pub fn list(st: &State, ctx: &Ctx, opts: &ListOptions) -> ApiResult<(Vec<Value>,
     };
     let mut matching = st
         .store
-        .list(&ctx.info.group, &ctx.info.plural, ns)
+        .list(ctx.storage().0, ctx.storage().1, ns)
         .into_iter()
         .filter(|(k, _)| {
             after.as_ref().is_none_or(|(ans, an)| {
                 (k.namespace.as_str(), k.name.as_str()) > (ans.as_str(), an.as_str())
             })
         })
-        .filter(|(_, o)| selected(opts, o));
+        .filter(|(_, o)| selected_as_presented(ctx, opts, o));
     let mut items = Vec::new();
     let mut last = None;
     for (k, o) in matching.by_ref() {
@@ -333,16 +367,16 @@ fn create_with(st: &mut State, ctx: &Ctx, mut obj: Value, managed: Managed) -> A
             &meta::now(),
         );
     }
-    let obj = present(ctx, obj);
+    let obj = storage_form(ctx, obj);
     if ctx.dry_run {
-        return Ok(obj);
+        return Ok(present(ctx, obj));
     }
     let stored = st.store.put(key, obj);
     if ctx.info.plural == "customresourcedefinitions" {
         crd::established(st, &stored);
         return get(st, ctx, &name);
     }
-    Ok(stored)
+    Ok(present(ctx, stored))
 }
 
 /// The field manager the controller-manager writes with (it may set status on create).
@@ -514,7 +548,7 @@ pub fn commit(
             &meta::now(),
         );
     }
-    let new = present(ctx, new);
+    let new = storage_form(ctx, new);
     validate(st, ctx, &mut new.clone(), Some(old))?;
     let mut new = new;
     if let Some(s) = ctx
@@ -538,20 +572,20 @@ pub fn commit(
         meta_mut(&mut new).insert("generation".into(), json!(g + 1));
     }
     if ctx.dry_run {
-        return Ok(new);
+        return Ok(present(ctx, new));
     }
     let key = ctx.key(&name);
     if finalizing {
         let deleted = st.store.delete(&key).unwrap_or(new);
         collect_garbage(st, &deleted, Propagation::Background);
-        return Ok(deleted);
+        return Ok(present(ctx, deleted));
     }
     let stored = st.store.put(key, new);
     if ctx.info.plural == "customresourcedefinitions" {
         crd::established(st, &stored);
         return get(st, ctx, &name);
     }
-    Ok(stored)
+    Ok(present(ctx, stored))
 }
 
 /// PUT.
@@ -585,7 +619,7 @@ pub fn patch(
     }
     let old = existing.ok_or_else(|| not_found(ctx, name))?;
     // A patch is a precondition on resourceVersion only if it changes the one it starts from.
-    let mut new = old.clone();
+    let mut new = present(ctx, old.clone());
     match kind {
         PatchKind::Merge => patch::merge(&mut new, body),
         PatchKind::Json => patch::json(&mut new, body)?,
@@ -662,7 +696,7 @@ fn server_side_apply(
     };
     match existing {
         Some(old) => {
-            let merged = apply::apply(&old, &req).map_err(conflict)?;
+            let merged = apply::apply(&present(ctx, old.clone()), &req).map_err(conflict)?;
             commit(st, ctx, &old, merged, target, Managed::Preserve).map(|v| (200, v))
         }
         None => {
@@ -743,7 +777,7 @@ pub fn delete(st: &mut State, ctx: &Ctx, name: &str, options: &Value) -> ApiResu
         let m = meta_mut(&mut marked);
         m.insert("deletionTimestamp".into(), json!(meta::now()));
         m.insert("deletionGracePeriodSeconds".into(), json!(0));
-        return Ok(st.store.put(key, marked));
+        return Ok(present(ctx, st.store.put(key, marked)));
     }
     let deleted = st.store.delete(&key).unwrap_or(obj);
     if ctx.info.plural == "namespaces" && ctx.info.group.is_empty() {

@@ -24,6 +24,7 @@ mod apply;
 mod audit;
 mod control;
 mod controller_manager;
+mod convert;
 mod crd;
 mod discovery;
 mod faults;

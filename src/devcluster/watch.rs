@@ -125,14 +125,21 @@ async fn run(shared: Arc<Shared>, ctx: Ctx, p: WatchParams, mut out: Emitter) {
     } else {
         None
     };
-    let (group, plural) = (ctx.info.group.clone(), ctx.info.plural.clone());
+    let (group, plural) = (ctx.storage().0.to_string(), ctx.storage().1.to_string());
     let in_scope = move |e: &StoredEvent| {
         e.key.group == group
             && e.key.plural == plural
             && ns.as_deref().is_none_or(|n| e.key.namespace == n)
     };
     let opts = p.opts.clone();
-    let matches = move |o: &Value| selected(&opts, o);
+    let presenting = ctx.clone();
+    let matches = move |o: &Value| {
+        if presenting.info.storage.is_some() {
+            selected(&opts, &present(&presenting, o.clone()))
+        } else {
+            selected(&opts, o)
+        }
+    };
 
     let start: Result<_, ApiError> = {
         let st = shared.lock();
@@ -149,7 +156,7 @@ async fn run(shared: Arc<Shared>, ctx: Ctx, p: WatchParams, mut out: Emitter) {
                 let ns = ctx.namespace.as_deref().filter(|_| ctx.info.namespaced);
                 let objs: Vec<Value> = st
                     .store
-                    .list(&ctx.info.group, &ctx.info.plural, ns)
+                    .list(ctx.storage().0, ctx.storage().1, ns)
                     .into_iter()
                     .filter(|(_, o)| matches(o))
                     .map(|(_, o)| present(&ctx, o.clone()))
