@@ -716,22 +716,49 @@ async fn recorded_events_are_visible_as_core_events() {
     use kube::runtime::events::{Event as Recorded, EventType, Recorder, Reporter};
     let c = Cluster::new("recorder").await;
     let cms: Api<ConfigMap> = c.api();
-    let cm = cms.create(&PostParams::default(), &config_map("subject", json!({}))).await.unwrap();
-    let recorder = Recorder::new(c.client.clone(), Reporter { controller: "ingress-failover".into(), instance: None });
-    let ev = Recorded { type_: EventType::Normal, reason: "FailedOver".into(), note: Some("switched to backup".into()), action: "Switch".into(), secondary: None };
+    let cm = cms
+        .create(&PostParams::default(), &config_map("subject", json!({})))
+        .await
+        .unwrap();
+    let recorder = Recorder::new(
+        c.client.clone(),
+        Reporter {
+            controller: "ingress-failover".into(),
+            instance: None,
+        },
+    );
+    let ev = Recorded {
+        type_: EventType::Normal,
+        reason: "FailedOver".into(),
+        note: Some("switched to backup".into()),
+        action: "Switch".into(),
+        secondary: None,
+    };
     recorder.publish(&ev, &cm.object_ref(&())).await.unwrap();
     // kubectl describe reads core/v1 Events by involvedObject.
     let core: Api<Event> = c.api();
     let found = eventually(10, || async {
-        let l = core.list(&ListParams::default().fields(&format!("involvedObject.name=subject,involvedObject.uid={}", cm.uid().unwrap()))).await.unwrap();
+        let l = core
+            .list(&ListParams::default().fields(&format!(
+                "involvedObject.name=subject,involvedObject.uid={}",
+                cm.uid().unwrap()
+            )))
+            .await
+            .unwrap();
         l.items.into_iter().next()
     })
     .await;
-    assert_eq!((found.reason.as_deref(), found.message.as_deref()), (Some("FailedOver"), Some("switched to backup")));
+    assert_eq!(
+        (found.reason.as_deref(), found.message.as_deref()),
+        (Some("FailedOver"), Some("switched to backup"))
+    );
     let v1: Api<k8s_openapi::api::events::v1::Event> = c.api();
     let same = v1.get(&found.name_any()).await.unwrap();
     assert_eq!(same.note.as_deref(), Some("switched to backup"));
-    assert_eq!(same.regarding.and_then(|r| r.name).as_deref(), Some("subject"));
+    assert_eq!(
+        same.regarding.and_then(|r| r.name).as_deref(),
+        Some("subject")
+    );
     c.cleanup().await;
 }
 

@@ -696,20 +696,14 @@ spec: {size: 5}
         assert!(ok, "kubectl {args:?} failed: {out}");
         out
     };
-    let out = tokio::task::block_in_place(|| {
-        run(&["apply", "--validate=false", "-f", "-"], Some(manifest))
-    });
+    let out = tokio::task::block_in_place(|| run(&["apply", "-f", "-"], Some(manifest)));
     assert!(
         out.contains("deployment.apps/web created")
             && out.contains("gadget.test.devcluster.io/g1 created"),
         "{out}"
     );
-    let out = tokio::task::block_in_place(|| {
-        run(
-            &["apply", "--server-side", "--validate=false", "-f", "-"],
-            Some(manifest),
-        )
-    });
+    let out =
+        tokio::task::block_in_place(|| run(&["apply", "--server-side", "-f", "-"], Some(manifest)));
     assert!(out.contains("serverside-applied"), "{out}");
     tokio::task::block_in_place(|| run(&["scale", "deployment/web", "--replicas=2"], None));
     tokio::time::sleep(Duration::from_millis(300)).await;

@@ -29,6 +29,7 @@ mod crd;
 mod discovery;
 mod faults;
 mod meta;
+mod openapi;
 mod patch;
 mod resources;
 mod router;

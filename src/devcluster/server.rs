@@ -6,6 +6,7 @@ use super::audit::{Audit, AuditEntry};
 use super::control;
 use super::discovery;
 use super::faults::{Faults, OutageMode};
+use super::openapi;
 use super::patch::PatchKind;
 use super::router::{self, ResourceRoute, Route};
 use super::scale;
@@ -115,6 +116,12 @@ async fn handle(
             .map(|d| json_response(200, &d))
             .ok_or_else(ApiError::no_route),
         Route::Resources(g, v) => discovery::resources(&shared.lock().registry, &g, &v)
+            .map(|d| json_response(200, &d))
+            .ok_or_else(ApiError::no_route),
+        Route::OpenApiV3(p) if p.is_empty() => {
+            Ok(json_response(200, &openapi::index(&shared.lock().registry)))
+        }
+        Route::OpenApiV3(p) => openapi::group_version(&shared.lock().registry, &p)
             .map(|d| json_response(200, &d))
             .ok_or_else(ApiError::no_route),
         Route::Resource(rr) => {
