@@ -563,6 +563,49 @@ async fn watch_resumes_from_a_resource_version() {
 }
 
 #[tokio::test]
+async fn watch_turns_selector_transitions_into_added_and_deleted() {
+    let c = Cluster::new("transitions").await;
+    let cms: Api<ConfigMap> = c.api();
+    let x = cms.create(&PostParams::default(), &config_map("x", json!({"tier": "old"}))).await.unwrap();
+    let mut stream = cms.watch(&WatchParams::default().labels("tier=new").timeout(5), &x.resource_version().unwrap()).await.unwrap().boxed();
+    let pp = PatchParams::default();
+    cms.patch("x", &pp, &Patch::Merge(json!({"metadata": {"labels": {"tier": "new"}}}))).await.unwrap();
+    cms.patch("x", &pp, &Patch::Merge(json!({"metadata": {"labels": {"tier": "gone"}}}))).await.unwrap();
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
+        match stream.try_next().await.unwrap() {
+            Some(WatchEvent::Added(o)) => seen.push(format!("ADDED {}", o.labels()["tier"])),
+            Some(WatchEvent::Deleted(o)) => seen.push(format!("DELETED {}", o.labels()["tier"])),
+            Some(WatchEvent::Bookmark(_)) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(seen, ["ADDED new", "DELETED gone"]);
+    c.cleanup().await;
+}
+
+#[tokio::test]
+async fn applied_endpoint_slices_replace_endpoints_and_ports() {
+    let c = Cluster::new("slices").await;
+    let slices: Api<EndpointSlice> = c.api();
+    let slice = |addrs: &[&str], port: i32| {
+        json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {"name": "managed-1", "labels": {"kubernetes.io/service-name": "managed"}},
+            "addressType": "IPv4",
+            "endpoints": addrs.iter().map(|a| json!({"addresses": [a], "conditions": {"ready": true}})).collect::<Vec<_>>(),
+            "ports": [{"name": "http", "port": port, "protocol": "TCP"}]})
+    };
+    let op = PatchParams::apply("ingress-failover").force();
+    slices.patch("managed-1", &op, &Patch::Apply(slice(&["10.0.1.1", "10.0.1.2"], 8080))).await.unwrap();
+    let after = slices.patch("managed-1", &op, &Patch::Apply(slice(&["10.0.1.2"], 9090))).await.unwrap();
+    let addrs: Vec<String> = after.endpoints.iter().flat_map(|e| e.addresses.clone()).collect();
+    assert_eq!(addrs, ["10.0.1.2"], "endpoints is an atomic list");
+    let ports: Vec<i32> = after.ports.unwrap().iter().filter_map(|p| p.port).collect();
+    assert_eq!(ports, [9090], "EndpointSlice ports is an atomic list");
+    c.cleanup().await;
+}
+
+#[tokio::test]
 async fn finalizers_hold_deletion_until_removed() {
     let c = Cluster::new("finalizers").await;
     let cms: Api<ConfigMap> = c.api();

@@ -78,7 +78,7 @@ enum ListKind {
     Atomic,
 }
 
-fn list_kind(field: &str, schema: Option<&Value>, sample: Option<&Value>) -> ListKind {
+fn list_kind(field: &str, schema: Option<&Value>, sample: Option<&Value>, root: bool) -> ListKind {
     if let Some(s) = schema {
         return match s.get("x-kubernetes-list-type").and_then(Value::as_str) {
             Some("map") => ListKind::Map(
@@ -98,7 +98,7 @@ fn list_kind(field: &str, schema: Option<&Value>, sample: Option<&Value>) -> Lis
     if field == "finalizers" {
         return ListKind::Set;
     }
-    match merge_key(field, sample) {
+    match merge_key(field, sample, root) {
         Some(k) => ListKind::Map(vec![k.to_string()]),
         None => ListKind::Atomic,
     }
@@ -132,7 +132,7 @@ fn collect(v: &Value, schema: Option<&Value>, prefix: &mut FieldPath, out: &mut 
         prefix.push(format!("f:{k}"));
         match child {
             Value::Object(_) => collect(child, cs, prefix, out),
-            Value::Array(items) => match list_kind(k, cs, items.first()) {
+            Value::Array(items) => match list_kind(k, cs, items.first(), prefix.len() == 1) {
                 ListKind::Map(keys) if items.iter().all(|i| item_key(i, &keys).is_some()) => {
                     let item_schema = cs.and_then(|s| s.get("items"));
                     for item in items {
@@ -230,7 +230,7 @@ fn remove_at(v: &mut Value, path: &[String]) {
 }
 
 /// Merges an applied configuration into the live object.
-fn merge_into(live: &mut Value, config: &Value, schema: Option<&Value>) {
+fn merge_into(live: &mut Value, config: &Value, schema: Option<&Value>, root: bool) {
     let (Some(l), Some(c)) = (live.as_object_mut(), config.as_object()) else {
         *live = config.clone();
         return;
@@ -238,15 +238,15 @@ fn merge_into(live: &mut Value, config: &Value, schema: Option<&Value>) {
     for (k, cv) in c {
         let cs = child_schema(schema, k);
         match (l.get_mut(k), cv) {
-            (Some(lv @ Value::Object(_)), Value::Object(_)) => merge_into(lv, cv, cs),
+            (Some(lv @ Value::Object(_)), Value::Object(_)) => merge_into(lv, cv, cs, false),
             (Some(Value::Array(litems)), Value::Array(citems)) => {
-                match list_kind(k, cs, citems.first().or(litems.first())) {
+                match list_kind(k, cs, citems.first().or(litems.first()), root) {
                     ListKind::Map(keys) => {
                         let item_schema = cs.and_then(|s| s.get("items"));
                         for ci in citems {
                             let pos = item_key(ci, &keys).and_then(|seg| find_item(litems, &seg));
                             match pos {
-                                Some(i) => merge_into(&mut litems[i], ci, item_schema),
+                                Some(i) => merge_into(&mut litems[i], ci, item_schema, false),
                                 None => litems.push(ci.clone()),
                             }
                         }
@@ -451,7 +451,7 @@ pub fn apply(base: &Value, req: &ApplyRequest<'_>) -> Result<Value, Vec<Conflict
         .map(|e| e.fields.clone())
         .unwrap_or_default();
     let mut merged = base.clone();
-    merge_into(&mut merged, &config, req.schema);
+    merge_into(&mut merged, &config, req.schema, true);
     for p in prev.difference(&new_set) {
         if !entries.iter().any(|e| !mine(e) && e.fields.contains(p)) {
             remove_at(&mut merged, p);
