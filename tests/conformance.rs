@@ -566,11 +566,36 @@ async fn watch_resumes_from_a_resource_version() {
 async fn watch_turns_selector_transitions_into_added_and_deleted() {
     let c = Cluster::new("transitions").await;
     let cms: Api<ConfigMap> = c.api();
-    let x = cms.create(&PostParams::default(), &config_map("x", json!({"tier": "old"}))).await.unwrap();
-    let mut stream = cms.watch(&WatchParams::default().labels("tier=new").timeout(5), &x.resource_version().unwrap()).await.unwrap().boxed();
+    let x = cms
+        .create(
+            &PostParams::default(),
+            &config_map("x", json!({"tier": "old"})),
+        )
+        .await
+        .unwrap();
+    let mut stream = cms
+        .watch(
+            &WatchParams::default().labels("tier=new").timeout(5),
+            &x.resource_version().unwrap(),
+        )
+        .await
+        .unwrap()
+        .boxed();
     let pp = PatchParams::default();
-    cms.patch("x", &pp, &Patch::Merge(json!({"metadata": {"labels": {"tier": "new"}}}))).await.unwrap();
-    cms.patch("x", &pp, &Patch::Merge(json!({"metadata": {"labels": {"tier": "gone"}}}))).await.unwrap();
+    cms.patch(
+        "x",
+        &pp,
+        &Patch::Merge(json!({"metadata": {"labels": {"tier": "new"}}})),
+    )
+    .await
+    .unwrap();
+    cms.patch(
+        "x",
+        &pp,
+        &Patch::Merge(json!({"metadata": {"labels": {"tier": "gone"}}})),
+    )
+    .await
+    .unwrap();
     let mut seen = Vec::new();
     while seen.len() < 2 {
         match stream.try_next().await.unwrap() {
@@ -596,12 +621,75 @@ async fn applied_endpoint_slices_replace_endpoints_and_ports() {
             "ports": [{"name": "http", "port": port, "protocol": "TCP"}]})
     };
     let op = PatchParams::apply("ingress-failover").force();
-    slices.patch("managed-1", &op, &Patch::Apply(slice(&["10.0.1.1", "10.0.1.2"], 8080))).await.unwrap();
-    let after = slices.patch("managed-1", &op, &Patch::Apply(slice(&["10.0.1.2"], 9090))).await.unwrap();
-    let addrs: Vec<String> = after.endpoints.iter().flat_map(|e| e.addresses.clone()).collect();
+    slices
+        .patch(
+            "managed-1",
+            &op,
+            &Patch::Apply(slice(&["10.0.1.1", "10.0.1.2"], 8080)),
+        )
+        .await
+        .unwrap();
+    let after = slices
+        .patch("managed-1", &op, &Patch::Apply(slice(&["10.0.1.2"], 9090)))
+        .await
+        .unwrap();
+    let addrs: Vec<String> = after
+        .endpoints
+        .iter()
+        .flat_map(|e| e.addresses.clone())
+        .collect();
     assert_eq!(addrs, ["10.0.1.2"], "endpoints is an atomic list");
     let ports: Vec<i32> = after.ports.unwrap().iter().filter_map(|p| p.port).collect();
     assert_eq!(ports, [9090], "EndpointSlice ports is an atomic list");
+    c.cleanup().await;
+}
+
+#[tokio::test]
+async fn metadata_only_lists_and_watches() {
+    let c = Cluster::new("metadata").await;
+    let cms: Api<ConfigMap> = c.api();
+    cms.create(
+        &PostParams::default(),
+        &config_map("m1", json!({"meta": "only"})),
+    )
+    .await
+    .unwrap();
+    let list = cms
+        .list_metadata(&ListParams::default().labels("meta=only"))
+        .await
+        .unwrap();
+    assert_eq!(list.items.len(), 1);
+    assert_eq!(list.items[0].metadata.name.as_deref(), Some("m1"));
+    let meta_api: Api<kube::core::PartialObjectMeta<ConfigMap>> =
+        Api::namespaced(c.client.clone(), &c.ns);
+    let mut w = kube::runtime::watcher(
+        meta_api,
+        kube::runtime::watcher::Config::default().labels("meta=only"),
+    )
+    .boxed();
+    let mut names = Vec::new();
+    cms.create(
+        &PostParams::default(),
+        &config_map("m2", json!({"meta": "only"})),
+    )
+    .await
+    .unwrap();
+    while names.len() < 2 {
+        match tokio::time::timeout(Duration::from_secs(10), w.try_next())
+            .await
+            .expect("events")
+            .unwrap()
+        {
+            Some(
+                kube::runtime::watcher::Event::InitApply(o)
+                | kube::runtime::watcher::Event::Apply(o),
+            ) => names.push(o.name_any()),
+            Some(_) => {}
+            None => break,
+        }
+    }
+    names.sort();
+    assert_eq!(names, ["m1", "m2"]);
     c.cleanup().await;
 }
 

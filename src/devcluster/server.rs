@@ -12,7 +12,7 @@ use super::router::{self, ResourceRoute, Route};
 use super::scale;
 use super::selectors::{FieldSelector, LabelSelector};
 use super::status::{ApiError, ApiResult};
-use super::table;
+use super::table::{self, Render};
 use super::watch::{self, WatchParams};
 use axum::body::Body;
 use axum::extract::Request;
@@ -244,6 +244,7 @@ async fn resource(
         .get("includeObject")
         .cloned()
         .unwrap_or_else(|| "Metadata".into());
+    let render = Render::from_accept(accept, &include);
     let name = rr.name.clone().unwrap_or_default();
     let target = if sub == "status" {
         Target::Status
@@ -262,7 +263,7 @@ async fn resource(
                     .unwrap_or(1800),
             ),
             opts: list_options(q)?,
-            table: table::wants_table(accept).then_some(include),
+            render: render.clone(),
         };
         let stream = watch::start(shared.clone(), ctx, params);
         let mut r = Response::new(Body::from_stream(stream));
@@ -278,33 +279,36 @@ async fn resource(
         ("get", "scale") => (200, scale::get(&st, &ctx, &name)?),
         ("get", _) => {
             let obj = api::get(&st, &ctx, &name)?;
-            if table::wants_table(accept) {
-                let rv = obj["metadata"]["resourceVersion"].clone();
-                (
-                    200,
+            let out = match &render {
+                Render::Table(include) => {
+                    let rv = obj["metadata"]["resourceVersion"].clone();
                     table::table(
                         &ctx.info,
                         &[obj],
                         json!({"resourceVersion": rv}),
-                        &include,
+                        include,
                         true,
-                    ),
-                )
-            } else {
-                (200, obj)
-            }
+                    )
+                }
+                Render::Metadata => table::partial(&obj),
+                Render::Object => obj,
+            };
+            (200, out)
         }
         ("list", _) => {
             let (items, meta) = api::list(&st, &ctx, &list_options(q)?)?;
-            if table::wants_table(accept) {
-                (200, table::table(&ctx.info, &items, meta, &include, true))
-            } else {
-                let kind = format!("{}List", ctx.info.kind);
-                (
-                    200,
-                    json!({"kind": kind, "apiVersion": ctx.info.api_version(&ctx.version), "metadata": meta, "items": items}),
-                )
-            }
+            let out = match &render {
+                Render::Table(include) => table::table(&ctx.info, &items, meta, include, true),
+                Render::Metadata => {
+                    let items: Vec<Value> = items.iter().map(table::partial).collect();
+                    json!({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": meta, "items": items})
+                }
+                Render::Object => {
+                    let kind = format!("{}List", ctx.info.kind);
+                    json!({"kind": kind, "apiVersion": ctx.info.api_version(&ctx.version), "metadata": meta, "items": items})
+                }
+            };
+            (200, out)
         }
         ("create", "") => (201, api::create(&mut st, &ctx, parse_body(&bytes)?)?),
         ("update", "scale") => (

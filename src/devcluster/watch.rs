@@ -11,7 +11,7 @@ use super::api::{Ctx, ListOptions, present, selected};
 use super::server::Shared;
 use super::status::ApiError;
 use super::store::{EventType, StoredEvent};
-use super::table;
+use super::table::{self, Render};
 use bytes::Bytes;
 use serde_json::{Value, json};
 use std::convert::Infallible;
@@ -32,21 +32,23 @@ pub struct WatchParams {
     pub timeout: Duration,
     /// Selectors.
     pub opts: ListOptions,
-    /// Answer with Table rows (`kubectl get -w`): the includeObject mode.
-    pub table: Option<String>,
+    /// Objects, Table rows (`kubectl get -w`) or PartialObjectMetadata.
+    pub render: Render,
 }
 
 struct Emitter {
     ctx: Ctx,
-    table: Option<String>,
+    render: Render,
     columns_sent: bool,
     tx: mpsc::Sender<Bytes>,
 }
 
 impl Emitter {
     async fn send(&mut self, kind: &str, object: Value) -> bool {
-        let object = match (&self.table, kind) {
-            (Some(mode), "ADDED" | "MODIFIED" | "DELETED") => {
+        let data_event = matches!(kind, "ADDED" | "MODIFIED" | "DELETED");
+        let object = match &self.render {
+            Render::Metadata if data_event || kind == "BOOKMARK" => table::partial(&object),
+            Render::Table(mode) if data_event => {
                 let t = table::table(
                     &self.ctx.info,
                     &[object],
@@ -105,7 +107,7 @@ pub fn start(
         p.clone(),
         Emitter {
             ctx,
-            table: p.table.clone(),
+            render: p.render.clone(),
             columns_sent: false,
             tx,
         },
