@@ -5,6 +5,9 @@
 use super::apply::{self, ApplyRequest, Scope};
 use super::convert;
 use super::crd;
+use super::defaults;
+pub use super::delete::{Propagation, collect_garbage, delete, delete_collection};
+use super::managed;
 use super::meta::{
     self, carry_over_identity, finalizers, meta_mut, meta_str, same_content, spec_changed,
 };
@@ -15,7 +18,6 @@ use super::selectors::{FieldSelector, LabelSelector};
 use super::status::{ApiError, ApiResult, FieldCause};
 use super::store::{ObjKey, Store};
 use serde_json::{Value, json};
-use std::collections::HashSet;
 
 /// Everything behind the lock.
 #[derive(Debug)]
@@ -104,7 +106,8 @@ impl Ctx {
         }
     }
 
-    fn api_version(&self) -> String {
+    /// `group/version` as requested.
+    pub fn api_version(&self) -> String {
         self.info.api_version(&self.version)
     }
 
@@ -152,7 +155,8 @@ fn selected_as_presented(ctx: &Ctx, opts: &ListOptions, stored: &Value) -> bool 
     }
 }
 
-fn not_found(ctx: &Ctx, name: &str) -> ApiError {
+/// 404 for `name` in this context.
+pub fn not_found(ctx: &Ctx, name: &str) -> ApiError {
     ApiError::not_found((&ctx.info.group, &ctx.info.plural, name))
 }
 
@@ -354,11 +358,11 @@ fn create_with(st: &mut State, ctx: &Ctx, mut obj: Value, managed: Managed) -> A
     {
         m.remove("status");
     }
-    builtin_defaults(st, ctx, &mut obj);
+    defaults::builtin_defaults(st, ctx, &mut obj);
     validate(st, ctx, &mut obj, None)?;
     if managed == Managed::Update {
         meta_mut(&mut obj).remove("managedFields");
-        apply::record_update(
+        managed::record_update(
             None,
             &mut obj,
             &ctx.manager,
@@ -381,70 +385,6 @@ fn create_with(st: &mut State, ctx: &Ctx, mut obj: Value, managed: Managed) -> A
 
 /// The field manager the controller-manager writes with (it may set status on create).
 pub const CONTROLLER_MANAGER: &str = "devcluster-controller-manager";
-
-fn builtin_defaults(st: &mut State, ctx: &Ctx, obj: &mut Value) {
-    match (ctx.info.group.as_str(), ctx.info.plural.as_str()) {
-        ("", "namespaces") => {
-            obj["status"] = json!({"phase": "Active"});
-        }
-        ("", "services") => {
-            if obj.pointer("/spec/clusterIP").is_none()
-                && obj.pointer("/spec/type").and_then(Value::as_str) != Some("ExternalName")
-            {
-                let n = st.next_cluster_ip;
-                st.next_cluster_ip += 1;
-                obj["spec"]["clusterIP"] = json!(format!("10.96.{}.{}", (n >> 8) & 255, n & 255));
-            }
-            if obj.pointer("/spec/type").is_none() {
-                obj["spec"]["type"] = json!("ClusterIP");
-            }
-            for port in obj
-                .pointer_mut("/spec/ports")
-                .and_then(Value::as_array_mut)
-                .into_iter()
-                .flatten()
-            {
-                if port.get("protocol").is_none() {
-                    port["protocol"] = json!("TCP");
-                }
-                if port.get("targetPort").is_none() {
-                    port["targetPort"] = port["port"].clone();
-                }
-            }
-        }
-        ("apps", "deployments") if obj.get("spec").is_some() => {
-            let spec = &mut obj["spec"];
-            for (k, v) in [
-                ("replicas", json!(1)),
-                ("revisionHistoryLimit", json!(10)),
-                ("progressDeadlineSeconds", json!(600)),
-                (
-                    "strategy",
-                    json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}}),
-                ),
-            ] {
-                if spec.get(k).is_none() {
-                    spec[k] = v;
-                }
-            }
-            let containers = spec
-                .pointer_mut("/template/spec/containers")
-                .and_then(Value::as_array_mut);
-            for port in containers
-                .into_iter()
-                .flatten()
-                .filter_map(|c| c.get_mut("ports"))
-                .filter_map(Value::as_array_mut)
-                .flatten()
-            {
-                if port.get("protocol").is_none() {
-                    port["protocol"] = json!("TCP");
-                }
-            }
-        }
-        _ => {}
-    }
-}
 
 /// Which part of the object a write goes to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -539,7 +479,7 @@ pub fn commit(
             Some(mf) => meta_mut(&mut new).insert("managedFields".into(), mf),
             None => meta_mut(&mut new).remove("managedFields"),
         };
-        apply::record_update(
+        managed::record_update(
             Some(old),
             &mut new,
             &ctx.manager,
@@ -713,174 +653,5 @@ fn server_side_apply(
             }
             create_with(st, ctx, merged, Managed::Preserve).map(|v| (201, v))
         }
-    }
-}
-
-/// `propagationPolicy` of a delete.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Propagation {
-    /// Dependents are deleted after the owner (the default here, also for Foreground).
-    Background,
-    /// Dependents lose their ownerReference and stay.
-    Orphan,
-}
-
-/// DELETE one object. With finalizers it only gets a deletionTimestamp.
-pub fn delete(st: &mut State, ctx: &Ctx, name: &str, options: &Value) -> ApiResult<Value> {
-    let key = ctx.key(name);
-    let obj = st
-        .store
-        .get(&key)
-        .cloned()
-        .ok_or_else(|| not_found(ctx, name))?;
-    let subject = (ctx.info.group.as_str(), ctx.info.plural.as_str(), name);
-    if let Some(uid) = options
-        .pointer("/preconditions/uid")
-        .and_then(Value::as_str)
-        && Some(uid) != meta_str(&obj, "uid")
-    {
-        return Err(ApiError::conflict(
-            subject,
-            &format!(
-                "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
-                meta_str(&obj, "uid").unwrap_or("")
-            ),
-        ));
-    }
-    if let Some(rv) = options
-        .pointer("/preconditions/resourceVersion")
-        .and_then(Value::as_str)
-        && Some(rv) != meta_str(&obj, "resourceVersion")
-    {
-        return Err(ApiError::stale(subject));
-    }
-    let propagation = match options.get("propagationPolicy").and_then(Value::as_str) {
-        Some("Orphan") => Propagation::Orphan,
-        _ => Propagation::Background,
-    };
-    if ctx.info.plural == "namespaces" && matches!(name, "default" | "kube-system" | "kube-public")
-    {
-        return Err(ApiError::new(
-            403,
-            "Forbidden",
-            format!("namespaces \"{name}\" is forbidden: this namespace may not be deleted"),
-        ));
-    }
-    if ctx.dry_run {
-        return Ok(present(ctx, obj));
-    }
-    if !finalizers(&obj).is_empty() {
-        if meta_str(&obj, "deletionTimestamp").is_some() {
-            return Ok(present(ctx, obj));
-        }
-        let mut marked = obj.clone();
-        let m = meta_mut(&mut marked);
-        m.insert("deletionTimestamp".into(), json!(meta::now()));
-        m.insert("deletionGracePeriodSeconds".into(), json!(0));
-        return Ok(present(ctx, st.store.put(key, marked)));
-    }
-    let deleted = st.store.delete(&key).unwrap_or(obj);
-    if ctx.info.plural == "namespaces" && ctx.info.group.is_empty() {
-        delete_namespace_contents(st, name);
-    }
-    if ctx.info.plural == "customresourcedefinitions" {
-        crd::removed(st, &deleted);
-    }
-    collect_garbage(st, &deleted, propagation);
-    Ok(present(ctx, deleted))
-}
-
-/// DELETE on a collection: deletes every selected object.
-pub fn delete_collection(
-    st: &mut State,
-    ctx: &Ctx,
-    opts: &ListOptions,
-    options: &Value,
-) -> ApiResult<Value> {
-    let (items, meta) = list(
-        st,
-        ctx,
-        &ListOptions {
-            limit: 0,
-            continue_token: None,
-            ..opts.clone()
-        },
-    )?;
-    let mut deleted = Vec::new();
-    for item in items {
-        let name = meta_str(&item, "name").unwrap_or("").to_string();
-        let mut c = ctx.clone();
-        c.namespace = meta_str(&item, "namespace").map(String::from);
-        deleted.push(delete(st, &c, &name, options)?);
-    }
-    Ok(
-        json!({"kind": format!("{}List", ctx.info.kind), "apiVersion": ctx.api_version(), "metadata": meta, "items": deleted}),
-    )
-}
-
-/// Namespace deletion removes everything in it at once (finalizers of contents are not waited for).
-fn delete_namespace_contents(st: &mut State, ns: &str) {
-    let keys: Vec<ObjKey> = st
-        .store
-        .iter()
-        .filter(|(k, _)| k.namespace == ns)
-        .map(|(k, _)| k.clone())
-        .collect();
-    for k in keys {
-        st.store.delete(&k);
-    }
-}
-
-/// Background garbage collection after `owner` is gone: dependents whose every owner is gone
-/// are deleted (recursively, finalizers respected); with Orphan they just lose the reference.
-pub fn collect_garbage(st: &mut State, owner: &Value, propagation: Propagation) {
-    let Some(uid) = meta_str(owner, "uid").map(String::from) else {
-        return;
-    };
-    let live_uids: HashSet<String> = st
-        .store
-        .iter()
-        .filter_map(|(_, o)| meta_str(o, "uid").map(String::from))
-        .collect();
-    let dependents: Vec<(ObjKey, Value)> = st
-        .store
-        .iter()
-        .filter(|(_, o)| {
-            o.pointer("/metadata/ownerReferences")
-                .and_then(Value::as_array)
-                .is_some_and(|refs| refs.iter().any(|r| r["uid"] == json!(uid)))
-        })
-        .map(|(k, o)| (k.clone(), o.clone()))
-        .collect();
-    for (key, dep) in dependents {
-        let refs = dep
-            .pointer("/metadata/ownerReferences")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
-        let remaining: Vec<Value> = refs
-            .into_iter()
-            .filter(|r| r["uid"] != json!(uid))
-            .collect();
-        let others_alive = remaining
-            .iter()
-            .any(|r| r["uid"].as_str().is_some_and(|u| live_uids.contains(u)));
-        if propagation == Propagation::Orphan || others_alive {
-            let mut updated = dep.clone();
-            meta_mut(&mut updated).insert("ownerReferences".into(), Value::Array(remaining));
-            st.store.put(key, updated);
-            continue;
-        }
-        let Some(info) = st.registry.get(&key.group, &key.plural).cloned() else {
-            continue;
-        };
-        let version = info.versions[0].clone();
-        let ctx = Ctx::new(
-            info,
-            &version,
-            Some(&key.namespace),
-            "generic-garbage-collector",
-        );
-        let _ = delete(st, &ctx, &key.name, &json!({}));
     }
 }
