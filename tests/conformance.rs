@@ -746,6 +746,55 @@ async fn deleting_an_owner_cascades_to_dependents() {
 }
 
 #[tokio::test]
+async fn foreground_deletion_waits_for_dependents() {
+    let c = Cluster::new("foreground").await;
+    let cms: Api<ConfigMap> = c.api();
+    let owner = cms
+        .create(&PostParams::default(), &config_map("owner", json!({})))
+        .await
+        .unwrap();
+    let dep: ConfigMap = from(
+        json!({"metadata": {"name": "dependent", "finalizers": ["ingressfailover.io/hold"], "ownerReferences": [
+            {"apiVersion": "v1", "kind": "ConfigMap", "name": "owner", "uid": owner.uid().unwrap(), "blockOwnerDeletion": true}
+        ]}}),
+    );
+    cms.create(&PostParams::default(), &dep).await.unwrap();
+    cms.delete("owner", &DeleteParams::foreground())
+        .await
+        .unwrap();
+    let waiting = eventually(30, || async {
+        let d = cms.get("dependent").await.unwrap();
+        d.metadata
+            .deletion_timestamp
+            .is_some()
+            .then_some(cms.get("owner").await.unwrap())
+    })
+    .await;
+    assert!(waiting.metadata.deletion_timestamp.is_some());
+    assert!(
+        waiting
+            .finalizers()
+            .iter()
+            .any(|f| f == "foregroundDeletion"),
+        "{:?}",
+        waiting.finalizers()
+    );
+    cms.patch(
+        "dependent",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+    )
+    .await
+    .unwrap();
+    eventually(30, || async {
+        cms.get_opt("owner").await.unwrap().is_none().then_some(())
+    })
+    .await;
+    assert!(cms.get_opt("dependent").await.unwrap().is_none());
+    c.cleanup().await;
+}
+
+#[tokio::test]
 async fn deployment_becomes_ready_and_publishes_endpoint_slices() {
     let c = Cluster::new("endpoints").await;
     let deps: Api<Deployment> = c.api();

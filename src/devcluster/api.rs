@@ -6,7 +6,8 @@ use super::apply::{self, ApplyRequest, Scope};
 use super::convert;
 use super::crd;
 use super::defaults;
-pub use super::delete::{Propagation, collect_garbage, delete, delete_collection};
+use super::delete;
+pub use super::delete::{Propagation, delete, delete_collection};
 use super::managed;
 use super::meta::{
     self, carry_over_identity, finalizers, meta_mut, meta_str, same_content, spec_changed,
@@ -517,7 +518,7 @@ pub fn commit(
     let key = ctx.key(&name);
     if finalizing {
         let deleted = st.store.delete(&key).unwrap_or(new);
-        collect_garbage(st, &deleted, Propagation::Background);
+        delete::finish_deletion(st, &key, &deleted, Propagation::Background);
         return Ok(present(ctx, deleted));
     }
     let stored = st.store.put(key, new);

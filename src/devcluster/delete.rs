@@ -12,11 +12,15 @@ use std::collections::HashSet;
 /// `propagationPolicy` of a delete.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Propagation {
-    /// Dependents are deleted after the owner (the default here, also for Foreground).
+    /// The owner goes first, then its dependents (the default).
     Background,
+    /// The owner stays, with a `foregroundDeletion` finalizer, until its dependents are gone.
+    Foreground,
     /// Dependents lose their ownerReference and stay.
     Orphan,
 }
+
+const FOREGROUND: &str = "foregroundDeletion";
 
 /// DELETE one object. With finalizers it only gets a deletionTimestamp.
 pub fn delete(st: &mut State, ctx: &Ctx, name: &str, options: &Value) -> ApiResult<Value> {
@@ -49,6 +53,7 @@ pub fn delete(st: &mut State, ctx: &Ctx, name: &str, options: &Value) -> ApiResu
     }
     let propagation = match options.get("propagationPolicy").and_then(Value::as_str) {
         Some("Orphan") => Propagation::Orphan,
+        Some("Foreground") => Propagation::Foreground,
         _ => Propagation::Background,
     };
     if ctx.info.plural == "namespaces" && matches!(name, "default" | "kube-system" | "kube-public")
@@ -62,7 +67,9 @@ pub fn delete(st: &mut State, ctx: &Ctx, name: &str, options: &Value) -> ApiResu
     if ctx.dry_run {
         return Ok(present(ctx, obj));
     }
-    if !finalizers(&obj).is_empty() {
+    let uid = meta_str(&obj, "uid").unwrap_or("").to_string();
+    let foreground = propagation == Propagation::Foreground && !dependents(st, &uid).is_empty();
+    if !finalizers(&obj).is_empty() || foreground {
         if meta_str(&obj, "deletionTimestamp").is_some() {
             return Ok(present(ctx, obj));
         }
@@ -70,17 +77,114 @@ pub fn delete(st: &mut State, ctx: &Ctx, name: &str, options: &Value) -> ApiResu
         let m = meta_mut(&mut marked);
         m.insert("deletionTimestamp".into(), json!(meta::now()));
         m.insert("deletionGracePeriodSeconds".into(), json!(0));
-        return Ok(present(ctx, st.store.put(key, marked)));
+        if foreground {
+            let mut f = finalizers(&marked);
+            f.push(FOREGROUND.into());
+            meta_mut(&mut marked).insert("finalizers".into(), json!(f));
+        }
+        let marked = st.store.put(key.clone(), marked);
+        if foreground {
+            for (dep_key, _) in dependents(st, &uid) {
+                delete_key(st, &dep_key, Propagation::Foreground);
+            }
+            release_foreground(st, &uid);
+            if let Some(still) = st.store.get(&key) {
+                return Ok(present(ctx, still.clone()));
+            }
+        }
+        return Ok(present(ctx, marked));
     }
     let deleted = st.store.delete(&key).unwrap_or(obj);
-    if ctx.info.plural == "namespaces" && ctx.info.group.is_empty() {
-        delete_namespace_contents(st, name);
-    }
-    if ctx.info.plural == "customresourcedefinitions" {
-        crd::removed(st, &deleted);
-    }
-    collect_garbage(st, &deleted, propagation);
+    finish_deletion(st, &key, &deleted, propagation);
     Ok(present(ctx, deleted))
+}
+
+/// Everything that follows an object's removal from the store: namespace contents, a CRD's
+/// resource, dependents (garbage collection) and owners waiting in foreground deletion.
+pub fn finish_deletion(st: &mut State, key: &ObjKey, deleted: &Value, propagation: Propagation) {
+    if key.plural == "namespaces" && key.group.is_empty() {
+        delete_namespace_contents(st, &key.name);
+    }
+    if key.plural == "customresourcedefinitions" {
+        crd::removed(st, deleted);
+    }
+    collect_garbage(st, deleted, propagation);
+    let owners: Vec<String> = deleted
+        .pointer("/metadata/ownerReferences")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r["uid"].as_str().map(String::from))
+        .collect();
+    for owner in owners {
+        release_foreground(st, &owner);
+    }
+}
+
+/// Objects with an ownerReference to `uid`.
+fn dependents(st: &State, uid: &str) -> Vec<(ObjKey, Value)> {
+    if uid.is_empty() {
+        return Vec::new();
+    }
+    st.store
+        .iter()
+        .filter(|(_, o)| {
+            o.pointer("/metadata/ownerReferences")
+                .and_then(Value::as_array)
+                .is_some_and(|refs| refs.iter().any(|r| r["uid"] == json!(uid)))
+        })
+        .map(|(k, o)| (k.clone(), o.clone()))
+        .collect()
+}
+
+/// Deletes by key with the resource's own context (used for dependents).
+fn delete_key(st: &mut State, key: &ObjKey, propagation: Propagation) {
+    let Some(info) = st.registry.get(&key.group, &key.plural).cloned() else {
+        return;
+    };
+    let version = info.versions[0].clone();
+    let ctx = Ctx::new(
+        info,
+        &version,
+        Some(&key.namespace),
+        "generic-garbage-collector",
+    );
+    let policy = match propagation {
+        Propagation::Foreground => "Foreground",
+        Propagation::Orphan => "Orphan",
+        Propagation::Background => "Background",
+    };
+    let _ = delete(st, &ctx, &key.name, &json!({"propagationPolicy": policy}));
+}
+
+/// An owner in foreground deletion whose dependents are all gone loses its
+/// `foregroundDeletion` finalizer, and goes if that was the last one.
+fn release_foreground(st: &mut State, owner_uid: &str) {
+    let Some((key, owner)) = st
+        .store
+        .iter()
+        .find(|(_, o)| meta_str(o, "uid") == Some(owner_uid))
+        .map(|(k, o)| (k.clone(), o.clone()))
+    else {
+        return;
+    };
+    if !finalizers(&owner).iter().any(|f| f == FOREGROUND) || !dependents(st, owner_uid).is_empty()
+    {
+        return;
+    }
+    let rest: Vec<String> = finalizers(&owner)
+        .into_iter()
+        .filter(|f| f != FOREGROUND)
+        .collect();
+    if rest.is_empty() {
+        if let Some(deleted) = st.store.delete(&key) {
+            finish_deletion(st, &key, &deleted, Propagation::Background);
+        }
+    } else {
+        let mut updated = owner;
+        meta_mut(&mut updated).insert("finalizers".into(), json!(rest));
+        st.store.put(key, updated);
+    }
 }
 
 /// DELETE on a collection: deletes every selected object.
@@ -164,16 +268,6 @@ pub fn collect_garbage(st: &mut State, owner: &Value, propagation: Propagation) 
             st.store.put(key, updated);
             continue;
         }
-        let Some(info) = st.registry.get(&key.group, &key.plural).cloned() else {
-            continue;
-        };
-        let version = info.versions[0].clone();
-        let ctx = Ctx::new(
-            info,
-            &version,
-            Some(&key.namespace),
-            "generic-garbage-collector",
-        );
-        let _ = delete(st, &ctx, &key.name, &json!({}));
+        delete_key(st, &key, propagation);
     }
 }
