@@ -1018,6 +1018,24 @@ async fn custom_resources_are_served_validated_and_have_status() {
     let e = api_error(raw.create(&PostParams::default(), &bad).await.unwrap_err());
     assert_eq!((e.code, e.reason.as_str()), (422, "Invalid"));
     assert!(e.message.contains("spec.size"), "{}", e.message);
+    // Unknown fields are pruned, or refused with fieldValidation=Strict.
+    let typo = Patch::Merge(json!({"spec": {"sise": 5}}));
+    let pruned = raw
+        .patch("w", &PatchParams::default(), &typo)
+        .await
+        .unwrap();
+    assert!(pruned.data["spec"].get("sise").is_none());
+    let strict = PatchParams {
+        field_validation: Some(kube::api::ValidationDirective::Strict),
+        ..Default::default()
+    };
+    let e = api_error(raw.patch("w", &strict, &typo).await.unwrap_err());
+    assert_eq!(e.code, 400);
+    assert!(
+        e.message.contains("unknown field \"spec.sise\""),
+        "{}",
+        e.message
+    );
     // Status subresource is isolated.
     let pp = PatchParams::default();
     let s = widgets

@@ -727,6 +727,19 @@ spec: {size: 5}
             None,
         )
     });
+    let (ok, out) = tokio::task::block_in_place(|| {
+        kubectl(
+            kc,
+            &["apply", "-f", "-"],
+            Some(
+                "{apiVersion: test.devcluster.io/v1, kind: Gadget, metadata: {name: g2}, spec: {size: 1, colour: red}}",
+            ),
+        )
+    });
+    assert!(
+        !ok && out.contains("unknown field"),
+        "kubectl validates through the server: {out}"
+    );
     let out = tokio::task::block_in_place(|| run(&["describe", "deployment", "web"], None));
     assert!(
         out.contains("Replicas:") && out.contains("2 desired"),

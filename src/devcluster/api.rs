@@ -70,6 +70,8 @@ pub struct Ctx {
     pub dry_run: bool,
     /// `force=true` for apply.
     pub force: bool,
+    /// `fieldValidation=Strict`: unknown fields in custom resources are an error.
+    pub strict: bool,
 }
 
 impl Ctx {
@@ -82,6 +84,7 @@ impl Ctx {
             manager: manager.into(),
             dry_run: false,
             force: false,
+            strict: false,
         }
     }
 
@@ -259,6 +262,21 @@ fn validate(st: &State, ctx: &Ctx, obj: &mut Value, old: Option<&Value>) -> ApiR
         causes.extend(crd::validate(obj));
     }
     let _ = st;
+    let unknown: Vec<String> = causes
+        .iter()
+        .filter(|c| c.reason == schema::UNKNOWN)
+        .map(|c| format!("unknown field \"{}\"", c.field))
+        .collect();
+    causes.retain(|c| c.reason != schema::UNKNOWN);
+    if ctx.strict && !unknown.is_empty() && causes.is_empty() {
+        return Err(ApiError::bad_request(format!(
+            "{} in version \"{}\" cannot be handled as a {}: strict decoding error: {}",
+            ctx.info.kind,
+            ctx.version,
+            ctx.info.kind,
+            unknown.join(", ")
+        )));
+    }
     if causes.is_empty() {
         Ok(())
     } else {

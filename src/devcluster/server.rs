@@ -239,6 +239,7 @@ async fn resource(
     );
     ctx.dry_run = q.get("dryRun").is_some_and(|d| d == "All");
     ctx.force = q.get("force").is_some_and(|f| f == "true");
+    ctx.strict = q.get("fieldValidation").is_some_and(|f| f == "Strict");
     let accept = header_str(headers, header::ACCEPT);
     let include = q
         .get("includeObject")
