@@ -148,7 +148,15 @@ fn builtins() -> Vec<Builtin> {
             ],
             ..b("", "v1", "pods", "Pod", true, &["po"], true, false)
         },
-        b("", "v1", "events", "Event", true, &["ev"], false, false),
+        Builtin {
+            columns: vec![
+                col("Type", "string", ".type", 0),
+                col("Reason", "string", ".reason", 0),
+                col("Object", "string", "@event-object", 0),
+                col("Message", "string", ".message", 0),
+            ],
+            ..b("", "v1", "events", "Event", true, &["ev"], false, false)
+        },
         b(
             "",
             "v1",

@@ -144,6 +144,16 @@ fn computed(name: &str, obj: &Value) -> Value {
                 _ => addrs.join(","),
             }
         }
+        "@event-object" => format!(
+            "{}/{}",
+            obj.pointer("/involvedObject/kind")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_lowercase(),
+            obj.pointer("/involvedObject/name")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+        ),
         "@ingress-hosts" => join_strs(
             arr("/spec/rules")
                 .iter()
