@@ -228,6 +228,23 @@ async fn errors_are_status_objects_with_reasons() {
             .unwrap_err(),
     );
     assert_eq!((e.code, e.reason.as_str()), (422, "Invalid"));
+    // Service names are DNS labels; label values have a syntax and a length limit.
+    let svcs: Api<Service> = c.api();
+    let svc: Service =
+        from(json!({"metadata": {"name": "web.backup"}, "spec": {"ports": [{"port": 80}]}}));
+    assert_eq!(
+        api_error(svcs.create(&PostParams::default(), &svc).await.unwrap_err()).code,
+        422
+    );
+    let long_label = config_map("labelled", json!({"policy": "x".repeat(64)}));
+    let e = api_error(
+        c.api::<ConfigMap>()
+            .create(&PostParams::default(), &long_label)
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(e.code, 422);
+    assert!(e.message.contains("metadata.labels"), "{}", e.message);
     c.cleanup().await;
 }
 

@@ -250,8 +250,11 @@ fn validate(st: &State, ctx: &Ctx, obj: &mut Value, old: Option<&Value>) -> ApiR
         name.as_str(),
     );
     let mut causes = Vec::new();
-    if let Some(msg) = meta::invalid_name(&name) {
+    if let Some(msg) = meta::invalid_name(&ctx.info.plural, &name) {
         causes.push(FieldCause::new("FieldValueInvalid", "metadata.name", msg));
+    }
+    for (field, msg) in meta::invalid_labels(obj) {
+        causes.push(FieldCause::new("FieldValueInvalid", field, msg));
     }
     if ctx.info.from_crd
         && let Some(s) = ctx.info.schemas.get(&ctx.version)
