@@ -338,6 +338,8 @@ async fn dropped_watches_and_outages() {
         .await
         .unwrap_err();
     assert!(!matches!(err, kube::Error::Api(_)), "{err:?}");
+    let refused = std::net::TcpStream::connect(dc.addr()).map_err(|e| e.kind());
+    assert_eq!(refused.err(), Some(std::io::ErrorKind::ConnectionRefused));
     tokio::time::sleep(Duration::from_millis(450)).await;
     assert!(
         Api::<ConfigMap>::namespaced(fresh, "default")
