@@ -1,8 +1,8 @@
 //! Fault injection: what a real cluster cannot do on cue.
 //!
 //! Error rates per verb/resource (500, 429 with Retry-After, 409, 503), added latency, dropping
-//! every open watch stream, and a full outage window (503 for everything, or connections closed
-//! on accept). Draws come from a seeded RNG, so a sequential client sees the same faults on
+//! every open watch stream, and a full outage window (503 for everything, or refused
+//! connections). Draws come from a seeded RNG, so a sequential client sees the same faults on
 //! every run with the same seed.
 
 use super::status::ApiError;
