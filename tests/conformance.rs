@@ -959,6 +959,61 @@ async fn recorded_events_are_visible_as_core_events() {
     c.cleanup().await;
 }
 
+#[tokio::test]
+async fn lease_leader_election_hands_over_when_the_leader_dies() {
+    use kube_lease_manager::LeaseManagerBuilder;
+    let c = Cluster::new("lease").await;
+    let build = |id: &str| {
+        LeaseManagerBuilder::new(c.client.clone(), "ingress-failover-leader")
+            .with_namespace(c.ns.clone())
+            .with_identity(id)
+            .with_duration(2)
+            .with_grace(1)
+            .build()
+    };
+    let (mut a_rx, a_task) = build("a").await.unwrap().watch().await;
+    let (mut b_rx, b_task) = build("b").await.unwrap().watch().await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let first = loop {
+        let (a, b) = (*a_rx.borrow_and_update(), *b_rx.borrow_and_update());
+        assert!(!(a && b), "two leaders at once");
+        if a || b {
+            break if a { "a" } else { "b" };
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "nobody became leader"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    // The leader dies without releasing; the other takes over once the lease expires.
+    let (survivor_rx, dead) = if first == "a" {
+        (&mut b_rx, a_task)
+    } else {
+        (&mut a_rx, b_task)
+    };
+    dead.abort();
+    let started = tokio::time::Instant::now();
+    tokio::time::timeout(Duration::from_secs(20), async {
+        while !*survivor_rx.borrow_and_update() {
+            survivor_rx.changed().await.unwrap();
+        }
+    })
+    .await
+    .expect("the survivor becomes leader");
+    assert!(
+        started.elapsed() >= Duration::from_millis(500),
+        "took over before the lease could expire"
+    );
+    let lease = c
+        .api::<Lease>()
+        .get("ingress-failover-leader")
+        .await
+        .unwrap();
+    assert_ne!(lease.spec.unwrap().holder_identity.as_deref(), Some(first));
+    c.cleanup().await;
+}
+
 /// A small CRD of our own (the real FailoverPolicy is tested once it exists).
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, JsonSchema)]
 #[kube(
