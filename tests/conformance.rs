@@ -157,6 +157,24 @@ async fn discovery_lists_the_resources_the_operator_uses() {
             "{group}/{kind} missing"
         );
     }
+    let aggregated = kube::Discovery::new(c.client.clone())
+        .run_aggregated()
+        .await
+        .expect("aggregated discovery");
+    let apps = aggregated
+        .get("apps")
+        .expect("apps in aggregated discovery");
+    let (deploy, caps) = apps
+        .recommended_resources()
+        .into_iter()
+        .find(|(r, _)| r.kind == "Deployment")
+        .unwrap();
+    assert!(
+        caps.subresources
+            .iter()
+            .any(|(s, _)| s.plural == "deployments/scale" || s.plural == "scale"),
+        "{deploy:?} {caps:?}"
+    );
     let version = c.client.apiserver_version().await.expect("/version");
     assert_eq!(version.major, "1");
     c.cleanup().await;

@@ -107,6 +107,22 @@ async fn handle(
     let result = match route {
         Route::Version => Ok(json_response(200, &discovery::version())),
         Route::Health => Ok(Response::new(Body::from("ok"))),
+        Route::CoreVersions | Route::Groups
+            if discovery::aggregated_version(header_str(&parts.headers, header::ACCEPT))
+                .is_some() =>
+        {
+            let v = discovery::aggregated_version(header_str(&parts.headers, header::ACCEPT))
+                .unwrap_or("v2");
+            let doc =
+                discovery::aggregated(&shared.lock().registry, route == Route::CoreVersions, v);
+            let mut r = json_response(200, &doc);
+            let ct =
+                format!("application/json;g=apidiscovery.k8s.io;v={v};as=APIGroupDiscoveryList");
+            if let Ok(ct) = HeaderValue::from_str(&ct) {
+                r.headers_mut().insert(header::CONTENT_TYPE, ct);
+            }
+            Ok(r)
+        }
         Route::CoreVersions => Ok(json_response(200, &discovery::core_versions())),
         Route::Groups => Ok(json_response(
             200,

@@ -207,7 +207,11 @@ pub fn row(info: &ResourceInfo, obj: &Value, include_object: &str) -> Value {
             .cloned()
             .unwrap_or(Value::Null),
     ];
-    cells.extend(info.columns.iter().map(|c| cell(c, obj)));
+    cells.extend(info.columns.iter().map(|c| match cell(c, obj) {
+        // Built-in printers show omitted counters as 0; CRD columns stay empty.
+        Value::Null if !info.from_crd && c.type_ == "integer" => json!(0),
+        v => v,
+    }));
     let object = match include_object {
         "None" => Value::Null,
         "Object" => obj.clone(),
