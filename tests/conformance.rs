@@ -1153,5 +1153,24 @@ async fn custom_resources_are_served_validated_and_have_status() {
         (4, Some("Ready"))
     );
     assert_eq!(m.metadata.generation, Some(2));
+    // Server-side apply of status only, as a controller writes it.
+    let status = json!({"apiVersion": "conformance.ingressfailover.io/v1", "kind": "Widget", "metadata": {"name": "w"}, "status": {"phase": "Applied"}});
+    let applied = widgets
+        .patch_status(
+            "w",
+            &PatchParams::apply("ingress-failover").force(),
+            &Patch::Apply(&status),
+        )
+        .await
+        .unwrap();
+    assert_eq!(applied.status.as_ref().unwrap().phase.as_deref(), Some("Applied"));
+    assert_eq!(applied.spec.size, 4);
+    assert!(
+        applied
+            .managed_fields()
+            .iter()
+            .any(|m| m.manager.as_deref() == Some("ingress-failover")
+                && m.subresource.as_deref() == Some("status"))
+    );
     c.cleanup().await;
 }

@@ -172,6 +172,34 @@ async fn old_resource_versions_get_410_gone_and_the_watcher_relists() {
 }
 
 #[tokio::test]
+async fn streaming_list_watchers_work() {
+    let (_dc, client) = start(fast()).await;
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    cms.create(&PostParams::default(), &cm("before"))
+        .await
+        .unwrap();
+    let mut w = watcher(cms.clone(), watcher::Config::default().streaming_lists()).boxed();
+    let mut initial = Vec::new();
+    loop {
+        match w.try_next().await.unwrap() {
+            Some(watcher::Event::InitApply(o)) => initial.push(o.name_any()),
+            Some(watcher::Event::InitDone) => break,
+            _ => {}
+        }
+    }
+    assert_eq!(initial, ["before"]);
+    cms.create(&PostParams::default(), &cm("after"))
+        .await
+        .unwrap();
+    loop {
+        if let Some(watcher::Event::Apply(o)) = w.try_next().await.unwrap() {
+            assert_eq!(o.name_any(), "after");
+            break;
+        }
+    }
+}
+
+#[tokio::test]
 async fn bookmarks_and_timeouts() {
     let (_dc, client) = start(fast()).await;
     let cms: Api<ConfigMap> = Api::namespaced(client, "default");
