@@ -1163,7 +1163,10 @@ async fn custom_resources_are_served_validated_and_have_status() {
         )
         .await
         .unwrap();
-    assert_eq!(applied.status.as_ref().unwrap().phase.as_deref(), Some("Applied"));
+    assert_eq!(
+        applied.status.as_ref().unwrap().phase.as_deref(),
+        Some("Applied")
+    );
     assert_eq!(applied.spec.size, 4);
     assert!(
         applied

@@ -242,7 +242,8 @@ pub fn list(st: &State, ctx: &Ctx, opts: &ListOptions) -> ApiResult<(Vec<Value>,
     Ok((items, list_meta))
 }
 
-fn validate(st: &State, ctx: &Ctx, obj: &mut Value, old: Option<&Value>) -> ApiResult<()> {
+/// Name, labels, CRD schema (with defaults and pruning, applied to `obj`) and CRD objects.
+fn validate(ctx: &Ctx, obj: &mut Value, old: Option<&Value>) -> ApiResult<()> {
     let name = meta_str(obj, "name").unwrap_or("").to_string();
     let subject = (
         ctx.info.group.as_str(),
@@ -264,7 +265,6 @@ fn validate(st: &State, ctx: &Ctx, obj: &mut Value, old: Option<&Value>) -> ApiR
     if ctx.info.plural == "customresourcedefinitions" {
         causes.extend(crd::validate(obj));
     }
-    let _ = st;
     let unknown: Vec<String> = causes
         .iter()
         .filter(|c| c.reason == schema::UNKNOWN)
@@ -381,7 +381,7 @@ fn create_with(st: &mut State, ctx: &Ctx, mut obj: Value, managed: Managed) -> A
         m.remove("status");
     }
     defaults::builtin_defaults(st, ctx, &mut obj);
-    validate(st, ctx, &mut obj, None)?;
+    validate(ctx, &mut obj, None)?;
     if managed == Managed::Update {
         meta_mut(&mut obj).remove("managedFields");
         managed::record_update(
@@ -510,18 +510,8 @@ pub fn commit(
             &meta::now(),
         );
     }
-    let new = storage_form(ctx, new);
-    validate(st, ctx, &mut new.clone(), Some(old))?;
-    let mut new = new;
-    if let Some(s) = ctx
-        .info
-        .schemas
-        .get(&ctx.version)
-        .filter(|_| ctx.info.from_crd)
-    {
-        // validate() ran on a copy; apply the same defaults to the stored object.
-        let _ = schema::validate_and_default(s, &mut new, Some(old));
-    }
+    let mut new = storage_form(ctx, new);
+    validate(ctx, &mut new, Some(old))?;
     let finalizing = meta_str(&new, "deletionTimestamp").is_some() && finalizers(&new).is_empty();
     if same_content(old, &new) && !finalizing {
         return Ok(present(ctx, old.clone()));
