@@ -271,12 +271,18 @@ async fn resource(
 
     if verb == "watch" {
         let params = WatchParams {
-            resource_version: q.get("resourceVersion").and_then(|rv| rv.parse().ok()),
+            resource_version: match q.get("resourceVersion").filter(|rv| !rv.is_empty()) {
+                None => None,
+                Some(rv) => Some(rv.parse().map_err(|_| {
+                    ApiError::bad_request(format!("invalid resource version: {rv}"))
+                })?),
+            },
             bookmarks: q.get("allowWatchBookmarks").is_some_and(|b| b == "true"),
             send_initial_events: q.get("sendInitialEvents").is_some_and(|b| b == "true"),
             timeout: Duration::from_secs(
                 q.get("timeoutSeconds")
                     .and_then(|t| t.parse().ok())
+                    .filter(|t| *t > 0)
                     .unwrap_or(1800),
             ),
             opts: list_options(q)?,
