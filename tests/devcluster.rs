@@ -770,6 +770,8 @@ spec: {size: 5}
         !ok && out.contains("unknown field"),
         "kubectl validates through the server: {out}"
     );
+    let out = tokio::task::block_in_place(|| run(&["explain", "gadget.spec"], None));
+    assert!(out.contains("size") && out.contains("<integer>"), "{out}");
     let out = tokio::task::block_in_place(|| run(&["describe", "deployment", "web"], None));
     assert!(
         out.contains("Replicas:") && out.contains("2 desired"),

@@ -3,9 +3,11 @@
 //! kubectl first asks whether the server validates fields itself: it looks in
 //! `/openapi/v3/{group-version}` for the PATCH operation of the kind and checks that it accepts
 //! the `fieldValidation` query parameter. If so, it leaves validation to the server and never
-//! needs schemas. So the documents here list, for every served kind, just that operation — no
-//! component schemas; `kubectl explain` therefore still does not work, and kubectl computes
-//! client-side-apply patches from its compiled-in types (or as JSON merge patches for CRs).
+//! needs schemas. So the documents here list, for every served kind, just that operation, plus
+//! the schemas of custom resources (from their CRDs) so `kubectl explain` can describe them.
+//! Built-in kinds have no schema here (`kubectl explain deployment` prints no fields), and
+//! kubectl computes client-side-apply patches from its compiled-in types (or as JSON merge
+//! patches for CRs).
 //! The server accepts `fieldValidation` and ignores it (unknown fields are kept for built-ins
 //! and pruned for custom resources).
 
@@ -26,10 +28,14 @@ pub fn index(reg: &Registry) -> Value {
     for r in reg.all() {
         for v in &r.versions {
             let p = gv_path(&r.group, v);
-            paths.insert(
-                p.clone(),
-                json!({"serverRelativeURL": format!("/openapi/v3/{p}")}),
-            );
+            // Like the apiserver, the URL carries a hash of the document, so clients that
+            // cache by URL notice when a CRD changes.
+            let doc = group_version(reg, &p).unwrap_or_default().to_string();
+            let hash = doc.bytes().fold(0xcbf29ce484222325u64, |h, b| {
+                (h ^ u64::from(b)).wrapping_mul(0x100000001b3)
+            });
+            let url = format!("/openapi/v3/{p}?hash={hash:016X}");
+            paths.insert(p, json!({"serverRelativeURL": url}));
         }
     }
     json!({"paths": paths})
@@ -38,8 +44,17 @@ pub fn index(reg: &Registry) -> Value {
 /// `/openapi/v3/{api/v1 | apis/group/version}`: PATCH operations with `fieldValidation`.
 pub fn group_version(reg: &Registry, path: &str) -> Option<Value> {
     let mut paths = Map::new();
+    let mut schemas = Map::new();
     for r in reg.all() {
         for v in r.versions.iter().filter(|v| gv_path(&r.group, v) == path) {
+            if let Some(schema) = r.schemas.get(v) {
+                // A CRD's own schema, so `kubectl explain` can describe custom resources.
+                let mut schema = schema.clone();
+                schema["x-kubernetes-group-version-kind"] =
+                    json!([{"group": r.group, "version": v, "kind": r.kind}]);
+                let reversed: Vec<&str> = r.group.split('.').rev().collect();
+                schemas.insert(format!("{}.{v}.{}", reversed.join("."), r.kind), schema);
+            }
             let scope = if r.namespaced {
                 "namespaces/{namespace}/"
             } else {
@@ -66,6 +81,6 @@ pub fn group_version(reg: &Registry, path: &str) -> Option<Value> {
         "openapi": "3.0.0",
         "info": {"title": "Kubernetes (devcluster)", "version": "v1.33.0"},
         "paths": paths,
-        "components": {"schemas": {}},
+        "components": {"schemas": schemas},
     }))
 }
