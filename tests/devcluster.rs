@@ -624,6 +624,80 @@ async fn pods_become_ready_after_the_configured_delay() {
 }
 
 #[tokio::test]
+async fn malformed_bodies_get_errors_not_panics() {
+    let (dc, client) = start(fast()).await;
+    let raw = |method: &str, path: &str, ct: &str, body: &str| {
+        http::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("content-type", ct)
+            .body(body.as_bytes().to_vec())
+            .unwrap()
+    };
+    for (method, path, ct, body) in [
+        (
+            "POST",
+            "/api/v1/namespaces/default/services",
+            "application/json",
+            r#"{"metadata":{"name":"s"},"spec":"oops"}"#,
+        ),
+        (
+            "POST",
+            "/apis/apps/v1/namespaces/default/deployments",
+            "application/json",
+            r#"{"metadata":"x"}"#,
+        ),
+        (
+            "POST",
+            "/api/v1/namespaces/default/configmaps",
+            "application/json",
+            "[1,2]",
+        ),
+        (
+            "POST",
+            "/api/v1/namespaces/default/configmaps",
+            "application/json",
+            "{not json",
+        ),
+        (
+            "PATCH",
+            "/api/v1/namespaces/default/configmaps/x",
+            "text/plain",
+            "{}",
+        ),
+        (
+            "DELETE",
+            "/api/v1/namespaces/default/configmaps",
+            "application/json",
+            "[]",
+        ),
+        (
+            "GET",
+            "/api/v1/namespaces/default/configmaps?watch=true&resourceVersion=abc",
+            "application/json",
+            "",
+        ),
+        (
+            "GET",
+            "/api/v1/namespaces/default/configmaps?labelSelector=a%20in%20b",
+            "application/json",
+            "",
+        ),
+    ] {
+        let err = client
+            .request_text(raw(method, path, ct, body))
+            .await
+            .unwrap_err();
+        let code = status_code(err);
+        assert!((400..500).contains(&code), "{method} {path} {body}: {code}");
+    }
+    // The plane still works, controller-manager included.
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    assert!(pods.list(&ListParams::default()).await.is_ok());
+    let _ = dc;
+}
+
+#[tokio::test]
 async fn namespaces_delete_their_contents_and_system_ones_are_protected() {
     let (dc, client) = start(fast()).await;
     let nss: Api<Namespace> = Api::all(client.clone());

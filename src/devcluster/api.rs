@@ -242,6 +242,34 @@ pub fn list(st: &State, ctx: &Ctx, opts: &ListOptions) -> ApiResult<(Vec<Value>,
     Ok((items, list_meta))
 }
 
+/// metadata, spec and status of built-in objects must be objects: everything downstream
+/// (defaults, the controller-manager) relies on it.
+fn check_shape(ctx: &Ctx, obj: &Value) -> ApiResult<()> {
+    if !obj.is_object() {
+        return Err(ApiError::bad_request(
+            "the body of the request was not a JSON object",
+        ));
+    }
+    for field in ["metadata", "spec", "status"] {
+        let bad = obj
+            .get(field)
+            .is_some_and(|v| !v.is_object() && !v.is_null());
+        if bad && (field == "metadata" || !ctx.info.from_crd) {
+            let name = meta_str(obj, "name").unwrap_or("");
+            return Err(ApiError::invalid(
+                &ctx.info.kind,
+                (&ctx.info.group, &ctx.info.plural, name),
+                vec![FieldCause::new(
+                    "FieldValueTypeInvalid",
+                    field,
+                    "must be an object",
+                )],
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Name, labels, CRD schema (with defaults and pruning, applied to `obj`) and CRD objects.
 fn validate(ctx: &Ctx, obj: &mut Value, old: Option<&Value>) -> ApiResult<()> {
     let name = meta_str(obj, "name").unwrap_or("").to_string();
@@ -293,11 +321,7 @@ pub fn create(st: &mut State, ctx: &Ctx, obj: Value) -> ApiResult<Value> {
 }
 
 fn create_with(st: &mut State, ctx: &Ctx, mut obj: Value, managed: Managed) -> ApiResult<Value> {
-    if !obj.is_object() {
-        return Err(ApiError::bad_request(
-            "the body of the request was not a JSON object",
-        ));
-    }
+    check_shape(ctx, &obj)?;
     if let Some(kind) = obj.get("kind").and_then(Value::as_str)
         && kind != ctx.info.kind
         && !ctx.info.plural.is_empty()
@@ -455,11 +479,7 @@ pub fn commit(
     {
         return Err(ApiError::stale(subject));
     }
-    if !new.is_object() {
-        return Err(ApiError::bad_request(
-            "the body of the request was not a JSON object",
-        ));
-    }
+    check_shape(ctx, &new)?;
     new = match (target, ctx.info.status) {
         (Target::Status, _) => {
             let mut merged = old.clone();

@@ -420,8 +420,8 @@ impl Manager {
                 .pointer_mut("/status/containerStatuses")
                 .and_then(Value::as_array_mut)
             {
-                for c in cs {
-                    c["ready"] = json!(true);
+                for c in cs.iter_mut().filter_map(Value::as_object_mut) {
+                    c.insert("ready".into(), json!(true));
                 }
             }
             let _ = api::commit(st, &pctx, &p, new, Target::Status, Managed::Update);

@@ -27,16 +27,14 @@ pub fn builtin_defaults(st: &mut State, ctx: &Ctx, obj: &mut Value) {
                 .and_then(Value::as_array_mut)
                 .into_iter()
                 .flatten()
+                .filter_map(Value::as_object_mut)
             {
-                if port.get("protocol").is_none() {
-                    port["protocol"] = json!("TCP");
-                }
-                if port.get("targetPort").is_none() {
-                    port["targetPort"] = port["port"].clone();
-                }
+                port.entry("protocol").or_insert_with(|| json!("TCP"));
+                let number = port.get("port").cloned().unwrap_or(Value::Null);
+                port.entry("targetPort").or_insert(number);
             }
         }
-        ("apps", "deployments") if obj.get("spec").is_some() => {
+        ("apps", "deployments") if obj.get("spec").is_some_and(Value::is_object) => {
             let spec = &mut obj["spec"];
             for (k, v) in [
                 ("replicas", json!(1)),
@@ -60,10 +58,9 @@ pub fn builtin_defaults(st: &mut State, ctx: &Ctx, obj: &mut Value) {
                 .filter_map(|c| c.get_mut("ports"))
                 .filter_map(Value::as_array_mut)
                 .flatten()
+                .filter_map(Value::as_object_mut)
             {
-                if port.get("protocol").is_none() {
-                    port["protocol"] = json!("TCP");
-                }
+                port.entry("protocol").or_insert_with(|| json!("TCP"));
             }
         }
         _ => {}

@@ -383,7 +383,8 @@ async fn resource(
 fn delete_options(bytes: &[u8], q: &HashMap<String, String>) -> ApiResult<Value> {
     let mut opts = match parse_body(bytes)? {
         Value::Null => json!({}),
-        v => v,
+        v @ Value::Object(_) => v,
+        _ => return Err(ApiError::bad_request("DeleteOptions must be a JSON object")),
     };
     if let Some(p) = q.get("propagationPolicy") {
         opts["propagationPolicy"] = json!(p);
