@@ -492,6 +492,10 @@ async fn audit_records_verbs_per_user_agent_and_subresource() {
     kind = "Gadget",
     namespaced,
     status = "GadgetStatus",
+    scale(
+        spec_replicas_path = ".spec.size",
+        status_replicas_path = ".status.replicas"
+    ),
     printcolumn(name = "Size", type_ = "integer", json_path = ".spec.size"),
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase")
 )]
@@ -505,6 +509,8 @@ pub struct GadgetSpec {
 pub struct GadgetStatus {
     /// Phase.
     pub phase: Option<String>,
+    /// Observed size.
+    pub replicas: Option<i32>,
 }
 
 async fn install_gadgets(client: &Client) -> Api<CustomResourceDefinition> {
@@ -552,6 +558,20 @@ async fn crds_come_and_go_in_discovery_and_print_their_columns() {
         table["rows"][0]["cells"].as_array().unwrap()[..3],
         [json!("g"), json!(9), json!("Shiny")]
     );
+    // The CRD's scale subresource maps onto .spec.size.
+    assert_eq!(
+        gadgets.get_scale("g").await.unwrap().spec.unwrap().replicas,
+        Some(9)
+    );
+    gadgets
+        .patch_scale(
+            "g",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"replicas": 4}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(gadgets.get("g").await.unwrap().spec.size, 4);
     // Strategic merge is not defined for custom resources.
     let e = gadgets
         .patch(
