@@ -3,7 +3,12 @@
 //! semantics (resourceVersion, generation, finalizers, cascade) for its own writes.
 
 use super::apply::{self, ApplyRequest, Scope};
+use super::convert;
 use super::crd;
+use super::defaults;
+use super::delete;
+pub use super::delete::{Propagation, delete, delete_collection};
+use super::managed;
 use super::meta::{
     self, carry_over_identity, finalizers, meta_mut, meta_str, same_content, spec_changed,
 };
@@ -14,7 +19,6 @@ use super::selectors::{FieldSelector, LabelSelector};
 use super::status::{ApiError, ApiResult, FieldCause};
 use super::store::{ObjKey, Store};
 use serde_json::{Value, json};
-use std::collections::HashSet;
 
 /// Everything behind the lock.
 #[derive(Debug)]
@@ -66,6 +70,8 @@ pub struct Ctx {
     pub dry_run: bool,
     /// `force=true` for apply.
     pub force: bool,
+    /// `fieldValidation=Strict`: unknown fields in custom resources are an error.
+    pub strict: bool,
 }
 
 impl Ctx {
@@ -78,6 +84,7 @@ impl Ctx {
             manager: manager.into(),
             dry_run: false,
             force: false,
+            strict: false,
         }
     }
 
@@ -91,10 +98,20 @@ impl Ctx {
 
     /// Store key of `name` in this context.
     pub fn key(&self, name: &str) -> ObjKey {
-        ObjKey::new(&self.info.group, &self.info.plural, self.ns(), name)
+        let (group, plural) = self.storage();
+        ObjKey::new(group, plural, self.ns(), name)
     }
 
-    fn api_version(&self) -> String {
+    /// (group, plural) the objects are stored under.
+    pub fn storage(&self) -> (&str, &str) {
+        match &self.info.storage {
+            Some((g, p, _)) => (g, p),
+            None => (&self.info.group, &self.info.plural),
+        }
+    }
+
+    /// `group/version` as requested.
+    pub fn api_version(&self) -> String {
         self.info.api_version(&self.version)
     }
 
@@ -109,8 +126,9 @@ impl Ctx {
     }
 }
 
-/// Sets apiVersion/kind as the client asked for them.
-pub fn present(ctx: &Ctx, mut obj: Value) -> Value {
+/// The stored object in the form the client asked for (apiVersion, kind, field names).
+pub fn present(ctx: &Ctx, obj: Value) -> Value {
+    let mut obj = convert::from_storage(&ctx.info, obj);
     if let Some(m) = obj.as_object_mut() {
         m.insert("apiVersion".into(), json!(ctx.api_version()));
         m.insert("kind".into(), json!(ctx.info.kind));
@@ -118,7 +136,31 @@ pub fn present(ctx: &Ctx, mut obj: Value) -> Value {
     obj
 }
 
-fn not_found(ctx: &Ctx, name: &str) -> ApiError {
+/// The client's object in the form it is stored in.
+fn storage_form(ctx: &Ctx, obj: Value) -> Value {
+    let mut obj = convert::to_storage(&ctx.info, obj);
+    let api_version = match &ctx.info.storage {
+        Some((_, _, v)) => v.clone(),
+        None => ctx.api_version(),
+    };
+    if let Some(m) = obj.as_object_mut() {
+        m.insert("apiVersion".into(), json!(api_version));
+        m.insert("kind".into(), json!(ctx.info.kind));
+    }
+    obj
+}
+
+/// Do selectors pass on the object as the client sees it?
+fn selected_as_presented(ctx: &Ctx, opts: &ListOptions, stored: &Value) -> bool {
+    if ctx.info.storage.is_some() {
+        selected(opts, &present(ctx, stored.clone()))
+    } else {
+        selected(opts, stored)
+    }
+}
+
+/// 404 for `name` in this context.
+pub fn not_found(ctx: &Ctx, name: &str) -> ApiError {
     ApiError::not_found((&ctx.info.group, &ctx.info.plural, name))
 }
 
@@ -168,14 +210,14 @@ pub fn list(st: &State, ctx: &Ctx, opts: &ListOptions) -> ApiResult<(Vec<Value>,
     };
     let mut matching = st
         .store
-        .list(&ctx.info.group, &ctx.info.plural, ns)
+        .list(ctx.storage().0, ctx.storage().1, ns)
         .into_iter()
         .filter(|(k, _)| {
             after.as_ref().is_none_or(|(ans, an)| {
                 (k.namespace.as_str(), k.name.as_str()) > (ans.as_str(), an.as_str())
             })
         })
-        .filter(|(_, o)| selected(opts, o));
+        .filter(|(_, o)| selected_as_presented(ctx, opts, o));
     let mut items = Vec::new();
     let mut last = None;
     for (k, o) in matching.by_ref() {
@@ -200,7 +242,36 @@ pub fn list(st: &State, ctx: &Ctx, opts: &ListOptions) -> ApiResult<(Vec<Value>,
     Ok((items, list_meta))
 }
 
-fn validate(st: &State, ctx: &Ctx, obj: &mut Value, old: Option<&Value>) -> ApiResult<()> {
+/// metadata, spec and status of built-in objects must be objects: everything downstream
+/// (defaults, the controller-manager) relies on it.
+fn check_shape(ctx: &Ctx, obj: &Value) -> ApiResult<()> {
+    if !obj.is_object() {
+        return Err(ApiError::bad_request(
+            "the body of the request was not a JSON object",
+        ));
+    }
+    for field in ["metadata", "spec", "status"] {
+        let bad = obj
+            .get(field)
+            .is_some_and(|v| !v.is_object() && !v.is_null());
+        if bad && (field == "metadata" || !ctx.info.from_crd) {
+            let name = meta_str(obj, "name").unwrap_or("");
+            return Err(ApiError::invalid(
+                &ctx.info.kind,
+                (&ctx.info.group, &ctx.info.plural, name),
+                vec![FieldCause::new(
+                    "FieldValueTypeInvalid",
+                    field,
+                    "must be an object",
+                )],
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Name, labels, CRD schema (with defaults and pruning, applied to `obj`) and CRD objects.
+fn validate(ctx: &Ctx, obj: &mut Value, old: Option<&Value>) -> ApiResult<()> {
     let name = meta_str(obj, "name").unwrap_or("").to_string();
     let subject = (
         ctx.info.group.as_str(),
@@ -208,8 +279,11 @@ fn validate(st: &State, ctx: &Ctx, obj: &mut Value, old: Option<&Value>) -> ApiR
         name.as_str(),
     );
     let mut causes = Vec::new();
-    if let Some(msg) = meta::invalid_name(&name) {
+    if let Some(msg) = meta::invalid_name(&ctx.info.plural, &name) {
         causes.push(FieldCause::new("FieldValueInvalid", "metadata.name", msg));
+    }
+    for (field, msg) in meta::invalid_labels(obj) {
+        causes.push(FieldCause::new("FieldValueInvalid", field, msg));
     }
     if ctx.info.from_crd
         && let Some(s) = ctx.info.schemas.get(&ctx.version)
@@ -219,7 +293,21 @@ fn validate(st: &State, ctx: &Ctx, obj: &mut Value, old: Option<&Value>) -> ApiR
     if ctx.info.plural == "customresourcedefinitions" {
         causes.extend(crd::validate(obj));
     }
-    let _ = st;
+    let unknown: Vec<String> = causes
+        .iter()
+        .filter(|c| c.reason == schema::UNKNOWN)
+        .map(|c| format!("unknown field \"{}\"", c.field))
+        .collect();
+    causes.retain(|c| c.reason != schema::UNKNOWN);
+    if ctx.strict && !unknown.is_empty() && causes.is_empty() {
+        return Err(ApiError::bad_request(format!(
+            "{} in version \"{}\" cannot be handled as a {}: strict decoding error: {}",
+            ctx.info.kind,
+            ctx.version,
+            ctx.info.kind,
+            unknown.join(", ")
+        )));
+    }
     if causes.is_empty() {
         Ok(())
     } else {
@@ -233,11 +321,7 @@ pub fn create(st: &mut State, ctx: &Ctx, obj: Value) -> ApiResult<Value> {
 }
 
 fn create_with(st: &mut State, ctx: &Ctx, mut obj: Value, managed: Managed) -> ApiResult<Value> {
-    if !obj.is_object() {
-        return Err(ApiError::bad_request(
-            "the body of the request was not a JSON object",
-        ));
-    }
+    check_shape(ctx, &obj)?;
     if let Some(kind) = obj.get("kind").and_then(Value::as_str)
         && kind != ctx.info.kind
         && !ctx.info.plural.is_empty()
@@ -320,11 +404,11 @@ fn create_with(st: &mut State, ctx: &Ctx, mut obj: Value, managed: Managed) -> A
     {
         m.remove("status");
     }
-    builtin_defaults(st, ctx, &mut obj);
-    validate(st, ctx, &mut obj, None)?;
+    defaults::builtin_defaults(st, ctx, &mut obj);
+    validate(ctx, &mut obj, None)?;
     if managed == Managed::Update {
         meta_mut(&mut obj).remove("managedFields");
-        apply::record_update(
+        managed::record_update(
             None,
             &mut obj,
             &ctx.manager,
@@ -333,84 +417,20 @@ fn create_with(st: &mut State, ctx: &Ctx, mut obj: Value, managed: Managed) -> A
             &meta::now(),
         );
     }
-    let obj = present(ctx, obj);
+    let obj = storage_form(ctx, obj);
     if ctx.dry_run {
-        return Ok(obj);
+        return Ok(present(ctx, obj));
     }
     let stored = st.store.put(key, obj);
     if ctx.info.plural == "customresourcedefinitions" {
         crd::established(st, &stored);
         return get(st, ctx, &name);
     }
-    Ok(stored)
+    Ok(present(ctx, stored))
 }
 
 /// The field manager the controller-manager writes with (it may set status on create).
 pub const CONTROLLER_MANAGER: &str = "devcluster-controller-manager";
-
-fn builtin_defaults(st: &mut State, ctx: &Ctx, obj: &mut Value) {
-    match (ctx.info.group.as_str(), ctx.info.plural.as_str()) {
-        ("", "namespaces") => {
-            obj["status"] = json!({"phase": "Active"});
-        }
-        ("", "services") => {
-            if obj.pointer("/spec/clusterIP").is_none()
-                && obj.pointer("/spec/type").and_then(Value::as_str) != Some("ExternalName")
-            {
-                let n = st.next_cluster_ip;
-                st.next_cluster_ip += 1;
-                obj["spec"]["clusterIP"] = json!(format!("10.96.{}.{}", (n >> 8) & 255, n & 255));
-            }
-            if obj.pointer("/spec/type").is_none() {
-                obj["spec"]["type"] = json!("ClusterIP");
-            }
-            for port in obj
-                .pointer_mut("/spec/ports")
-                .and_then(Value::as_array_mut)
-                .into_iter()
-                .flatten()
-            {
-                if port.get("protocol").is_none() {
-                    port["protocol"] = json!("TCP");
-                }
-                if port.get("targetPort").is_none() {
-                    port["targetPort"] = port["port"].clone();
-                }
-            }
-        }
-        ("apps", "deployments") if obj.get("spec").is_some() => {
-            let spec = &mut obj["spec"];
-            for (k, v) in [
-                ("replicas", json!(1)),
-                ("revisionHistoryLimit", json!(10)),
-                ("progressDeadlineSeconds", json!(600)),
-                (
-                    "strategy",
-                    json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}}),
-                ),
-            ] {
-                if spec.get(k).is_none() {
-                    spec[k] = v;
-                }
-            }
-            let containers = spec
-                .pointer_mut("/template/spec/containers")
-                .and_then(Value::as_array_mut);
-            for port in containers
-                .into_iter()
-                .flatten()
-                .filter_map(|c| c.get_mut("ports"))
-                .filter_map(Value::as_array_mut)
-                .flatten()
-            {
-                if port.get("protocol").is_none() {
-                    port["protocol"] = json!("TCP");
-                }
-            }
-        }
-        _ => {}
-    }
-}
 
 /// Which part of the object a write goes to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -459,11 +479,7 @@ pub fn commit(
     {
         return Err(ApiError::stale(subject));
     }
-    if !new.is_object() {
-        return Err(ApiError::bad_request(
-            "the body of the request was not a JSON object",
-        ));
-    }
+    check_shape(ctx, &new)?;
     new = match (target, ctx.info.status) {
         (Target::Status, _) => {
             let mut merged = old.clone();
@@ -505,7 +521,7 @@ pub fn commit(
             Some(mf) => meta_mut(&mut new).insert("managedFields".into(), mf),
             None => meta_mut(&mut new).remove("managedFields"),
         };
-        apply::record_update(
+        managed::record_update(
             Some(old),
             &mut new,
             &ctx.manager,
@@ -514,18 +530,8 @@ pub fn commit(
             &meta::now(),
         );
     }
-    let new = present(ctx, new);
-    validate(st, ctx, &mut new.clone(), Some(old))?;
-    let mut new = new;
-    if let Some(s) = ctx
-        .info
-        .schemas
-        .get(&ctx.version)
-        .filter(|_| ctx.info.from_crd)
-    {
-        // validate() ran on a copy; apply the same defaults to the stored object.
-        let _ = schema::validate_and_default(s, &mut new, Some(old));
-    }
+    let mut new = storage_form(ctx, new);
+    validate(ctx, &mut new, Some(old))?;
     let finalizing = meta_str(&new, "deletionTimestamp").is_some() && finalizers(&new).is_empty();
     if same_content(old, &new) && !finalizing {
         return Ok(present(ctx, old.clone()));
@@ -538,20 +544,20 @@ pub fn commit(
         meta_mut(&mut new).insert("generation".into(), json!(g + 1));
     }
     if ctx.dry_run {
-        return Ok(new);
+        return Ok(present(ctx, new));
     }
     let key = ctx.key(&name);
     if finalizing {
         let deleted = st.store.delete(&key).unwrap_or(new);
-        collect_garbage(st, &deleted, Propagation::Background);
-        return Ok(deleted);
+        delete::finish_deletion(st, &key, &deleted, Propagation::Background);
+        return Ok(present(ctx, deleted));
     }
     let stored = st.store.put(key, new);
     if ctx.info.plural == "customresourcedefinitions" {
         crd::established(st, &stored);
         return get(st, ctx, &name);
     }
-    Ok(stored)
+    Ok(present(ctx, stored))
 }
 
 /// PUT.
@@ -585,7 +591,7 @@ pub fn patch(
     }
     let old = existing.ok_or_else(|| not_found(ctx, name))?;
     // A patch is a precondition on resourceVersion only if it changes the one it starts from.
-    let mut new = old.clone();
+    let mut new = present(ctx, old.clone());
     match kind {
         PatchKind::Merge => patch::merge(&mut new, body),
         PatchKind::Json => patch::json(&mut new, body)?,
@@ -662,7 +668,7 @@ fn server_side_apply(
     };
     match existing {
         Some(old) => {
-            let merged = apply::apply(&old, &req).map_err(conflict)?;
+            let merged = apply::apply(&present(ctx, old.clone()), &req).map_err(conflict)?;
             commit(st, ctx, &old, merged, target, Managed::Preserve).map(|v| (200, v))
         }
         None => {
@@ -679,174 +685,5 @@ fn server_side_apply(
             }
             create_with(st, ctx, merged, Managed::Preserve).map(|v| (201, v))
         }
-    }
-}
-
-/// `propagationPolicy` of a delete.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Propagation {
-    /// Dependents are deleted after the owner (the default here, also for Foreground).
-    Background,
-    /// Dependents lose their ownerReference and stay.
-    Orphan,
-}
-
-/// DELETE one object. With finalizers it only gets a deletionTimestamp.
-pub fn delete(st: &mut State, ctx: &Ctx, name: &str, options: &Value) -> ApiResult<Value> {
-    let key = ctx.key(name);
-    let obj = st
-        .store
-        .get(&key)
-        .cloned()
-        .ok_or_else(|| not_found(ctx, name))?;
-    let subject = (ctx.info.group.as_str(), ctx.info.plural.as_str(), name);
-    if let Some(uid) = options
-        .pointer("/preconditions/uid")
-        .and_then(Value::as_str)
-        && Some(uid) != meta_str(&obj, "uid")
-    {
-        return Err(ApiError::conflict(
-            subject,
-            &format!(
-                "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
-                meta_str(&obj, "uid").unwrap_or("")
-            ),
-        ));
-    }
-    if let Some(rv) = options
-        .pointer("/preconditions/resourceVersion")
-        .and_then(Value::as_str)
-        && Some(rv) != meta_str(&obj, "resourceVersion")
-    {
-        return Err(ApiError::stale(subject));
-    }
-    let propagation = match options.get("propagationPolicy").and_then(Value::as_str) {
-        Some("Orphan") => Propagation::Orphan,
-        _ => Propagation::Background,
-    };
-    if ctx.info.plural == "namespaces" && matches!(name, "default" | "kube-system" | "kube-public")
-    {
-        return Err(ApiError::new(
-            403,
-            "Forbidden",
-            format!("namespaces \"{name}\" is forbidden: this namespace may not be deleted"),
-        ));
-    }
-    if ctx.dry_run {
-        return Ok(present(ctx, obj));
-    }
-    if !finalizers(&obj).is_empty() {
-        if meta_str(&obj, "deletionTimestamp").is_some() {
-            return Ok(present(ctx, obj));
-        }
-        let mut marked = obj.clone();
-        let m = meta_mut(&mut marked);
-        m.insert("deletionTimestamp".into(), json!(meta::now()));
-        m.insert("deletionGracePeriodSeconds".into(), json!(0));
-        return Ok(st.store.put(key, marked));
-    }
-    let deleted = st.store.delete(&key).unwrap_or(obj);
-    if ctx.info.plural == "namespaces" && ctx.info.group.is_empty() {
-        delete_namespace_contents(st, name);
-    }
-    if ctx.info.plural == "customresourcedefinitions" {
-        crd::removed(st, &deleted);
-    }
-    collect_garbage(st, &deleted, propagation);
-    Ok(present(ctx, deleted))
-}
-
-/// DELETE on a collection: deletes every selected object.
-pub fn delete_collection(
-    st: &mut State,
-    ctx: &Ctx,
-    opts: &ListOptions,
-    options: &Value,
-) -> ApiResult<Value> {
-    let (items, meta) = list(
-        st,
-        ctx,
-        &ListOptions {
-            limit: 0,
-            continue_token: None,
-            ..opts.clone()
-        },
-    )?;
-    let mut deleted = Vec::new();
-    for item in items {
-        let name = meta_str(&item, "name").unwrap_or("").to_string();
-        let mut c = ctx.clone();
-        c.namespace = meta_str(&item, "namespace").map(String::from);
-        deleted.push(delete(st, &c, &name, options)?);
-    }
-    Ok(
-        json!({"kind": format!("{}List", ctx.info.kind), "apiVersion": ctx.api_version(), "metadata": meta, "items": deleted}),
-    )
-}
-
-/// Namespace deletion removes everything in it at once (finalizers of contents are not waited for).
-fn delete_namespace_contents(st: &mut State, ns: &str) {
-    let keys: Vec<ObjKey> = st
-        .store
-        .iter()
-        .filter(|(k, _)| k.namespace == ns)
-        .map(|(k, _)| k.clone())
-        .collect();
-    for k in keys {
-        st.store.delete(&k);
-    }
-}
-
-/// Background garbage collection after `owner` is gone: dependents whose every owner is gone
-/// are deleted (recursively, finalizers respected); with Orphan they just lose the reference.
-pub fn collect_garbage(st: &mut State, owner: &Value, propagation: Propagation) {
-    let Some(uid) = meta_str(owner, "uid").map(String::from) else {
-        return;
-    };
-    let live_uids: HashSet<String> = st
-        .store
-        .iter()
-        .filter_map(|(_, o)| meta_str(o, "uid").map(String::from))
-        .collect();
-    let dependents: Vec<(ObjKey, Value)> = st
-        .store
-        .iter()
-        .filter(|(_, o)| {
-            o.pointer("/metadata/ownerReferences")
-                .and_then(Value::as_array)
-                .is_some_and(|refs| refs.iter().any(|r| r["uid"] == json!(uid)))
-        })
-        .map(|(k, o)| (k.clone(), o.clone()))
-        .collect();
-    for (key, dep) in dependents {
-        let refs = dep
-            .pointer("/metadata/ownerReferences")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
-        let remaining: Vec<Value> = refs
-            .into_iter()
-            .filter(|r| r["uid"] != json!(uid))
-            .collect();
-        let others_alive = remaining
-            .iter()
-            .any(|r| r["uid"].as_str().is_some_and(|u| live_uids.contains(u)));
-        if propagation == Propagation::Orphan || others_alive {
-            let mut updated = dep.clone();
-            meta_mut(&mut updated).insert("ownerReferences".into(), Value::Array(remaining));
-            st.store.put(key, updated);
-            continue;
-        }
-        let Some(info) = st.registry.get(&key.group, &key.plural).cloned() else {
-            continue;
-        };
-        let version = info.versions[0].clone();
-        let ctx = Ctx::new(
-            info,
-            &version,
-            Some(&key.namespace),
-            "generic-garbage-collector",
-        );
-        let _ = delete(st, &ctx, &key.name, &json!({}));
     }
 }

@@ -10,8 +10,9 @@
 //! take those fields away from other managers, which is what later makes an applier conflict
 //! with, say, `kubectl scale`.
 
+use super::managed::{ManagedEntry, read_managed, write_managed};
 use super::patch::merge_key;
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 use std::collections::BTreeSet;
 
 /// One field path in `fieldsV1` segments.
@@ -32,7 +33,8 @@ pub enum Scope {
 }
 
 impl Scope {
-    fn subresource(self) -> &'static str {
+    /// The `subresource` recorded in managedFields.
+    pub fn subresource(self) -> &'static str {
         match self {
             Scope::Main { .. } => "",
             Scope::Status => "status",
@@ -78,7 +80,7 @@ enum ListKind {
     Atomic,
 }
 
-fn list_kind(field: &str, schema: Option<&Value>, sample: Option<&Value>) -> ListKind {
+fn list_kind(field: &str, schema: Option<&Value>, sample: Option<&Value>, root: bool) -> ListKind {
     if let Some(s) = schema {
         return match s.get("x-kubernetes-list-type").and_then(Value::as_str) {
             Some("map") => ListKind::Map(
@@ -98,7 +100,7 @@ fn list_kind(field: &str, schema: Option<&Value>, sample: Option<&Value>) -> Lis
     if field == "finalizers" {
         return ListKind::Set;
     }
-    match merge_key(field, sample) {
+    match merge_key(field, sample, root) {
         Some(k) => ListKind::Map(vec![k.to_string()]),
         None => ListKind::Atomic,
     }
@@ -132,7 +134,7 @@ fn collect(v: &Value, schema: Option<&Value>, prefix: &mut FieldPath, out: &mut 
         prefix.push(format!("f:{k}"));
         match child {
             Value::Object(_) => collect(child, cs, prefix, out),
-            Value::Array(items) => match list_kind(k, cs, items.first()) {
+            Value::Array(items) => match list_kind(k, cs, items.first(), prefix.len() == 1) {
                 ListKind::Map(keys) if items.iter().all(|i| item_key(i, &keys).is_some()) => {
                     let item_schema = cs.and_then(|s| s.get("items"));
                     for item in items {
@@ -230,7 +232,7 @@ fn remove_at(v: &mut Value, path: &[String]) {
 }
 
 /// Merges an applied configuration into the live object.
-fn merge_into(live: &mut Value, config: &Value, schema: Option<&Value>) {
+fn merge_into(live: &mut Value, config: &Value, schema: Option<&Value>, root: bool) {
     let (Some(l), Some(c)) = (live.as_object_mut(), config.as_object()) else {
         *live = config.clone();
         return;
@@ -238,15 +240,15 @@ fn merge_into(live: &mut Value, config: &Value, schema: Option<&Value>) {
     for (k, cv) in c {
         let cs = child_schema(schema, k);
         match (l.get_mut(k), cv) {
-            (Some(lv @ Value::Object(_)), Value::Object(_)) => merge_into(lv, cv, cs),
+            (Some(lv @ Value::Object(_)), Value::Object(_)) => merge_into(lv, cv, cs, false),
             (Some(Value::Array(litems)), Value::Array(citems)) => {
-                match list_kind(k, cs, citems.first().or(litems.first())) {
+                match list_kind(k, cs, citems.first().or(litems.first()), root) {
                     ListKind::Map(keys) => {
                         let item_schema = cs.and_then(|s| s.get("items"));
                         for ci in citems {
                             let pos = item_key(ci, &keys).and_then(|seg| find_item(litems, &seg));
                             match pos {
-                                Some(i) => merge_into(&mut litems[i], ci, item_schema),
+                                Some(i) => merge_into(&mut litems[i], ci, item_schema, false),
                                 None => litems.push(ci.clone()),
                             }
                         }
@@ -264,107 +266,6 @@ fn merge_into(live: &mut Value, config: &Value, schema: Option<&Value>) {
             _ => {
                 l.insert(k.clone(), cv.clone());
             }
-        }
-    }
-}
-
-/// One `managedFields` entry.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ManagedEntry {
-    /// Field manager name.
-    pub manager: String,
-    /// `Apply` or `Update`.
-    pub operation: String,
-    /// `""` or `status`.
-    pub subresource: String,
-    /// apiVersion the fields were set through.
-    pub api_version: String,
-    /// Time of the last change.
-    pub time: String,
-    /// Owned leaf paths.
-    pub fields: FieldSet,
-}
-
-fn fields_from_v1(v: &Value, prefix: &mut FieldPath, out: &mut FieldSet) {
-    let Some(m) = v.as_object() else { return };
-    let children: Vec<_> = m.iter().filter(|(k, _)| k.as_str() != ".").collect();
-    if children.is_empty() && !prefix.is_empty() {
-        out.insert(prefix.clone());
-    }
-    for (k, child) in children {
-        prefix.push(k.clone());
-        fields_from_v1(child, prefix, out);
-        prefix.pop();
-    }
-}
-
-fn fields_to_v1(fields: &FieldSet) -> Value {
-    let mut root = json!({});
-    for path in fields {
-        let mut cur = &mut root;
-        for seg in path {
-            cur = cur
-                .as_object_mut()
-                .expect("fieldsV1 nodes are objects")
-                .entry(seg.clone())
-                .or_insert_with(|| json!({}));
-        }
-    }
-    root
-}
-
-/// Reads `metadata.managedFields`.
-pub fn read_managed(obj: &Value) -> Vec<ManagedEntry> {
-    let Some(list) = obj
-        .pointer("/metadata/managedFields")
-        .and_then(Value::as_array)
-    else {
-        return Vec::new();
-    };
-    list.iter()
-        .map(|e| {
-            let s = |k: &str| e.get(k).and_then(Value::as_str).unwrap_or("").to_string();
-            let mut fields = FieldSet::new();
-            if let Some(f) = e.get("fieldsV1") {
-                fields_from_v1(f, &mut Vec::new(), &mut fields);
-            }
-            ManagedEntry {
-                manager: s("manager"),
-                operation: s("operation"),
-                subresource: s("subresource"),
-                api_version: s("apiVersion"),
-                time: s("time"),
-                fields,
-            }
-        })
-        .collect()
-}
-
-/// Writes `metadata.managedFields` (entries with no fields are dropped).
-pub fn write_managed(obj: &mut Value, entries: &[ManagedEntry]) {
-    let list: Vec<Value> = entries
-        .iter()
-        .filter(|e| !e.fields.is_empty())
-        .map(|e| {
-            let mut v = json!({
-                "manager": e.manager,
-                "operation": e.operation,
-                "apiVersion": e.api_version,
-                "time": e.time,
-                "fieldsType": "FieldsV1",
-                "fieldsV1": fields_to_v1(&e.fields),
-            });
-            if !e.subresource.is_empty() {
-                v["subresource"] = json!(e.subresource);
-            }
-            v
-        })
-        .collect();
-    if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
-        if list.is_empty() {
-            meta.remove("managedFields");
-        } else {
-            meta.insert("managedFields".into(), Value::Array(list));
         }
     }
 }
@@ -451,7 +352,7 @@ pub fn apply(base: &Value, req: &ApplyRequest<'_>) -> Result<Value, Vec<Conflict
         .map(|e| e.fields.clone())
         .unwrap_or_default();
     let mut merged = base.clone();
-    merge_into(&mut merged, &config, req.schema);
+    merge_into(&mut merged, &config, req.schema, true);
     for p in prev.difference(&new_set) {
         if !entries.iter().any(|e| !mine(e) && e.fields.contains(p)) {
             remove_at(&mut merged, p);
@@ -490,63 +391,11 @@ pub fn apply(base: &Value, req: &ApplyRequest<'_>) -> Result<Value, Vec<Conflict
     Ok(merged)
 }
 
-/// Records an ordinary write (create/update/patch) by `manager`: the fields it changed move to
-/// its `Update` entry and away from every other manager.
-pub fn record_update(
-    old: Option<&Value>,
-    new: &mut Value,
-    manager: &str,
-    scope: Scope,
-    api_version: &str,
-    now: &str,
-) {
-    let mut entries = old.map(read_managed).unwrap_or_default();
-    let new_scoped = scope.filter(new);
-    let new_leaves = leaves(&new_scoped, None);
-    let changed: FieldSet = match old {
-        None => new_leaves.clone(),
-        Some(o) => {
-            let old_scoped = scope.filter(o);
-            new_leaves
-                .iter()
-                .filter(|p| get_at(&old_scoped, p) != get_at(&new_scoped, p))
-                .cloned()
-                .collect()
-        }
-    };
-    let sub = scope.subresource();
-    for e in entries.iter_mut() {
-        // Fields that no longer exist are owned by nobody.
-        if e.subresource == sub {
-            e.fields
-                .retain(|p| new_leaves.contains(p) && !changed.contains(p));
-        }
-    }
-    if !changed.is_empty() {
-        match entries
-            .iter_mut()
-            .find(|e| e.manager == manager && e.operation == "Update" && e.subresource == sub)
-        {
-            Some(e) => {
-                e.fields.extend(changed);
-                e.time = now.into();
-            }
-            None => entries.push(ManagedEntry {
-                manager: manager.into(),
-                operation: "Update".into(),
-                subresource: sub.into(),
-                api_version: api_version.into(),
-                time: now.into(),
-                fields: changed,
-            }),
-        }
-    }
-    write_managed(new, &entries);
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::devcluster::managed::{read_managed, record_update};
+    use serde_json::json;
 
     const MAIN: Scope = Scope::Main {
         exclude_status: true,

@@ -6,7 +6,7 @@
 //! | GET | `/_devcluster/faults` | current [`FaultConfig`] |
 //! | POST/PUT | `/_devcluster/faults` | replace it (JSON body) |
 //! | DELETE | `/_devcluster/faults` | clear rules and any outage |
-//! | POST | `/_devcluster/outage?seconds=N[&mode=refuse]` | outage window (503, or closed connections) |
+//! | POST | `/_devcluster/outage?seconds=N[&mode=refuse]` | outage window (503, or refused connections) |
 //! | DELETE | `/_devcluster/outage` | end the outage |
 //! | POST | `/_devcluster/drop-watches` | close every open watch stream |
 //! | POST | `/_devcluster/compact` | drop the watch event log (older versions get 410) |

@@ -20,13 +20,14 @@ use super::selectors::LabelSelector;
 use super::server::Shared;
 use super::store::ObjKey;
 use serde_json::{Value, json};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 struct Manager {
     ready_delay: Duration,
-    ready_at: HashMap<String, Instant>,
+    /// Pods waiting to become Ready, by (namespace, name).
+    ready_at: HashMap<(String, String), Instant>,
     next_ip: u32,
 }
 
@@ -38,11 +39,16 @@ pub async fn run(shared: Arc<Shared>, ready_delay: Duration) {
         ready_at: HashMap::new(),
         next_ip: 1,
     };
+    let mut cursor = 0;
     loop {
         notify.borrow_and_update();
         let wake = {
             let mut st = shared.lock();
-            m.reconcile(&mut st)
+            let dirty = dirty_since(&st, cursor);
+            // Our own writes below count as changes for the next pass (a Pod turning Ready must
+            // update its Deployment and EndpointSlice), so the cursor is taken before them.
+            cursor = st.store.rv();
+            m.reconcile(&mut st, &dirty)
         };
         let sleep = wake
             .map(|w| w.saturating_duration_since(Instant::now()))
@@ -52,6 +58,112 @@ pub async fn run(shared: Arc<Shared>, ready_delay: Duration) {
             _ = tokio::time::sleep(sleep) => {}
         }
     }
+}
+
+/// What must be reconciled. Reconciling only what changed keeps a busy plane with thousands of
+/// objects linear instead of quadratic.
+#[derive(Default)]
+struct Dirty {
+    /// Everything (first pass, or the event log no longer reaches back to the cursor).
+    all: bool,
+    deployments: HashSet<(String, String)>,
+    services: HashSet<(String, String)>,
+    pods: HashSet<(String, String)>,
+}
+
+fn deployment_owners(obj: &Value) -> impl Iterator<Item = String> + '_ {
+    obj.pointer("/metadata/ownerReferences")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|r| r["kind"] == json!("Deployment"))
+        .filter_map(|r| r["name"].as_str().map(String::from))
+}
+
+fn dirty_since(st: &State, cursor: u64) -> Dirty {
+    let everything = Dirty {
+        all: true,
+        ..Default::default()
+    };
+    if cursor == 0 {
+        return everything;
+    }
+    let Ok((events, _)) = st.store.events_since(cursor, |_| true) else {
+        return everything;
+    };
+    let mut d = Dirty::default();
+    let mut selectors: HashMap<String, Vec<(String, LabelSelector)>> = HashMap::new();
+    for e in events {
+        let (ns, name) = (e.key.namespace.clone(), e.key.name.clone());
+        match (e.key.group.as_str(), e.key.plural.as_str()) {
+            ("apps", "deployments") => {
+                d.deployments.insert((ns, name));
+            }
+            ("", "services") => {
+                d.services.insert((ns, name));
+            }
+            ("discovery.k8s.io", "endpointslices") => {
+                if let Some(svc) = e
+                    .object
+                    .pointer("/metadata/labels/kubernetes.io~1service-name")
+                    .and_then(Value::as_str)
+                {
+                    d.services.insert((ns, svc.to_string()));
+                }
+            }
+            ("", "pods") => {
+                d.pods.insert((ns.clone(), name.clone()));
+                let selectors = selectors
+                    .entry(ns.clone())
+                    .or_insert_with(|| service_selectors(st, &ns));
+                for obj in std::iter::once(&e.object).chain(e.old.as_ref()) {
+                    d.deployments
+                        .extend(deployment_owners(obj).map(|o| (ns.clone(), o)));
+                    for (svc, sel) in selectors.iter() {
+                        if sel.matches_object(obj) {
+                            d.services.insert((ns.clone(), svc.clone()));
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    d
+}
+
+/// (name, selector) of every Service with a selector in `ns`.
+fn service_selectors(st: &State, ns: &str) -> Vec<(String, LabelSelector)> {
+    st.store
+        .list("", "services", Some(ns))
+        .into_iter()
+        .filter_map(|(k, svc)| {
+            let sel = svc
+                .pointer("/spec/selector")
+                .and_then(Value::as_object)
+                .filter(|s| !s.is_empty())?;
+            Some((
+                k.name.clone(),
+                LabelSelector::from_label_selector(&json!({"matchLabels": sel})),
+            ))
+        })
+        .collect()
+}
+
+fn selected_objects(
+    st: &State,
+    group: &str,
+    plural: &str,
+    all: bool,
+    names: &HashSet<(String, String)>,
+) -> Vec<Value> {
+    if all {
+        return objects(st, group, plural, None);
+    }
+    names
+        .iter()
+        .filter_map(|(ns, name)| st.store.get(&ObjKey::new(group, plural, ns, name)).cloned())
+        .collect()
 }
 
 fn ctx(st: &State, group: &str, plural: &str, ns: &str) -> Option<Ctx> {
@@ -95,12 +207,12 @@ fn objects(st: &State, group: &str, plural: &str, ns: Option<&str>) -> Vec<Value
 }
 
 impl Manager {
-    fn reconcile(&mut self, st: &mut State) -> Option<Instant> {
-        for d in objects(st, "apps", "deployments", None) {
+    fn reconcile(&mut self, st: &mut State, dirty: &Dirty) -> Option<Instant> {
+        for d in selected_objects(st, "apps", "deployments", dirty.all, &dirty.deployments) {
             self.deployment(st, &d);
         }
-        let wake = self.pods(st);
-        for svc in objects(st, "", "services", None) {
+        let wake = self.pods(st, dirty);
+        for svc in selected_objects(st, "", "services", dirty.all, &dirty.services) {
             endpoint_slice(st, &svc);
         }
         wake
@@ -125,9 +237,12 @@ impl Manager {
             .max(0) as usize;
         let template = d.pointer("/spec/template").cloned().unwrap_or(json!({}));
         let hash = template_hash(&template);
-        let pods: Vec<Value> = objects(st, "", "pods", Some(&ns))
+        let pods: Vec<Value> = st
+            .store
+            .list("", "pods", Some(&ns))
             .into_iter()
-            .filter(|p| owned_by(p, &uid) && meta_str(p, "deletionTimestamp").is_none())
+            .filter(|(_, p)| owned_by(p, &uid) && meta_str(p, "deletionTimestamp").is_none())
+            .map(|(_, p)| p.clone())
             .collect();
         let current_hash =
             |p: &Value| p.pointer("/metadata/labels/pod-template-hash") == Some(&json!(hash));
@@ -251,26 +366,44 @@ impl Manager {
         }
     }
 
-    /// Gives every Pod an IP and flips it Ready once its delay has passed.
-    fn pods(&mut self, st: &mut State) -> Option<Instant> {
+    /// Gives Pods an IP and flips them Ready once their delay has passed. Only Pods that
+    /// changed or are waiting are looked at.
+    fn pods(&mut self, st: &mut State, dirty: &Dirty) -> Option<Instant> {
         let now = Instant::now();
+        let mut candidates: HashSet<(String, String)> = self.ready_at.keys().cloned().collect();
+        if dirty.all {
+            candidates.extend(
+                st.store
+                    .list("", "pods", None)
+                    .into_iter()
+                    .map(|(k, _)| (k.namespace.clone(), k.name.clone())),
+            );
+        } else {
+            candidates.extend(dirty.pods.iter().cloned());
+        }
         let mut wake: Option<Instant> = None;
-        for p in objects(st, "", "pods", None) {
-            let uid = meta_str(&p, "uid").unwrap_or("").to_string();
+        for id in candidates {
+            let Some(p) = st
+                .store
+                .get(&ObjKey::new("", "pods", &id.0, &id.1))
+                .cloned()
+            else {
+                self.ready_at.remove(&id);
+                continue;
+            };
             if is_ready(&p) || meta_str(&p, "deletionTimestamp").is_some() {
-                self.ready_at.remove(&uid);
+                self.ready_at.remove(&id);
                 continue;
             }
             let due = *self
                 .ready_at
-                .entry(uid.clone())
+                .entry(id.clone())
                 .or_insert(now + self.ready_delay);
             if due > now {
                 wake = Some(wake.map_or(due, |w| w.min(due)));
                 continue;
             }
-            let ns = meta_str(&p, "namespace").unwrap_or("").to_string();
-            let Some(pctx) = ctx(st, "", "pods", &ns) else {
+            let Some(pctx) = ctx(st, "", "pods", &id.0) else {
                 continue;
             };
             let mut new = p.clone();
@@ -287,12 +420,12 @@ impl Manager {
                 .pointer_mut("/status/containerStatuses")
                 .and_then(Value::as_array_mut)
             {
-                for c in cs {
-                    c["ready"] = json!(true);
+                for c in cs.iter_mut().filter_map(Value::as_object_mut) {
+                    c.insert("ready".into(), json!(true));
                 }
             }
             let _ = api::commit(st, &pctx, &p, new, Target::Status, Managed::Update);
-            self.ready_at.remove(&uid);
+            self.ready_at.remove(&id);
         }
         wake
     }
@@ -339,9 +472,12 @@ fn endpoint_slice(st: &mut State, svc: &Value) {
         meta_str(svc, "name").unwrap_or("").to_string(),
         meta_str(svc, "uid").unwrap_or("").to_string(),
     );
-    let mut pods: Vec<Value> = objects(st, "", "pods", Some(&ns))
+    let mut pods: Vec<Value> = st
+        .store
+        .list("", "pods", Some(&ns))
         .into_iter()
-        .filter(|p| sel.matches_object(p) && p.pointer("/status/podIP").is_some())
+        .filter(|(_, p)| sel.matches_object(p) && p.pointer("/status/podIP").is_some())
+        .map(|(_, p)| p.clone())
         .collect();
     pods.sort_by(|a, b| meta_str(a, "name").cmp(&meta_str(b, "name")));
     let endpoints: Vec<Value> = pods

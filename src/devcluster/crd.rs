@@ -163,6 +163,7 @@ pub fn resource_info(crd: &Value) -> Option<ResourceInfo> {
         columns,
         schemas,
         from_crd: true,
+        storage: None,
     })
 }
 

@@ -1,8 +1,7 @@
 //! Discovery documents: `/version`, `/api`, `/api/v1`, `/apis`, `/apis/{g}`, `/apis/{g}/{v}`.
 //!
-//! Only the legacy (unaggregated) format is served. Clients that ask for aggregated discovery
-//! (`as=APIGroupDiscoveryList`) look at the response Content-Type and fall back, as they do
-//! against older apiservers.
+//! Both the legacy documents and aggregated discovery (`as=APIGroupDiscoveryList`, v2 and
+//! v2beta1, which kubectl and kube's `Discovery::run_aggregated` ask for) are served.
 
 use super::resources::{Registry, ResourceInfo};
 use serde_json::{Value, json};
@@ -92,4 +91,69 @@ pub fn resources(reg: &Registry, group: &str, version: &str) -> Option<Value> {
     Some(
         json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": list}),
     )
+}
+
+/// Which aggregated-discovery version the Accept header asks for, if any.
+pub fn aggregated_version(accept: &str) -> Option<&'static str> {
+    let wanted = accept
+        .split(',')
+        .find(|m| m.contains("as=APIGroupDiscoveryList"))?;
+    if wanted.contains("v=v2beta1") {
+        Some("v2beta1")
+    } else {
+        Some("v2")
+    }
+}
+
+fn gvk(group: &str, version: &str, kind: &str) -> Value {
+    json!({"group": group, "version": version, "kind": kind})
+}
+
+fn resource_discovery(r: &ResourceInfo, version: &str) -> Value {
+    let mut subresources = Vec::new();
+    if r.status {
+        subresources.push(json!({"subresource": "status", "responseKind": gvk(&r.group, version, &r.kind), "verbs": ["get", "patch", "update"]}));
+    }
+    if r.scale.is_some() {
+        subresources.push(json!({"subresource": "scale", "responseKind": gvk("autoscaling", "v1", "Scale"), "verbs": ["get", "patch", "update"]}));
+    }
+    json!({
+        "resource": r.plural,
+        "responseKind": gvk(&r.group, version, &r.kind),
+        "scope": if r.namespaced { "Namespaced" } else { "Cluster" },
+        "singularResource": r.singular,
+        "verbs": VERBS,
+        "shortNames": r.short_names,
+        "categories": r.categories,
+        "subresources": subresources,
+    })
+}
+
+/// Aggregated discovery (`apidiscovery.k8s.io` `APIGroupDiscoveryList`): of the core group for
+/// `/api`, of all other groups for `/apis` — one request instead of one per group-version.
+pub fn aggregated(reg: &Registry, core: bool, api_version: &str) -> Value {
+    let mut groups: Vec<(String, Vec<String>)> = if core {
+        vec![(String::new(), vec!["v1".to_string()])]
+    } else {
+        reg.groups().into_iter().collect()
+    };
+    groups.retain(|(g, _)| core == g.is_empty());
+    let items: Vec<Value> = groups
+        .iter()
+        .map(|(g, versions)| {
+            let versions: Vec<Value> = versions
+                .iter()
+                .map(|v| {
+                    let resources: Vec<Value> = reg
+                        .all()
+                        .filter(|r| &r.group == g && r.serves(v))
+                        .map(|r| resource_discovery(r, v))
+                        .collect();
+                    json!({"version": v, "resources": resources, "freshness": "Current"})
+                })
+                .collect();
+            json!({"metadata": {"name": g}, "versions": versions})
+        })
+        .collect();
+    json!({"kind": "APIGroupDiscoveryList", "apiVersion": format!("apidiscovery.k8s.io/{api_version}"), "metadata": {}, "items": items})
 }

@@ -1,8 +1,8 @@
 //! Fault injection: what a real cluster cannot do on cue.
 //!
 //! Error rates per verb/resource (500, 429 with Retry-After, 409, 503), added latency, dropping
-//! every open watch stream, and a full outage window (503 for everything, or connections closed
-//! on accept). Draws come from a seeded RNG, so a sequential client sees the same faults on
+//! every open watch stream, and a full outage window (503 for everything, or refused
+//! connections). Draws come from a seeded RNG, so a sequential client sees the same faults on
 //! every run with the same seed.
 
 use super::status::ApiError;
@@ -63,8 +63,8 @@ pub struct FaultConfig {
 pub enum OutageMode {
     /// Every API request gets 503 ServiceUnavailable.
     Unavailable,
-    /// New connections are closed right after accept; requests on open ones get 503 and
-    /// `Connection: close`.
+    /// The listening socket is closed, so new connections are refused; requests on
+    /// connections that were already open get 503 and `Connection: close`.
     Refuse,
 }
 
@@ -81,6 +81,7 @@ struct Inner {
 pub struct Faults {
     inner: Mutex<Inner>,
     drops: watch::Sender<u64>,
+    outages: watch::Sender<u64>,
 }
 
 impl Default for Faults {
@@ -93,6 +94,7 @@ impl Default for Faults {
                 injected: 0,
             }),
             drops: watch::channel(0).0,
+            outages: watch::channel(0).0,
         }
     }
 }
@@ -132,20 +134,38 @@ impl Faults {
 
     /// Removes all error/latency rules and ends any outage.
     pub fn clear(&self) {
-        let mut g = self.lock();
-        g.config = FaultConfig::default();
-        g.outage = None;
+        {
+            let mut g = self.lock();
+            g.config = FaultConfig::default();
+            g.outage = None;
+        }
+        self.outages.send_modify(|n| *n += 1);
     }
 
     /// Starts an outage of `duration`; open watches are dropped.
     pub fn outage(&self, duration: Duration, mode: OutageMode) {
         self.lock().outage = Some((Instant::now() + duration, mode));
+        self.outages.send_modify(|n| *n += 1);
         self.drop_watches();
     }
 
     /// Ends an outage early.
     pub fn end_outage(&self) {
         self.lock().outage = None;
+        self.outages.send_modify(|n| *n += 1);
+    }
+
+    /// Fires whenever an outage starts or ends early.
+    pub fn outage_signal(&self) -> watch::Receiver<u64> {
+        self.outages.subscribe()
+    }
+
+    /// When the current `Refuse` outage ends, if one is on.
+    pub fn refusing_until(&self) -> Option<Instant> {
+        match self.lock().outage {
+            Some((until, OutageMode::Refuse)) if Instant::now() < until => Some(until),
+            _ => None,
+        }
     }
 
     /// The outage mode, while an outage lasts.

@@ -34,22 +34,75 @@ pub fn name_suffix(rng: &mut fastrand::Rng) -> String {
         .collect()
 }
 
-/// Is `name` a valid DNS-1123 subdomain (the rule for most object names)?
-pub fn invalid_name(name: &str) -> Option<String> {
-    let ok_char = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.';
-    let alnum = |c: Option<char>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
-    if name.is_empty()
-        || name.len() > 253
-        || !name.chars().all(ok_char)
-        || !alnum(name.chars().next())
-        || !alnum(name.chars().last())
-    {
-        Some(format!(
-            "\"{name}\": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character"
-        ))
-    } else {
-        None
+/// Why `name` is not a valid object name for `plural`, if it is not. Most resources need a
+/// DNS-1123 subdomain; Namespaces a DNS-1123 label; Services a DNS-1035 label (they become DNS
+/// names), which is where a generated name most often goes wrong.
+pub fn invalid_name(plural: &str, name: &str) -> Option<String> {
+    let lower_alnum = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
+    let ends_ok = |first_ok: &dyn Fn(char) -> bool| {
+        name.chars().next().is_some_and(first_ok) && name.chars().last().is_some_and(lower_alnum)
+    };
+    match plural {
+        "services" => {
+            let ok = name.len() <= 63
+                && name.chars().all(|c| lower_alnum(c) || c == '-')
+                && ends_ok(&|c: char| c.is_ascii_lowercase());
+            (!ok).then(|| format!(
+                "\"{name}\": a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character"
+            ))
+        }
+        "namespaces" => {
+            let ok = name.len() <= 63
+                && name.chars().all(|c| lower_alnum(c) || c == '-')
+                && ends_ok(&lower_alnum);
+            (!ok).then(|| format!(
+                "\"{name}\": a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character"
+            ))
+        }
+        _ => {
+            let ok = name.len() <= 253
+                && name.chars().all(|c| lower_alnum(c) || c == '-' || c == '.')
+                && ends_ok(&lower_alnum);
+            (!ok).then(|| format!(
+                "\"{name}\": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character"
+            ))
+        }
     }
+}
+
+fn qualified_name_ok(s: &str) -> bool {
+    let ok_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+    s.len() <= 63
+        && s.chars().all(ok_char)
+        && s.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && s.chars().last().is_some_and(|c| c.is_ascii_alphanumeric())
+}
+
+/// Label keys (`[prefix/]name`) and values must be valid, as the apiserver checks on every write.
+pub fn invalid_labels(obj: &Value) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let Some(labels) = obj.pointer("/metadata/labels").and_then(Value::as_object) else {
+        return out;
+    };
+    for (k, v) in labels {
+        let (prefix, name) = k
+            .rsplit_once('/')
+            .map_or((None, k.as_str()), |(p, n)| (Some(p), n));
+        if !qualified_name_ok(name) || prefix.is_some_and(|p| invalid_name("", p).is_some()) {
+            out.push((
+                "metadata.labels".to_string(),
+                format!("\"{k}\": name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (max 63 characters)"),
+            ));
+        }
+        let value = v.as_str().unwrap_or("");
+        if !value.is_empty() && !qualified_name_ok(value) || !v.is_string() {
+            out.push((
+                format!("metadata.labels[{k}]"),
+                format!("\"{value}\": a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (max 63 characters)"),
+            ));
+        }
+    }
+    out
 }
 
 /// Mutable access to `metadata`, creating it if needed.
@@ -152,10 +205,18 @@ mod tests {
 
     #[test]
     fn names() {
-        assert!(invalid_name("web-1.example").is_none());
-        assert!(invalid_name("Web").is_some());
-        assert!(invalid_name("-a").is_some());
-        assert!(invalid_name("").is_some());
+        assert!(invalid_name("configmaps", "web-1.example").is_none());
+        assert!(invalid_name("configmaps", "Web").is_some());
+        assert!(invalid_name("configmaps", "-a").is_some());
+        assert!(invalid_name("configmaps", "").is_some());
+        assert!(invalid_name("services", "1web").is_some());
+        assert!(invalid_name("services", "web.x").is_some());
+        assert!(invalid_name("services", "web-1").is_none());
+        assert!(invalid_name("namespaces", "a.b").is_some());
+        let long = "x".repeat(64);
+        let bad = json!({"metadata": {"labels": {"ok": "v", "example.com/ok": "", "bad key": "v", "k": long}}});
+        let fields: Vec<String> = invalid_labels(&bad).into_iter().map(|(f, _)| f).collect();
+        assert_eq!(fields, ["metadata.labels", "metadata.labels[k]"]);
         let mut rng = fastrand::Rng::with_seed(1);
         assert_eq!(new_uid(&mut rng).len(), 36);
         assert_eq!(name_suffix(&mut rng).len(), 5);

@@ -24,10 +24,15 @@ mod apply;
 mod audit;
 mod control;
 mod controller_manager;
+mod convert;
 mod crd;
+mod defaults;
+mod delete;
 mod discovery;
 mod faults;
+mod managed;
 mod meta;
+mod openapi;
 mod patch;
 mod resources;
 mod router;
@@ -110,9 +115,11 @@ pub enum DevClusterError {
     Signal(std::io::Error),
 }
 
-/// Accepts connections, closing them at once during a `Refuse` outage.
+/// The listener, which closes its socket for the length of a `Refuse` outage (so connections
+/// are really refused) and binds the same address again afterwards.
 struct FaultyListener {
-    inner: TcpListener,
+    inner: Option<TcpListener>,
+    addr: SocketAddr,
     shared: Arc<Shared>,
 }
 
@@ -121,22 +128,40 @@ impl axum::serve::Listener for FaultyListener {
     type Addr = SocketAddr;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        let mut outages = self.shared.faults.outage_signal();
         loop {
-            match self.inner.accept().await {
-                Ok((stream, addr)) => {
-                    if self.shared.faults.outage_mode() == Some(OutageMode::Refuse) {
-                        drop(stream);
+            outages.borrow_and_update();
+            if let Some(until) = self.shared.faults.refusing_until() {
+                self.inner = None;
+                tokio::select! {
+                    _ = tokio::time::sleep_until(tokio::time::Instant::from_std(until)) => {}
+                    _ = outages.changed() => {}
+                }
+                continue;
+            }
+            let listener = match &self.inner {
+                Some(l) => l,
+                None => match TcpListener::bind(self.addr).await {
+                    Ok(l) => self.inner.insert(l),
+                    Err(_) => {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
                         continue;
                     }
-                    return (stream, addr);
-                }
-                Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+                },
+            };
+            tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, addr)) if self.shared.faults.refusing_until().is_none() => return (stream, addr),
+                    Ok(_) => continue,
+                    Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+                },
+                _ = outages.changed() => {}
             }
         }
     }
 
     fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        self.inner.local_addr()
+        Ok(self.addr)
     }
 }
 
@@ -174,7 +199,8 @@ impl DevCluster {
         let (tx, rx) = oneshot::channel::<()>();
         let app = server::router(shared.clone());
         let listener = FaultyListener {
-            inner: listener,
+            inner: Some(listener),
+            addr,
             shared: shared.clone(),
         };
         let mut tasks = vec![tokio::spawn(async move {
@@ -252,7 +278,8 @@ impl DevCluster {
         &self.shared.audit
     }
 
-    /// Drops the retained watch events: watches resuming from any earlier version get 410 Gone.
+    /// Drops the retained watch events: watches resuming from any version handed out so far
+    /// get 410 Gone (open watches notice on their next check and end with the ERROR event).
     pub fn compact(&self) {
         self.shared.lock().store.compact();
     }

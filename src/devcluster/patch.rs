@@ -62,8 +62,9 @@ pub fn json(target: &mut Value, patch: &Value) -> Result<(), ApiError> {
     })
 }
 
-/// The merge key of a list field in built-in types, given an example item.
-pub fn merge_key(field: &str, sample: Option<&Value>) -> Option<&'static str> {
+/// The merge key of a list field in built-in types, given an example item. `root` says the
+/// field is at the top of the object: there, `ports` is EndpointSlice's atomic list.
+pub fn merge_key(field: &str, sample: Option<&Value>, root: bool) -> Option<&'static str> {
     Some(match field {
         "containers"
         | "initContainers"
@@ -75,6 +76,7 @@ pub fn merge_key(field: &str, sample: Option<&Value>) -> Option<&'static str> {
         "conditions" => "type",
         "ownerReferences" => "uid",
         "hostAliases" => "ip",
+        "ports" if root => return None,
         "ports" => {
             if sample.is_some_and(|s| s.get("containerPort").is_some()) {
                 "containerPort"
@@ -94,7 +96,7 @@ fn is_set_list(field: &str) -> bool {
 /// Applies a strategic merge patch.
 pub fn strategic(target: &mut Value, patch: &Value) {
     match (target.as_object_mut(), patch.as_object()) {
-        (Some(t), Some(p)) => merge_maps(t, p),
+        (Some(t), Some(p)) => merge_maps(t, p, true),
         _ => *target = strip_directives(patch),
     }
 }
@@ -112,7 +114,7 @@ fn strip_directives(v: &Value) -> Value {
     }
 }
 
-fn merge_maps(t: &mut Map<String, Value>, p: &Map<String, Value>) {
+fn merge_maps(t: &mut Map<String, Value>, p: &Map<String, Value>, root: bool) {
     if p.get("$patch").and_then(Value::as_str) == Some("replace") {
         *t = strip_directives(&Value::Object(p.clone()))
             .as_object()
@@ -135,14 +137,14 @@ fn merge_maps(t: &mut Map<String, Value>, p: &Map<String, Value>) {
                 t.remove(k);
             }
             Value::Object(pm) => match t.get_mut(k) {
-                Some(Value::Object(tm)) => merge_maps(tm, pm),
+                Some(Value::Object(tm)) => merge_maps(tm, pm, false),
                 _ => {
                     t.insert(k.clone(), strip_directives(v));
                 }
             },
             Value::Array(items) => {
                 let sample = items.first().or_else(|| t.get(k).and_then(|l| l.get(0)));
-                match (merge_key(k, sample), t.get_mut(k)) {
+                match (merge_key(k, sample, root), t.get_mut(k)) {
                     (Some(key), Some(Value::Array(list))) => merge_keyed_list(list, items, key),
                     (None, Some(Value::Array(list))) if is_set_list(k) => {
                         for item in items {
@@ -178,7 +180,10 @@ fn merge_keyed_list(list: &mut Vec<Value>, items: &[Value], key: &str) {
                 list.remove(i);
             }
             (None, true) => {}
-            (Some(i), false) => strategic(&mut list[i], item),
+            (Some(i), false) => match (list[i].as_object_mut(), item.as_object()) {
+                (Some(t), Some(p)) => merge_maps(t, p, false),
+                _ => list[i] = strip_directives(item),
+            },
             (None, false) => list.push(strip_directives(item)),
         }
     }
@@ -229,6 +234,23 @@ mod tests {
             &json!({"metadata": {"$deleteFromPrimitiveList/finalizers": ["a"]}}),
         );
         assert_eq!(t["metadata"]["finalizers"], json!(["b"]));
+    }
+
+    #[test]
+    fn endpoint_slice_ports_are_atomic_service_ports_are_keyed() {
+        let mut slice = json!({"ports": [{"port": 80}], "endpoints": [{"addresses": ["a"]}]});
+        strategic(
+            &mut slice,
+            &json!({"ports": [{"port": 81}], "endpoints": [{"addresses": ["b"]}]}),
+        );
+        assert_eq!(slice["ports"], json!([{"port": 81}]));
+        assert_eq!(slice["endpoints"], json!([{"addresses": ["b"]}]));
+        let mut svc = json!({"spec": {"ports": [{"port": 80, "name": "http"}]}});
+        strategic(
+            &mut svc,
+            &json!({"spec": {"ports": [{"port": 443, "name": "https"}]}}),
+        );
+        assert_eq!(svc["spec"]["ports"].as_array().unwrap().len(), 2);
     }
 
     #[test]

@@ -62,6 +62,9 @@ pub struct ResourceInfo {
     pub schemas: BTreeMap<String, Value>,
     /// Defined by a CRD (so objects carry apiVersion/kind and get schema validation).
     pub from_crd: bool,
+    /// Stored as another resource: (group, plural, apiVersion) of the storage form
+    /// (events.k8s.io Events are core Events, see `convert.rs`).
+    pub storage: Option<(String, String, String)>,
 }
 
 impl ResourceInfo {
@@ -145,7 +148,15 @@ fn builtins() -> Vec<Builtin> {
             ],
             ..b("", "v1", "pods", "Pod", true, &["po"], true, false)
         },
-        b("", "v1", "events", "Event", true, &["ev"], false, false),
+        Builtin {
+            columns: vec![
+                col("Type", "string", ".type", 0),
+                col("Reason", "string", ".reason", 0),
+                col("Object", "string", "@event-object", 0),
+                col("Message", "string", ".message", 0),
+            ],
+            ..b("", "v1", "events", "Event", true, &["ev"], false, false)
+        },
         b(
             "",
             "v1",
@@ -319,6 +330,8 @@ impl Default for Registry {
                 columns: b.columns,
                 schemas: BTreeMap::new(),
                 from_crd: false,
+                storage: (b.group == "events.k8s.io")
+                    .then(|| (String::new(), "events".to_string(), "v1".to_string())),
             };
             resources.insert((info.group.clone(), info.plural.clone()), info);
         }

@@ -18,7 +18,9 @@ pub enum Route {
     Group(String),
     /// `/api/v1`, `/apis/{group}/{version}`
     Resources(String, String),
-    /// `/openapi/...`, `/swagger...`: deliberately 404 so kubectl falls back.
+    /// `/openapi/v3` and `/openapi/v3/{gv path}` (a minimal document, see `openapi.rs`).
+    OpenApiV3(String),
+    /// `/openapi/v2`, `/swagger...`: deliberately 404 so kubectl falls back.
     OpenApi,
     /// `/healthz`, `/readyz`, `/livez`
     Health,
@@ -87,6 +89,7 @@ pub fn parse(path: &str) -> Route {
     match segs.as_slice() {
         ["version"] => Route::Version,
         ["healthz" | "readyz" | "livez", ..] => Route::Health,
+        ["openapi", "v3", rest @ ..] => Route::OpenApiV3(rest.join("/")),
         ["openapi", ..] | ["swagger.json"] | ["swaggerapi", ..] => Route::OpenApi,
         ["_devcluster", rest @ ..] => Route::Control(rest.join("/")),
         ["api"] => Route::CoreVersions,
@@ -156,6 +159,10 @@ mod tests {
             parse("/apis/apps/v1"),
             Route::Resources("apps".into(), "v1".into())
         );
-        assert_eq!(parse("/openapi/v3"), Route::OpenApi);
+        assert_eq!(parse("/openapi/v2"), Route::OpenApi);
+        assert_eq!(
+            parse("/openapi/v3/apis/apps/v1"),
+            Route::OpenApiV3("apis/apps/v1".into())
+        );
     }
 }

@@ -16,8 +16,20 @@ fn paths(ctx: &Ctx) -> ApiResult<&ScalePaths> {
     ctx.info.scale.as_ref().ok_or_else(ApiError::no_route)
 }
 
-fn pointer(path: &str) -> String {
-    path.replace('.', "/")
+/// Sets a `.a.b.c` path, creating objects on the way (replacing non-objects).
+fn set_path(obj: &mut Value, path: &str, value: Value) {
+    let mut cur = obj;
+    let segments: Vec<&str> = path.split('.').filter(|s| !s.is_empty()).collect();
+    let Some((last, parents)) = segments.split_last() else {
+        return;
+    };
+    for seg in parents {
+        if !cur.get(*seg).is_some_and(Value::is_object) {
+            cur[*seg] = json!({});
+        }
+        cur = &mut cur[*seg];
+    }
+    cur[*last] = value;
 }
 
 /// Builds the Scale of `obj`.
@@ -78,19 +90,7 @@ pub fn update(st: &mut State, ctx: &Ctx, name: &str, scale: &Value) -> ApiResult
         ));
     }
     let mut new = old.clone();
-    let ptr = pointer(&p.spec_replicas);
-    match new.pointer_mut(&ptr) {
-        Some(v) => *v = json!(replicas),
-        None => {
-            let (parent, field) = ptr.rsplit_once('/').unwrap_or(("", &ptr));
-            if new.pointer(parent).is_none() {
-                new[parent.trim_start_matches('/')] = json!({});
-            }
-            if let Some(m) = new.pointer_mut(parent).and_then(Value::as_object_mut) {
-                m.insert(field.to_string(), json!(replicas));
-            }
-        }
-    }
+    set_path(&mut new, &p.spec_replicas, json!(replicas));
     if let Some(m) = new.get_mut("metadata").and_then(Value::as_object_mut) {
         match meta_str(scale, "resourceVersion") {
             Some(rv) if !rv.is_empty() => m.insert("resourceVersion".into(), json!(rv)),
@@ -119,4 +119,17 @@ pub fn patch(
         PatchKind::Merge | PatchKind::Apply => patch::merge(&mut scale, body),
     }
     update(st, ctx, name, &scale)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn set_path_creates_nested_objects() {
+        let mut o = json!({"spec": {"a": 1}});
+        set_path(&mut o, ".spec.scaling.replicas", json!(3));
+        set_path(&mut o, ".spec.a", json!(2));
+        assert_eq!(o, json!({"spec": {"a": 2, "scaling": {"replicas": 3}}}));
+    }
 }

@@ -210,6 +210,11 @@ fn walk_object(schema: &Value, m: &mut Map<String, Value>, path: &str, out: &mut
                 || (props.is_none() && additional.is_none() && schema.get("type").is_none()) => {}
             None => {
                 m.remove(&k);
+                out.push(FieldCause::new(
+                    UNKNOWN,
+                    join(&k),
+                    "field not declared in schema",
+                ));
             }
         }
     }
@@ -231,8 +236,13 @@ fn walk_object(schema: &Value, m: &mut Map<String, Value>, path: &str, out: &mut
     }
 }
 
+/// Reason of the pseudo-cause reporting a pruned unknown field: not an error by itself, but
+/// `fieldValidation=Strict` turns it into one.
+pub const UNKNOWN: &str = "FieldValueUnknown";
+
 /// Validates `obj` against a CRD version's `openAPIV3Schema`, applying defaults and pruning
-/// unknown fields in place. Returns the failures (empty = valid).
+/// unknown fields in place. Returns the failures (empty = valid), including one [`UNKNOWN`]
+/// cause per pruned field.
 pub fn validate_and_default(
     schema: &Value,
     obj: &mut Value,
@@ -254,7 +264,7 @@ pub fn validate_and_default(
         }
     }
     out.retain(|c| !c.field.is_empty() || c.reason != "FieldValueRequired");
-    if out.is_empty() {
+    if out.iter().all(|c| c.reason == UNKNOWN) {
         out.extend(cel(schema, obj, old));
     }
     out
@@ -295,7 +305,15 @@ mod tests {
     fn defaults_prunes_and_accepts() {
         let mut o = json!({"apiVersion": "x/v1", "kind": "T", "metadata": {"name": "a"},
             "spec": {"target": "t", "unknown": 1, "port": "http", "extra": {"free": true}}});
-        assert_eq!(validate_and_default(&schema(), &mut o, None), vec![]);
+        let causes = validate_and_default(&schema(), &mut o, None);
+        assert_eq!(
+            causes,
+            vec![FieldCause::new(
+                UNKNOWN,
+                "spec.unknown",
+                "field not declared in schema"
+            )]
+        );
         assert_eq!(o["spec"]["replicas"], 1);
         assert!(o["spec"].get("unknown").is_none());
         assert_eq!(o["spec"]["extra"]["free"], true);

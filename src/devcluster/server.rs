@@ -6,12 +6,13 @@ use super::audit::{Audit, AuditEntry};
 use super::control;
 use super::discovery;
 use super::faults::{Faults, OutageMode};
+use super::openapi;
 use super::patch::PatchKind;
 use super::router::{self, ResourceRoute, Route};
 use super::scale;
 use super::selectors::{FieldSelector, LabelSelector};
 use super::status::{ApiError, ApiResult};
-use super::table;
+use super::table::{self, Render};
 use super::watch::{self, WatchParams};
 use axum::body::Body;
 use axum::extract::Request;
@@ -106,6 +107,22 @@ async fn handle(
     let result = match route {
         Route::Version => Ok(json_response(200, &discovery::version())),
         Route::Health => Ok(Response::new(Body::from("ok"))),
+        Route::CoreVersions | Route::Groups
+            if discovery::aggregated_version(header_str(&parts.headers, header::ACCEPT))
+                .is_some() =>
+        {
+            let v = discovery::aggregated_version(header_str(&parts.headers, header::ACCEPT))
+                .unwrap_or("v2");
+            let doc =
+                discovery::aggregated(&shared.lock().registry, route == Route::CoreVersions, v);
+            let mut r = json_response(200, &doc);
+            let ct =
+                format!("application/json;g=apidiscovery.k8s.io;v={v};as=APIGroupDiscoveryList");
+            if let Ok(ct) = HeaderValue::from_str(&ct) {
+                r.headers_mut().insert(header::CONTENT_TYPE, ct);
+            }
+            Ok(r)
+        }
         Route::CoreVersions => Ok(json_response(200, &discovery::core_versions())),
         Route::Groups => Ok(json_response(
             200,
@@ -115,6 +132,12 @@ async fn handle(
             .map(|d| json_response(200, &d))
             .ok_or_else(ApiError::no_route),
         Route::Resources(g, v) => discovery::resources(&shared.lock().registry, &g, &v)
+            .map(|d| json_response(200, &d))
+            .ok_or_else(ApiError::no_route),
+        Route::OpenApiV3(p) if p.is_empty() => {
+            Ok(json_response(200, &openapi::index(&shared.lock().registry)))
+        }
+        Route::OpenApiV3(p) => openapi::group_version(&shared.lock().registry, &p)
             .map(|d| json_response(200, &d))
             .ok_or_else(ApiError::no_route),
         Route::Resource(rr) => {
@@ -232,11 +255,13 @@ async fn resource(
     );
     ctx.dry_run = q.get("dryRun").is_some_and(|d| d == "All");
     ctx.force = q.get("force").is_some_and(|f| f == "true");
+    ctx.strict = q.get("fieldValidation").is_some_and(|f| f == "Strict");
     let accept = header_str(headers, header::ACCEPT);
     let include = q
         .get("includeObject")
         .cloned()
         .unwrap_or_else(|| "Metadata".into());
+    let render = Render::from_accept(accept, &include);
     let name = rr.name.clone().unwrap_or_default();
     let target = if sub == "status" {
         Target::Status
@@ -246,16 +271,22 @@ async fn resource(
 
     if verb == "watch" {
         let params = WatchParams {
-            resource_version: q.get("resourceVersion").and_then(|rv| rv.parse().ok()),
+            resource_version: match q.get("resourceVersion").filter(|rv| !rv.is_empty()) {
+                None => None,
+                Some(rv) => Some(rv.parse().map_err(|_| {
+                    ApiError::bad_request(format!("invalid resource version: {rv}"))
+                })?),
+            },
             bookmarks: q.get("allowWatchBookmarks").is_some_and(|b| b == "true"),
             send_initial_events: q.get("sendInitialEvents").is_some_and(|b| b == "true"),
             timeout: Duration::from_secs(
                 q.get("timeoutSeconds")
                     .and_then(|t| t.parse().ok())
+                    .filter(|t| *t > 0)
                     .unwrap_or(1800),
             ),
             opts: list_options(q)?,
-            table: table::wants_table(accept).then_some(include),
+            render: render.clone(),
         };
         let stream = watch::start(shared.clone(), ctx, params);
         let mut r = Response::new(Body::from_stream(stream));
@@ -271,33 +302,36 @@ async fn resource(
         ("get", "scale") => (200, scale::get(&st, &ctx, &name)?),
         ("get", _) => {
             let obj = api::get(&st, &ctx, &name)?;
-            if table::wants_table(accept) {
-                let rv = obj["metadata"]["resourceVersion"].clone();
-                (
-                    200,
+            let out = match &render {
+                Render::Table(include) => {
+                    let rv = obj["metadata"]["resourceVersion"].clone();
                     table::table(
                         &ctx.info,
                         &[obj],
                         json!({"resourceVersion": rv}),
-                        &include,
+                        include,
                         true,
-                    ),
-                )
-            } else {
-                (200, obj)
-            }
+                    )
+                }
+                Render::Metadata => table::partial(&obj),
+                Render::Object => obj,
+            };
+            (200, out)
         }
         ("list", _) => {
             let (items, meta) = api::list(&st, &ctx, &list_options(q)?)?;
-            if table::wants_table(accept) {
-                (200, table::table(&ctx.info, &items, meta, &include, true))
-            } else {
-                let kind = format!("{}List", ctx.info.kind);
-                (
-                    200,
-                    json!({"kind": kind, "apiVersion": ctx.info.api_version(&ctx.version), "metadata": meta, "items": items}),
-                )
-            }
+            let out = match &render {
+                Render::Table(include) => table::table(&ctx.info, &items, meta, include, true),
+                Render::Metadata => {
+                    let items: Vec<Value> = items.iter().map(table::partial).collect();
+                    json!({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": meta, "items": items})
+                }
+                Render::Object => {
+                    let kind = format!("{}List", ctx.info.kind);
+                    json!({"kind": kind, "apiVersion": ctx.info.api_version(&ctx.version), "metadata": meta, "items": items})
+                }
+            };
+            (200, out)
         }
         ("create", "") => (201, api::create(&mut st, &ctx, parse_body(&bytes)?)?),
         ("update", "scale") => (
@@ -349,7 +383,8 @@ async fn resource(
 fn delete_options(bytes: &[u8], q: &HashMap<String, String>) -> ApiResult<Value> {
     let mut opts = match parse_body(bytes)? {
         Value::Null => json!({}),
-        v => v,
+        v @ Value::Object(_) => v,
+        _ => return Err(ApiError::bad_request("DeleteOptions must be a JSON object")),
     };
     if let Some(p) = q.get("propagationPolicy") {
         opts["propagationPolicy"] = json!(p);

@@ -123,7 +123,7 @@ impl ApiError {
         let text: Vec<String> = causes.iter().map(FieldCause::text).collect();
         let causes_json: Vec<Value> = causes
             .iter()
-            .map(|c| json!({"reason": c.reason, "message": c.text(), "field": c.field}))
+            .map(|c| json!({"reason": c.reason, "message": c.message(), "field": c.field}))
             .collect();
         let group_kind = if group.is_empty() {
             kind.to_string()
@@ -203,7 +203,13 @@ impl FieldCause {
         }
     }
 
+    /// `field: message`, as in the Status message.
     fn text(&self) -> String {
+        format!("{}: {}", self.field, self.message())
+    }
+
+    /// The cause message (without the field, which is separate in a StatusCause).
+    fn message(&self) -> String {
         let label = match self.reason {
             "FieldValueRequired" => "Required value",
             "FieldValueNotSupported" => "Unsupported value",
@@ -211,6 +217,10 @@ impl FieldCause {
             "FieldValueForbidden" => "Forbidden",
             _ => "Invalid value",
         };
-        format!("{}: {label}: {}", self.field, self.detail)
+        if self.detail.is_empty() {
+            label.to_string()
+        } else {
+            format!("{label}: {}", self.detail)
+        }
     }
 }

@@ -198,10 +198,13 @@ impl Store {
         Ok((events, self.rv))
     }
 
-    /// Drops every retained event (tests use this to force 410 Gone).
+    /// Drops every retained event and moves the counter past them, so a watch from any
+    /// version handed out so far gets 410 Gone (tests use this to force a re-list).
     pub fn compact(&mut self) {
+        self.rv += 1;
         self.log.clear();
         self.compacted = self.rv;
+        self.notify.send_replace(self.rv);
     }
 }
 

@@ -7,12 +7,34 @@
 use super::resources::{PrinterColumn, ResourceInfo};
 use serde_json::{Value, json};
 
-/// Does the Accept header ask for a Table?
-pub fn wants_table(accept: &str) -> bool {
-    accept
-        .split(',')
-        .next()
-        .is_some_and(|first| first.contains("as=Table"))
+/// How to render objects, from the Accept header (its first media type wins).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Render {
+    /// Plain objects.
+    Object,
+    /// `as=Table` with this `includeObject` mode (`kubectl get`).
+    Table(String),
+    /// `as=PartialObjectMetadata[List]` (metadata-only clients such as kube's metadata_watcher).
+    Metadata,
+}
+
+impl Render {
+    /// Negotiates from `Accept` and the `includeObject` query parameter.
+    pub fn from_accept(accept: &str, include_object: &str) -> Self {
+        let first = accept.split(',').next().unwrap_or("");
+        if first.contains("as=Table") {
+            Render::Table(include_object.to_string())
+        } else if first.contains("as=PartialObjectMetadata") {
+            Render::Metadata
+        } else {
+            Render::Object
+        }
+    }
+}
+
+/// The `PartialObjectMetadata` of an object.
+pub fn partial(obj: &Value) -> Value {
+    json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": obj.get("metadata").cloned().unwrap_or(json!({}))})
 }
 
 /// Human duration the way kubectl prints ages.
@@ -122,6 +144,16 @@ fn computed(name: &str, obj: &Value) -> Value {
                 _ => addrs.join(","),
             }
         }
+        "@event-object" => format!(
+            "{}/{}",
+            obj.pointer("/involvedObject/kind")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_lowercase(),
+            obj.pointer("/involvedObject/name")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+        ),
         "@ingress-hosts" => join_strs(
             arr("/spec/rules")
                 .iter()
@@ -175,13 +207,15 @@ pub fn row(info: &ResourceInfo, obj: &Value, include_object: &str) -> Value {
             .cloned()
             .unwrap_or(Value::Null),
     ];
-    cells.extend(info.columns.iter().map(|c| cell(c, obj)));
+    cells.extend(info.columns.iter().map(|c| match cell(c, obj) {
+        // Built-in printers show omitted counters as 0; CRD columns stay empty.
+        Value::Null if !info.from_crd && c.type_ == "integer" => json!(0),
+        v => v,
+    }));
     let object = match include_object {
         "None" => Value::Null,
         "Object" => obj.clone(),
-        _ => {
-            json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": obj.get("metadata").cloned().unwrap_or(json!({}))})
-        }
+        _ => partial(obj),
     };
     json!({"cells": cells, "object": object})
 }
@@ -227,9 +261,15 @@ mod tests {
 
     #[test]
     fn accept_negotiation() {
-        assert!(wants_table(
-            "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"
-        ));
-        assert!(!wants_table("application/json"));
+        let r = |a| Render::from_accept(a, "Metadata");
+        assert_eq!(
+            r("application/json;as=Table;v=v1;g=meta.k8s.io,application/json"),
+            Render::Table("Metadata".into())
+        );
+        assert_eq!(
+            r("application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"),
+            Render::Metadata
+        );
+        assert_eq!(r("application/json"), Render::Object);
     }
 }

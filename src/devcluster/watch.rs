@@ -11,7 +11,7 @@ use super::api::{Ctx, ListOptions, present, selected};
 use super::server::Shared;
 use super::status::ApiError;
 use super::store::{EventType, StoredEvent};
-use super::table;
+use super::table::{self, Render};
 use bytes::Bytes;
 use serde_json::{Value, json};
 use std::convert::Infallible;
@@ -32,21 +32,23 @@ pub struct WatchParams {
     pub timeout: Duration,
     /// Selectors.
     pub opts: ListOptions,
-    /// Answer with Table rows (`kubectl get -w`): the includeObject mode.
-    pub table: Option<String>,
+    /// Objects, Table rows (`kubectl get -w`) or PartialObjectMetadata.
+    pub render: Render,
 }
 
 struct Emitter {
     ctx: Ctx,
-    table: Option<String>,
+    render: Render,
     columns_sent: bool,
     tx: mpsc::Sender<Bytes>,
 }
 
 impl Emitter {
     async fn send(&mut self, kind: &str, object: Value) -> bool {
-        let object = match (&self.table, kind) {
-            (Some(mode), "ADDED" | "MODIFIED" | "DELETED") => {
+        let data_event = matches!(kind, "ADDED" | "MODIFIED" | "DELETED");
+        let object = match &self.render {
+            Render::Metadata if data_event || kind == "BOOKMARK" => table::partial(&object),
+            Render::Table(mode) if data_event => {
                 let t = table::table(
                     &self.ctx.info,
                     &[object],
@@ -105,7 +107,7 @@ pub fn start(
         p.clone(),
         Emitter {
             ctx,
-            table: p.table.clone(),
+            render: p.render.clone(),
             columns_sent: false,
             tx,
         },
@@ -125,14 +127,21 @@ async fn run(shared: Arc<Shared>, ctx: Ctx, p: WatchParams, mut out: Emitter) {
     } else {
         None
     };
-    let (group, plural) = (ctx.info.group.clone(), ctx.info.plural.clone());
+    let (group, plural) = (ctx.storage().0.to_string(), ctx.storage().1.to_string());
     let in_scope = move |e: &StoredEvent| {
         e.key.group == group
             && e.key.plural == plural
             && ns.as_deref().is_none_or(|n| e.key.namespace == n)
     };
     let opts = p.opts.clone();
-    let matches = move |o: &Value| selected(&opts, o);
+    let presenting = ctx.clone();
+    let matches = move |o: &Value| {
+        if presenting.info.storage.is_some() {
+            selected(&opts, &present(&presenting, o.clone()))
+        } else {
+            selected(&opts, o)
+        }
+    };
 
     let start: Result<_, ApiError> = {
         let st = shared.lock();
@@ -149,7 +158,7 @@ async fn run(shared: Arc<Shared>, ctx: Ctx, p: WatchParams, mut out: Emitter) {
                 let ns = ctx.namespace.as_deref().filter(|_| ctx.info.namespaced);
                 let objs: Vec<Value> = st
                     .store
-                    .list(&ctx.info.group, &ctx.info.plural, ns)
+                    .list(ctx.storage().0, ctx.storage().1, ns)
                     .into_iter()
                     .filter(|(_, o)| matches(o))
                     .map(|(_, o)| present(&ctx, o.clone()))

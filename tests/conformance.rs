@@ -1,0 +1,1179 @@
+//! API behaviours the operator relies on, written against the Kubernetes API only.
+//!
+//! By default every test starts the embedded control plane in-process. With
+//! `INGRESS_FAILOVER_KUBECONFIG=/path/to/kubeconfig` the same tests run against that cluster
+//! (e.g. kind), which is how the plane's fidelity is checked. Each test works in its own
+//! namespace and deletes it at the end. The test CRD (`widgets.conformance.ingressfailover.io`)
+//! is cluster-scoped state and is left installed on a real cluster.
+
+use futures::{StreamExt, TryStreamExt};
+use ingress_failover::devcluster::{DevCluster, DevClusterOptions};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{ConfigMap, Event, Namespace, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{
+    Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams,
+};
+use kube::core::{DynamicObject, Status};
+use kube::{Client, CustomResource, CustomResourceExt, Resource, ResourceExt};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use std::time::Duration;
+
+/// A test cluster: a real one from `INGRESS_FAILOVER_KUBECONFIG`, or an embedded plane.
+struct Cluster {
+    client: Client,
+    ns: String,
+    _embedded: Option<DevCluster>,
+}
+
+impl Cluster {
+    async fn new(test: &str) -> Cluster {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let (client, embedded) = match std::env::var("INGRESS_FAILOVER_KUBECONFIG") {
+            Ok(path) => {
+                let kc = kube::config::Kubeconfig::read_from(&path).expect("read kubeconfig");
+                let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+                    .await
+                    .expect("kubeconfig");
+                (Client::try_from(cfg).expect("client"), None)
+            }
+            Err(_) => {
+                let opts = DevClusterOptions {
+                    pod_ready_delay: Duration::from_millis(100),
+                    ..Default::default()
+                };
+                let dc = DevCluster::start(opts).await.expect("start devcluster");
+                (dc.client().expect("client"), Some(dc))
+            }
+        };
+        let ns = format!("conf-{test}-{}", fastrand::u32(..) % 100_000);
+        let nsapi: Api<Namespace> = Api::all(client.clone());
+        nsapi
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap(),
+            )
+            .await
+            .expect("create namespace");
+        Cluster {
+            client,
+            ns,
+            _embedded: embedded,
+        }
+    }
+
+    fn api<K>(&self) -> Api<K>
+    where
+        K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+    {
+        Api::namespaced(self.client.clone(), &self.ns)
+    }
+
+    async fn cleanup(self) {
+        let nsapi: Api<Namespace> = Api::all(self.client.clone());
+        let _ = nsapi.delete(&self.ns, &DeleteParams::default()).await;
+    }
+}
+
+fn api_error(e: kube::Error) -> Status {
+    match e {
+        kube::Error::Api(s) => *s,
+        other => panic!("expected an API error, got {other:?}"),
+    }
+}
+
+fn from<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> T {
+    serde_json::from_value(v).expect("valid object")
+}
+
+fn config_map(name: &str, labels: serde_json::Value) -> ConfigMap {
+    from(json!({"metadata": {"name": name, "labels": labels}, "data": {"k": "v"}}))
+}
+
+fn deployment(name: &str, replicas: i32) -> Deployment {
+    from(json!({
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {"metadata": {"labels": {"app": name}}, "spec": {"containers": [
+                {"name": "app", "image": "registry.k8s.io/pause:3.10", "ports": [{"name": "http", "containerPort": 8080}]}
+            ]}}
+        }
+    }))
+}
+
+/// Polls `f` until it returns `Some` or `secs` pass.
+async fn eventually<T, F, Fut>(secs: u64, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "condition not reached within {secs}s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn discovery_lists_the_resources_the_operator_uses() {
+    let c = Cluster::new("discovery").await;
+    let d = kube::Discovery::new(c.client.clone())
+        .run()
+        .await
+        .expect("discovery");
+    for (group, kind) in [
+        ("", "Service"),
+        ("", "Namespace"),
+        ("", "Pod"),
+        ("", "Event"),
+        ("apps", "Deployment"),
+        ("discovery.k8s.io", "EndpointSlice"),
+        ("networking.k8s.io", "Ingress"),
+        ("networking.k8s.io", "IngressClass"),
+        ("coordination.k8s.io", "Lease"),
+        ("events.k8s.io", "Event"),
+        ("apiextensions.k8s.io", "CustomResourceDefinition"),
+    ] {
+        let g = d
+            .get(group)
+            .unwrap_or_else(|| panic!("group {group:?} missing"));
+        assert!(
+            g.recommended_resources()
+                .iter()
+                .any(|(r, _)| r.kind == kind),
+            "{group}/{kind} missing"
+        );
+    }
+    let aggregated = kube::Discovery::new(c.client.clone())
+        .run_aggregated()
+        .await
+        .expect("aggregated discovery");
+    let apps = aggregated
+        .get("apps")
+        .expect("apps in aggregated discovery");
+    let (deploy, caps) = apps
+        .recommended_resources()
+        .into_iter()
+        .find(|(r, _)| r.kind == "Deployment")
+        .unwrap();
+    assert!(
+        caps.subresources
+            .iter()
+            .any(|(s, _)| s.plural == "deployments/scale" || s.plural == "scale"),
+        "{deploy:?} {caps:?}"
+    );
+    let version = c.client.apiserver_version().await.expect("/version");
+    assert_eq!(version.major, "1");
+    c.cleanup().await;
+}
+
+#[tokio::test]
+async fn create_sets_metadata_and_generate_name() {
+    let c = Cluster::new("meta").await;
+    let cms: Api<ConfigMap> = c.api();
+    let a = cms
+        .create(&PostParams::default(), &config_map("a", json!({"x": "1"})))
+        .await
+        .unwrap();
+    assert!(a.metadata.uid.is_some());
+    assert!(a.metadata.creation_timestamp.is_some());
+    assert_eq!(a.metadata.namespace.as_deref(), Some(c.ns.as_str()));
+    let generated: ConfigMap = from(json!({"metadata": {"generateName": "gen-"}}));
+    let g = cms
+        .create(&PostParams::default(), &generated)
+        .await
+        .unwrap();
+    assert!(g.name_any().starts_with("gen-") && g.name_any().len() > 4);
+    let deps: Api<Deployment> = c.api();
+    let d = deps
+        .create(&PostParams::default(), &deployment("d", 0))
+        .await
+        .unwrap();
+    assert_eq!(d.metadata.generation, Some(1));
+    let b = cms
+        .create(&PostParams::default(), &config_map("b", json!({})))
+        .await
+        .unwrap();
+    let (rva, rvb) = (a.resource_version().unwrap(), b.resource_version().unwrap());
+    assert_ne!(rva, rvb);
+    c.cleanup().await;
+}
+
+#[tokio::test]
+async fn errors_are_status_objects_with_reasons() {
+    let c = Cluster::new("errors").await;
+    let leases: Api<Lease> = c.api();
+    let l: Lease = from(json!({"metadata": {"name": "leader"}, "spec": {"holderIdentity": "a"}}));
+    let created = leases.create(&PostParams::default(), &l).await.unwrap();
+    let e = api_error(leases.create(&PostParams::default(), &l).await.unwrap_err());
+    assert_eq!((e.code, e.reason.as_str()), (409, "AlreadyExists"));
+    let e = api_error(leases.get("missing").await.unwrap_err());
+    assert_eq!((e.code, e.reason.as_str()), (404, "NotFound"));
+    // Optimistic concurrency: the first update wins, the stale one gets 409 Conflict.
+    let mut first = created.clone();
+    first.spec.as_mut().unwrap().holder_identity = Some("b".into());
+    leases
+        .replace("leader", &PostParams::default(), &first)
+        .await
+        .unwrap();
+    let mut stale = created.clone();
+    stale.spec.as_mut().unwrap().holder_identity = Some("c".into());
+    let e = api_error(
+        leases
+            .replace("leader", &PostParams::default(), &stale)
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!((e.code, e.reason.as_str()), (409, "Conflict"));
+    let bad: Lease = from(json!({"metadata": {"name": "Not_Valid"}}));
+    let e = api_error(
+        leases
+            .create(&PostParams::default(), &bad)
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!((e.code, e.reason.as_str()), (422, "Invalid"));
+    // Service names are DNS labels; label values have a syntax and a length limit.
+    let svcs: Api<Service> = c.api();
+    let svc: Service =
+        from(json!({"metadata": {"name": "web.backup"}, "spec": {"ports": [{"port": 80}]}}));
+    assert_eq!(
+        api_error(svcs.create(&PostParams::default(), &svc).await.unwrap_err()).code,
+        422
+    );
+    let long_label = config_map("labelled", json!({"policy": "x".repeat(64)}));
+    let e = api_error(
+        c.api::<ConfigMap>()
+            .create(&PostParams::default(), &long_label)
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(e.code, 422);
+    assert!(e.message.contains("metadata.labels"), "{}", e.message);
+    c.cleanup().await;
+}
+
+#[tokio::test]
+async fn generation_moves_on_spec_changes_only() {
+    let c = Cluster::new("generation").await;
+    let deps: Api<Deployment> = c.api();
+    deps.create(&PostParams::default(), &deployment("web", 0))
+        .await
+        .unwrap();
+    let pp = PatchParams::default();
+    let labelled = deps
+        .patch(
+            "web",
+            &pp,
+            &Patch::Merge(json!({"metadata": {"labels": {"a": "b"}}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(labelled.metadata.generation, Some(1));
+    let scaled = deps
+        .patch("web", &pp, &Patch::Merge(json!({"spec": {"replicas": 1}})))
+        .await
+        .unwrap();
+    assert_eq!(scaled.metadata.generation, Some(2));
+    let same = deps
+        .patch("web", &pp, &Patch::Merge(json!({"spec": {"replicas": 1}})))
+        .await
+        .unwrap();
+    assert_eq!(same.metadata.generation, Some(2));
+    // A no-op write does not bump resourceVersion (nothing else writes ConfigMaps).
+    let cms: Api<ConfigMap> = c.api();
+    let cm = cms
+        .create(&PostParams::default(), &config_map("noop", json!({})))
+        .await
+        .unwrap();
+    let again = cms
+        .patch("noop", &pp, &Patch::Merge(json!({"data": {"k": "v"}})))
+        .await
+        .unwrap();
+    assert_eq!(
+        again.resource_version(),
+        cm.resource_version(),
+        "a no-op patch must not bump resourceVersion"
+    );
+    c.cleanup().await;
+}
+
+#[tokio::test]
+async fn status_and_scale_are_isolated_subresources() {
+    let c = Cluster::new("subresources").await;
+    let deps: Api<Deployment> = c.api();
+    let mut d = deployment("web", 0);
+    d.status = Some(from(json!({"replicas": 7})));
+    let created = deps.create(&PostParams::default(), &d).await.unwrap();
+    assert_ne!(
+        created.status.as_ref().and_then(|s| s.replicas),
+        Some(7),
+        "status is ignored on create"
+    );
+    // A main-resource write cannot change status...
+    let pp = PatchParams::default();
+    let p = deps
+        .patch(
+            "web",
+            &pp,
+            &Patch::Merge(json!({"status": {"observedGeneration": 99}})),
+        )
+        .await
+        .unwrap();
+    assert_ne!(p.status.and_then(|s| s.observed_generation), Some(99));
+    // ...and a status write cannot change spec.
+    let s = deps
+        .patch_status(
+            "web",
+            &pp,
+            &Patch::Merge(json!({"spec": {"replicas": 5}, "status": {"observedGeneration": 99}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(s.status.and_then(|s| s.observed_generation), Some(99));
+    assert_eq!(s.spec.and_then(|s| s.replicas), Some(0));
+    // Scale: a real autoscaling/v1 Scale, reading and writing spec.replicas.
+    let scale = deps.get_scale("web").await.unwrap();
+    assert_eq!(scale.spec.as_ref().and_then(|s| s.replicas), Some(0));
+    assert_eq!(
+        scale
+            .status
+            .as_ref()
+            .and_then(|s| s.selector.clone())
+            .as_deref(),
+        Some("app=web")
+    );
+    deps.patch_scale("web", &pp, &Patch::Merge(json!({"spec": {"replicas": 0}})))
+        .await
+        .unwrap();
+    let mut stale = scale.clone();
+    stale.spec.as_mut().unwrap().replicas = Some(0);
+    deps.patch(
+        "web",
+        &pp,
+        &Patch::Merge(json!({"metadata": {"labels": {"bump": "1"}}})),
+    )
+    .await
+    .unwrap();
+    let e = api_error(
+        deps.replace_scale("web", &PostParams::default(), &stale)
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(e.code, 409);
+    c.cleanup().await;
+}
+
+#[tokio::test]
+async fn label_and_field_selectors_and_pagination() {
+    let c = Cluster::new("selectors").await;
+    let cms: Api<ConfigMap> = c.api();
+    for (name, tier) in [
+        ("a", "web"),
+        ("b", "web"),
+        ("c", "db"),
+        ("d", "cache"),
+        ("e", ""),
+    ] {
+        let labels = if tier.is_empty() {
+            json!({"sel": "yes"})
+        } else {
+            json!({"sel": "yes", "tier": tier})
+        };
+        cms.create(&PostParams::default(), &config_map(name, labels))
+            .await
+            .unwrap();
+    }
+    let names = |l: kube::core::ObjectList<ConfigMap>| {
+        l.items.iter().map(|c| c.name_any()).collect::<Vec<_>>()
+    };
+    let q = |s: &str| ListParams::default().labels(s);
+    assert_eq!(names(cms.list(&q("tier=web")).await.unwrap()), ["a", "b"]);
+    assert_eq!(
+        names(cms.list(&q("sel,tier!=web")).await.unwrap()),
+        ["c", "d", "e"]
+    );
+    assert_eq!(
+        names(cms.list(&q("tier in (db,cache)")).await.unwrap()),
+        ["c", "d"]
+    );
+    assert_eq!(
+        names(cms.list(&q("sel,tier notin (web,db)")).await.unwrap()),
+        ["d", "e"]
+    );
+    assert_eq!(names(cms.list(&q("sel,!tier")).await.unwrap()), ["e"]);
+    let by_name = cms
+        .list(&ListParams::default().fields("metadata.name=c"))
+        .await
+        .unwrap();
+    assert_eq!(names(by_name), ["c"]);
+    let mut seen = Vec::new();
+    let mut lp = ListParams::default().labels("sel").limit(2);
+    loop {
+        let page = cms.list(&lp).await.unwrap();
+        assert!(page.items.len() <= 2);
+        let cont = page.metadata.continue_.clone();
+        seen.extend(names(page));
+        match cont {
+            Some(t) if !t.is_empty() => lp = lp.continue_token(&t),
+            _ => break,
+        }
+    }
+    assert_eq!(seen, ["a", "b", "c", "d", "e"]);
+    cms.delete_collection(&DeleteParams::default(), &q("tier=web"))
+        .await
+        .unwrap();
+    assert_eq!(names(cms.list(&q("sel")).await.unwrap()), ["c", "d", "e"]);
+    c.cleanup().await;
+}
+
+#[tokio::test]
+async fn merge_json_and_strategic_patches() {
+    let c = Cluster::new("patches").await;
+    let deps: Api<Deployment> = c.api();
+    deps.create(&PostParams::default(), &deployment("web", 0))
+        .await
+        .unwrap();
+    let pp = PatchParams::default();
+    let sidecar = json!({"spec": {"template": {"spec": {"containers": [{"name": "sidecar", "image": "registry.k8s.io/pause:3.10"}]}}}});
+    let s = deps
+        .patch("web", &pp, &Patch::Strategic(sidecar.clone()))
+        .await
+        .unwrap();
+    let containers = |d: &Deployment| {
+        d.spec
+            .as_ref()
+            .unwrap()
+            .template
+            .spec
+            .as_ref()
+            .unwrap()
+            .containers
+            .iter()
+            .map(|c| c.name.clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        containers(&s),
+        ["app", "sidecar"],
+        "strategic merge merges containers by name"
+    );
+    let m = deps
+        .patch("web", &pp, &Patch::Merge(sidecar))
+        .await
+        .unwrap();
+    assert_eq!(containers(&m), ["sidecar"], "merge patch replaces lists");
+    let ops: json_patch::Patch =
+        from(json!([{"op": "add", "path": "/metadata/labels", "value": {"j": "p"}}]));
+    let j = deps
+        .patch("web", &pp, &Patch::Json::<()>(ops))
+        .await
+        .unwrap();
+    assert_eq!(j.labels().get("j").map(String::as_str), Some("p"));
+    let failing: json_patch::Patch =
+        from(json!([{"op": "test", "path": "/spec/replicas", "value": 42}]));
+    assert!(
+        deps.patch("web", &pp, &Patch::Json::<()>(failing))
+            .await
+            .is_err()
+    );
+    c.cleanup().await;
+}
+
+#[tokio::test]
+async fn server_side_apply_creates_merges_and_conflicts() {
+    let c = Cluster::new("apply").await;
+    let svcs: Api<Service> = c.api();
+    let manifest = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "managed", "labels": {"a": "1", "b": "2"}},
+        "spec": {"ports": [{"name": "http", "port": 80, "targetPort": 8080}]}});
+    let op = PatchParams::apply("ingress-failover");
+    let created = svcs
+        .patch("managed", &op, &Patch::Apply(&manifest))
+        .await
+        .unwrap();
+    assert_eq!(created.labels().len(), 2);
+    assert!(
+        created
+            .managed_fields()
+            .iter()
+            .any(|m| m.manager.as_deref() == Some("ingress-failover")
+                && m.operation.as_deref() == Some("Apply"))
+    );
+    // Another manager adds a port: merged by port, not replaced.
+    let other = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "managed"},
+        "spec": {"ports": [{"name": "metrics", "port": 9090, "targetPort": 9090}]}});
+    let merged = svcs
+        .patch(
+            "managed",
+            &PatchParams::apply("other"),
+            &Patch::Apply(&other),
+        )
+        .await
+        .unwrap();
+    assert_eq!(merged.spec.unwrap().ports.unwrap().len(), 2);
+    // Changing a field someone else owns conflicts, unless forced.
+    let steal = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "managed", "labels": {"a": "stolen"}}});
+    let e = api_error(
+        svcs.patch(
+            "managed",
+            &PatchParams::apply("other"),
+            &Patch::Apply(&steal),
+        )
+        .await
+        .unwrap_err(),
+    );
+    assert_eq!((e.code, e.reason.as_str()), (409, "Conflict"));
+    let forced = svcs
+        .patch(
+            "managed",
+            &PatchParams::apply("other").force(),
+            &Patch::Apply(&steal),
+        )
+        .await
+        .unwrap();
+    assert_eq!(forced.labels().get("a").map(String::as_str), Some("stolen"));
+    // Dropping a field from the applied config removes it (nobody else owns it).
+    let fewer = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "managed"},
+        "spec": {"ports": [{"name": "http", "port": 80, "targetPort": 8080}]}});
+    let after = svcs
+        .patch("managed", &op, &Patch::Apply(&fewer))
+        .await
+        .unwrap();
+    assert_eq!(after.labels().get("b"), None);
+    assert_eq!(after.labels().get("a").map(String::as_str), Some("stolen"));
+    c.cleanup().await;
+}
+
+#[tokio::test]
+async fn watch_resumes_from_a_resource_version() {
+    let c = Cluster::new("watch").await;
+    let cms: Api<ConfigMap> = c.api();
+    let a = cms
+        .create(&PostParams::default(), &config_map("a", json!({"w": "1"})))
+        .await
+        .unwrap();
+    let from_rv = a.resource_version().unwrap();
+    cms.patch(
+        "a",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"data": {"k": "v2"}})),
+    )
+    .await
+    .unwrap();
+    cms.create(&PostParams::default(), &config_map("b", json!({"w": "1"})))
+        .await
+        .unwrap();
+    cms.create(&PostParams::default(), &config_map("other", json!({})))
+        .await
+        .unwrap();
+    cms.delete("a", &DeleteParams::default()).await.unwrap();
+    let wp = WatchParams::default().labels("w=1").timeout(5);
+    let mut stream = cms.watch(&wp, &from_rv).await.unwrap().boxed();
+    let mut seen = Vec::new();
+    while seen.len() < 3 {
+        match stream.try_next().await.unwrap() {
+            Some(WatchEvent::Added(o)) => seen.push(format!("ADDED {}", o.name_any())),
+            Some(WatchEvent::Modified(o)) => seen.push(format!("MODIFIED {}", o.name_any())),
+            Some(WatchEvent::Deleted(o)) => seen.push(format!("DELETED {}", o.name_any())),
+            Some(WatchEvent::Bookmark(_)) => {}
+            Some(WatchEvent::Error(e)) => panic!("{e:?}"),
+            None => break,
+        }
+    }
+    assert_eq!(seen, ["MODIFIED a", "ADDED b", "DELETED a"]);
+    c.cleanup().await;
+}
+
+#[tokio::test]
+async fn watch_turns_selector_transitions_into_added_and_deleted() {
+    let c = Cluster::new("transitions").await;
+    let cms: Api<ConfigMap> = c.api();
+    let x = cms
+        .create(
+            &PostParams::default(),
+            &config_map("x", json!({"tier": "old"})),
+        )
+        .await
+        .unwrap();
+    let mut stream = cms
+        .watch(
+            &WatchParams::default().labels("tier=new").timeout(5),
+            &x.resource_version().unwrap(),
+        )
+        .await
+        .unwrap()
+        .boxed();
+    let pp = PatchParams::default();
+    cms.patch(
+        "x",
+        &pp,
+        &Patch::Merge(json!({"metadata": {"labels": {"tier": "new"}}})),
+    )
+    .await
+    .unwrap();
+    cms.patch(
+        "x",
+        &pp,
+        &Patch::Merge(json!({"metadata": {"labels": {"tier": "gone"}}})),
+    )
+    .await
+    .unwrap();
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
+        match stream.try_next().await.unwrap() {
+            Some(WatchEvent::Added(o)) => seen.push(format!("ADDED {}", o.labels()["tier"])),
+            Some(WatchEvent::Deleted(o)) => seen.push(format!("DELETED {}", o.labels()["tier"])),
+            Some(WatchEvent::Bookmark(_)) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(seen, ["ADDED new", "DELETED gone"]);
+    c.cleanup().await;
+}
+
+#[tokio::test]
+async fn applied_endpoint_slices_replace_endpoints_and_ports() {
+    let c = Cluster::new("slices").await;
+    let slices: Api<EndpointSlice> = c.api();
+    let slice = |addrs: &[&str], port: i32| {
+        json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {"name": "managed-1", "labels": {"kubernetes.io/service-name": "managed"}},
+            "addressType": "IPv4",
+            "endpoints": addrs.iter().map(|a| json!({"addresses": [a], "conditions": {"ready": true}})).collect::<Vec<_>>(),
+            "ports": [{"name": "http", "port": port, "protocol": "TCP"}]})
+    };
+    let op = PatchParams::apply("ingress-failover").force();
+    slices
+        .patch(
+            "managed-1",
+            &op,
+            &Patch::Apply(slice(&["10.0.1.1", "10.0.1.2"], 8080)),
+        )
+        .await
+        .unwrap();
+    let after = slices
+        .patch("managed-1", &op, &Patch::Apply(slice(&["10.0.1.2"], 9090)))
+        .await
+        .unwrap();
+    let addrs: Vec<String> = after
+        .endpoints
+        .iter()
+        .flat_map(|e| e.addresses.clone())
+        .collect();
+    assert_eq!(addrs, ["10.0.1.2"], "endpoints is an atomic list");
+    let ports: Vec<i32> = after.ports.unwrap().iter().filter_map(|p| p.port).collect();
+    assert_eq!(ports, [9090], "EndpointSlice ports is an atomic list");
+    c.cleanup().await;
+}
+
+#[tokio::test]
+async fn metadata_only_lists_and_watches() {
+    let c = Cluster::new("metadata").await;
+    let cms: Api<ConfigMap> = c.api();
+    cms.create(
+        &PostParams::default(),
+        &config_map("m1", json!({"meta": "only"})),
+    )
+    .await
+    .unwrap();
+    let list = cms
+        .list_metadata(&ListParams::default().labels("meta=only"))
+        .await
+        .unwrap();
+    assert_eq!(list.items.len(), 1);
+    assert_eq!(list.items[0].metadata.name.as_deref(), Some("m1"));
+    let meta_api: Api<kube::core::PartialObjectMeta<ConfigMap>> =
+        Api::namespaced(c.client.clone(), &c.ns);
+    let mut w = kube::runtime::watcher(
+        meta_api,
+        kube::runtime::watcher::Config::default().labels("meta=only"),
+    )
+    .boxed();
+    let mut names = Vec::new();
+    cms.create(
+        &PostParams::default(),
+        &config_map("m2", json!({"meta": "only"})),
+    )
+    .await
+    .unwrap();
+    while names.len() < 2 {
+        match tokio::time::timeout(Duration::from_secs(10), w.try_next())
+            .await
+            .expect("events")
+            .unwrap()
+        {
+            Some(
+                kube::runtime::watcher::Event::InitApply(o)
+                | kube::runtime::watcher::Event::Apply(o),
+            ) => names.push(o.name_any()),
+            Some(_) => {}
+            None => break,
+        }
+    }
+    names.sort();
+    assert_eq!(names, ["m1", "m2"]);
+    c.cleanup().await;
+}
+
+#[tokio::test]
+async fn finalizers_hold_deletion_until_removed() {
+    let c = Cluster::new("finalizers").await;
+    let cms: Api<ConfigMap> = c.api();
+    let cm: ConfigMap =
+        from(json!({"metadata": {"name": "held", "finalizers": ["ingressfailover.io/cleanup"]}}));
+    cms.create(&PostParams::default(), &cm).await.unwrap();
+    cms.delete("held", &DeleteParams::default()).await.unwrap();
+    let held = cms.get("held").await.unwrap();
+    assert!(held.metadata.deletion_timestamp.is_some());
+    cms.patch(
+        "held",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+    )
+    .await
+    .unwrap();
+    eventually(10, || async {
+        cms.get_opt("held").await.unwrap().is_none().then_some(())
+    })
+    .await;
+    c.cleanup().await;
+}
+
+#[tokio::test]
+async fn deleting_an_owner_cascades_to_dependents() {
+    let c = Cluster::new("cascade").await;
+    let cms: Api<ConfigMap> = c.api();
+    let owner = cms
+        .create(&PostParams::default(), &config_map("owner", json!({})))
+        .await
+        .unwrap();
+    let dep: ConfigMap = from(
+        json!({"metadata": {"name": "dependent", "ownerReferences": [
+            {"apiVersion": "v1", "kind": "ConfigMap", "name": "owner", "uid": owner.uid().unwrap()}
+        ]}}),
+    );
+    cms.create(&PostParams::default(), &dep).await.unwrap();
+    cms.delete("owner", &DeleteParams::background())
+        .await
+        .unwrap();
+    eventually(30, || async {
+        cms.get_opt("dependent")
+            .await
+            .unwrap()
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    c.cleanup().await;
+}
+
+#[tokio::test]
+async fn foreground_deletion_waits_for_dependents() {
+    let c = Cluster::new("foreground").await;
+    let cms: Api<ConfigMap> = c.api();
+    let owner = cms
+        .create(&PostParams::default(), &config_map("owner", json!({})))
+        .await
+        .unwrap();
+    let dep: ConfigMap = from(
+        json!({"metadata": {"name": "dependent", "finalizers": ["ingressfailover.io/hold"], "ownerReferences": [
+            {"apiVersion": "v1", "kind": "ConfigMap", "name": "owner", "uid": owner.uid().unwrap(), "blockOwnerDeletion": true}
+        ]}}),
+    );
+    cms.create(&PostParams::default(), &dep).await.unwrap();
+    cms.delete("owner", &DeleteParams::foreground())
+        .await
+        .unwrap();
+    let waiting = eventually(30, || async {
+        let d = cms.get("dependent").await.unwrap();
+        d.metadata
+            .deletion_timestamp
+            .is_some()
+            .then_some(cms.get("owner").await.unwrap())
+    })
+    .await;
+    assert!(waiting.metadata.deletion_timestamp.is_some());
+    assert!(
+        waiting
+            .finalizers()
+            .iter()
+            .any(|f| f == "foregroundDeletion"),
+        "{:?}",
+        waiting.finalizers()
+    );
+    cms.patch(
+        "dependent",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+    )
+    .await
+    .unwrap();
+    eventually(30, || async {
+        cms.get_opt("owner").await.unwrap().is_none().then_some(())
+    })
+    .await;
+    assert!(cms.get_opt("dependent").await.unwrap().is_none());
+    c.cleanup().await;
+}
+
+#[tokio::test]
+async fn deployment_becomes_ready_and_publishes_endpoint_slices() {
+    let c = Cluster::new("endpoints").await;
+    let deps: Api<Deployment> = c.api();
+    let svcs: Api<Service> = c.api();
+    let slices: Api<EndpointSlice> = c.api();
+    deps.create(&PostParams::default(), &deployment("web", 2))
+        .await
+        .unwrap();
+    let svc: Service = from(
+        json!({"metadata": {"name": "web"}, "spec": {"selector": {"app": "web"},
+        "ports": [{"name": "http", "port": 80, "targetPort": "http"}]}}),
+    );
+    svcs.create(&PostParams::default(), &svc).await.unwrap();
+    eventually(120, || async {
+        let d = deps.get("web").await.unwrap();
+        (d.status.and_then(|s| s.ready_replicas) == Some(2)).then_some(())
+    })
+    .await;
+    let lp = ListParams::default().labels("kubernetes.io/service-name=web");
+    let slice = eventually(60, || async {
+        let list = slices.list(&lp).await.unwrap();
+        list.items.into_iter().find(|s| {
+            s.endpoints
+                .iter()
+                .filter(|e| e.conditions.as_ref().and_then(|c| c.ready) == Some(true))
+                .count()
+                == 2
+        })
+    })
+    .await;
+    let ports = slice.ports.unwrap();
+    assert_eq!(
+        ports[0].port,
+        Some(8080),
+        "ports come from the Service targetPort"
+    );
+    // Scaling down through /scale shrinks the slice.
+    deps.patch_scale(
+        "web",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"replicas": 1}})),
+    )
+    .await
+    .unwrap();
+    eventually(60, || async {
+        let list = slices.list(&lp).await.unwrap();
+        let n: usize = list.items.iter().map(|s| s.endpoints.len()).sum();
+        (n == 1).then_some(())
+    })
+    .await;
+    c.cleanup().await;
+}
+
+#[tokio::test]
+async fn ingresses_classes_and_events() {
+    let c = Cluster::new("ingress").await;
+    let classes: Api<IngressClass> = Api::all(c.client.clone());
+    let class_name = format!("{}-backup", c.ns);
+    let class: IngressClass = from(
+        json!({"metadata": {"name": class_name}, "spec": {"controller": "example.com/backup"}}),
+    );
+    classes
+        .create(&PostParams::default(), &class)
+        .await
+        .unwrap();
+    let ings: Api<Ingress> = c.api();
+    let ing: Ingress = from(
+        json!({"metadata": {"name": "site"}, "spec": {"ingressClassName": "primary",
+        "defaultBackend": {"service": {"name": "web", "port": {"number": 80}}}}}),
+    );
+    ings.create(&PostParams::default(), &ing).await.unwrap();
+    let switched = ings.patch("site", &PatchParams::apply("ingress-failover").force(), &Patch::Apply(json!({
+        "apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": {"name": "site"}, "spec": {"ingressClassName": class_name}
+    }))).await.unwrap();
+    assert_eq!(
+        switched.spec.unwrap().ingress_class_name.as_deref(),
+        Some(class_name.as_str())
+    );
+    let events: Api<Event> = c.api();
+    let ev: Event = from(
+        json!({"metadata": {"name": "site.1"}, "involvedObject": {"kind": "Ingress", "name": "site", "namespace": c.ns},
+        "reason": "FailedOver", "message": "switched to backup", "type": "Normal"}),
+    );
+    events.create(&PostParams::default(), &ev).await.unwrap();
+    let found = events
+        .list(&ListParams::default().fields("involvedObject.name=site"))
+        .await
+        .unwrap();
+    assert_eq!(found.items.len(), 1);
+    classes
+        .delete(&class_name, &DeleteParams::default())
+        .await
+        .unwrap();
+    c.cleanup().await;
+}
+
+#[tokio::test]
+async fn recorded_events_are_visible_as_core_events() {
+    use kube::runtime::events::{Event as Recorded, EventType, Recorder, Reporter};
+    let c = Cluster::new("recorder").await;
+    let cms: Api<ConfigMap> = c.api();
+    let cm = cms
+        .create(&PostParams::default(), &config_map("subject", json!({})))
+        .await
+        .unwrap();
+    let recorder = Recorder::new(
+        c.client.clone(),
+        Reporter {
+            controller: "ingress-failover".into(),
+            instance: None,
+        },
+    );
+    let ev = Recorded {
+        type_: EventType::Normal,
+        reason: "FailedOver".into(),
+        note: Some("switched to backup".into()),
+        action: "Switch".into(),
+        secondary: None,
+    };
+    recorder.publish(&ev, &cm.object_ref(&())).await.unwrap();
+    // kubectl describe reads core/v1 Events by involvedObject.
+    let core: Api<Event> = c.api();
+    let found = eventually(10, || async {
+        let l = core
+            .list(&ListParams::default().fields(&format!(
+                "involvedObject.name=subject,involvedObject.uid={}",
+                cm.uid().unwrap()
+            )))
+            .await
+            .unwrap();
+        l.items.into_iter().next()
+    })
+    .await;
+    assert_eq!(
+        (found.reason.as_deref(), found.message.as_deref()),
+        (Some("FailedOver"), Some("switched to backup"))
+    );
+    let v1: Api<k8s_openapi::api::events::v1::Event> = c.api();
+    let same = v1.get(&found.name_any()).await.unwrap();
+    assert_eq!(same.note.as_deref(), Some("switched to backup"));
+    assert_eq!(
+        same.regarding.and_then(|r| r.name).as_deref(),
+        Some("subject")
+    );
+    c.cleanup().await;
+}
+
+#[tokio::test]
+async fn lease_leader_election_hands_over_when_the_leader_dies() {
+    use kube_lease_manager::LeaseManagerBuilder;
+    let c = Cluster::new("lease").await;
+    let build = |id: &str| {
+        LeaseManagerBuilder::new(c.client.clone(), "ingress-failover-leader")
+            .with_namespace(c.ns.clone())
+            .with_identity(id)
+            .with_duration(2)
+            .with_grace(1)
+            .build()
+    };
+    let (mut a_rx, a_task) = build("a").await.unwrap().watch().await;
+    let (mut b_rx, b_task) = build("b").await.unwrap().watch().await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let first = loop {
+        let (a, b) = (*a_rx.borrow_and_update(), *b_rx.borrow_and_update());
+        assert!(!(a && b), "two leaders at once");
+        if a || b {
+            break if a { "a" } else { "b" };
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "nobody became leader"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    // The leader dies without releasing; the other takes over once the lease expires.
+    let (survivor_rx, dead) = if first == "a" {
+        (&mut b_rx, a_task)
+    } else {
+        (&mut a_rx, b_task)
+    };
+    dead.abort();
+    let started = tokio::time::Instant::now();
+    tokio::time::timeout(Duration::from_secs(20), async {
+        while !*survivor_rx.borrow_and_update() {
+            survivor_rx.changed().await.unwrap();
+        }
+    })
+    .await
+    .expect("the survivor becomes leader");
+    assert!(
+        started.elapsed() >= Duration::from_millis(500),
+        "took over before the lease could expire"
+    );
+    let lease = c
+        .api::<Lease>()
+        .get("ingress-failover-leader")
+        .await
+        .unwrap();
+    assert_ne!(lease.spec.unwrap().holder_identity.as_deref(), Some(first));
+    c.cleanup().await;
+}
+
+/// A small CRD of our own (the real FailoverPolicy is tested once it exists).
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, JsonSchema)]
+#[kube(
+    group = "conformance.ingressfailover.io",
+    version = "v1",
+    kind = "Widget",
+    namespaced,
+    status = "WidgetStatus",
+    shortname = "wd",
+    printcolumn(name = "Size", type_ = "integer", json_path = ".spec.size"),
+    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct WidgetSpec {
+    /// How big.
+    #[schemars(range(min = 0, max = 100))]
+    pub size: i32,
+    /// Defaulted by the schema when omitted.
+    #[serde(default = "default_color")]
+    #[schemars(default = "default_color")]
+    pub color: String,
+}
+
+fn default_color() -> String {
+    "blue".into()
+}
+
+/// Widget status.
+#[derive(Serialize, Deserialize, Clone, Debug, JsonSchema, Default)]
+pub struct WidgetStatus {
+    /// Phase.
+    pub phase: Option<String>,
+}
+
+#[tokio::test]
+async fn custom_resources_are_served_validated_and_have_status() {
+    let c = Cluster::new("crd").await;
+    let crds: Api<CustomResourceDefinition> = Api::all(c.client.clone());
+    let crd = Widget::crd();
+    crds.patch(
+        &crd.name_any(),
+        &PatchParams::apply("conformance").force(),
+        &Patch::Apply(&crd),
+    )
+    .await
+    .unwrap();
+    let established = kube::runtime::wait::conditions::is_crd_established();
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        kube::runtime::wait::await_condition(crds.clone(), &crd.name_any(), established),
+    )
+    .await
+    .expect("CRD established in time")
+    .unwrap();
+    let widgets: Api<Widget> = c.api();
+    // The new resource is servable (a real apiserver may need a moment to serve it).
+    let w: Widget = from(
+        json!({"apiVersion": "conformance.ingressfailover.io/v1", "kind": "Widget", "metadata": {"name": "w"}, "spec": {"size": 3}}),
+    );
+    let created = eventually(30, || async {
+        widgets.create(&PostParams::default(), &w).await.ok()
+    })
+    .await;
+    assert_eq!(created.spec.color, "blue", "schema defaults are applied");
+    // Schema validation: 422 with the field path.
+    let raw: Api<DynamicObject> = Api::namespaced_with(
+        c.client.clone(),
+        &c.ns,
+        &kube::api::ApiResource::erase::<Widget>(&()),
+    );
+    let bad: DynamicObject = from(
+        json!({"apiVersion": "conformance.ingressfailover.io/v1", "kind": "Widget", "metadata": {"name": "bad"}, "spec": {"size": 1000}}),
+    );
+    let e = api_error(raw.create(&PostParams::default(), &bad).await.unwrap_err());
+    assert_eq!((e.code, e.reason.as_str()), (422, "Invalid"));
+    assert!(e.message.contains("spec.size"), "{}", e.message);
+    // Unknown fields are pruned, or refused with fieldValidation=Strict.
+    let typo = Patch::Merge(json!({"spec": {"sise": 5}}));
+    let pruned = raw
+        .patch("w", &PatchParams::default(), &typo)
+        .await
+        .unwrap();
+    assert!(pruned.data["spec"].get("sise").is_none());
+    let strict = PatchParams {
+        field_validation: Some(kube::api::ValidationDirective::Strict),
+        ..Default::default()
+    };
+    let e = api_error(raw.patch("w", &strict, &typo).await.unwrap_err());
+    assert_eq!(e.code, 400);
+    assert!(
+        e.message.contains("unknown field \"spec.sise\""),
+        "{}",
+        e.message
+    );
+    // Status subresource is isolated.
+    let pp = PatchParams::default();
+    let s = widgets
+        .patch_status(
+            "w",
+            &pp,
+            &Patch::Merge(json!({"spec": {"size": 50}, "status": {"phase": "Ready"}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (s.spec.size, s.status.unwrap().phase.as_deref()),
+        (3, Some("Ready"))
+    );
+    let m = widgets
+        .patch(
+            "w",
+            &pp,
+            &Patch::Merge(json!({"spec": {"size": 4}, "status": {"phase": "Lost"}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (m.spec.size, m.status.unwrap().phase.as_deref()),
+        (4, Some("Ready"))
+    );
+    assert_eq!(m.metadata.generation, Some(2));
+    // Server-side apply of status only, as a controller writes it.
+    let status = json!({"apiVersion": "conformance.ingressfailover.io/v1", "kind": "Widget", "metadata": {"name": "w"}, "status": {"phase": "Applied"}});
+    let applied = widgets
+        .patch_status(
+            "w",
+            &PatchParams::apply("ingress-failover").force(),
+            &Patch::Apply(&status),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        applied.status.as_ref().unwrap().phase.as_deref(),
+        Some("Applied")
+    );
+    assert_eq!(applied.spec.size, 4);
+    assert!(
+        applied
+            .managed_fields()
+            .iter()
+            .any(|m| m.manager.as_deref() == Some("ingress-failover")
+                && m.subresource.as_deref() == Some("status"))
+    );
+    c.cleanup().await;
+}
