@@ -211,10 +211,27 @@ async fn bench() {
 
     // 2. Steady state.
     tokio::time::sleep(Duration::from_secs(5)).await;
+    cluster.audit_log().clear();
     let writes_before = running.ctx.metrics.total_writes();
     eprintln!("steady state: watching writes for {} s", steady.as_secs());
     tokio::time::sleep(steady).await;
     let steady_writes = running.ctx.metrics.total_writes() - writes_before;
+    for (e, n) in cluster.audit_log().counts() {
+        if e.user_agent == "ingress-failover"
+            && !matches!(e.verb.as_str(), "list" | "watch" | "get")
+        {
+            eprintln!(
+                "steady state: {n} × {} {}{}",
+                e.verb,
+                e.resource,
+                if e.subresource.is_empty() {
+                    String::new()
+                } else {
+                    format!("/{}", e.subresource)
+                }
+            );
+        }
+    }
 
     // 3. Detection.
     let mut latency = Vec::new();
@@ -264,6 +281,17 @@ async fn bench() {
     latency.sort();
     overhead.sort();
 
+    let mut text = String::new();
+    let _ = prometheus_client::encoding::text::encode(&mut text, &running.registry);
+    let metric = |name: &str| -> f64 {
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0)
+    };
+    let reconciles = metric("ingress_failover_reconcile_duration_seconds_count");
+    let reconcile_secs = metric("ingress_failover_reconcile_duration_seconds_sum");
     let _ = stop_tx.send(());
     let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
     drop(cluster);
@@ -283,4 +311,10 @@ async fn bench() {
     println!("steady_state_seconds {}", steady.as_secs());
     println!("steady_state_writes {steady_writes}");
     println!("cold_start_seconds {:.2}", converged.as_secs_f64());
+    println!(
+        "reconciles {reconciles} mean_reconcile_us {:.0} ({:.1} s in reconcile over {:.0} s)",
+        reconcile_secs / reconciles.max(1.0) * 1e6,
+        reconcile_secs,
+        started.elapsed().as_secs_f64()
+    );
 }

@@ -206,13 +206,21 @@ async fn apply(policy: Arc<FailoverPolicy>, ctx: &Context) -> Result<Requeue, Re
 
     let status = {
         let r = lock(&rt);
-        let mut s = render_status(&r.cfg, &r.state, generation, now, policy.status.as_ref());
+        // Conditions keep their transition times from the newest status known: ours, if the
+        // cache has not caught up with our last write yet.
+        let previous = r.last_status.as_ref().or(policy.status.as_ref());
+        let mut s = render_status(&r.cfg, &r.state, generation, now, previous);
         if !problems.is_empty() {
-            mark_unresolved(&mut s, &problems);
+            mark_unresolved(&mut s, &problems, previous, now);
         }
         s
     };
-    write_status(ctx, &policy, &ns, &status).await?;
+    // Compare with what this process last wrote as well as with the cache: under load the cache
+    // lags behind our own writes, and re-writing an identical status only feeds the lag.
+    let already_written = lock(&rt).last_status.as_ref() == Some(&status);
+    if !already_written {
+        write_status(ctx, &policy, &ns, &status).await?;
+    }
     publish_events(ctx, &policy, &rt).await;
     export_gauges(ctx, &key, &rt);
     lock(&rt).last_status = Some(status);
@@ -458,21 +466,31 @@ async fn write_desired(
     Ok(())
 }
 
-/// Ready=False with the problems that keep the policy from seeing its world.
-fn mark_unresolved(status: &mut FailoverPolicyStatus, problems: &[String]) {
+/// Ready=False with the problems that keep the policy from seeing its world. The transition
+/// time is kept while the condition stays the same, so an unresolved policy is not rewritten.
+fn mark_unresolved(
+    status: &mut FailoverPolicyStatus,
+    problems: &[String],
+    previous: Option<&FailoverPolicyStatus>,
+    now: i64,
+) {
+    let since = previous
+        .and_then(|p| {
+            p.conditions
+                .iter()
+                .find(|c| c.type_ == condition_types::READY)
+        })
+        .filter(|c| c.status == "False" && c.reason == reasons::REFERENCES_UNRESOLVED)
+        .map(|c| c.last_transition_time.clone());
     if let Some(c) = status
         .conditions
         .iter_mut()
         .find(|c| c.type_ == condition_types::READY)
     {
-        let message = problems.join("; ");
-        if c.status != "False" || c.reason != reasons::REFERENCES_UNRESOLVED {
-            c.last_transition_time =
-                crate::engine::report::time(jiff::Timestamp::now().as_millisecond());
-        }
         c.status = "False".into();
         c.reason = reasons::REFERENCES_UNRESOLVED.into();
-        c.message = message;
+        c.message = problems.join("; ");
+        c.last_transition_time = since.unwrap_or_else(|| crate::engine::report::time(now));
     }
 }
 

@@ -270,9 +270,30 @@ pub fn validate_and_default(
     out
 }
 
+/// Compiled CEL rules per schema text: compiling is milliseconds, evaluating microseconds, and
+/// every custom-resource write (status patches included) is validated.
+fn compiled(schema: &Value) -> std::sync::Arc<kube::core::cel::CompiledSchema> {
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex, OnceLock};
+    static CACHE: OnceLock<Mutex<HashMap<String, Arc<kube::core::cel::CompiledSchema>>>> =
+        OnceLock::new();
+    let key = schema.to_string();
+    let cache = CACHE.get_or_init(Default::default);
+    if let Some(c) = cache.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+        return c.clone();
+    }
+    let c = Arc::new(kube::core::cel::compile_schema(schema));
+    let mut map = cache.lock().unwrap_or_else(|p| p.into_inner());
+    if map.len() > 64 {
+        map.clear();
+    }
+    map.insert(key, c.clone());
+    c
+}
+
 fn cel(schema: &Value, obj: &Value, old: Option<&Value>) -> Vec<FieldCause> {
     use kube::core::cel::{ErrorKind, Validator};
-    match Validator::new().validate(schema, obj, old) {
+    match Validator::new().validate_compiled(&compiled(schema), obj, old) {
         Ok(()) => Vec::new(),
         Err(errors) => errors
             .into_vec()
