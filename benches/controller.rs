@@ -18,7 +18,6 @@ use ingress_failover::api::{FailoverPolicy, Phase};
 use ingress_failover::controller::{self, Options};
 use ingress_failover::demo::farm::{Behavior, Farm};
 use ingress_failover::devcluster::{DevCluster, DevClusterOptions};
-use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use serde_json::json;
@@ -45,23 +44,12 @@ fn policy(name: &str, backends: &[SocketAddr]) -> FailoverPolicy {
 }
 
 async fn published(client: &Client, service: &str) -> BTreeSet<String> {
-    let api: Api<EndpointSlice> = Api::namespaced(client.clone(), "bench");
-    let lp = ListParams::default().labels(&format!("kubernetes.io/service-name={service}"));
-    let mut out = BTreeSet::new();
-    for s in api.list(&lp).await.map(|l| l.items).unwrap_or_default() {
-        let port = s
-            .ports
-            .as_ref()
-            .and_then(|p| p.first())
-            .and_then(|p| p.port)
-            .unwrap_or(0);
-        for e in &s.endpoints {
-            if let Some(a) = e.addresses.first() {
-                out.insert(format!("{a}:{port}"));
-            }
-        }
-    }
-    out
+    let selector = format!("kubernetes.io/service-name={service}");
+    ingress_failover::demo::pods::slice_addresses(client, "bench", &selector)
+        .await
+        .iter()
+        .map(ToString::to_string)
+        .collect()
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {

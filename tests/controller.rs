@@ -37,7 +37,7 @@ async fn backend_removed_after_fall_and_restored_after_rise() {
         "removed after only {removal:?}"
     );
     assert!(
-        removal <= Duration::from_secs(6),
+        removal <= Duration::from_secs(10),
         "removed after {removal:?}"
     );
     let s = env
@@ -571,7 +571,7 @@ async fn standby_replica_takes_over_when_the_leader_dies_and_never_writes_before
     eventually(T, || async { (leader(&second) == 1).then_some(()) }).await;
     let takeover = killed.elapsed();
     assert!(
-        takeover <= Duration::from_secs(8),
+        takeover <= Duration::from_secs(12),
         "took over after {takeover:?} (lease 3 s)"
     );
     env.set(b[0], Behavior::Healthy).await;

@@ -5,6 +5,7 @@
 //! timeline. Exits 0 when every expected transition happened.
 
 pub mod farm;
+pub mod pods;
 mod script;
 mod timeline;
 
@@ -109,7 +110,12 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<bool> {
     let lb = free_port(lb).await?;
     farm.set(lb, farm::Behavior::Healthy).await?;
     setup(&client, &pace, lb).await?;
-    let pods = tokio::spawn(script::serve_pods(client.clone(), farm.clone()));
+    let pods = tokio::spawn(pods::serve_pods(
+        client.clone(),
+        NS.to_string(),
+        "kubernetes.io/service-name in (web,web-emergency)".to_string(),
+        farm.clone(),
+    ));
 
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let controller_client = cluster.client_with_user_agent("ingress-failover")?;

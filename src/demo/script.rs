@@ -4,8 +4,6 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::discovery::v1::EndpointSlice;
-use kube::api::ListParams;
 use kube::{Api, Client};
 
 use crate::api::{FailoverPolicy, FailoverPolicyStatus, Phase, condition_types as ct};
@@ -13,34 +11,6 @@ use crate::api::{FailoverPolicy, FailoverPolicyStatus, Phase, condition_types as
 use super::farm::{Behavior, Farm};
 use super::timeline::{Seen, Timeline};
 use super::{NS, POLICY, Pace};
-
-/// Keeps a loopback HTTP server running at every pod address the embedded control plane
-/// hands out (pods have IPs in 127.0.0.0/8 but no process behind them).
-pub async fn serve_pods(client: Client, farm: Farm) {
-    let api: Api<EndpointSlice> = Api::namespaced(client, NS);
-    let lp = ListParams::default().labels("kubernetes.io/service-name in (web,web-emergency)");
-    loop {
-        if let Ok(list) = api.list(&lp).await {
-            for s in list.items {
-                let port = s
-                    .ports
-                    .as_ref()
-                    .and_then(|p| p.first())
-                    .and_then(|p| p.port)
-                    .unwrap_or(8080);
-                for e in &s.endpoints {
-                    if let Some(a) = e.addresses.first()
-                        && let Ok(addr) = format!("{a}:{port}").parse::<SocketAddr>()
-                        && !farm.addresses().contains(&addr)
-                    {
-                        let _ = farm.set(addr, Behavior::Healthy).await;
-                    }
-                }
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 /// Steps `play` checks when the incident runs to its end.
 const STEPS: usize = 9;
@@ -79,30 +49,7 @@ fn is_true(s: &FailoverPolicyStatus, t: &str) -> bool {
 }
 
 async fn primary_pods(client: &Client) -> Vec<SocketAddr> {
-    let api: Api<EndpointSlice> = Api::namespaced(client.clone(), NS);
-    let lp = ListParams::default().labels("kubernetes.io/service-name=web");
-    let mut out: Vec<SocketAddr> = api
-        .list(&lp)
-        .await
-        .map(|l| l.items)
-        .unwrap_or_default()
-        .iter()
-        .flat_map(|s| {
-            let port = s
-                .ports
-                .as_ref()
-                .and_then(|p| p.first())
-                .and_then(|p| p.port)
-                .unwrap_or(8080);
-            s.endpoints.iter().filter_map(move |e| {
-                e.addresses
-                    .first()
-                    .and_then(|a| format!("{a}:{port}").parse().ok())
-            })
-        })
-        .collect();
-    out.sort();
-    out
+    super::pods::slice_addresses(client, NS, "kubernetes.io/service-name=web").await
 }
 
 pub async fn play(

@@ -54,13 +54,7 @@ pub(crate) fn recompute_published(
                 "backends pass their checks again".to_string(),
             )
         };
-        state.remember(now, kind.as_str(), &reason);
-        actions.push(Action {
-            at: now,
-            kind,
-            reason,
-            affected: Affected::None,
-        });
+        state.record(actions, now, kind, reason, Affected::None);
     }
     report_diff(state, held_back, now, actions);
 }

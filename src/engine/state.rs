@@ -308,6 +308,24 @@ impl PolicyState {
             .count() as u32
     }
 
+    /// Records a decision: in the returned actions and in the bounded history.
+    pub(crate) fn record(
+        &mut self,
+        actions: &mut Vec<super::actions::Action>,
+        at: Millis,
+        kind: super::actions::ActionKind,
+        reason: String,
+        affected: super::actions::Affected,
+    ) {
+        self.remember(at, kind.as_str(), &reason);
+        actions.push(super::actions::Action {
+            at,
+            kind,
+            reason,
+            affected,
+        });
+    }
+
     pub(crate) fn remember(&mut self, at: Millis, action: &'static str, reason: &str) {
         if self.history.len() == MAX_HISTORY {
             self.history.pop_front();

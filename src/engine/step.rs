@@ -208,13 +208,7 @@ fn observe_load_balancer(
             "ingress controller Deployment has no ready replica".to_string(),
         )
     };
-    state.remember(now, kind.as_str(), &reason);
-    actions.push(Action {
-        at: now,
-        kind,
-        reason,
-        affected: Affected::None,
-    });
+    state.record(actions, now, kind, reason, Affected::None);
 }
 
 fn count_health(state: &mut PolicyState) {
@@ -270,13 +264,7 @@ fn apply_override(
             }
         };
         state.override_seen = key;
-        state.remember(now, kind.as_str(), &reason);
-        actions.push(Action {
-            at: now,
-            kind,
-            reason,
-            affected: Affected::None,
-        });
+        state.record(actions, now, kind, reason, Affected::None);
     }
     let Some(o) = current else {
         return false;
@@ -327,13 +315,7 @@ fn thaw_flap_budget(
             "flap-budget window of {}s passed; automatic decisions resume",
             cfg.flap_window_ms / 1000
         );
-        state.remember(now, ActionKind::Unfrozen.as_str(), &reason);
-        actions.push(Action {
-            at: now,
-            kind: ActionKind::Unfrozen,
-            reason,
-            affected: Affected::None,
-        });
+        state.record(actions, now, ActionKind::Unfrozen, reason, Affected::None);
     }
 }
 
@@ -369,13 +351,13 @@ fn admit_transition(
         state.transitions.len(),
         cfg.flap_window_ms / 1000
     );
-    state.remember(now, ActionKind::FlapBudgetExhausted.as_str(), &reason);
-    actions.push(Action {
-        at: now,
-        kind: ActionKind::FlapBudgetExhausted,
+    state.record(
+        actions,
+        now,
+        ActionKind::FlapBudgetExhausted,
         reason,
-        affected: Affected::None,
-    });
+        Affected::None,
+    );
     false
 }
 
@@ -437,8 +419,7 @@ fn run_emergency(
             } else {
                 Affected::None
             };
-            push(
-                state,
+            state.record(
                 actions,
                 now,
                 ActionKind::EmergencyActivate,
@@ -461,8 +442,7 @@ fn run_emergency(
             } else {
                 EmergencyPhase::Standby
             };
-            push(
-                state,
+            state.record(
                 actions,
                 now,
                 ActionKind::EmergencyRelease,
@@ -480,8 +460,7 @@ fn run_emergency(
                 from: em.active_replicas,
                 to: em.standby_replicas,
             };
-            push(
-                state,
+            state.record(
                 actions,
                 now,
                 ActionKind::EmergencyScaleDown,
@@ -491,23 +470,6 @@ fn run_emergency(
         }
         _ => {}
     }
-}
-
-fn push(
-    state: &mut PolicyState,
-    actions: &mut Vec<Action>,
-    now: Millis,
-    kind: ActionKind,
-    reason: String,
-    affected: Affected,
-) {
-    state.remember(now, kind.as_str(), &reason);
-    actions.push(Action {
-        at: now,
-        kind,
-        reason,
-        affected,
-    });
 }
 
 fn run_ingress(
@@ -598,7 +560,7 @@ fn set_ingress(
         },
         _ => Affected::None,
     };
-    push(state, actions, now, kind, reason, affected);
+    state.record(actions, now, kind, reason, affected);
 }
 
 fn update_phase(

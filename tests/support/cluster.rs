@@ -14,9 +14,9 @@ use std::time::{Duration, Instant};
 use ingress_failover::api::{FailoverPolicy, FailoverPolicyStatus};
 use ingress_failover::controller::{self, Options, Running};
 use ingress_failover::demo::farm::{Behavior, Farm};
+use ingress_failover::demo::pods::{serve_pods, slice_addresses};
 use ingress_failover::devcluster::{DevCluster, DevClusterOptions};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{ListParams, Patch, PatchParams};
@@ -323,23 +323,14 @@ impl Env {
 
     /// Addresses (`host:port`) in the managed Service's EndpointSlices.
     pub async fn published(&self, service: &str) -> BTreeSet<String> {
-        let api: Api<EndpointSlice> = Api::namespaced(self.client.clone(), &self.ns);
-        let lp = ListParams::default().labels(&format!("kubernetes.io/service-name={service},endpointslice.kubernetes.io/managed-by=ingress-failover.ingressfailover.io"));
-        let mut out = BTreeSet::new();
-        for s in api.list(&lp).await.map(|l| l.items).unwrap_or_default() {
-            let port = s
-                .ports
-                .as_ref()
-                .and_then(|p| p.first())
-                .and_then(|p| p.port)
-                .unwrap_or(0);
-            for e in &s.endpoints {
-                if let Some(a) = e.addresses.first() {
-                    out.insert(format!("{a}:{port}"));
-                }
-            }
-        }
-        out
+        let selector = format!(
+            "kubernetes.io/service-name={service},endpointslice.kubernetes.io/managed-by=ingress-failover.ingressfailover.io"
+        );
+        slice_addresses(&self.client, &self.ns, &selector)
+            .await
+            .iter()
+            .map(ToString::to_string)
+            .collect()
     }
 
     pub async fn wait_published(
@@ -387,32 +378,12 @@ impl Env {
             // A real cluster's pods run `pod_image()` and serve themselves.
             return tokio::spawn(async {});
         }
-        let api: Api<EndpointSlice> = Api::namespaced(self.client.clone(), &self.ns);
-        let farm = self.farm.clone();
-        let lp = ListParams::default().labels(&format!("kubernetes.io/service-name={service}"));
-        tokio::spawn(async move {
-            loop {
-                if let Ok(list) = api.list(&lp).await {
-                    for s in list.items {
-                        let port = s
-                            .ports
-                            .as_ref()
-                            .and_then(|p| p.first())
-                            .and_then(|p| p.port)
-                            .unwrap_or(8080);
-                        for e in &s.endpoints {
-                            if let Some(a) = e.addresses.first()
-                                && let Ok(addr) = format!("{a}:{port}").parse::<SocketAddr>()
-                                && !farm.addresses().contains(&addr)
-                            {
-                                let _ = farm.set(addr, Behavior::Healthy).await;
-                            }
-                        }
-                    }
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        })
+        tokio::spawn(serve_pods(
+            self.client.clone(),
+            self.ns.clone(),
+            format!("kubernetes.io/service-name={service}"),
+            self.farm.clone(),
+        ))
     }
 }
 
