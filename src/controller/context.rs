@@ -34,6 +34,14 @@ pub struct Stores {
     pub ingresses: Store<Ingress>,
 }
 
+impl Stores {
+    /// The cached Deployment `ns/name`, if seen.
+    pub fn deployment(&self, ns: &str, name: &str) -> Option<Arc<Deployment>> {
+        self.deployments
+            .get(&kube::runtime::reflector::ObjectRef::new(name).within(ns))
+    }
+}
+
 /// The engine's memory of one policy, plus what the controller last wrote for it.
 pub struct PolicyRuntime {
     pub generation: Option<i64>,

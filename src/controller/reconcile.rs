@@ -300,10 +300,7 @@ fn new_runtime(
         .as_ref()
         .and_then(|e| e.deployment.as_ref())
         .and_then(|d| {
-            let dep = ctx
-                .stores
-                .deployments
-                .get(&kube::runtime::reflector::ObjectRef::new(&d.name).within(ns));
+            let dep = ctx.stores.deployment(ns, &d.name);
             observe::spec_replicas(dep.as_deref())
         });
     PolicyRuntime {
@@ -381,10 +378,7 @@ fn gather(
         .as_ref()
         .and_then(|e| e.deployment.as_ref())
     {
-        let dep = ctx
-            .stores
-            .deployments
-            .get(&kube::runtime::reflector::ObjectRef::new(&d.name).within(ns));
+        let dep = ctx.stores.deployment(ns, &d.name);
         if dep.is_none() {
             problems.push(format!("emergency Deployment {ns}/{} not found", d.name));
         }
@@ -396,10 +390,7 @@ fn gather(
         .and_then(|i| i.health.controller_deployment.as_ref())
     {
         let cns = c.namespace.as_deref().unwrap_or(ns);
-        let dep = ctx
-            .stores
-            .deployments
-            .get(&kube::runtime::reflector::ObjectRef::new(&c.name).within(cns));
+        let dep = ctx.stores.deployment(cns, &c.name);
         r.obs.lb_controller_ready = observe::ready_replicas(dep.as_deref()).map(|n| n > 0);
         if dep.is_none() {
             problems.push(format!(
@@ -590,10 +581,7 @@ async fn cleanup(policy: Arc<FailoverPolicy>, ctx: &Context) -> Result<Requeue, 
             .as_ref()
             .and_then(|e| e.deployment.as_ref())
         {
-            let dep = ctx
-                .stores
-                .deployments
-                .get(&kube::runtime::reflector::ObjectRef::new(&d.name).within(&ns));
+            let dep = ctx.stores.deployment(&ns, &d.name);
             if observe::spec_replicas(dep.as_deref()).is_some_and(|r| r != d.standby_replicas) {
                 actuate::scale(ctx, &ns, &d.name, d.standby_replicas).await?;
             }
