@@ -248,8 +248,36 @@ async fn setup(client: &Client, pace: &Pace, lb: std::net::SocketAddr) -> anyhow
             }
         }),
     ];
-    for o in objects {
-        apply(client, o).await?;
+    // The policy comes last, once the primary pool is up: a pool still starting is, to the
+    // operator, a pool with no ready capacity — an emergency, which is not the story told here.
+    let (policy, world) = objects.split_last().expect("the policy is last");
+    for o in world {
+        apply(client, o.clone()).await?;
     }
-    Ok(())
+    wait_ready(client, "web", 4, pace.deadline).await?;
+    apply(client, policy.clone()).await
+}
+
+async fn wait_ready(
+    client: &Client,
+    deployment: &str,
+    replicas: i32,
+    deadline: Duration,
+) -> anyhow::Result<()> {
+    let api: Api<k8s_openapi::api::apps::v1::Deployment> = Api::namespaced(client.clone(), NS);
+    let until = std::time::Instant::now() + deadline;
+    loop {
+        let ready = api
+            .get_opt(deployment)
+            .await?
+            .and_then(|d| d.status.and_then(|s| s.ready_replicas))
+            .unwrap_or(0);
+        if ready >= replicas {
+            return Ok(());
+        }
+        if std::time::Instant::now() > until {
+            anyhow::bail!("Deployment {NS}/{deployment} has {ready}/{replicas} ready replicas");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
