@@ -580,3 +580,31 @@ async fn standby_replica_takes_over_when_the_leader_dies_and_never_writes_before
     assert!(second.writes() > 0);
     second.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deletion_with_orphan_leaves_everything_as_it_is() {
+    let (env, lb) = ingress_env("orphan", json!({"deletionPolicy": "Orphan"})).await;
+    env.set(lb, Behavior::Status(503)).await;
+    env.wait_status("web", T, "failed over", |s| s.phase == Phase::FailedOver)
+        .await;
+    env.policies()
+        .delete("web", &Default::default())
+        .await
+        .unwrap();
+    eventually(T, || async {
+        env.policies()
+            .get_opt("web")
+            .await
+            .ok()
+            .flatten()
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    // The operator undoes nothing (its own objects still go with their owner reference).
+    assert_eq!(
+        env.ingress_class("web").await.as_deref(),
+        Some("nginx-backup"),
+        "left on the backup class"
+    );
+}
