@@ -13,6 +13,7 @@ mod leader;
 pub mod metrics;
 pub mod observe;
 pub mod reconcile;
+mod report;
 pub mod targets;
 
 use std::net::SocketAddr;
