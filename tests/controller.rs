@@ -4,6 +4,7 @@
 #[path = "support/cluster.rs"]
 mod cluster;
 
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use cluster::*;
@@ -606,5 +607,140 @@ async fn deletion_with_orphan_leaves_everything_as_it_is() {
         env.ingress_class("web").await.as_deref(),
         Some("nginx-backup"),
         "left on the backup class"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn survives_an_api_outage_and_catches_up_after_it() {
+    let Some(_) = std::env::var_os("INGRESS_FAILOVER_KUBECONFIG")
+        .is_none()
+        .then_some(())
+    else {
+        return; // outages are injected by the embedded plane
+    };
+    let mut env = Env::start("outage").await;
+    let b = env.backends(3).await;
+    env.apply_json(policy("web", &b, json!({}))).await;
+    env.start_controller().await;
+    env.wait_published("web-healthy", T, "published", |p| p.len() == 3)
+        .await;
+    // The API goes away (connections refused) while a backend dies; the decision is taken
+    // locally and written once the API is back, and nothing else is lost.
+    let plane = env.cluster.clone().unwrap();
+    plane.faults().outage(
+        Duration::from_secs(8),
+        ingress_failover::devcluster::OutageMode::Refuse,
+    );
+    env.set(b[1], Behavior::Refuse).await;
+    tokio::time::sleep(Duration::from_secs(9)).await;
+    env.wait_published(
+        "web-healthy",
+        Duration::from_secs(40),
+        "caught up after the outage",
+        |p| p.len() == 2 && !p.contains(&b[1].to_string()),
+    )
+    .await;
+    let s = env
+        .wait_status("web", T, "status caught up", |s| s.phase == Phase::Degraded)
+        .await;
+    assert_eq!(s.primary.as_ref().unwrap().summary, "2/3");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_at_random_points_during_a_failover_it_converges_within_bounds() {
+    let mut env = Env::start("chaos").await;
+    let b = env.backends(4).await;
+    let lb = env.backend_addr();
+    env.set(lb, Behavior::Healthy).await;
+    for o in ingress_objects("nginx-primary")
+        .into_iter()
+        .chain(emergency_objects())
+    {
+        env.apply_json(o).await;
+    }
+    let _pods = env.serve_pods_of("web-emergency");
+    env.apply_json(policy(
+        "web",
+        &b,
+        json!({"backends": {"emergency": {"deployment": {"name": "web-emergency", "activeReplicas": 2, "maxReplicas": 2}}},
+               "ingress": {"ingresses": ["web"], "primaryClass": "nginx-primary", "backupClass": "nginx-backup",
+                           "health": {"url": format!("http://{lb}/healthz")}}}),
+    ))
+    .await;
+    env.start_controller().await;
+    env.wait_status("web", T, "Normal", |s| s.phase == Phase::Normal)
+        .await;
+
+    // Watch the emergency Deployment's replicas for the whole test.
+    let max_seen = std::sync::Arc::new(std::sync::atomic::AtomicI32::new(0));
+    let watcher = {
+        let api: kube::Api<k8s_openapi::api::apps::v1::Deployment> =
+            kube::Api::namespaced(env.client.clone(), &env.ns);
+        let max_seen = max_seen.clone();
+        tokio::spawn(async move {
+            loop {
+                if let Ok(Some(d)) = api.get_opt("web-emergency").await {
+                    let r = d.spec.and_then(|s| s.replicas).unwrap_or(0);
+                    max_seen.fetch_max(r, std::sync::atomic::Ordering::SeqCst);
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+    };
+
+    // The incident starts; the controller is killed three times at random points of it.
+    env.set(lb, Behavior::Status(503)).await;
+    for a in &b[..3] {
+        env.set(*a, Behavior::Refuse).await;
+    }
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(300 + fastrand::u64(0..2500))).await;
+        env.controller.take().unwrap().kill().await;
+        env.start_controller().await;
+    }
+    let s = env
+        .wait_status(
+            "web",
+            Duration::from_secs(40),
+            "failed over with emergency capacity",
+            |s| s.phase == Phase::FailedOver && is_true(s, ct::EMERGENCY_ACTIVE),
+        )
+        .await;
+    assert_eq!(
+        env.ingress_class("web").await.as_deref(),
+        Some("nginx-backup")
+    );
+    eventually(T, || async {
+        (env.deployment_replicas("web-emergency").await == Some(2)).then_some(())
+    })
+    .await;
+    assert!(
+        s.emergency
+            .as_ref()
+            .is_some_and(|e| e.desired_replicas == Some(2))
+    );
+    watcher.abort();
+    assert!(
+        max_seen.load(std::sync::atomic::Ordering::SeqCst) <= 2,
+        "never above maxReplicas"
+    );
+    // No orphans: exactly the managed slices of the one managed Service.
+    let slices: kube::Api<k8s_openapi::api::discovery::v1::EndpointSlice> =
+        kube::Api::namespaced(env.client.clone(), &env.ns);
+    let ours =
+        slices
+            .list(&kube::api::ListParams::default().labels(
+                "endpointslice.kubernetes.io/managed-by=ingress-failover.ingressfailover.io",
+            ))
+            .await
+            .unwrap();
+    let names: BTreeSet<String> = ours
+        .items
+        .iter()
+        .filter_map(|s| s.metadata.name.clone())
+        .collect();
+    assert!(
+        names.iter().all(|n| n.starts_with("web-healthy-")),
+        "{names:?}"
     );
 }
