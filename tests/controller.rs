@@ -744,3 +744,102 @@ async fn killed_at_random_points_during_a_failover_it_converges_within_bounds() 
         "{names:?}"
     );
 }
+
+/// Every malformed policy of the `check` corpus is refused: at admission by the CRD's schema and
+/// CEL rules, or by the controller with Ready=False/InvalidSpec naming the field — and the
+/// controller writes no managed object for any of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_policies_are_refused_and_cause_no_managed_write() {
+    let Some(_) = std::env::var_os("INGRESS_FAILOVER_KUBECONFIG")
+        .is_none()
+        .then_some(())
+    else {
+        return; // the audit log is the embedded plane's
+    };
+    let mut env = Env::start("corpus").await;
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus/invalid");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    let mut admitted = Vec::new();
+    let mut rejected = 0;
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap();
+        let expect = text
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .trim_start_matches("# expect: ")
+            .to_string();
+        // Not FailoverPolicies at all (syntax, kind, version, a list), about the name itself, or
+        // an unknown field (which the apiserver prunes unless the client asks for Strict).
+        if expect.starts_with("metadata.name")
+            || expect.starts_with("apiVersion")
+            || expect.starts_with("kind")
+            || expect.contains("YAML syntax")
+            || expect.contains("expected a FailoverPolicy")
+            || expect.contains("unknown field")
+        {
+            continue;
+        }
+        let mut obj: serde_json::Value = serde_saphyr::from_str(&text).unwrap();
+        let name = file.file_stem().unwrap().to_string_lossy().to_string();
+        obj["metadata"]["name"] = json!(name);
+        obj["metadata"]["namespace"] = json!(env.ns);
+        let policy: Result<ingress_failover::api::FailoverPolicy, _> =
+            serde_json::from_value(obj.clone());
+        let created = match policy {
+            Ok(p) => env.policies().create(&Default::default(), &p).await.is_ok(),
+            // Not even deserializable as the typed resource: send it as it is.
+            Err(_) => {
+                let api: kube::Api<kube::core::DynamicObject> = kube::Api::namespaced_with(
+                    env.client.clone(),
+                    &env.ns,
+                    &kube::core::ApiResource::erase::<ingress_failover::api::FailoverPolicy>(&()),
+                );
+                let dynamic: kube::core::DynamicObject = serde_json::from_value(obj).unwrap();
+                api.create(&Default::default(), &dynamic).await.is_ok()
+            }
+        };
+        if created {
+            admitted.push((name, expect));
+        } else {
+            rejected += 1;
+        }
+    }
+    assert!(
+        rejected > 0 && !admitted.is_empty(),
+        "admitted {admitted:?}, rejected {rejected}"
+    );
+    eprintln!(
+        "{rejected} refused at admission, {} admitted and left to the controller",
+        admitted.len()
+    );
+    env.start_controller().await;
+    for (name, expect) in &admitted {
+        let field = expect.split(':').next().unwrap_or_default().to_string();
+        let s = env
+            .wait_status(name, T, &format!("{name} refused"), |s| {
+                condition(s, ct::READY).is_some_and(|c| c.reason == reasons::INVALID_SPEC)
+            })
+            .await;
+        let message = &condition(&s, ct::READY).unwrap().message;
+        assert!(
+            message.contains(&field),
+            "{name}: {message:?} should name {field}"
+        );
+    }
+    let audit = env.cluster.as_ref().unwrap().audit();
+    let managed: Vec<_> = audit
+        .iter()
+        .filter(|e| e.user_agent == CONTROLLER_AGENT)
+        .filter(|e| matches!(e.verb.as_str(), "create" | "update" | "patch" | "delete"))
+        .filter(|e| !matches!(e.resource.as_str(), "failoverpolicies" | "events"))
+        .collect();
+    assert!(
+        managed.is_empty(),
+        "managed writes for malformed policies: {managed:?}"
+    );
+}

@@ -131,6 +131,24 @@ fn walk(schema: &Value, v: &mut Value, path: &str, out: &mut Vec<FieldCause>) {
                     ),
                 ));
             }
+            if let Some(pattern) = schema.get("pattern").and_then(Value::as_str)
+                && crate::validation::openapi::compiled(pattern).is_ok_and(|re| !re.is_match(s))
+            {
+                out.push(FieldCause::new(
+                    "FieldValueInvalid",
+                    path,
+                    format!("\"{s}\": {path} in body should match '{pattern}'"),
+                ));
+            }
+            if schema.get("format").and_then(Value::as_str) == Some("date-time")
+                && s.parse::<jiff::Timestamp>().is_err()
+            {
+                out.push(FieldCause::new(
+                    "FieldValueInvalid",
+                    path,
+                    format!("\"{s}\": {path} in body must be of type date-time: \"{s}\""),
+                ));
+            }
         }
         Value::Array(items) => {
             let len = items.len() as f64;
