@@ -140,6 +140,11 @@ async fn handle(
         Route::OpenApiV3(p) => openapi::group_version(&shared.lock().registry, &p)
             .map(|d| json_response(200, &d))
             .ok_or_else(ApiError::no_route),
+        Route::Resource(_) if is_protobuf(&parts.headers) => Err(ApiError::new(
+            415,
+            "UnsupportedMediaType",
+            "the embedded control plane speaks JSON only; protobuf request bodies are not supported",
+        )),
         Route::Resource(rr) => {
             resource(
                 shared.clone(),
@@ -162,6 +167,15 @@ fn form_urlencoded_pairs(q: &str) -> HashMap<String, String> {
     )
     .map(|x| x.0)
     .unwrap_or_default()
+}
+
+/// A protobuf request body (kubectl sends them for built-in kinds). Answering 415 makes
+/// client-go retry the request as JSON, which is all this plane decodes.
+fn is_protobuf(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.contains("protobuf"))
 }
 
 fn parse_body(bytes: &[u8]) -> ApiResult<Value> {
