@@ -414,13 +414,7 @@ async fn dry_run_decides_and_reports_but_writes_no_managed_object() {
         env.published("web-healthy").await.is_empty(),
         "no EndpointSlice written"
     );
-    let audit = env.cluster.as_ref().unwrap().audit();
-    let managed_writes: Vec<_> = audit
-        .iter()
-        .filter(|e| e.user_agent == CONTROLLER_AGENT)
-        .filter(|e| matches!(e.verb.as_str(), "create" | "update" | "patch" | "delete"))
-        .filter(|e| !matches!(e.resource.as_str(), "failoverpolicies" | "events"))
-        .collect();
+    let managed_writes = env.managed_writes();
     assert!(managed_writes.is_empty(), "{managed_writes:?}");
 }
 
@@ -431,20 +425,7 @@ async fn deletion_with_restore_puts_everything_back() {
     env.wait_status("web", T, "failed over", |s| s.phase == Phase::FailedOver)
         .await;
     assert!(!env.published("web-healthy").await.is_empty());
-    env.policies()
-        .delete("web", &Default::default())
-        .await
-        .unwrap();
-    eventually(T, || async {
-        env.policies()
-            .get_opt("web")
-            .await
-            .ok()
-            .flatten()
-            .is_none()
-            .then_some(())
-    })
-    .await;
+    env.delete_policy("web", T).await;
     assert_eq!(
         env.ingress_class("web").await.as_deref(),
         Some("nginx-primary")
@@ -588,20 +569,7 @@ async fn deletion_with_orphan_leaves_everything_as_it_is() {
     env.set(lb, Behavior::Status(503)).await;
     env.wait_status("web", T, "failed over", |s| s.phase == Phase::FailedOver)
         .await;
-    env.policies()
-        .delete("web", &Default::default())
-        .await
-        .unwrap();
-    eventually(T, || async {
-        env.policies()
-            .get_opt("web")
-            .await
-            .ok()
-            .flatten()
-            .is_none()
-            .then_some(())
-    })
-    .await;
+    env.delete_policy("web", T).await;
     // The operator undoes nothing (its own objects still go with their owner reference).
     assert_eq!(
         env.ingress_class("web").await.as_deref(),
@@ -831,13 +799,7 @@ async fn malformed_policies_are_refused_and_cause_no_managed_write() {
             "{name}: {message:?} should name {field}"
         );
     }
-    let audit = env.cluster.as_ref().unwrap().audit();
-    let managed: Vec<_> = audit
-        .iter()
-        .filter(|e| e.user_agent == CONTROLLER_AGENT)
-        .filter(|e| matches!(e.verb.as_str(), "create" | "update" | "patch" | "delete"))
-        .filter(|e| !matches!(e.resource.as_str(), "failoverpolicies" | "events"))
-        .collect();
+    let managed = env.managed_writes();
     assert!(
         managed.is_empty(),
         "managed writes for malformed policies: {managed:?}"

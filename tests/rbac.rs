@@ -118,20 +118,7 @@ async fn chart_rbac_equals_the_verbs_the_controller_uses() {
     env.set(lb, Behavior::Healthy).await;
     env.wait_status("web", t, "normal again", |s| s.phase == Phase::Normal)
         .await;
-    env.policies()
-        .delete("web", &Default::default())
-        .await
-        .unwrap();
-    eventually(t, || async {
-        env.policies()
-            .get_opt("web")
-            .await
-            .ok()
-            .flatten()
-            .is_none()
-            .then_some(())
-    })
-    .await;
+    env.delete_policy("web", t).await;
     env.controller.take().unwrap().stop().await;
 
     let observed: BTreeSet<(String, String, String)> = env

@@ -285,6 +285,40 @@ impl Env {
         .unwrap_or_else(|e| panic!("applying {kind} {name}: {e}"));
     }
 
+    /// Deletes a policy and waits until it is gone (its finalizer has run).
+    pub async fn delete_policy(&self, name: &str, timeout: Duration) {
+        self.policies()
+            .delete(name, &Default::default())
+            .await
+            .expect("delete policy");
+        eventually(timeout, || async {
+            self.policies()
+                .get_opt(name)
+                .await
+                .ok()
+                .flatten()
+                .is_none()
+                .then_some(())
+        })
+        .await;
+    }
+
+    /// Writes the controller made to anything but its policies and Events, per the embedded
+    /// plane's audit log.
+    pub fn managed_writes(&self) -> Vec<ingress_failover::devcluster::AuditEntry> {
+        let cluster = self
+            .cluster
+            .as_ref()
+            .expect("the audit log is the embedded plane's");
+        cluster
+            .audit()
+            .into_iter()
+            .filter(|e| e.user_agent == CONTROLLER_AGENT)
+            .filter(|e| matches!(e.verb.as_str(), "create" | "update" | "patch" | "delete"))
+            .filter(|e| !matches!(e.resource.as_str(), "failoverpolicies" | "events"))
+            .collect()
+    }
+
     pub fn policies(&self) -> Api<FailoverPolicy> {
         Api::namespaced(self.client.clone(), &self.ns)
     }
