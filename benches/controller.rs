@@ -142,6 +142,8 @@ async fn bench() {
     let opts = Options {
         namespaces: vec!["bench".into()],
         policy_selector: None,
+        deployment_selector: None,
+        ingress_selector: None,
         rules: ingress_failover::validation::ValidationContext {
             allowed_ingress_controller_namespaces: vec![],
             probe_allowlist: vec!["127.0.0.0/8".into()],

@@ -61,6 +61,13 @@ struct RunArgs {
     /// Only manage policies matching this label selector (e.g. `team=payments`).
     #[arg(long, env = "INGRESS_FAILOVER_POLICY_SELECTOR")]
     policy_selector: Option<String>,
+    /// Cache only Deployments with these labels (emergency and ingress-controller Deployments
+    /// must then carry them); default: every Deployment in the watched namespaces.
+    #[arg(long, env = "INGRESS_FAILOVER_DEPLOYMENT_SELECTOR")]
+    deployment_selector: Option<String>,
+    /// Cache only Ingresses with these labels; default: every Ingress in the watched namespaces.
+    #[arg(long, env = "INGRESS_FAILOVER_INGRESS_SELECTOR")]
+    ingress_selector: Option<String>,
     #[command(flatten)]
     rules: PolicyRules,
     /// Address serving /metrics, /healthz and /readyz.
@@ -278,6 +285,8 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let opts = ingress_failover::controller::Options {
         namespaces: args.namespaces,
         policy_selector: args.policy_selector,
+        deployment_selector: args.deployment_selector,
+        ingress_selector: args.ingress_selector,
         rules,
         metrics_addr: args.metrics_addr,
         leader_election: args.leader_election,

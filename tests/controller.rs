@@ -805,3 +805,46 @@ async fn malformed_policies_are_refused_and_cause_no_managed_write() {
         "managed writes for malformed policies: {managed:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn label_filtered_caches_see_only_labelled_ingresses() {
+    let mut env = Env::start("selector").await;
+    let b = env.backends(2).await;
+    let lb = env.backend_addr();
+    env.set(lb, Behavior::Healthy).await;
+    for o in ingress_objects("nginx-primary") {
+        env.apply_json(o).await;
+    }
+    env.apply_json(
+        json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+        "metadata": {"name": "web", "labels": {"ingressfailover.io/watched": "true"}}}),
+    )
+    .await;
+    env.apply_json(json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": {"name": "unlabelled"},
+        "spec": {"ingressClassName": "nginx-primary", "defaultBackend": {"service": {"name": "web-healthy", "port": {"number": 80}}}}}))
+        .await;
+    env.apply_json(policy(
+        "web",
+        &b,
+        json!({"ingress": {"ingresses": ["web", "unlabelled"], "primaryClass": "nginx-primary", "backupClass": "nginx-backup",
+                           "health": {"url": format!("http://{lb}/healthz")}}}),
+    ))
+    .await;
+    let mut opts = env.controller_options();
+    opts.ingress_selector = Some("ingressfailover.io/watched=true".into());
+    env.controller = Some(env.spawn_controller(opts).await);
+    env.wait_status("web", T, "Normal", |s| s.phase == Phase::Normal)
+        .await;
+    env.set(lb, Behavior::Status(503)).await;
+    env.wait_status("web", T, "failed over", |s| s.phase == Phase::FailedOver)
+        .await;
+    eventually(T, || async {
+        (env.ingress_class("web").await.as_deref() == Some("nginx-backup")).then_some(())
+    })
+    .await;
+    assert_eq!(
+        env.ingress_class("unlabelled").await.as_deref(),
+        Some("nginx-primary"),
+        "outside the cache, so never touched"
+    );
+}

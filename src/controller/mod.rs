@@ -47,6 +47,12 @@ pub struct Options {
     pub namespaces: Vec<String>,
     /// Only policies matching this label selector are managed.
     pub policy_selector: Option<String>,
+    /// Cache only Deployments matching this label selector (emergency and ingress-controller
+    /// Deployments must carry it); none caches every Deployment in the watched namespaces.
+    pub deployment_selector: Option<String>,
+    /// Cache only Ingresses matching this label selector; none caches every Ingress in the
+    /// watched namespaces.
+    pub ingress_selector: Option<String>,
     pub rules: ValidationContext,
     pub metrics_addr: SocketAddr,
     pub leader_election: bool,
@@ -89,10 +95,17 @@ pub async fn run(
         &opts.namespaces,
         watcher::Config::default().labels(observe::SERVICE_NAME_LABEL),
     );
-    let (deployments, deploy_stream) =
-        reflect::<Deployment>(&client, &opts.namespaces, watcher::Config::default());
+    let labelled = |sel: &Option<String>| match sel {
+        Some(sel) => watcher::Config::default().labels(sel),
+        None => watcher::Config::default(),
+    };
+    let (deployments, deploy_stream) = reflect::<Deployment>(
+        &client,
+        &opts.namespaces,
+        labelled(&opts.deployment_selector),
+    );
     let (ingresses, ingress_stream) =
-        reflect::<Ingress>(&client, &opts.namespaces, watcher::Config::default());
+        reflect::<Ingress>(&client, &opts.namespaces, labelled(&opts.ingress_selector));
     let stores = Stores {
         slices: slices.clone(),
         deployments: deployments.clone(),

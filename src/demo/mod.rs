@@ -146,6 +146,8 @@ fn controller_options() -> crate::controller::Options {
     crate::controller::Options {
         namespaces: vec![NS.to_string()],
         policy_selector: None,
+        deployment_selector: None,
+        ingress_selector: None,
         rules: crate::validation::ValidationContext {
             allowed_ingress_controller_namespaces: Vec::new(),
             probe_allowlist: vec!["127.0.0.0/8".to_string()],

@@ -185,6 +185,8 @@ impl Env {
         Options {
             namespaces: Vec::new(),
             policy_selector: None,
+            deployment_selector: None,
+            ingress_selector: None,
             rules: ingress_failover::validation::ValidationContext {
                 allowed_ingress_controller_namespaces: vec![],
                 probe_allowlist: match backend_ip() {
