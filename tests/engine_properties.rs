@@ -5,7 +5,7 @@ mod harness;
 
 use harness::*;
 use ingress_failover::engine::risefall::{Flip, RiseFall};
-use ingress_failover::engine::{Action, ActionKind, EndpointFact, Pool};
+use ingress_failover::engine::{Action, ActionKind, Pool};
 use proptest::prelude::*;
 use serde_json::json;
 
@@ -106,14 +106,7 @@ fn build(k: &Knobs) -> Harness {
 fn apply(h: &mut Harness, e: &Event) -> Vec<Action> {
     match *e {
         Event::Round(bits) => {
-            let addrs: Vec<String> = h
-                .obs
-                .endpoints
-                .iter()
-                .filter(|e| e.pool == Pool::Primary)
-                .map(|e| e.address.clone())
-                .collect();
-            for (i, a) in addrs.iter().enumerate() {
+            for (i, a) in h.addresses(Pool::Primary).iter().enumerate() {
                 h.check(a, Pool::Primary, bits & (1 << (i % 8)) != 0);
             }
             h.run(1)
@@ -131,33 +124,15 @@ fn apply(h: &mut Harness, e: &Event) -> Vec<Action> {
             h.run(1)
         }
         Event::EmergencyPods(n, ready) => {
-            let mut eps: Vec<EndpointFact> = h
-                .obs
-                .endpoints
-                .iter()
-                .filter(|e| e.pool == Pool::Primary)
-                .cloned()
+            let pods: Vec<(String, bool)> = (0..n)
+                .map(|i| (format!("10.9.0.{i}:80"), i < ready))
                 .collect();
-            for i in 0..n {
-                eps.push(EndpointFact {
-                    address: format!("10.9.0.{i}:80"),
-                    pool: Pool::Emergency,
-                    ready: i < ready,
-                });
-            }
-            h.obs.emergency_ready_replicas = Some(i32::from(ready));
-            h.obs.set_endpoints(eps);
+            let pods: Vec<(&str, bool)> = pods.iter().map(|(a, r)| (a.as_str(), *r)).collect();
+            h.set_emergency_pods(&pods);
             h.run(1)
         }
         Event::EmergencyRound(ok) => {
-            let addrs: Vec<String> = h
-                .obs
-                .endpoints
-                .iter()
-                .filter(|e| e.pool == Pool::Emergency)
-                .map(|e| e.address.clone())
-                .collect();
-            for a in addrs {
+            for a in h.addresses(Pool::Emergency) {
                 h.check(&a, Pool::Emergency, ok);
             }
             h.run(1)

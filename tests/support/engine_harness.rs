@@ -110,16 +110,19 @@ impl Harness {
         });
     }
 
-    /// One round of checks of every primary backend: those in `failing` fail.
-    pub fn round(&mut self, failing: &[&str]) -> Vec<Action> {
-        let addrs: Vec<String> = self
-            .obs
+    /// Addresses of the known endpoints of `pool`.
+    pub fn addresses(&self, pool: Pool) -> Vec<String> {
+        self.obs
             .endpoints
             .iter()
-            .filter(|e| e.pool == Pool::Primary)
+            .filter(|e| e.pool == pool)
             .map(|e| e.address.clone())
-            .collect();
-        for a in addrs {
+            .collect()
+    }
+
+    /// One round of checks of every primary backend: those in `failing` fail.
+    pub fn round(&mut self, failing: &[&str]) -> Vec<Action> {
+        for a in self.addresses(Pool::Primary) {
             let ok = !failing.contains(&a.as_str());
             self.check(&a, Pool::Primary, ok);
         }
