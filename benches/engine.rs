@@ -178,11 +178,7 @@ fn bench(c: &mut Criterion) {
             let endpoints = sc
                 .primary
                 .iter()
-                .map(|b| EndpointFact {
-                    address: b.address.clone(),
-                    pool: Pool::Primary,
-                    ready: true,
-                })
+                .map(|b| EndpointFact::ready(b.address.clone(), Pool::Primary))
                 .collect();
             (EngineConfig::from_spec(spec), endpoints)
         })

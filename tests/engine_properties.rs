@@ -93,6 +93,7 @@ fn build(k: &Knobs) -> Harness {
         "thresholds": {"activateForSeconds": 3, "deactivateForSeconds": 4},
         "safety": {"failMode": if k.fail_closed {"FailClosed"} else {"FailOpen"},
                    "maxEjectionPercent": k.max_ejection,
+                   "panicThresholdPercent": (k.max_ejection * 7) % 101,
                    "flapBudget": {"maxTransitions": k.max_transitions, "windowSeconds": k.window}},
         "ingress": {"ingresses": ["web"], "primaryClass": "a", "backupClass": "b", "mode": "HotStandby",
                     "health": {"url": "http://lb/healthz"}},
@@ -144,13 +145,14 @@ fn apply(h: &mut Harness, e: &Event) -> Vec<Action> {
 proptest! {
     #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
-    /// Never an empty published set while any endpoint is ready, unless fail-closed.
+    /// Never an empty published set while any primary endpoint exists outside termination
+    /// (ready or not), unless fail-closed.
     #[test]
     fn fail_open_never_publishes_nothing(k in knobs(), events in prop::collection::vec(event(), 1..120)) {
         let mut h = build(&k);
         for e in &events {
             apply(&mut h, e);
-            if !k.fail_closed && h.state.endpoints.iter().any(|e| e.pool == Pool::Primary && e.ready) {
+            if !k.fail_closed && h.state.endpoints.iter().any(|e| e.pool == Pool::Primary && !e.terminating) {
                 prop_assert!(h.state.published_count() > 0, "empty set after {e:?}");
             }
         }
@@ -167,23 +169,31 @@ proptest! {
         }
     }
 
-    /// Counted transitions in any window never exceed the flap budget.
+    /// Per tier, the return moves (failback, release) in any window never exceed the flap
+    /// budget, and all moves never exceed it by more than the one protective move that is
+    /// never refused.
     #[test]
     fn transitions_within_flap_budget(k in knobs(), events in prop::collection::vec(event(), 1..200)) {
         let mut h = build(&k);
-        let mut times = Vec::new();
+        let mut times: [Vec<(i64, bool)>; 2] = Default::default();
         for e in &events {
             for a in apply(&mut h, e) {
-                if a.kind.counts_against_flap_budget() {
-                    times.push(a.at);
+                if let Some(tier) = a.kind.budget_tier() {
+                    let ret = matches!(a.kind, ActionKind::IngressFailback | ActionKind::EmergencyRelease);
+                    times[tier as usize].push((a.at, ret));
                 }
             }
         }
         let window = i64::from(k.window) * 1000;
-        for (i, &t) in times.iter().enumerate() {
-            let in_window = times[i..].iter().take_while(|&&u| u - t < window).count();
-            prop_assert!(in_window as u32 <= k.max_transitions,
-                "{in_window} transitions within {}s starting at {t}", k.window);
+        for tier in &times {
+            for (i, &(t, _)) in tier.iter().enumerate() {
+                let in_window: Vec<_> = tier[i..].iter().take_while(|(u, _)| u - t < window).collect();
+                let returns = in_window.iter().filter(|(_, r)| *r).count() as u32;
+                prop_assert!(returns <= k.max_transitions,
+                    "{returns} return moves within {}s starting at {t}", k.window);
+                prop_assert!(in_window.len() as u32 <= k.max_transitions + 1,
+                    "{} transitions within {}s starting at {t}", in_window.len(), k.window);
+            }
         }
     }
 
@@ -207,8 +217,11 @@ proptest! {
             apply(&mut h, e);
             let ready: Vec<_> = h.state.endpoints.iter().filter(|e| e.pool == Pool::Primary && e.ready).collect();
             let ejected = ready.iter().filter(|e| !e.published).count();
-            prop_assert!(ejected <= ready.len() * k.max_ejection as usize / 100,
-                "{ejected} of {} ejected, cap {}%", ready.len(), k.max_ejection);
+            // Envoy's rule: at least one may always go when the percentage is above zero.
+            let floor = ready.len() * k.max_ejection as usize / 100;
+            let cap = if k.max_ejection == 0 || ready.is_empty() { 0 } else { floor.max(1) };
+            prop_assert!(ejected <= cap,
+                "{ejected} of {} ejected, cap {}% ({cap})", ready.len(), k.max_ejection);
         }
     }
 

@@ -6,7 +6,9 @@ mod harness;
 use harness::*;
 use ingress_failover::api::{Phase, condition_types as ct, reasons};
 use ingress_failover::engine::report::render_status;
-use ingress_failover::engine::{ActionKind as K, EmergencyPhase, IngressPhase, PolicyState, Pool};
+use ingress_failover::engine::{
+    ActionKind as K, DeploymentFact, EmergencyPhase, IngressPhase, PolicyState, Pool,
+};
 use serde_json::json;
 
 const A1: &str = "10.0.1.1:80";
@@ -145,11 +147,30 @@ fn emergency_endpoints_join_only_when_ready_and_healthy() {
     assert!(!h.published().iter().any(|a| a.starts_with("10.9")));
     h.check("10.9.0.1:80", Pool::Emergency, true);
     let a = h.round(&[A1, A2, A3, A4]);
-    assert!(
-        has(&a, K::PanicExited),
-        "a healthy emergency endpoint ends the panic"
+    // One healthy endpoint for a pool of four is 25 %, below panicThresholdPercent 50: the
+    // panic goes on and the new pod joins it instead of taking all the traffic alone.
+    assert!(!has(&a, K::PanicExited), "one pod does not end the panic");
+    assert!(h.state.panic);
+    assert_eq!(
+        h.published(),
+        vec![A1, A2, A3, A4, "10.9.0.1:80"],
+        "every candidate while in panic"
     );
-    assert_eq!(h.published(), vec!["10.9.0.1:80"]);
+    h.check("10.9.0.2:80", Pool::Emergency, true);
+    h.round(&[A1, A2, A3, A4]);
+    h.check("10.9.0.2:80", Pool::Emergency, true);
+    let a = h.round(&[A1, A2, A3, A4]);
+    let exit = a
+        .iter()
+        .find(|a| a.kind == K::PanicExited)
+        .expect("two healthy of four ends the panic");
+    assert!(
+        exit.reason
+            .contains("2 of 4 backends healthy (50%), at or above panicThresholdPercent 50"),
+        "{}",
+        exit.reason
+    );
+    assert_eq!(h.published(), vec!["10.9.0.1:80", "10.9.0.2:80"]);
 }
 
 #[test]
@@ -335,17 +356,50 @@ fn controller_without_ready_replicas_counts_as_load_balancer_down() {
     s["ingress"]["health"] = json!({"controllerDeployment": {"name": "ingress-nginx-controller"}});
     let mut h = Harness::new(&spec(s));
     h.step();
-    h.obs.lb_controller_ready = Some(false);
-    let a = h.run(1);
+    h.obs.lb_controller = Some(DeploymentFact::NotReady);
+    // Debounced like a probe: failureThreshold (3) × intervalSeconds (1) of no ready replica.
+    let a = h.run(2);
+    assert!(!has(&a, K::LoadBalancerDown), "a 2 s dip is not an outage");
+    let a = h.run(2);
     assert!(has(&a, K::LoadBalancerDown));
     assert!(has(&a, K::IngressFailover));
     // Unknown readiness afterwards keeps the last known verdict.
-    h.obs.lb_controller_ready = None;
+    h.obs.lb_controller = None;
     assert!(!has(&h.run(5), K::LoadBalancerUp));
 }
 
 #[test]
-fn flap_budget_freezes_in_place_then_thaws_after_the_window() {
+fn a_short_dip_of_the_controller_deployment_costs_nothing() {
+    let mut s = ingress(json!({}));
+    s["ingress"]["health"] = json!({"controllerDeployment": {"name": "ingress-nginx-controller"}});
+    let mut h = Harness::new(&spec(s));
+    h.step();
+    h.obs.lb_controller = Some(DeploymentFact::NotReady);
+    let mut a = h.run(1);
+    h.obs.lb_controller = Some(DeploymentFact::Ready);
+    a.extend(h.run(10));
+    assert!(!has(&a, K::LoadBalancerDown));
+    assert!(!has(&a, K::IngressFailover));
+}
+
+#[test]
+fn a_deleted_controller_deployment_is_a_down_load_balancer() {
+    let mut s = ingress(json!({}));
+    s["ingress"]["health"] = json!({"controllerDeployment": {"name": "ingress-nginx-controller"}});
+    let mut h = Harness::new(&spec(s));
+    h.step();
+    h.obs.lb_controller = Some(DeploymentFact::Missing);
+    let a = h.run(4);
+    let down = a
+        .iter()
+        .find(|x| x.kind == K::LoadBalancerDown)
+        .expect("a deleted controller fails over");
+    assert!(down.reason.contains("does not exist"), "{}", down.reason);
+    assert!(has(&a, K::IngressFailover));
+}
+
+#[test]
+fn flap_budget_holds_the_backup_side_then_thaws_after_the_window() {
     let mut s = ingress(json!({}));
     s["recovery"] = json!({"holdDownSeconds": 0});
     s["safety"] = json!({"flapBudget": {"maxTransitions": 2, "windowSeconds": 100}});
@@ -354,10 +408,18 @@ fn flap_budget_freezes_in_place_then_thaws_after_the_window() {
     lb_rounds(&mut h, 3, false); // failover (1)
     lb_rounds(&mut h, 2, true); // failback (2)
     assert_eq!(h.state.ingress, IngressPhase::Primary);
-    let a = lb_rounds(&mut h, 3, false); // would be a third
+    // Failing over away from a dead load balancer is never refused, even over budget.
+    let a = lb_rounds(&mut h, 3, false);
+    assert!(has(&a, K::IngressFailover));
+    assert!(matches!(h.state.ingress, IngressPhase::FailedOver { .. }));
+    // The return is what the budget holds back: traffic stays on the backup.
+    let a = lb_rounds(&mut h, 2, true);
     assert!(has(&a, K::FlapBudgetExhausted));
-    assert!(!has(&a, K::IngressFailover));
-    assert_eq!(h.state.ingress, IngressPhase::Primary, "held in place");
+    assert!(!has(&a, K::IngressFailback));
+    assert!(
+        matches!(h.state.ingress, IngressPhase::FailedOver { .. }),
+        "held on the backup"
+    );
     assert_eq!(h.state.phase, Phase::Frozen);
     let st = render_status(&h.cfg, &h.state, Some(1), h.now, None);
     let frozen = st
@@ -369,11 +431,18 @@ fn flap_budget_freezes_in_place_then_thaws_after_the_window() {
         (frozen.status.as_str(), frozen.reason.as_str()),
         ("True", reasons::FLAP_BUDGET_EXHAUSTED)
     );
-    let a = lb_rounds(&mut h, 100, false);
+    assert!(
+        frozen
+            .message
+            .contains("ingress tier holds back IngressFailback"),
+        "{}",
+        frozen.message
+    );
+    let a = lb_rounds(&mut h, 100, true);
     assert!(has(&a, K::Unfrozen));
     assert!(
-        has(&a, K::IngressFailover),
-        "the pending decision is taken after the thaw"
+        has(&a, K::IngressFailback),
+        "the held decision is taken after the thaw"
     );
 }
 
@@ -452,9 +521,45 @@ fn fail_open_publishes_everything_when_nothing_passes() {
         .find(|c| c.type_ == ct::DEGRADED)
         .unwrap();
     assert_eq!(deg.reason, reasons::PANIC_FAIL_OPEN);
+    // One of four back is 25 %: still below the default panicThresholdPercent of 50.
     let a = h.rounds(2, &[A2, A3, A4]);
+    assert!(!has(&a, K::PanicExited));
+    assert_eq!(h.published().len(), 4);
+    let a = h.rounds(2, &[A3, A4]);
     assert!(has(&a, K::PanicExited));
-    assert_eq!(h.published(), vec![A1]);
+    assert_eq!(h.published(), vec![A1, A2]);
+}
+
+#[test]
+fn panic_threshold_zero_panics_only_when_nothing_passes() {
+    let mut h = Harness::new(&spec(json!({"safety": {"panicThresholdPercent": 0}})));
+    h.step();
+    let a = h.rounds(3, &[A1, A2, A3]);
+    assert!(!has(&a, K::PanicEntered), "one of four passing is enough");
+    assert_eq!(h.published(), vec![A4]);
+    let a = h.rounds(3, &[A1, A2, A3, A4]);
+    let enter = a.iter().find(|a| a.kind == K::PanicEntered).unwrap();
+    assert!(
+        enter.reason.contains("no backend passes"),
+        "{}",
+        enter.reason
+    );
+}
+
+#[test]
+fn panic_below_the_threshold_publishes_every_candidate() {
+    let mut h = Harness::new(&spec(json!({"safety": {"panicThresholdPercent": 60}})));
+    h.step();
+    let a = h.rounds(3, &[A1, A2]);
+    let enter = a.iter().find(|a| a.kind == K::PanicEntered).unwrap();
+    assert!(
+        enter
+            .reason
+            .contains("2 of 4 backends healthy (50%), below panicThresholdPercent 60"),
+        "{}",
+        enter.reason
+    );
+    assert_eq!(h.published().len(), 4);
 }
 
 #[test]
@@ -468,7 +573,9 @@ fn fail_closed_publishes_nothing_when_nothing_passes() {
 
 #[test]
 fn max_ejection_percent_keeps_the_most_recent_failures() {
-    let mut h = Harness::new(&spec(json!({"safety": {"maxEjectionPercent": 50}})));
+    let mut h = Harness::new(&spec(
+        json!({"safety": {"maxEjectionPercent": 50, "panicThresholdPercent": 0}}),
+    ));
     h.step();
     h.rounds(3, &[A1]);
     h.rounds(3, &[A1, A2]);
@@ -478,6 +585,18 @@ fn max_ejection_percent_keeps_the_most_recent_failures() {
     assert!(
         publish.is_none(),
         "A3 is kept: ejecting it would exceed 50%"
+    );
+    let limited = a
+        .iter()
+        .find(|a| a.kind == K::EjectionLimited)
+        .expect("keeping a failing backend is said");
+    assert!(
+        limited
+            .reason
+            .contains("kept published by maxEjectionPercent 50%")
+            && limited.reason.contains(A3),
+        "{}",
+        limited.reason
     );
     assert_eq!(h.published(), vec![A3, A4]);
     assert!(
@@ -571,7 +690,7 @@ fn conditions_keep_their_transition_time_while_unchanged() {
 }
 
 #[test]
-fn fail_open_never_forces_in_an_endpoint_kubernetes_calls_not_ready() {
+fn fail_open_panic_publishes_not_ready_endpoints_but_never_terminating_ones() {
     let mut h = Harness::new(&spec(json!({})));
     let mut eps = h.obs.endpoints.clone();
     eps[0].ready = false;
@@ -580,14 +699,56 @@ fn fail_open_never_forces_in_an_endpoint_kubernetes_calls_not_ready() {
     h.step();
     h.rounds(3, &[A3, A4]);
     assert!(h.state.panic);
-    assert_eq!(h.published(), vec![A3, A4], "only the ready ones");
+    assert_eq!(
+        h.published(),
+        primary(4),
+        "not ready is better than nothing"
+    );
+    // Every pod loses readiness: still never an empty Service.
     let mut eps = h.obs.endpoints.clone();
     eps.iter_mut().for_each(|e| e.ready = false);
     h.obs.set_endpoints(eps);
-    let a = h.run(1);
-    assert!(has(&a, K::PanicExited));
+    h.run(1);
+    assert!(h.state.panic);
+    assert_eq!(h.published(), primary(4));
+    // Terminating endpoints are on their way out: never published, not counted.
+    let mut eps = h.obs.endpoints.clone();
+    eps[0].terminating = true;
+    h.obs.set_endpoints(eps);
+    h.run(1);
+    assert_eq!(h.published(), vec![A2, A3, A4]);
+    assert_eq!(h.state.primary_total, 3);
+}
+
+#[test]
+fn max_ejection_percent_always_allows_one_ejection() {
+    // 4 backends at 20 %: 0.8 rounds down to 0, but at least one may go (as in Envoy).
+    let mut h = Harness::new(&spec(json!({"safety": {"maxEjectionPercent": 20}})));
+    h.step();
+    h.rounds(3, &[A1]);
+    assert_eq!(h.published(), vec![A2, A3, A4]);
+    let a = h.rounds(3, &[A1, A2]);
+    assert!(has(&a, K::EjectionLimited));
+    assert_eq!(h.published(), vec![A2, A3, A4]);
+}
+
+#[test]
+fn a_new_endpoint_is_decided_by_its_first_check() {
+    let mut h = Harness::new(&spec(json!({})));
+    h.step();
+    let mut eps = h.obs.endpoints.clone();
+    eps.push(ingress_failover::engine::EndpointFact::ready(
+        "10.0.1.5:80",
+        Pool::Primary,
+    ));
+    h.obs.set_endpoints(eps);
+    h.run(1);
+    assert!(h.published().contains(&"10.0.1.5:80".to_string()));
+    let a = h.round(&["10.0.1.5:80"]);
+    let down = a.iter().find(|a| a.kind == K::EndpointDown).unwrap();
     assert!(
-        h.published().is_empty(),
-        "nothing ready: nothing to fail open to"
+        down.reason.contains("first check failed"),
+        "{}",
+        down.reason
     );
 }

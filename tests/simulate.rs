@@ -298,17 +298,27 @@ fn gradual_degradation_follows_the_runbook() {
     let pods_ready = ready_at("10.0.2.1:8080").unwrap();
     assert_eq!(pods_ready - activate.at, 120_000, "readyAfter: 2m");
 
-    // The last primary dies before the emergency pods serve: fail-open panic, never empty.
+    // Below panicThresholdPercent (50 % of the four primaries) the pool is in fail-open panic;
+    // it ends only once two backends serve again — not when the first emergency pod does, which
+    // would then take all traffic alone.
     let panic_in = ex.first(ActionKind::PanicEntered);
     let panic_out = ex.first(ActionKind::PanicExited);
-    assert_eq!(ex.ratio_at(panic_in.at), 0.0);
+    assert!(ex.ratio_at(panic_in.at) < 0.5);
     assert!(panic_in.at < pods_ready && panic_out.at > pods_ready);
-    let first_emergency_up = ex
+    let emergency_ups: Vec<&Row> = ex
         .rows(ActionKind::EndpointUp)
         .into_iter()
-        .find(|r| endpoint_address(r).starts_with("10.0.2."))
-        .unwrap();
-    assert_eq!(panic_out.at, first_emergency_up.at);
+        .filter(|r| endpoint_address(r).starts_with("10.0.2."))
+        .collect();
+    assert!(panic_out.at > emergency_ups[0].at || emergency_ups[0].at == emergency_ups[1].at);
+    assert!(emergency_ups.iter().any(|r| r.at == panic_out.at));
+    assert!(
+        panic_out
+            .reason
+            .contains("at or above panicThresholdPercent 50"),
+        "{}",
+        panic_out.reason
+    );
     assert_eq!(t.summary.empty_ms, 0, "never an empty Service");
 
     // Recovery: released after deactivateForSeconds at or above 0.75, scaled down after the
@@ -464,31 +474,57 @@ fn flapping_backend_is_damped_and_the_flap_budget_freezes_the_policy() {
             .any(|r| r.kind == Some(ActionKind::EmergencyActivate) && r.at < act1_end)
     );
 
-    // Act 2: never more than maxTransitions counted transitions within any window...
-    let counted: Vec<Millis> = t
+    // Act 2: within any window, at most maxTransitions moves plus the one protective move
+    // (waking capacity) that the budget never refuses...
+    let counted: Vec<(Millis, ActionKind)> = t
         .rows
         .iter()
-        .filter(|r| r.kind.is_some_and(|k| k.counts_against_flap_budget()))
-        .map(|r| r.at)
+        .filter_map(|r| {
+            r.kind
+                .filter(|k| k.counts_against_flap_budget())
+                .map(|k| (r.at, k))
+        })
         .collect();
-    assert_eq!(counted.len(), t.cfg.flap_max_transitions as usize);
-    for (i, &start) in counted.iter().enumerate() {
+    for (i, &(start, _)) in counted.iter().enumerate() {
         let within = counted[i..]
             .iter()
-            .filter(|&&a| a - start < t.cfg.flap_window_ms)
+            .filter(|(a, _)| a - start < t.cfg.flap_window_ms)
             .count();
-        assert!(within as u32 <= t.cfg.flap_max_transitions);
+        assert!(within as u32 <= t.cfg.flap_max_transitions + 1);
     }
-    // ...then the next attempt freezes the policy, which holds still until the window passes.
+    // ...then the return move that finds no room freezes the emergency tier on its safe side:
+    // capacity stays engaged until the window has room again.
     let frozen = ex.first(ActionKind::FlapBudgetExhausted);
-    assert!(frozen.at > *counted.last().unwrap());
-    assert!(frozen.reason.contains("instead of EmergencyActivate"));
-    let unfrozen = ex.first(ActionKind::Unfrozen);
-    assert!(unfrozen.at - frozen.at >= t.cfg.flap_window_ms);
     assert!(
-        !counted.iter().any(|&a| a >= frozen.at && a < unfrozen.at),
+        frozen.reason.contains("instead of EmergencyRelease"),
+        "{}",
+        frozen.reason
+    );
+    let unfrozen = ex.first(ActionKind::Unfrozen);
+    assert!(unfrozen.at > frozen.at);
+    assert!(
+        !counted
+            .iter()
+            .any(|&(a, _)| a >= frozen.at && a < unfrozen.at),
         "no transition while frozen"
     );
+    let oldest_in_window = counted
+        .iter()
+        .map(|&(a, _)| a)
+        .filter(|&a| frozen.at - a < t.cfg.flap_window_ms)
+        .min()
+        .unwrap();
+    assert!(
+        unfrozen.at - oldest_in_window >= t.cfg.flap_window_ms,
+        "thaws only once a transition left the window"
+    );
+    for s in t
+        .samples
+        .iter()
+        .filter(|s| s.at >= frozen.at && s.at < unfrozen.at)
+    {
+        assert!(s.emergency_desired > 0, "capacity stays up while frozen");
+    }
     let frozen_samples = t
         .samples
         .iter()
@@ -523,11 +559,18 @@ fn service_pool_readiness_and_controller_signal() {
     // Readiness changes are published in the step they are observed, without probe delay.
     assert_eq!(publishes[1].at, scripted[0].at);
     assert_eq!(publishes[2].at, scripted[1].at);
-    // The controller losing its last ready replica fails over at once; back after hold-down.
+    // The controller losing its last ready replica fails over after failureThreshold ×
+    // intervalSeconds (debounced like a probe); back after the rise and the hold-down.
     let failover = find(ActionKind::IngressFailover).next().unwrap();
-    assert_eq!(failover.at, scripted[2].at);
+    assert_eq!(
+        failover.at - scripted[2].at,
+        i64::from(t.cfg.fall) * t.cfg.interval_ms
+    );
     let failback = find(ActionKind::IngressFailback).next().unwrap();
-    assert_eq!(failback.at - scripted[3].at, t.cfg.hold_down_ms);
+    assert_eq!(
+        failback.at - scripted[3].at,
+        i64::from(t.cfg.rise) * t.cfg.interval_ms + t.cfg.hold_down_ms
+    );
     assert_eq!(t.summary.backup_class_ms, failback.at - failover.at);
 }
 

@@ -71,7 +71,11 @@ pub struct FailoverPolicySpec {
     pub r#override: Option<OverrideSpec>,
 
     /// Decide and report (status, Events, metrics) without changing any managed object.
-    /// Use it to rehearse a policy against production traffic.
+    /// Use it to rehearse a policy against production traffic. Decisions taken in dry-run are
+    /// marked as such and never count against the flap budget. When dry-run is switched off,
+    /// the operator starts again from what is in effect (the objects as they were when dry-run
+    /// began) and decides afresh from live health: every change it then makes is an action with
+    /// its own reason, never a silent replay of the rehearsal.
     #[serde(default)]
     pub dry_run: bool,
 
@@ -437,9 +441,11 @@ pub struct PrimaryTierHealth {
     #[schemars(length(min = 8, max = 2048), regex(pattern = r"^http://"))]
     pub url: Option<String>,
 
-    /// The ingress controller's Deployment: the primary tier is down while it has no ready
-    /// replica. Must be in the policy's namespace unless the operator is started with that
-    /// namespace in `--ingress-controller-namespace`.
+    /// The ingress controller's Deployment: the primary tier is down once it has had no ready
+    /// replica (or has not existed) for `failureThreshold × intervalSeconds`, and up again after
+    /// `successThreshold × intervalSeconds` with one, the same fall/rise a probe gets. Must be
+    /// in the policy's namespace unless the operator is started with that namespace in
+    /// `--ingress-controller-namespace`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub controller_deployment: Option<NamespacedRef>,
 
@@ -468,8 +474,10 @@ pub struct NamespacedRef {
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("self.deactivateAbove > self.activateBelow").message("deactivateAbove must be greater than activateBelow (hysteresis)").field_path(".deactivateAbove"))]
 pub struct ThresholdsSpec {
-    /// Engage emergency capacity when the primary pool's healthy ratio (healthy/total) falls
-    /// below this value...
+    /// Engage emergency capacity when the primary pool's healthy ratio falls below this
+    /// value... The ratio is healthy/total over the serving-eligible primary pool: backends
+    /// Kubernetes marks terminating (a rollout, a planned scale-down) count in neither, so a
+    /// rolling update never wakes emergency capacity by itself.
     #[serde(default = "default_activate_below")]
     #[schemars(range(min = 0.0, max = 1.0))]
     pub activate_below: f64,
@@ -526,12 +534,27 @@ pub struct SafetySpec {
     #[serde(default)]
     pub fail_mode: FailMode,
 
-    /// At most this share (percent) of the primary pool is ever removed for failing probes, so a
-    /// wrong probe configuration cannot empty the pool. Backends Kubernetes itself reports not
-    /// ready are not counted.
+    /// At most this share (percent) of the Kubernetes-ready primary pool is ever removed for
+    /// failing probes, so a wrong probe configuration cannot empty the pool. At least one
+    /// backend may always be ejected (as in Envoy), however small the pool; 0 means probes
+    /// never eject anything (observe only). Backends Kubernetes itself reports not ready are
+    /// not counted. Failing backends kept published by this limit are named in the
+    /// `EjectionLimited` action and in status.
     #[serde(default = "default_max_ejection")]
     #[schemars(range(min = 0, max = 100))]
     pub max_ejection_percent: u32,
+
+    /// FailOpen only (Envoy's `healthy_panic_threshold`): while the healthy share of the primary
+    /// pool (healthy primary backends plus serving emergency backends, over the primary
+    /// backends that are not terminating) is below this percentage, the pool is in panic and
+    /// every candidate is published: every non-terminating primary backend, ready or not, plus
+    /// the serving emergency backends. Concentrating all traffic on the few backends still
+    /// passing would overload them and turn a partial outage into a total one. Panic always
+    /// applies when nothing passes, whatever this value; 0 means only then. Default 50, Envoy's
+    /// default and the runbook's emergency line.
+    #[serde(default = "default_panic_threshold")]
+    #[schemars(range(min = 0, max = 100))]
+    pub panic_threshold_percent: u32,
 
     /// Limits policy-level transitions (emergency on/off, failover/failback).
     #[serde(default)]
@@ -543,6 +566,7 @@ impl Default for SafetySpec {
         SafetySpec {
             fail_mode: FailMode::default(),
             max_ejection_percent: default_max_ejection(),
+            panic_threshold_percent: default_panic_threshold(),
             flap_budget: FlapBudget::default(),
         }
     }
@@ -550,6 +574,9 @@ impl Default for SafetySpec {
 
 fn default_max_ejection() -> u32 {
     100
+}
+fn default_panic_threshold() -> u32 {
+    50
 }
 
 /// What to publish when no backend passes its probe.
@@ -560,9 +587,17 @@ pub enum FailMode {
     FailClosed,
 }
 
-/// At most `maxTransitions` policy-level transitions within `windowSeconds`; one more freezes
-/// the policy in place (phase Frozen) until the window has passed without further attempts, or
-/// until an override forces a side.
+/// Per tier (emergency capacity, ingress), at most `maxTransitions` policy-level transitions
+/// within a sliding `windowSeconds`. The budget only ever holds a tier on its safe side: a
+/// protective move (failing over away from a load balancer judged down, waking emergency
+/// capacity) is never refused; a return (failback, emergency release) that would leave no
+/// room in the window for the protective move after it is refused, and that tier is Frozen
+/// there. A tier thaws by itself once enough transitions have left the window, at once when a
+/// spec edit raises the budget, when an override other than Auto starts (a human is in charge;
+/// the budget starts afresh), or when the annotation
+/// `ingressfailover.io/reset-flap-budget` is set to a new value (`kubectl annotate fp NAME
+/// ingressfailover.io/reset-flap-budget="$(date +%s)" --overwrite`). Override-forced moves and
+/// dry-run decisions never count.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct FlapBudget {
@@ -600,7 +635,9 @@ fn default_flap_window() -> u32 {
 #[x_kube(validation = Rule::new("!has(self.failbackSteps) || (self.failbackSteps.isSorted() && self.failbackSteps.all(s, self.failbackSteps.exists_one(t, t == s)))").message("failbackSteps must be strictly increasing").field_path(".failbackSteps"))]
 pub struct RecoverySpec {
     /// Fail back to the primary ingress class only after the primary load balancer has been
-    /// healthy this many seconds without interruption.
+    /// healthy this many seconds without interruption: any failed check of its health URL, even
+    /// one short of `failureThreshold`, and any moment its controller Deployment is not ready
+    /// restart the count. Measured on a monotonic clock, so a wall-clock step never shortens it.
     #[serde(default = "default_hold_down")]
     #[schemars(range(min = 0, max = 86400))]
     pub hold_down_seconds: u32,
@@ -619,7 +656,9 @@ pub struct RecoverySpec {
     pub step_seconds: u32,
 
     /// After the emergency is released, keep the emergency Deployment at its active size this
-    /// many seconds more before scaling it back to standby ("scale down last").
+    /// many seconds more before scaling it back to standby ("scale down last"). The cooldown
+    /// counts from the later of the release and the moment traffic is fully back on the
+    /// primary ingress class: capacity never shrinks while the backup tier still serves.
     #[serde(default = "default_emergency_cooldown")]
     #[schemars(range(min = 0, max = 86400))]
     pub emergency_cooldown_seconds: u32,
@@ -653,7 +692,9 @@ fn default_emergency_cooldown() -> u32 {
 pub struct OverrideSpec {
     /// Auto: the operator decides. ForcePrimary / ForceBackup: traffic stays on that ingress
     /// class whatever the health checks say. Freeze: nothing changes at all (no transition, no
-    /// endpoint change, no scaling) until the override ends.
+    /// endpoint change, no scaling) until the override ends. Any mode but Auto clears a
+    /// flap-budget freeze (a human is in charge); when the override ends, automatic decisions
+    /// resume with a fresh budget and with sustain windows measured through the override.
     pub mode: OverrideMode,
 
     /// When the override stops applying (RFC 3339). Omit for no expiry.

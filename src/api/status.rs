@@ -137,9 +137,20 @@ pub struct FailoverPolicyStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub r#override: Option<OverrideStatus>,
 
-    /// Policy-level transitions in the current flap-budget window.
+    /// Policy-level transitions in the current flap-budget window, both tiers together.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub transitions_in_window: Option<u32>,
+    /// The flap budget of each tier (emergency, ingress): counted transitions and any freeze.
+    /// A restarted operator resumes from it, so a restart neither forgets nor double-counts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub flap_budgets: Vec<FlapBudgetStatus>,
+    /// While `spec.dryRun` is on: what is actually in effect on the managed objects (the
+    /// decided state is in the fields above). Absent outside dry-run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_effect: Option<InEffectStatus>,
+    /// The last value of the `ingressfailover.io/reset-flap-budget` annotation acted upon.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flap_budget_reset: Option<String>,
 
     /// Conditions: Ready, Degraded, FailoverActive, EmergencyActive, Frozen.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -156,7 +167,7 @@ pub struct FailoverPolicyStatus {
 pub struct TierHealth {
     /// Backends passing both probe and Kubernetes readiness.
     pub healthy: u32,
-    /// Backends known.
+    /// Serving-eligible backends known (those Kubernetes marks terminating are left out).
     pub total: u32,
     /// healthy / total (1 when the pool is empty).
     pub ratio: f64,
@@ -169,12 +180,73 @@ pub struct TierHealth {
     pub panic: bool,
 }
 
+/// The flap budget of one tier.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct FlapBudgetStatus {
+    /// `emergency` or `ingress`.
+    pub tier: String,
+    /// When each counted transition happened (those still inside the window).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub transitions: Vec<Time>,
+    /// Since when a return move of this tier has been refused (the tier is Frozen).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frozen_since: Option<Time>,
+    /// The move being held back while frozen (`IngressFailback`, `EmergencyRelease`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held: Option<String>,
+}
+
+/// What is in effect while dry-run decides without acting.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct InEffectStatus {
+    /// The ingress class the managed Ingresses are on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active_class: Option<String>,
+    /// Percent of traffic on the primary class as last written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub primary_weight_percent: Option<u32>,
+    /// Emergency capacity as last written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub emergency_state: Option<EmergencyState>,
+    /// Endpoints in the managed EndpointSlice as last written (at most 64 listed).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub published: Vec<PublishedEndpoint>,
+}
+
+/// One endpoint of the managed EndpointSlice.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct PublishedEndpoint {
+    /// `host:port`.
+    pub address: String,
+    /// `primary` or `emergency`.
+    pub pool: String,
+}
+
+/// Where emergency capacity is in its lifecycle.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum EmergencyState {
+    /// At standby replicas; emergency endpoints unpublished.
+    #[default]
+    Standby,
+    /// Engaged: at active replicas, endpoints published once ready and healthy.
+    Active,
+    /// Released: endpoints unpublished, replicas kept until the cooldown has passed with
+    /// traffic back on the primary class.
+    CoolingDown,
+}
+
 /// Emergency capacity.
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct EmergencyStatus {
     /// True while the emergency is engaged.
     pub active: bool,
+    /// Standby, Active or CoolingDown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<EmergencyState>,
     /// Replicas the operator wants for the emergency Deployment.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub desired_replicas: Option<i32>,

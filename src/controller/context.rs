@@ -13,17 +13,25 @@ use kube::runtime::reflector::Store;
 use tokio::sync::watch;
 
 use crate::api::FailoverPolicyStatus;
-use crate::engine::{Action, EndpointFact, EngineConfig, Millis, Observation, PolicyState};
+use crate::engine::{Action, EndpointFact, EngineConfig, Millis, Now, Observation, PolicyState};
 use crate::probe::Prober;
 use crate::validation::ValidationContext;
 
 use super::metrics::Metrics;
 
-/// The clock the engine is given. Real time in production; tests may inject another.
-pub type Clock = Arc<dyn Fn() -> Millis + Send + Sync>;
+/// The clock the engine is given: windows on a monotonic clock, timestamps on the wall clock
+/// (see [`Now`]). Real time in production; tests may inject another.
+pub type Clock = Arc<dyn Fn() -> Now + Send + Sync>;
 
+/// Wall time from the system clock; monotonic time from `Instant`, expressed as the wall time at
+/// start plus the monotonic time elapsed since, so both read alike until the wall clock steps.
 pub fn system_clock() -> Clock {
-    Arc::new(|| jiff::Timestamp::now().as_millisecond())
+    let origin = std::time::Instant::now();
+    let origin_wall = jiff::Timestamp::now().as_millisecond();
+    Arc::new(move || Now {
+        mono: origin_wall + origin.elapsed().as_millis() as Millis,
+        wall: jiff::Timestamp::now().as_millisecond(),
+    })
 }
 
 /// Read-only caches of what policies reference, kept warm on every replica.
@@ -32,9 +40,22 @@ pub struct Stores {
     pub slices: Store<EndpointSlice>,
     pub deployments: Store<Deployment>,
     pub ingresses: Store<Ingress>,
+    /// The Deployment cache has listed everything in scope (no label filter): a Deployment it
+    /// lacks does not exist.
+    pub deployments_listed: Arc<std::sync::atomic::AtomicBool>,
+    /// The namespaces the caches watch; empty means all.
+    pub namespaces: Arc<Vec<String>>,
 }
 
 impl Stores {
+    /// Whether a Deployment in `ns` absent from the cache does not exist: the cache has listed
+    /// every Deployment there (synced, no label filter, namespace in scope).
+    pub fn lists_every_deployment_in(&self, ns: &str) -> bool {
+        self.deployments_listed
+            .load(std::sync::atomic::Ordering::SeqCst)
+            && (self.namespaces.is_empty() || self.namespaces.iter().any(|n| n == ns))
+    }
+
     /// The cached Deployment `ns/name`, if seen.
     pub fn deployment(&self, ns: &str, name: &str) -> Option<Arc<Deployment>> {
         self.deployments
@@ -53,6 +74,8 @@ pub struct PolicyRuntime {
     /// Replicas this process last wrote (or found) for the emergency Deployment: written again
     /// only when the engine's wish changes, so a human scaling it by hand is not fought.
     pub emergency_replicas_written: Option<i32>,
+    /// The generation refused by validation and why, while the last valid one is held.
+    pub rejected: Option<(Option<i64>, String)>,
     /// Actions whose Events wait for the writes they describe to succeed.
     pub pending_events: Vec<Action>,
     pub last_status: Option<FailoverPolicyStatus>,

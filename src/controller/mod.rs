@@ -110,7 +110,19 @@ pub async fn run(
         slices: slices.clone(),
         deployments: deployments.clone(),
         ingresses: ingresses.clone(),
+        deployments_listed: Default::default(),
+        namespaces: Arc::new(opts.namespaces.clone()),
     };
+    // A Deployment absent from a synced, unfiltered cache does not exist: only then may the
+    // engine read a missing ingress controller as a down one.
+    if opts.deployment_selector.is_none() {
+        let (store, listed) = (deployments.clone(), stores.deployments_listed.clone());
+        tokio::spawn(async move {
+            if store.wait_until_ready().await.is_ok() {
+                listed.store(true, Ordering::SeqCst);
+            }
+        });
+    }
 
     let reporter = Reporter {
         controller: "ingress-failover".into(),

@@ -78,6 +78,7 @@ pub fn service_endpoints(
                 address: join_host_port(addr, port),
                 pool,
                 ready,
+                terminating,
             });
         }
     }
@@ -88,11 +89,7 @@ pub fn service_endpoints(
 pub fn static_endpoints(addresses: &[StaticAddress], pool: Pool) -> Vec<EndpointFact> {
     addresses
         .iter()
-        .map(|a| EndpointFact {
-            address: a.0.clone(),
-            pool,
-            ready: true,
-        })
+        .map(|a| EndpointFact::ready(a.0.clone(), pool))
         .collect()
 }
 

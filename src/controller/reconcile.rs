@@ -25,9 +25,10 @@ use crate::api::{
     DeletionPolicy, FailoverPolicy, FailoverPolicySpec, FailoverPolicyStatus, IngressMode,
     condition_types, reasons,
 };
-use crate::engine::report::{invalid_status, render_status};
+use crate::engine::report::{invalid_status, mark_invalid, render_status};
 use crate::engine::{
-    EmergencyPhase, EngineConfig, IngressDesired, IngressPhase, Observation, PolicyState, step,
+    DeploymentFact, EmergencyPhase, EngineConfig, IngressDesired, IngressPhase, Now, Observation,
+    PolicyState, step,
 };
 use crate::validation::validate_document;
 
@@ -136,7 +137,8 @@ fn owner_ref(p: &FailoverPolicy) -> OwnerReference {
 async fn apply(policy: Arc<FailoverPolicy>, ctx: &Context) -> Result<Requeue, ReconcileError> {
     let ns = policy.namespace().unwrap_or_default();
     let key = format!("{ns}/{}", policy.name_any());
-    let now = (ctx.clock)();
+    let clock = (ctx.clock)();
+    let now = clock.wall;
     let generation = policy.metadata.generation;
 
     // Validation (schema, CEL, semantic) runs once per spec generation: a runtime exists only
@@ -147,15 +149,43 @@ async fn apply(policy: Arc<FailoverPolicy>, ctx: &Context) -> Result<Requeue, Re
     let (rt, spec) = match known {
         Some(rt) => (rt, policy.spec.clone()),
         None => {
+            if let Some(rt) = ctx.runtime(&key)
+                && lock(&rt)
+                    .rejected
+                    .as_ref()
+                    .is_some_and(|(g, _)| *g == generation)
+            {
+                // Still the generation already refused: keep holding, re-validate nothing.
+                let message = lock(&rt)
+                    .rejected
+                    .as_ref()
+                    .map(|(_, m)| m.clone())
+                    .unwrap_or_default();
+                return hold_invalid(&policy, ctx, rt, &message, now).await;
+            }
             let value = serde_json::to_value(&*policy).expect("policy serializes");
             let spec = match validate_document(&value, &ctx.rules) {
                 Ok(valid) => valid.spec,
-                Err(errors) => return refuse(&policy, ctx, &key, &errors, now).await,
+                Err(errors) => {
+                    let message = invalid_message(&errors);
+                    // A policy that was valid keeps its engine memory and holds its last valid
+                    // decisions; one that never was manages nothing.
+                    return match ctx.runtime(&key) {
+                        Some(rt) => {
+                            lock(&rt).rejected = Some((generation, message.clone()));
+                            hold_invalid(&policy, ctx, rt, &message, now).await
+                        }
+                        None => refuse(&policy, ctx, &key, &message, now).await,
+                    };
+                }
             };
             let rt = match ctx.runtime(&key) {
                 Some(rt) => rt,
-                None => ctx.insert_runtime(key.clone(), new_runtime(&policy, &spec, ctx, &ns, now)),
+                None => {
+                    ctx.insert_runtime(key.clone(), new_runtime(&policy, &spec, ctx, &ns, clock))
+                }
             };
+            lock(&rt).rejected = None;
             (rt, spec)
         }
     };
@@ -165,12 +195,17 @@ async fn apply(policy: Arc<FailoverPolicy>, ctx: &Context) -> Result<Requeue, Re
         let mut guard = lock(&rt);
         let r = &mut *guard;
         if r.generation != generation {
-            r.cfg = EngineConfig::from_spec(&spec);
+            let old = std::mem::replace(&mut r.cfg, EngineConfig::from_spec(&spec));
+            r.state.config_changed(&old);
             r.generation = generation;
             r.targets_dirty = true;
             r.service_ensured = false;
             r.slices_synced = None;
         }
+        r.cfg.flap_budget_reset = policy
+            .annotations()
+            .get(EngineConfig::RESET_ANNOTATION)
+            .cloned();
         gather(ctx, &spec, &ns, r, &mut problems);
         if r.targets_dirty {
             match targets::targets(&spec, &r.inventory) {
@@ -182,7 +217,7 @@ async fn apply(policy: Arc<FailoverPolicy>, ctx: &Context) -> Result<Requeue, Re
             }
         }
         let mut actions = Vec::new();
-        step(&r.cfg, &mut r.state, &r.obs, now, &mut actions);
+        step(&r.cfg, &mut r.state, &r.obs, clock, &mut actions);
         r.obs.clear_checks();
         for a in &actions {
             ctx.metrics
@@ -209,7 +244,7 @@ async fn apply(policy: Arc<FailoverPolicy>, ctx: &Context) -> Result<Requeue, Re
         // Conditions keep their transition times from the newest status known: ours, if the
         // cache has not caught up with our last write yet.
         let previous = r.last_status.as_ref().or(policy.status.as_ref());
-        let mut s = render_status(&r.cfg, &r.state, generation, now, previous);
+        let mut s = render_status(&r.cfg, &r.state, generation, clock, previous);
         if !problems.is_empty() {
             mark_unresolved(&mut s, &problems, previous, now);
         }
@@ -266,7 +301,8 @@ fn timers_pending(cfg: &EngineConfig, s: &PolicyState) -> bool {
             || !matches!(s.emergency, EmergencyPhase::Standby));
     emergency_timer
         || !matches!(s.ingress, IngressPhase::Primary)
-        || s.frozen_since.is_some()
+        || s.frozen()
+        || s.controller_signal.contrary_since.is_some()
         || cfg
             .override_
             .as_ref()
@@ -278,20 +314,14 @@ fn new_runtime(
     spec: &FailoverPolicySpec,
     ctx: &Context,
     ns: &str,
-    now: i64,
+    now: Now,
 ) -> PolicyRuntime {
     let cfg = EngineConfig::from_spec(spec);
-    // A status with a decided phase means an earlier process (or leader) was enforcing this
-    // policy: resume its memory instead of re-deciding from scratch.
+    // A status with decisions means an earlier process (or leader) was enforcing this policy:
+    // resume its memory instead of re-deciding from scratch. That includes an Invalid status
+    // written while holding the last valid decisions: its decided fields are intact.
     let state = match &policy.status {
-        Some(st)
-            if !matches!(
-                st.phase,
-                crate::api::Phase::Pending | crate::api::Phase::Invalid
-            ) =>
-        {
-            PolicyState::resume(&cfg, st, now)
-        }
+        Some(st) if st.phase != crate::api::Phase::Pending => PolicyState::resume(&cfg, st, now),
         _ => PolicyState::new(),
     };
     let emergency_replicas_written = spec
@@ -310,6 +340,7 @@ fn new_runtime(
         obs: Observation::default(),
         inventory: Vec::new(),
         emergency_replicas_written,
+        rejected: None,
         pending_events: Vec::new(),
         last_status: policy.status.clone(),
         targets_dirty: true,
@@ -391,7 +422,12 @@ fn gather(
     {
         let cns = c.namespace.as_deref().unwrap_or(ns);
         let dep = ctx.stores.deployment(cns, &c.name);
-        r.obs.lb_controller_ready = observe::ready_replicas(dep.as_deref()).map(|n| n > 0);
+        r.obs.lb_controller = match observe::ready_replicas(dep.as_deref()) {
+            Some(n) if n > 0 => Some(DeploymentFact::Ready),
+            Some(_) => Some(DeploymentFact::NotReady),
+            None if ctx.stores.lists_every_deployment_in(cns) => Some(DeploymentFact::Missing),
+            None => None,
+        };
         if dep.is_none() {
             problems.push(format!(
                 "ingress controller Deployment {cns}/{} not found",
@@ -514,35 +550,81 @@ async fn write_status(
     Ok(())
 }
 
-/// An invalid spec: say why, manage nothing, probe nothing.
-async fn refuse(
-    policy: &FailoverPolicy,
-    ctx: &Context,
-    key: &str,
-    errors: &[crate::validation::FieldError],
-    now: i64,
-) -> Result<Requeue, ReconcileError> {
-    ctx.remove_runtime(key);
-    ctx.prober.remove_policy(key);
+fn invalid_message(errors: &[crate::validation::FieldError]) -> String {
     let mut message: Vec<String> = errors.iter().take(5).map(ToString::to_string).collect();
     if errors.len() > 5 {
         message.push(format!("and {} more", errors.len() - 5));
     }
-    let message = message.join("; ");
+    message.join("; ")
+}
+
+/// A policy that was valid and whose new generation is not: the engine keeps its memory, the
+/// managed objects stay as the last valid generation left them (nothing is written), and status
+/// keeps every decided field with Ready=False/InvalidSpec. A fixed spec carries on from there.
+async fn hold_invalid(
+    policy: &FailoverPolicy,
+    ctx: &Context,
+    rt: Arc<std::sync::Mutex<PolicyRuntime>>,
+    message: &str,
+    now: i64,
+) -> Result<Requeue, ReconcileError> {
     let ns = policy.namespace().unwrap_or_default();
-    let status = invalid_status(
-        policy.metadata.generation,
-        &message,
-        now,
-        policy.status.as_ref(),
-    );
+    let key = format!("{ns}/{}", policy.name_any());
+    let status = {
+        let mut guard = lock(&rt);
+        let r = &mut *guard;
+        // Checks keep arriving for the last valid targets; they wait for no step.
+        r.obs.clear_checks();
+        let mut actions = Vec::new();
+        crate::engine::hold_invalid(&mut r.state, message, now, &mut actions);
+        for a in &actions {
+            log_action(a);
+        }
+        r.pending_events.extend(actions);
+        let previous = r.last_status.as_ref().or(policy.status.as_ref());
+        let mut s = render_status(&r.cfg, &r.state, policy.metadata.generation, now, previous);
+        mark_invalid(&mut s, policy.metadata.generation, message, now, previous);
+        s
+    };
+    if lock(&rt).last_status.as_ref() != Some(&status) {
+        write_status(ctx, policy, &ns, &status).await?;
+    }
+    publish_events(ctx, policy, &rt).await;
+    lock(&rt).last_status = Some(status);
+    ctx.metrics
+        .set_phase(&Arc::from(key.as_str()), crate::api::Phase::Invalid);
+    Ok(Requeue::await_change())
+}
+
+/// An invalid spec on a policy this process holds no memory of: say why, manage nothing, probe
+/// nothing. Decided fields an earlier process left in status are kept, so that a fixed spec
+/// resumes them instead of starting from scratch.
+async fn refuse(
+    policy: &FailoverPolicy,
+    ctx: &Context,
+    key: &str,
+    message: &str,
+    now: i64,
+) -> Result<Requeue, ReconcileError> {
+    ctx.remove_runtime(key);
+    ctx.prober.remove_policy(key);
+    let ns = policy.namespace().unwrap_or_default();
+    let previous = policy.status.as_ref();
+    let status = match previous.filter(|p| p.phase != crate::api::Phase::Pending) {
+        Some(p) => {
+            let mut s = p.clone();
+            mark_invalid(&mut s, policy.metadata.generation, message, now, previous);
+            s
+        }
+        None => invalid_status(policy.metadata.generation, message, now, previous),
+    };
     let changed = policy.status.as_ref() != Some(&status);
     write_status(ctx, policy, &ns, &status).await?;
     if changed {
         let ev = Event {
             type_: EventType::Warning,
             reason: reasons::INVALID_SPEC.into(),
-            note: Some(truncate(&message, 1000)),
+            note: Some(truncate(message, 1000)),
             action: "Validate".into(),
             secondary: None,
         };

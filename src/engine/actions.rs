@@ -37,13 +37,28 @@ pub enum ActionKind {
     FailbackStep,
     /// The gradual failback reached 100 %: the primary class is authoritative again.
     FailbackComplete,
-    /// Too many transitions within the flap-budget window: frozen in place.
+    /// A tier's return move found no room in its flap budget: that tier is held on its safe
+    /// side.
     FlapBudgetExhausted,
-    /// The flap-budget window passed: automatic decisions resume.
+    /// A frozen tier has room in its budget again (the window slid, the budget was raised or
+    /// an override took charge): automatic decisions resume.
     Unfrozen,
+    /// The `ingressfailover.io/reset-flap-budget` annotation changed: every budget starts afresh.
+    FlapBudgetReset,
     OverrideApplied,
     OverrideExpired,
     PhaseChanged,
+    /// Failing primary endpoints stay published because ejecting them would exceed
+    /// `maxEjectionPercent`.
+    EjectionLimited,
+    /// `spec.dryRun` turned on: decisions are reported, not carried out.
+    DryRunStarted,
+    /// `spec.dryRun` turned off: the engine starts again from what is in effect and decides
+    /// afresh from live health.
+    DryRunEnded,
+    /// A spec edit changed what a managed object must be without any transition (a renamed
+    /// ingress class, new replica counts, failback steps removed mid-failback).
+    SpecApplied,
 }
 
 impl ActionKind {
@@ -65,10 +80,31 @@ impl ActionKind {
             ActionKind::FailbackComplete => "FailbackComplete",
             ActionKind::FlapBudgetExhausted => "FlapBudgetExhausted",
             ActionKind::Unfrozen => "Unfrozen",
+            ActionKind::FlapBudgetReset => "FlapBudgetReset",
             ActionKind::OverrideApplied => "OverrideApplied",
             ActionKind::OverrideExpired => "OverrideExpired",
             ActionKind::PhaseChanged => "PhaseChanged",
+            ActionKind::EjectionLimited => "EjectionLimited",
+            ActionKind::DryRunStarted => "DryRunStarted",
+            ActionKind::DryRunEnded => "DryRunEnded",
+            ActionKind::SpecApplied => "SpecApplied",
         }
+    }
+
+    /// The tier whose flap budget this transition counts against, if any.
+    pub fn budget_tier(self) -> Option<super::state::Tier> {
+        use super::state::Tier;
+        match self {
+            ActionKind::EmergencyActivate | ActionKind::EmergencyRelease => Some(Tier::Emergency),
+            ActionKind::IngressFailover | ActionKind::IngressFailback => Some(Tier::Ingress),
+            _ => None,
+        }
+    }
+
+    /// A decision about a managed object or a counted transition (as opposed to an observed
+    /// fact such as EndpointDown): marked as not carried out while dry-run is on.
+    pub fn is_decision(self) -> bool {
+        self.writes_managed_object() || self.counts_against_flap_budget()
     }
 
     /// Whether this is a policy-level transition counted against the flap budget.
@@ -87,7 +123,7 @@ impl ActionKind {
         ActionKind::ALL.iter().copied().find(|k| k.as_str() == name)
     }
 
-    pub const ALL: [ActionKind; 19] = [
+    pub const ALL: [ActionKind; 24] = [
         ActionKind::EndpointDown,
         ActionKind::EndpointUp,
         ActionKind::PublishEndpoints,
@@ -104,9 +140,14 @@ impl ActionKind {
         ActionKind::FailbackComplete,
         ActionKind::FlapBudgetExhausted,
         ActionKind::Unfrozen,
+        ActionKind::FlapBudgetReset,
         ActionKind::OverrideApplied,
         ActionKind::OverrideExpired,
         ActionKind::PhaseChanged,
+        ActionKind::EjectionLimited,
+        ActionKind::DryRunStarted,
+        ActionKind::DryRunEnded,
+        ActionKind::SpecApplied,
     ];
 
     /// Whether this action changes a managed Kubernetes object (as opposed to only status).
@@ -120,6 +161,7 @@ impl ActionKind {
                 | ActionKind::IngressFailback
                 | ActionKind::FailbackStep
                 | ActionKind::FailbackComplete
+                | ActionKind::SpecApplied
         )
     }
 }

@@ -3,8 +3,40 @@
 
 use crate::api::{FailMode, FailoverPolicySpec, IngressMode, OverrideMode};
 
-/// Milliseconds since the Unix epoch: the engine's only notion of time, injected by the caller.
+/// Milliseconds: the engine's only notion of time, injected by the caller.
 pub type Millis = i64;
+
+/// The instant of one step, on two clocks.
+///
+/// `mono` measures every window (sustain, hold-down, cooldown, dwell, flap budget): it never
+/// jumps, so a wall-clock step cannot satisfy a wait. `wall` (milliseconds since the Unix
+/// epoch) only stamps what people read: history, status times, override expiry. Callers that
+/// have one clock (tests, the simulator without clock steps) pass a plain `Millis`, used for
+/// both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Now {
+    pub mono: Millis,
+    pub wall: Millis,
+}
+
+impl From<Millis> for Now {
+    fn from(t: Millis) -> Self {
+        Now { mono: t, wall: t }
+    }
+}
+
+impl Now {
+    /// The wall-clock time of a monotonic instant, as seen from this step.
+    pub fn wall_of(self, mono: Millis) -> Millis {
+        self.wall - (self.mono - mono)
+    }
+
+    /// The monotonic instant of a wall-clock time, as seen from this step (for times read
+    /// back from status after a restart).
+    pub fn mono_of(self, wall: Millis) -> Millis {
+        self.mono - (self.wall - wall)
+    }
+}
 
 /// Override as the engine applies it.
 #[derive(Debug, Clone, PartialEq)]
@@ -49,6 +81,7 @@ pub struct EngineConfig {
     pub deactivate_for_ms: i64,
     pub fail_closed: bool,
     pub max_ejection_percent: u32,
+    pub panic_threshold_percent: u32,
     pub flap_max_transitions: u32,
     pub flap_window_ms: i64,
     pub hold_down_ms: i64,
@@ -60,6 +93,9 @@ pub struct EngineConfig {
     pub ingress: Option<IngressConfig>,
     pub override_: Option<OverrideConfig>,
     pub dry_run: bool,
+    /// The value of the `ingressfailover.io/reset-flap-budget` annotation (metadata, not spec:
+    /// set by the caller). A value the engine has not acted on yet clears every freeze.
+    pub flap_budget_reset: Option<String>,
 }
 
 const SECOND: i64 = 1000;
@@ -120,6 +156,7 @@ impl EngineConfig {
             deactivate_for_ms: i64::from(t.deactivate_for_seconds) * SECOND,
             fail_closed: spec.safety.fail_mode == FailMode::FailClosed,
             max_ejection_percent: spec.safety.max_ejection_percent.min(100),
+            panic_threshold_percent: spec.safety.panic_threshold_percent.min(100),
             flap_max_transitions: spec.safety.flap_budget.max_transitions.max(1),
             flap_window_ms: i64::from(spec.safety.flap_budget.window_seconds.max(1)) * SECOND,
             hold_down_ms: i64::from(spec.recovery.hold_down_seconds) * SECOND,
@@ -134,10 +171,24 @@ impl EngineConfig {
                 reason: o.reason.clone(),
             }),
             dry_run: spec.dry_run,
+            flap_budget_reset: None,
         }
     }
 
-    /// The override in force at `now`, if any (Auto counts as none).
+    /// The annotation that asks for a flap-budget reset.
+    pub const RESET_ANNOTATION: &'static str = "ingressfailover.io/reset-flap-budget";
+
+    /// How long a signal without rise/fall counts of its own (the ingress controller's
+    /// readiness) must hold before it flips the verdict: the time a probe would take.
+    pub fn fall_ms(&self) -> Millis {
+        i64::from(self.fall) * self.interval_ms
+    }
+
+    pub fn rise_ms(&self) -> Millis {
+        i64::from(self.rise) * self.interval_ms
+    }
+
+    /// The override in force at wall-clock time `now`, if any (Auto counts as none).
     pub fn override_at(&self, now: Millis) -> Option<&OverrideConfig> {
         self.override_
             .as_ref()

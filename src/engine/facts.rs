@@ -30,6 +30,32 @@ pub struct EndpointFact {
     pub pool: Pool,
     /// Kubernetes readiness (EndpointSlice `conditions.ready`); always true for static addresses.
     pub ready: bool,
+    /// Kubernetes is removing it (EndpointSlice `conditions.terminating`): never published and
+    /// left out of the pool's ratio, so a rollout is not an outage.
+    pub terminating: bool,
+}
+
+impl EndpointFact {
+    /// A ready, non-terminating endpoint (static addresses, healthy pods).
+    pub fn ready(address: impl Into<String>, pool: Pool) -> Self {
+        EndpointFact {
+            address: address.into(),
+            pool,
+            ready: true,
+            terminating: false,
+        }
+    }
+}
+
+/// What the cache says about a watched Deployment (the ingress controller).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeploymentFact {
+    /// It has at least one ready replica.
+    Ready,
+    /// It exists with no ready replica.
+    NotReady,
+    /// The (synced) cache has no such Deployment: deleted, or never created.
+    Missing,
 }
 
 /// One health-check result for an endpoint.
@@ -54,8 +80,8 @@ pub struct Observation {
     pub checks: Vec<CheckFact>,
     /// Health-URL check results of the primary load balancer since the previous step.
     pub lb_checks: Vec<CheckOutcome>,
-    /// Whether the primary ingress controller Deployment has a ready replica; None = unknown.
-    pub lb_controller_ready: Option<bool>,
+    /// The primary ingress controller Deployment; None = unknown (cache not synced).
+    pub lb_controller: Option<DeploymentFact>,
     /// Ready replicas of the emergency Deployment; None = unknown.
     pub emergency_ready_replicas: Option<i32>,
 }

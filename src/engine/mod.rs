@@ -8,6 +8,7 @@
 pub mod actions;
 pub mod config;
 pub mod facts;
+pub mod invariants;
 mod publish;
 pub mod report;
 pub mod risefall;
@@ -15,7 +16,7 @@ pub mod state;
 mod step;
 
 pub use actions::{Action, ActionKind, Affected};
-pub use config::{EngineConfig, Millis};
-pub use facts::{CheckFact, EndpointFact, Observation, Pool};
-pub use state::{EmergencyPhase, IngressDesired, IngressPhase, PolicyState};
-pub use step::step;
+pub use config::{EngineConfig, Millis, Now};
+pub use facts::{CheckFact, DeploymentFact, EndpointFact, Observation, Pool};
+pub use state::{EmergencyPhase, IngressDesired, IngressPhase, PolicyState, Tier};
+pub use step::{hold_invalid, step};

@@ -6,14 +6,14 @@ use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 use crate::api::{
-    EmergencyStatus, EndpointStatus, FailoverPolicyStatus, LoadBalancerStatus,
-    MAX_ENDPOINT_STATUSES, OverrideStatus, Phase, TierHealth, TransitionRecord,
-    condition_types as ct, reasons,
+    EmergencyStatus, EndpointStatus, FailoverPolicyStatus, FlapBudgetStatus, InEffectStatus,
+    LoadBalancerStatus, MAX_ENDPOINT_STATUSES, OverrideStatus, Phase, PublishedEndpoint,
+    TierHealth, TransitionRecord, condition_types as ct, reasons,
 };
 
-use super::config::{EngineConfig, Millis};
+use super::config::{EngineConfig, Millis, Now};
 use super::facts::Pool;
-use super::state::{EmergencyPhase, IngressPhase, PolicyState};
+use super::state::{EmergencyPhase, IngressPhase, PolicyState, Tier};
 
 /// Converts engine time to a Kubernetes timestamp (second precision, as the API stores it).
 pub fn time(ms: Millis) -> Time {
@@ -27,9 +27,11 @@ pub fn render_status(
     cfg: &EngineConfig,
     state: &PolicyState,
     generation: Option<i64>,
-    now: Millis,
+    now: impl Into<Now>,
     previous: Option<&FailoverPolicyStatus>,
 ) -> FailoverPolicyStatus {
+    let clock = now.into();
+    let now = clock.wall;
     let ingress = state.desired_ingress(cfg);
     let mut status = FailoverPolicyStatus {
         observed_generation: generation,
@@ -54,7 +56,26 @@ pub fn render_status(
             expires_at: o.expires_at.map(time),
             active: cfg.override_at(now).is_some(),
         }),
-        transitions_in_window: Some(state.transitions_in_window(cfg, now)),
+        transitions_in_window: Some(state.transitions_in_window(cfg, clock.mono)),
+        flap_budgets: flap_budgets(cfg, state, clock),
+        in_effect: state.dry_run.as_ref().map(|fx| {
+            let ingress = state.in_effect_ingress(cfg);
+            InEffectStatus {
+                active_class: ingress.as_ref().map(|i| i.active_class.clone()),
+                primary_weight_percent: ingress.as_ref().map(|i| i.primary_weight_percent),
+                emergency_state: cfg.emergency.map(|_| fx.emergency.as_state()),
+                published: fx
+                    .published
+                    .iter()
+                    .take(MAX_ENDPOINT_STATUSES)
+                    .map(|(pool, address)| PublishedEndpoint {
+                        address: address.clone(),
+                        pool: pool.as_str().to_string(),
+                    })
+                    .collect(),
+            }
+        }),
+        flap_budget_reset: state.budget_reset_seen.clone(),
         conditions: Vec::new(),
         history: state
             .history
@@ -66,8 +87,30 @@ pub fn render_status(
             })
             .collect(),
     };
-    status.conditions = conditions(cfg, state, generation, now, previous);
+    status.conditions = conditions(cfg, state, generation, clock, previous);
     status
+}
+
+/// Each tier's budget, for status (and for `resume`). Omitted while nothing is counted.
+fn flap_budgets(cfg: &EngineConfig, state: &PolicyState, now: Now) -> Vec<FlapBudgetStatus> {
+    Tier::ALL
+        .into_iter()
+        .filter_map(|tier| {
+            let b = &state.budgets[tier as usize];
+            let transitions: Vec<Time> = b
+                .transitions
+                .iter()
+                .filter(|&&t| now.mono - t < cfg.flap_window_ms)
+                .map(|&t| time(now.wall_of(t)))
+                .collect();
+            (!transitions.is_empty() || b.frozen.is_some()).then(|| FlapBudgetStatus {
+                tier: tier.as_str().to_string(),
+                transitions,
+                frozen_since: b.frozen.map(|f| time(now.wall_of(f.since))),
+                held: b.frozen.map(|f| f.held.as_str().to_string()),
+            })
+        })
+        .collect()
 }
 
 fn tier(state: &PolicyState, pool: Pool) -> TierHealth {
@@ -119,6 +162,7 @@ fn emergency(cfg: &EngineConfig, state: &PolicyState) -> EmergencyStatus {
     };
     EmergencyStatus {
         active: matches!(state.emergency, EmergencyPhase::Active { .. }),
+        state: Some(state.emergency.as_state()),
         desired_replicas: desired,
         ready_replicas: state.emergency_ready_replicas,
         health: (state.emergency_total > 0 || active).then(|| tier(state, Pool::Emergency)),
@@ -148,9 +192,10 @@ fn conditions(
     cfg: &EngineConfig,
     state: &PolicyState,
     generation: Option<i64>,
-    now: Millis,
+    clock: Now,
     previous: Option<&FailoverPolicyStatus>,
 ) -> Vec<Condition> {
+    let now = clock.wall;
     let make = |type_: &str, on: bool, reason: &str, message: String| {
         let status = if on { "True" } else { "False" };
         let last = previous
@@ -245,14 +290,30 @@ fn conditions(
     let freeze_override = cfg
         .override_at(now)
         .is_some_and(|o| o.mode == crate::api::OverrideMode::Freeze);
-    let frozen = state.phase == Phase::Frozen;
-    let (fr_reason, fr_msg) = if state.frozen_since.is_some() {
+    let frozen = state.frozen() || freeze_override;
+    let (fr_reason, fr_msg) = if state.frozen() {
+        let tiers: Vec<String> = Tier::ALL
+            .into_iter()
+            .filter_map(|tier| {
+                let b = &state.budgets[tier as usize];
+                b.frozen.map(|f| {
+                    format!(
+                        "{} tier holds back {} ({} of {} transitions in the last {}s)",
+                        tier.as_str(),
+                        f.held,
+                        b.count(),
+                        cfg.flap_max_transitions,
+                        cfg.flap_window_ms / 1000
+                    )
+                })
+            })
+            .collect();
         (
             reasons::FLAP_BUDGET_EXHAUSTED,
             format!(
-                "more than {} transitions within {}s; holding in place",
-                cfg.flap_max_transitions,
-                cfg.flap_window_ms / 1000
+                "{}; it thaws when the window has room, when maxTransitions is raised, on an override, or with the annotation {}",
+                tiers.join("; "),
+                EngineConfig::RESET_ANNOTATION
             ),
         )
     } else if freeze_override {
@@ -272,8 +333,35 @@ fn conditions(
     ]
 }
 
-/// The status of a policy whose spec failed validation: Ready=False/InvalidSpec naming the
-/// field, nothing else decided.
+/// A policy that was valid before and whose new generation is not: the status keeps every
+/// decided field (the engine holds its last valid decisions) and says why with
+/// Ready=False/InvalidSpec naming the field. `observedGeneration` is the rejected generation.
+pub fn mark_invalid(
+    status: &mut FailoverPolicyStatus,
+    generation: Option<i64>,
+    message: &str,
+    now: Millis,
+    previous: Option<&FailoverPolicyStatus>,
+) {
+    let fresh = invalid_status(generation, message, now, previous);
+    status.observed_generation = generation;
+    status.phase = Phase::Invalid;
+    let ready = fresh
+        .conditions
+        .into_iter()
+        .next()
+        .expect("invalid_status sets Ready");
+    match status.conditions.iter_mut().find(|c| c.type_ == ct::READY) {
+        Some(c) => *c = ready,
+        None => status.conditions.insert(0, ready),
+    }
+    for c in &mut status.conditions {
+        c.observed_generation = generation;
+    }
+}
+
+/// The status of a policy whose spec failed validation before any valid generation was seen:
+/// Ready=False/InvalidSpec naming the field, nothing else decided.
 pub fn invalid_status(
     generation: Option<i64>,
     message: &str,

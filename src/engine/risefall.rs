@@ -21,6 +21,8 @@ pub struct RiseFall {
     pub last_change: Millis,
     /// The most recent failure, kept after recovery for the post-mortem.
     pub last_error: Option<Box<str>>,
+    /// Up but not yet checked: the first check decides alone (see [`RiseFall::unconfirmed`]).
+    pub unconfirmed: bool,
 }
 
 /// A change of the serving verdict caused by one check.
@@ -33,8 +35,8 @@ pub enum Flip {
 }
 
 impl RiseFall {
-    /// A target that is assumed healthy until checks prove otherwise (HAProxy's default), so
-    /// that an operator restart never ejects a healthy pool.
+    /// A target known to be serving (resumed from status as Up, or the load balancer before
+    /// any check): it leaves service after `fall` consecutive failed checks.
     pub fn up(now: Millis) -> Self {
         RiseFall {
             state: EndpointState::Up,
@@ -42,6 +44,18 @@ impl RiseFall {
             oks: 0,
             last_change: now,
             last_error: None,
+            unconfirmed: false,
+        }
+    }
+
+    /// A new target, as HAProxy starts a server: Up (so that a restart or a scale-out never
+    /// ejects a healthy pool before its first check) but unconfirmed, so that its first check
+    /// alone decides — a failure takes it Down at once, a success confirms it and the normal
+    /// `fall` count applies from then on.
+    pub fn unconfirmed(now: Millis) -> Self {
+        RiseFall {
+            unconfirmed: true,
+            ..RiseFall::up(now)
         }
     }
 
@@ -64,6 +78,16 @@ impl RiseFall {
     ) -> Option<Flip> {
         use EndpointState::*;
         let before = self.state;
+        if std::mem::take(&mut self.unconfirmed) && !healthy {
+            if let Some(e) = error {
+                self.last_error = Some(e.into());
+            }
+            self.state = Down;
+            self.fails = 0;
+            self.oks = 0;
+            self.last_change = now;
+            return Some(Flip::WentDown);
+        }
         if healthy {
             self.fails = 0;
             match self.state {
@@ -156,6 +180,22 @@ mod tests {
             );
             assert_eq!(rf.last_change, if want != start { 5 } else { 0 });
         }
+    }
+
+    #[test]
+    fn a_new_target_is_decided_by_its_first_check() {
+        let mut rf = RiseFall::unconfirmed(0);
+        assert_eq!(
+            rf.observe(false, Some("refused"), 2, 3, 1),
+            Some(Flip::WentDown)
+        );
+        assert_eq!(rf.state, Down);
+        let mut rf = RiseFall::unconfirmed(0);
+        assert_eq!(rf.observe(true, None, 2, 3, 1), None);
+        assert!(!rf.unconfirmed);
+        // Confirmed: the normal fall count applies.
+        assert_eq!(rf.observe(false, Some("x"), 2, 3, 2), None);
+        assert_eq!(rf.state, Falling);
     }
 
     #[test]

@@ -6,10 +6,13 @@
 
 use std::collections::VecDeque;
 
-use crate::api::{EndpointState, FailoverPolicyStatus, MAX_HISTORY, OverrideMode, Phase};
+use crate::api::{
+    EmergencyState, EndpointState, FailoverPolicyStatus, MAX_HISTORY, OverrideMode, Phase,
+};
 
-use super::config::{EngineConfig, Millis};
-use super::facts::Pool;
+use super::actions::ActionKind;
+use super::config::{EngineConfig, Millis, Now};
+use super::facts::{DeploymentFact, Pool};
 use super::risefall::RiseFall;
 
 /// One known endpoint.
@@ -19,19 +22,21 @@ pub struct EndpointEntry {
     pub pool: Pool,
     /// Kubernetes readiness (true for static addresses).
     pub ready: bool,
+    /// Kubernetes is removing it: never published, not counted in the pool's ratio.
+    pub terminating: bool,
     pub health: RiseFall,
     /// Whether it is in the published set the engine last decided.
     pub published: bool,
 }
 
 impl EndpointEntry {
-    /// Passing both Kubernetes readiness and the health checks.
+    /// Passing both Kubernetes readiness and the health checks, and not on its way out.
     pub fn healthy(&self) -> bool {
-        self.ready && self.health.state.serving()
+        self.ready && !self.terminating && self.health.state.serving()
     }
 }
 
-/// Emergency capacity's lifecycle.
+/// Emergency capacity's lifecycle. Times are monotonic (see [`super::config::Now`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EmergencyPhase {
     /// At standby replicas; emergency endpoints unpublished.
@@ -42,7 +47,17 @@ pub enum EmergencyPhase {
     CoolingDown { since: Millis },
 }
 
-/// Where ingress traffic goes.
+impl EmergencyPhase {
+    pub fn as_state(self) -> EmergencyState {
+        match self {
+            EmergencyPhase::Standby => EmergencyState::Standby,
+            EmergencyPhase::Active { .. } => EmergencyState::Active,
+            EmergencyPhase::CoolingDown { .. } => EmergencyState::CoolingDown,
+        }
+    }
+}
+
+/// Where ingress traffic goes. Times are monotonic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IngressPhase {
     Primary,
@@ -56,9 +71,117 @@ pub enum IngressPhase {
     },
 }
 
+/// The two tiers whose moves the flap budget limits, each with a budget of its own: flapping
+/// of one never blocks the other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tier {
+    Emergency = 0,
+    Ingress = 1,
+}
+
+impl Tier {
+    pub const ALL: [Tier; 2] = [Tier::Emergency, Tier::Ingress];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Tier::Emergency => "emergency",
+            Tier::Ingress => "ingress",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Tier> {
+        Tier::ALL.into_iter().find(|t| t.as_str() == name)
+    }
+}
+
+/// A tier held on its safe side because a return move found no room in the budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Frozen {
+    /// Monotonic.
+    pub since: Millis,
+    /// The move held back.
+    pub held: ActionKind,
+}
+
+/// One tier's flap budget.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Budget {
+    /// Monotonic times of the counted transitions still in the window, oldest first.
+    pub(crate) transitions: VecDeque<Millis>,
+    pub frozen: Option<Frozen>,
+}
+
+impl Budget {
+    pub(crate) fn prune(&mut self, window_ms: Millis, now: Millis) {
+        while self
+            .transitions
+            .front()
+            .is_some_and(|&t| now - t >= window_ms)
+        {
+            self.transitions.pop_front();
+        }
+    }
+
+    pub fn count(&self) -> u32 {
+        self.transitions.len() as u32
+    }
+}
+
+/// A signal without checks of its own (a Deployment's readiness), debounced in time with the
+/// same fall/rise a probe gets: it flips only once the contrary fact has held that long.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Debounce {
+    pub serving: bool,
+    /// Monotonic time since which the facts have contradicted `serving`.
+    pub contrary_since: Option<Millis>,
+}
+
+impl Debounce {
+    pub const SERVING: Debounce = Debounce {
+        serving: true,
+        contrary_since: None,
+    };
+
+    /// Feeds the current fact; returns whether the verdict flipped.
+    pub(crate) fn update(
+        &mut self,
+        ok: bool,
+        now: Millis,
+        fall_ms: Millis,
+        rise_ms: Millis,
+    ) -> bool {
+        if ok == self.serving {
+            self.contrary_since = None;
+            return false;
+        }
+        let since = *self.contrary_since.get_or_insert(now);
+        let needed = if self.serving { fall_ms } else { rise_ms };
+        if now - since >= needed {
+            self.serving = ok;
+            self.contrary_since = None;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// What is in effect on the managed objects while dry-run decides without acting: the machines
+/// as they were when dry-run began. Leaving dry-run restores them, then decides afresh.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Effective {
+    pub ingress: IngressPhase,
+    pub emergency: EmergencyPhase,
+    pub(crate) traffic_home_since: Option<Millis>,
+    pub(crate) budgets: [Budget; 2],
+    pub published: Vec<(Pool, String)>,
+    pub panic: bool,
+}
+
 /// One remembered transition.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HistoryEntry {
+    /// Wall-clock time.
     pub at: Millis,
     pub action: &'static str,
     pub reason: String,
@@ -83,22 +206,38 @@ pub struct PolicyState {
     pub inventory_known: bool,
     /// Rise/fall verdict over the primary load balancer's health URL.
     pub lb: RiseFall,
-    pub lb_controller_ready: Option<bool>,
+    /// The last known fact about the primary ingress controller Deployment.
+    pub lb_controller: Option<DeploymentFact>,
+    /// The debounced verdict on that Deployment.
+    pub controller_signal: Debounce,
     /// Combined verdict on the primary load balancer.
     pub lb_serving: bool,
-    pub(crate) lb_serving_since: Millis,
+    /// Monotonic time since which the primary tier has served without a single failed check
+    /// (the hold-down counts from here).
+    pub(crate) lb_clean_since: Millis,
     pub emergency: EmergencyPhase,
     pub(crate) below_since: Option<Millis>,
     pub(crate) above_since: Option<Millis>,
     pub emergency_ready_replicas: Option<i32>,
     pub ingress: IngressPhase,
-    /// Fail-open is publishing failing endpoints because none pass.
+    /// Monotonic time since which all traffic has been on the primary class; None while any
+    /// is on the backup. Emergency capacity scales down only a cooldown after this.
+    pub(crate) traffic_home_since: Option<Millis>,
+    /// Fail-open is publishing every candidate (the healthy share is below the threshold).
     pub panic: bool,
-    pub frozen_since: Option<Millis>,
-    /// Times of counted transitions within the flap window (oldest first).
-    pub(crate) transitions: VecDeque<Millis>,
+    /// Failing primary endpoints kept published by `maxEjectionPercent`.
+    pub kept_by_max_ejection: Vec<String>,
+    /// Per tier, indexed by [`Tier`].
+    pub budgets: [Budget; 2],
+    /// The reset annotation value last acted upon.
+    pub(crate) budget_reset_seen: Option<String>,
     /// The override last reported as applied.
     pub(crate) override_seen: Option<(OverrideMode, Option<Millis>)>,
+    /// Some while dry-run is on: what is really in effect.
+    pub dry_run: Option<Box<Effective>>,
+    /// Set by [`PolicyState::config_changed`]: the replicas and ingress in effect under the
+    /// previous config, so the next step can say what a spec edit changed.
+    pub(crate) edited: Option<(Option<i32>, Option<IngressDesired>)>,
     pub phase: Phase,
     pub history: VecDeque<HistoryEntry>,
     /// The published set as last reported, to detect changes (including vanished endpoints).
@@ -123,18 +262,23 @@ impl PolicyState {
             seen_inventory: None,
             inventory_known: false,
             lb: RiseFall::up(0),
-            lb_controller_ready: None,
+            lb_controller: None,
+            controller_signal: Debounce::SERVING,
             lb_serving: true,
-            lb_serving_since: 0,
+            lb_clean_since: 0,
             emergency: EmergencyPhase::Standby,
             below_since: None,
             above_since: None,
             emergency_ready_replicas: None,
             ingress: IngressPhase::Primary,
+            traffic_home_since: None,
             panic: false,
-            frozen_since: None,
-            transitions: VecDeque::new(),
+            kept_by_max_ejection: Vec::new(),
+            budgets: Default::default(),
+            budget_reset_seen: None,
             override_seen: None,
+            dry_run: None,
+            edited: None,
             phase: Phase::Pending,
             history: VecDeque::new(),
             published_snapshot: Vec::new(),
@@ -145,62 +289,52 @@ impl PolicyState {
         }
     }
 
-    /// Rebuilds the engine's memory from a persisted status after an operator restart.
+    /// Rebuilds the engine's memory from a persisted status after an operator restart or a
+    /// leadership change.
     ///
-    /// Conservative where status is silent: hold-down and cooldown timers restart from `now`
-    /// (a restart never shortens a wait), endpoints not listed start Up, and an endpoint listed
-    /// Down stays out until it earns `successThreshold` good checks.
-    pub fn resume(cfg: &EngineConfig, status: &FailoverPolicyStatus, now: Millis) -> Self {
+    /// Every machine is rebuilt from its own field, never from the phase (the phase shows only
+    /// the most pressing of them): the ingress side from `activeClass`/`primaryWeightPercent`,
+    /// emergency capacity from `emergency.state`, each flap budget from `flapBudgets`, panic
+    /// from `primary.panic`, dry-run's in-effect state from `inEffect`. Conservative where
+    /// status is silent: hold-down, cooldown, dwell and sustain windows restart from `now` (a
+    /// restart never shortens a wait), endpoints not listed start as new ones, and an endpoint
+    /// listed Down stays out until it earns `successThreshold` good checks.
+    pub fn resume(cfg: &EngineConfig, status: &FailoverPolicyStatus, now: impl Into<Now>) -> Self {
+        let now = now.into();
         let mut s = PolicyState::new();
         s.initialized = true;
-        s.lb_serving_since = now;
+        s.lb_clean_since = now.mono;
         s.phase = status.phase;
         if let Some(lb) = &status.load_balancer {
             s.lb.state = lb.state;
             s.lb.last_change = lb
                 .last_change
                 .as_ref()
-                .map_or(now, |t| t.0.as_millisecond());
+                .map_or(now.wall, |t| t.0.as_millisecond());
+            s.lb.last_error = lb.last_error.as_deref().map(Into::into);
             s.lb_serving = lb.state.serving();
         }
-        if let Some(em) = &status.emergency
-            && em.active
-        {
-            s.emergency = EmergencyPhase::Active { since: now };
-        } else if status.phase == Phase::Recovering
-            && cfg.emergency.is_some_and(|e| e.has_deployment)
-            && status
-                .emergency
-                .as_ref()
-                .and_then(|e| e.desired_replicas)
-                .zip(cfg.emergency.map(|e| e.standby_replicas))
-                .is_some_and(|(desired, standby)| desired > standby)
-        {
-            s.emergency = EmergencyPhase::CoolingDown { since: now };
-        }
+        s.emergency = resume_emergency(cfg, status, now.mono);
         if let Some(ing) = &cfg.ingress {
-            let weight = status.primary_weight_percent.unwrap_or(100);
-            let on_backup = status.active_class.as_deref() == Some(ing.backup_class.as_str());
-            s.ingress = if weight >= 100 && !on_backup {
-                IngressPhase::Primary
-            } else if weight == 0 || cfg.failback_steps.is_empty() {
-                IngressPhase::FailedOver { since: now }
-            } else {
-                let step = cfg
-                    .failback_steps
-                    .iter()
-                    .position(|&p| p >= weight)
-                    .unwrap_or(cfg.failback_steps.len() - 1);
-                IngressPhase::FailingBack { step, since: now }
-            };
+            s.ingress = resume_ingress(
+                cfg,
+                ing,
+                status.active_class.as_deref(),
+                status.primary_weight_percent,
+                now.mono,
+            );
         }
+        if s.ingress == IngressPhase::Primary {
+            s.traffic_home_since = Some(now.mono);
+        }
+        s.panic = status.primary.as_ref().is_some_and(|p| p.panic);
         for ep in &status.endpoints {
             let pool = if ep.pool == Pool::Emergency.as_str() {
                 Pool::Emergency
             } else {
                 Pool::Primary
             };
-            let mut health = RiseFall::up(now);
+            let mut health = RiseFall::up(now.wall);
             health.state = match ep.state {
                 EndpointState::Rising => EndpointState::Down,
                 EndpointState::Falling => EndpointState::Up,
@@ -214,6 +348,7 @@ impl PolicyState {
                 address: ep.address.clone(),
                 pool,
                 ready: ep.ready,
+                terminating: false,
                 health,
                 published: ep.published,
             });
@@ -229,24 +364,77 @@ impl PolicyState {
             .map(|e| (e.pool, e.address.clone()))
             .collect();
         for rec in &status.history {
-            let at = rec.time.0.as_millisecond();
-            if counted_action_name(&rec.action) && now - at < cfg.flap_window_ms {
-                s.transitions.push_back(at);
-            }
             if let Some(kind) = super::actions::ActionKind::from_name(&rec.action) {
-                s.remember(at, kind.as_str(), &rec.reason);
+                s.remember(rec.time.0.as_millisecond(), kind.as_str(), &rec.reason);
             }
         }
-        s.override_seen = cfg.override_at(now).map(|o| (o.mode, o.expires_at));
-        let frozen = status.conditions.iter().any(|c| {
-            c.type_ == crate::api::condition_types::FROZEN
-                && c.status == "True"
-                && c.reason == crate::api::reasons::FLAP_BUDGET_EXHAUSTED
-        });
-        if frozen {
-            s.frozen_since = Some(now);
+        resume_budgets(cfg, status, now, &mut s);
+        s.budget_reset_seen = status.flap_budget_reset.clone();
+        s.override_seen = cfg.override_at(now.wall).map(|o| (o.mode, o.expires_at));
+        if cfg.dry_run {
+            let mut effective = s.capture_effective();
+            if let Some(fx) = &status.in_effect {
+                if let Some(ing) = &cfg.ingress {
+                    effective.ingress = resume_ingress(
+                        cfg,
+                        ing,
+                        fx.active_class.as_deref(),
+                        fx.primary_weight_percent,
+                        now.mono,
+                    );
+                    effective.traffic_home_since =
+                        (effective.ingress == IngressPhase::Primary).then_some(now.mono);
+                }
+                if let Some(em) = fx.emergency_state {
+                    effective.emergency = emergency_from_state(em, now.mono);
+                }
+                effective.published = fx
+                    .published
+                    .iter()
+                    .map(|p| {
+                        let pool = if p.pool == Pool::Emergency.as_str() {
+                            Pool::Emergency
+                        } else {
+                            Pool::Primary
+                        };
+                        (pool, p.address.clone())
+                    })
+                    .collect();
+                effective.published.sort();
+            }
+            s.dry_run = Some(Box::new(effective));
         }
         s
+    }
+
+    /// The machines as they are now, as dry-run keeps them while it rehearses.
+    pub(crate) fn capture_effective(&self) -> Effective {
+        Effective {
+            ingress: self.ingress,
+            emergency: self.emergency,
+            traffic_home_since: self.traffic_home_since,
+            budgets: self.budgets.clone(),
+            published: self.published_snapshot.clone(),
+            panic: self.panic,
+        }
+    }
+
+    /// Tells the engine its config is about to be replaced by a spec edit (call it with the old
+    /// config, before the next step with the new one): that step re-decides the published set
+    /// and reports, as a `SpecApplied` action, any change to the managed objects the edit made
+    /// by itself.
+    pub fn config_changed(&mut self, old: &EngineConfig) {
+        if self.edited.is_none() {
+            self.edited = Some((
+                self.in_effect_emergency_replicas(old),
+                self.in_effect_ingress(old),
+            ));
+        }
+    }
+
+    /// Whether any tier is frozen by its flap budget.
+    pub fn frozen(&self) -> bool {
+        self.budgets.iter().any(|b| b.frozen.is_some())
     }
 
     /// Endpoints the managed EndpointSlice should list.
@@ -260,22 +448,46 @@ impl PolicyState {
 
     /// Replicas the emergency Deployment should have; None when there is no Deployment.
     pub fn desired_emergency_replicas(&self, cfg: &EngineConfig) -> Option<i32> {
-        let em = cfg.emergency.filter(|e| e.has_deployment)?;
-        Some(
-            match self.emergency {
-                EmergencyPhase::Standby => em.standby_replicas,
-                EmergencyPhase::Active { .. } | EmergencyPhase::CoolingDown { .. } => {
-                    em.active_replicas
-                }
-            }
-            .clamp(0, em.max_replicas),
-        )
+        emergency_replicas(cfg, self.emergency)
     }
 
     /// Where ingress traffic should go; None when the policy manages no ingress tier.
     pub fn desired_ingress(&self, cfg: &EngineConfig) -> Option<IngressDesired> {
+        ingress_desired(cfg, self.ingress)
+    }
+
+    /// What the managed objects should be now: the decisions, or, while dry-run rehearses,
+    /// what was in effect when it began. The controller writes exactly this.
+    pub fn in_effect_ingress(&self, cfg: &EngineConfig) -> Option<IngressDesired> {
+        match &self.dry_run {
+            Some(fx) => ingress_desired(cfg, fx.ingress),
+            None => self.desired_ingress(cfg),
+        }
+    }
+
+    pub fn in_effect_emergency_replicas(&self, cfg: &EngineConfig) -> Option<i32> {
+        match &self.dry_run {
+            Some(fx) => emergency_replicas(cfg, fx.emergency),
+            None => self.desired_emergency_replicas(cfg),
+        }
+    }
+
+    /// The published set in effect, as (pool, address).
+    pub fn in_effect_published(&self) -> Vec<(Pool, String)> {
+        match &self.dry_run {
+            Some(fx) => fx.published.clone(),
+            None => self
+                .published()
+                .map(|e| (e.pool, e.address.clone()))
+                .collect(),
+        }
+    }
+}
+
+fn ingress_desired(cfg: &EngineConfig, phase: IngressPhase) -> Option<IngressDesired> {
+    {
         let ing = cfg.ingress.as_ref()?;
-        Some(match self.ingress {
+        Some(match phase {
             IngressPhase::Primary => IngressDesired {
                 active_class: ing.primary_class.clone(),
                 primary_weight_percent: 100,
@@ -290,7 +502,22 @@ impl PolicyState {
             },
         })
     }
+}
 
+fn emergency_replicas(cfg: &EngineConfig, phase: EmergencyPhase) -> Option<i32> {
+    let em = cfg.emergency.filter(|e| e.has_deployment)?;
+    Some(
+        match phase {
+            EmergencyPhase::Standby => em.standby_replicas,
+            EmergencyPhase::Active { .. } | EmergencyPhase::CoolingDown { .. } => {
+                em.active_replicas
+            }
+        }
+        .clamp(0, em.max_replicas),
+    )
+}
+
+impl PolicyState {
     /// healthy / total of the primary pool; 0 for an empty pool (no capacity is an outage).
     pub fn primary_ratio(&self) -> f64 {
         if self.primary_total == 0 {
@@ -300,10 +527,11 @@ impl PolicyState {
         }
     }
 
-    /// Counted transitions within the flap window ending at `now`.
+    /// Counted transitions of both tiers within the flap window ending at monotonic `now`.
     pub fn transitions_in_window(&self, cfg: &EngineConfig, now: Millis) -> u32 {
-        self.transitions
+        self.budgets
             .iter()
+            .flat_map(|b| b.transitions.iter())
             .filter(|&&t| now - t < cfg.flap_window_ms)
             .count() as u32
     }
@@ -314,9 +542,12 @@ impl PolicyState {
         actions: &mut Vec<super::actions::Action>,
         at: Millis,
         kind: super::actions::ActionKind,
-        reason: String,
+        mut reason: String,
         affected: super::actions::Affected,
     ) {
+        if self.dry_run.is_some() && kind.is_decision() {
+            reason.insert_str(0, "dry-run, not carried out: ");
+        }
         self.remember(at, kind.as_str(), &reason);
         actions.push(super::actions::Action {
             at,
@@ -344,7 +575,109 @@ impl PolicyState {
     }
 }
 
-/// Whether a history record names a transition counted against the flap budget.
-pub(crate) fn counted_action_name(name: &str) -> bool {
-    super::actions::ActionKind::from_name(name).is_some_and(|k| k.counts_against_flap_budget())
+fn emergency_from_state(state: EmergencyState, now: Millis) -> EmergencyPhase {
+    match state {
+        EmergencyState::Standby => EmergencyPhase::Standby,
+        EmergencyState::Active => EmergencyPhase::Active { since: now },
+        EmergencyState::CoolingDown => EmergencyPhase::CoolingDown { since: now },
+    }
+}
+
+/// Emergency capacity from `status.emergency.state`; statuses written before that field
+/// existed fall back to `active` and the desired replicas.
+fn resume_emergency(
+    cfg: &EngineConfig,
+    status: &FailoverPolicyStatus,
+    now: Millis,
+) -> EmergencyPhase {
+    let Some(em) = &status.emergency else {
+        return EmergencyPhase::Standby;
+    };
+    if let Some(state) = em.state {
+        return emergency_from_state(state, now);
+    }
+    if em.active {
+        return EmergencyPhase::Active { since: now };
+    }
+    let scaled_up = cfg.emergency.is_some_and(|e| e.has_deployment)
+        && em
+            .desired_replicas
+            .zip(cfg.emergency.map(|e| e.standby_replicas))
+            .is_some_and(|(desired, standby)| desired > standby);
+    if scaled_up {
+        EmergencyPhase::CoolingDown { since: now }
+    } else {
+        EmergencyPhase::Standby
+    }
+}
+
+fn resume_ingress(
+    cfg: &EngineConfig,
+    ing: &super::config::IngressConfig,
+    active_class: Option<&str>,
+    weight: Option<u32>,
+    now: Millis,
+) -> IngressPhase {
+    let weight = weight.unwrap_or(100);
+    let on_backup = active_class == Some(ing.backup_class.as_str());
+    if weight >= 100 && !on_backup {
+        IngressPhase::Primary
+    } else if weight == 0 || cfg.failback_steps.is_empty() {
+        IngressPhase::FailedOver { since: now }
+    } else {
+        let step = cfg
+            .failback_steps
+            .iter()
+            .position(|&p| p >= weight)
+            .unwrap_or(cfg.failback_steps.len() - 1);
+        IngressPhase::FailingBack { step, since: now }
+    }
+}
+
+/// Each tier's budget from `status.flapBudgets`. Statuses written before that field existed
+/// fall back to counting the history's transitions, each to its own tier.
+fn resume_budgets(
+    cfg: &EngineConfig,
+    status: &FailoverPolicyStatus,
+    now: Now,
+    s: &mut PolicyState,
+) {
+    if status.flap_budgets.is_empty() {
+        for rec in &status.history {
+            let Some(kind) = ActionKind::from_name(&rec.action) else {
+                continue;
+            };
+            let at = now.mono_of(rec.time.0.as_millisecond());
+            if let Some(tier) = kind.budget_tier()
+                && now.mono - at < cfg.flap_window_ms
+            {
+                s.budgets[tier as usize].transitions.push_back(at);
+            }
+        }
+        return;
+    }
+    for fb in &status.flap_budgets {
+        let Some(tier) = Tier::from_name(&fb.tier) else {
+            continue;
+        };
+        let b = &mut s.budgets[tier as usize];
+        b.transitions = fb
+            .transitions
+            .iter()
+            .map(|t| now.mono_of(t.0.as_millisecond()))
+            .filter(|&t| now.mono - t < cfg.flap_window_ms)
+            .collect();
+        b.transitions.make_contiguous().sort_unstable();
+        b.frozen = fb.frozen_since.as_ref().map(|t| Frozen {
+            since: now.mono_of(t.0.as_millisecond()),
+            held: fb
+                .held
+                .as_deref()
+                .and_then(ActionKind::from_name)
+                .unwrap_or(match tier {
+                    Tier::Emergency => ActionKind::EmergencyRelease,
+                    Tier::Ingress => ActionKind::IngressFailback,
+                }),
+        });
+    }
 }

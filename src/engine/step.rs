@@ -2,18 +2,21 @@
 //! actions).
 //!
 //! The order inside a step is fixed and matters: facts first (inventory, checks, load balancer),
-//! then manual control (override, flap-budget thaw), then the two policy machines (emergency,
-//! ingress), then the published set, which depends on all of the above, and last the phase.
+//! then what people did (dry-run on or off, override, budget reset, budget thaw), then the
+//! sustain windows, then the two policy machines (emergency, ingress), then the published set,
+//! which depends on all of the above, and last the phase.
 
 use crate::api::{OverrideMode, Phase};
 use crate::health::CheckOutcome;
 
 use super::actions::{Action, ActionKind, Affected};
-use super::config::{EngineConfig, Millis};
-use super::facts::{Observation, Pool};
+use super::config::{EngineConfig, Millis, Now};
+use super::facts::{DeploymentFact, Observation, Pool};
 use super::publish::recompute_published;
 use super::risefall::{Flip, RiseFall};
-use super::state::{EmergencyPhase, EndpointEntry, IngressPhase, PolicyState};
+use super::state::{
+    Budget, EmergencyPhase, EndpointEntry, Frozen, IngressPhase, PolicyState, Tier,
+};
 
 /// Advances `state` to `now` given what was observed since the previous step, appending every
 /// decision to `actions`. Deterministic and free of I/O: the same inputs give the same outputs.
@@ -21,14 +24,16 @@ pub fn step(
     cfg: &EngineConfig,
     state: &mut PolicyState,
     obs: &Observation,
-    now: Millis,
+    now: impl Into<Now>,
     actions: &mut Vec<Action>,
 ) {
+    let now = now.into();
     let first = actions.len();
     if !state.initialized {
         state.initialized = true;
-        state.lb_serving_since = now;
-        state.lb.last_change = now;
+        state.lb_clean_since = now.mono;
+        state.lb.last_change = now.wall;
+        state.traffic_home_since = Some(now.mono);
     }
     let mut membership_changed = sync_inventory(state, obs, now);
     membership_changed |= apply_checks(cfg, state, obs, now, actions);
@@ -38,9 +43,14 @@ pub fn step(
     }
     count_health(state);
 
+    let edited = state.edited.take();
+    membership_changed |= edited.is_some();
+    membership_changed |= apply_dry_run(cfg, state, now, actions);
     let override_before = state.override_seen;
     let freeze_override = apply_override(cfg, state, now, actions);
-    thaw_flap_budget(cfg, state, now, actions);
+    apply_budget_reset(cfg, state, now, actions);
+    thaw_budgets(cfg, state, now, actions);
+    update_sustain_windows(cfg, state, now);
     let emergency_before = state.emergency;
     if !freeze_override {
         run_emergency(cfg, state, now, actions);
@@ -51,16 +61,101 @@ pub fn step(
         state.emergency != emergency_before || state.override_seen != override_before;
 
     if membership_changed && state.inventory_known {
-        recompute_published(cfg, state, freeze_override, now, actions);
+        recompute_published(cfg, state, freeze_override, now.wall, actions);
     }
-    update_phase(state, freeze_override, now, actions, first);
+    if let Some(before) = edited {
+        report_spec_edit(cfg, state, before, now, actions, first);
+    }
+    update_phase(state, freeze_override, now.wall, actions, first);
 }
 
-/// Merges a new inventory: known endpoints keep their rise/fall history, new primary endpoints
-/// start Up (a restart or scale-out must not eject healthy pods), new emergency endpoints start
-/// Down (they must pass `successThreshold` checks before taking traffic: scale first, then
-/// shift). Returns whether membership or readiness changed.
-fn sync_inventory(state: &mut PolicyState, obs: &Observation, now: Millis) -> bool {
+/// After a spec edit: what the edit changed on the managed objects by itself (no transition of
+/// this step explains it) becomes one `SpecApplied` action naming each change.
+fn report_spec_edit(
+    cfg: &EngineConfig,
+    state: &mut PolicyState,
+    before: (Option<i32>, Option<super::state::IngressDesired>),
+    now: Now,
+    actions: &mut Vec<Action>,
+    first: usize,
+) {
+    let moved = |kinds: &[ActionKind]| actions[first..].iter().any(|a| kinds.contains(&a.kind));
+    let mut changes = Vec::new();
+    let replicas = state.in_effect_emergency_replicas(cfg);
+    if replicas != before.0
+        && !moved(&[
+            ActionKind::EmergencyActivate,
+            ActionKind::EmergencyScaleDown,
+        ])
+    {
+        changes.push(format!(
+            "emergency replicas {} → {}",
+            before.0.map_or("none".into(), |r| r.to_string()),
+            replicas.map_or("none".into(), |r| r.to_string())
+        ));
+    }
+    let ingress = state.in_effect_ingress(cfg);
+    if ingress != before.1
+        && !moved(&[
+            ActionKind::IngressFailover,
+            ActionKind::IngressFailback,
+            ActionKind::FailbackStep,
+            ActionKind::FailbackComplete,
+        ])
+    {
+        let show = |i: &Option<super::state::IngressDesired>| match i {
+            Some(i) => format!(
+                "{} at {}% primary",
+                i.active_class, i.primary_weight_percent
+            ),
+            None => "unmanaged".to_string(),
+        };
+        changes.push(format!("ingress {} → {}", show(&before.1), show(&ingress)));
+    }
+    if changes.is_empty() {
+        return;
+    }
+    let reason = format!("spec edit: {}", changes.join("; "));
+    state.record(
+        actions,
+        now.wall,
+        ActionKind::SpecApplied,
+        reason,
+        Affected::None,
+    );
+}
+
+/// Holds every decision while the spec is invalid: the engine keeps its memory and the managed
+/// objects stay as the last valid generation left them, until a valid spec arrives (the next
+/// [`step`] then recomputes the phase). Reports the change of phase once.
+pub fn hold_invalid(
+    state: &mut PolicyState,
+    message: &str,
+    now: Millis,
+    actions: &mut Vec<Action>,
+) {
+    if state.phase == Phase::Invalid {
+        return;
+    }
+    let from = state.phase;
+    state.phase = Phase::Invalid;
+    actions.push(Action {
+        at: now,
+        kind: ActionKind::PhaseChanged,
+        reason: format!("spec rejected ({message}); holding the last valid decisions"),
+        affected: Affected::Phase {
+            from,
+            to: Phase::Invalid,
+        },
+    });
+}
+
+/// Merges a new inventory: known endpoints keep their rise/fall history; new primary endpoints
+/// start Up but unconfirmed, as HAProxy starts a server (a restart or scale-out must not eject
+/// healthy pods, and the first check alone decides); new emergency endpoints start Down (they
+/// must pass `successThreshold` checks before taking traffic: scale first, then shift).
+/// Returns whether membership, readiness or termination changed.
+fn sync_inventory(state: &mut PolicyState, obs: &Observation, now: Now) -> bool {
     if !obs.inventory_known || state.seen_inventory == Some(obs.inventory_version) {
         return false;
     }
@@ -84,20 +179,22 @@ fn sync_inventory(state: &mut PolicyState, obs: &Observation, now: Millis) -> bo
         }
         match old_iter.next_if(|o| (o.pool, o.address.as_str()) == key) {
             Some(mut entry) => {
-                changed |= entry.ready != fact.ready;
+                changed |= entry.ready != fact.ready || entry.terminating != fact.terminating;
                 entry.ready = fact.ready;
+                entry.terminating = fact.terminating;
                 state.endpoints.push(entry);
             }
             None => {
                 changed = true;
                 let health = match fact.pool {
-                    Pool::Primary => RiseFall::up(now),
-                    Pool::Emergency => RiseFall::down(now),
+                    Pool::Primary => RiseFall::unconfirmed(now.wall),
+                    Pool::Emergency => RiseFall::down(now.wall),
                 };
                 state.endpoints.push(EndpointEntry {
                     address: fact.address.clone(),
                     pool: fact.pool,
                     ready: fact.ready,
+                    terminating: fact.terminating,
                     health,
                     published: false,
                 });
@@ -111,7 +208,7 @@ fn apply_checks(
     cfg: &EngineConfig,
     state: &mut PolicyState,
     obs: &Observation,
-    now: Millis,
+    now: Now,
     actions: &mut Vec<Action>,
 ) -> bool {
     let mut changed = false;
@@ -121,21 +218,25 @@ fn apply_checks(
         };
         let entry = &mut state.endpoints[i];
         let (healthy, error) = split(&check.outcome);
+        let first_check = entry.health.unconfirmed;
         let Some(flip) = entry
             .health
-            .observe(healthy, error, cfg.rise, cfg.fall, now)
+            .observe(healthy, error, cfg.rise, cfg.fall, now.wall)
         else {
             continue;
         };
         changed = true;
+        let last = entry.health.last_error.as_deref().unwrap_or("unknown");
         let (kind, reason) = match flip {
-            Flip::WentDown => (
+            Flip::WentDown if first_check => (
                 ActionKind::EndpointDown,
                 format!(
-                    "{} consecutive failed checks (last: {})",
-                    cfg.fall,
-                    entry.health.last_error.as_deref().unwrap_or("unknown")
+                    "its first check failed ({last}); a new endpoint is Up only until its first check, as in HAProxy"
                 ),
+            ),
+            Flip::WentDown => (
+                ActionKind::EndpointDown,
+                format!("{} consecutive failed checks (last: {last})", cfg.fall),
             ),
             Flip::WentUp => (
                 ActionKind::EndpointUp,
@@ -143,7 +244,7 @@ fn apply_checks(
             ),
         };
         actions.push(Action::endpoint(
-            now,
+            now.wall,
             kind,
             &entry.address,
             entry.pool,
@@ -160,35 +261,53 @@ fn split(outcome: &CheckOutcome) -> (bool, Option<&str>) {
     }
 }
 
-/// Rise/fall over the health URL, combined with the controller Deployment's readiness: the
-/// primary tier serves only while every configured signal says so. Unknown signals count as
-/// serving — a missing fact never triggers a failover.
+/// Rise/fall over the health URL, combined with the controller Deployment's debounced
+/// readiness: the primary tier serves only while every configured signal says so. An unknown
+/// signal (cache not synced) holds the last verdict; a Deployment the synced cache does not
+/// have is a down one. Any failed check, even one short of `failureThreshold`, restarts the
+/// hold-down.
 fn observe_load_balancer(
     cfg: &EngineConfig,
     state: &mut PolicyState,
     obs: &Observation,
-    now: Millis,
+    now: Now,
     actions: &mut Vec<Action>,
 ) {
     let Some(ing) = &cfg.ingress else {
         return;
     };
+    let mut failure_seen = false;
     for outcome in &obs.lb_checks {
         let (healthy, error) = split(outcome);
-        state.lb.observe(healthy, error, cfg.rise, cfg.fall, now);
+        failure_seen |= !healthy;
+        state
+            .lb
+            .observe(healthy, error, cfg.rise, cfg.fall, now.wall);
     }
-    if obs.lb_controller_ready.is_some() {
-        state.lb_controller_ready = obs.lb_controller_ready;
+    if obs.lb_controller.is_some() {
+        state.lb_controller = obs.lb_controller;
+    }
+    if ing.has_controller
+        && let Some(fact) = state.lb_controller
+    {
+        let ok = fact == DeploymentFact::Ready;
+        failure_seen |= !ok;
+        state
+            .controller_signal
+            .update(ok, now.mono, cfg.fall_ms(), cfg.rise_ms());
+    }
+    if failure_seen {
+        state.lb_clean_since = now.mono;
     }
     let url_ok = !ing.has_health_url || state.lb.state.serving();
-    let controller_ok = !ing.has_controller || state.lb_controller_ready != Some(false);
+    let controller_ok = !ing.has_controller || state.controller_signal.serving;
     let serving = url_ok && controller_ok;
     if serving == state.lb_serving {
         return;
     }
     state.lb_serving = serving;
     let (kind, reason) = if serving {
-        state.lb_serving_since = now;
+        state.lb_clean_since = now.mono;
         (
             ActionKind::LoadBalancerUp,
             "primary load balancer healthy again".to_string(),
@@ -203,17 +322,27 @@ fn observe_load_balancer(
             ),
         )
     } else {
+        let what = match state.lb_controller {
+            Some(DeploymentFact::Missing) => "does not exist",
+            _ => "has no ready replica",
+        };
         (
             ActionKind::LoadBalancerDown,
-            "ingress controller Deployment has no ready replica".to_string(),
+            format!(
+                "ingress controller Deployment {what} for {}s (failureThreshold × intervalSeconds)",
+                cfg.fall_ms() / 1000
+            ),
         )
     };
-    state.record(actions, now, kind, reason, Affected::None);
+    state.record(actions, now.wall, kind, reason, Affected::None);
 }
 
+/// Healthy/total of each pool. The primary total is the serving-eligible pool: endpoints
+/// Kubernetes marks terminating are on their way out (a rollout, a scale-down) and count in
+/// neither, so a planned change never reads as an outage.
 fn count_health(state: &mut PolicyState) {
     let (mut ph, mut pt, mut eh, mut et) = (0, 0, 0, 0);
-    for e in &state.endpoints {
+    for e in state.endpoints.iter().filter(|e| !e.terminating) {
         let healthy = e.healthy() as u32;
         match e.pool {
             Pool::Primary => {
@@ -232,14 +361,65 @@ fn count_health(state: &mut PolicyState) {
     state.emergency_total = et;
 }
 
-/// Reports override changes and applies ForcePrimary/ForceBackup. Returns whether Freeze holds.
+/// Dry-run on: remember what is in effect. Dry-run off: go back to it and let this step decide
+/// afresh from live health, so every change that follows is an action with its own reason.
+/// Returns whether the published set must be recomputed.
+fn apply_dry_run(
+    cfg: &EngineConfig,
+    state: &mut PolicyState,
+    now: Now,
+    actions: &mut Vec<Action>,
+) -> bool {
+    match (cfg.dry_run, state.dry_run.is_some()) {
+        (true, false) => {
+            state.dry_run = Some(Box::new(state.capture_effective()));
+            state.record(
+                actions,
+                now.wall,
+                ActionKind::DryRunStarted,
+                "dry-run on: decisions are reported, not carried out; managed objects stay as they are"
+                    .to_string(),
+                Affected::None,
+            );
+            false
+        }
+        (false, true) => {
+            let fx = state.dry_run.take().expect("checked above");
+            state.ingress = fx.ingress;
+            state.emergency = fx.emergency;
+            state.traffic_home_since = fx.traffic_home_since;
+            state.budgets = fx.budgets;
+            state.panic = fx.panic;
+            for e in state.endpoints.iter_mut() {
+                e.published = fx
+                    .published
+                    .iter()
+                    .any(|(p, a)| *p == e.pool && *a == e.address);
+            }
+            state.published_snapshot = fx.published;
+            state.record(
+                actions,
+                now.wall,
+                ActionKind::DryRunEnded,
+                "dry-run off: starting again from what is in effect and deciding afresh from live health"
+                    .to_string(),
+                Affected::None,
+            );
+            true
+        }
+        _ => false,
+    }
+}
+
+/// Reports override changes and applies ForcePrimary/ForceBackup. Any override but Auto puts a
+/// human in charge: flap budgets start afresh. Returns whether Freeze holds.
 fn apply_override(
     cfg: &EngineConfig,
     state: &mut PolicyState,
-    now: Millis,
+    now: Now,
     actions: &mut Vec<Action>,
 ) -> bool {
-    let current = cfg.override_at(now);
+    let current = cfg.override_at(now.wall);
     let key = current.map(|o| (o.mode, o.expires_at));
     if key != state.override_seen {
         let (kind, reason) = match current {
@@ -252,7 +432,7 @@ fn apply_override(
                     .override_
                     .as_ref()
                     .and_then(|o| o.expires_at)
-                    .is_some_and(|exp| now >= exp);
+                    .is_some_and(|exp| now.wall >= exp);
                 (
                     ActionKind::OverrideExpired,
                     if expired {
@@ -264,7 +444,20 @@ fn apply_override(
             }
         };
         state.override_seen = key;
-        state.record(actions, now, kind, reason, Affected::None);
+        state.record(actions, now.wall, kind, reason, Affected::None);
+        if current.is_some() {
+            let was_frozen = state.frozen();
+            state.budgets = Default::default();
+            if was_frozen {
+                state.record(
+                    actions,
+                    now.wall,
+                    ActionKind::Unfrozen,
+                    "an override is in charge: flap budgets start afresh".to_string(),
+                    Affected::None,
+                );
+            }
+        }
     }
     let Some(o) = current else {
         return false;
@@ -273,7 +466,7 @@ fn apply_override(
         OverrideMode::Freeze => return true,
         OverrideMode::Auto => return false,
         OverrideMode::ForcePrimary => IngressPhase::Primary,
-        OverrideMode::ForceBackup => IngressPhase::FailedOver { since: now },
+        OverrideMode::ForceBackup => IngressPhase::FailedOver { since: now.mono },
     };
     if cfg.ingress.is_some() && !same_side(state.ingress, target) {
         let reason = format!("override {:?}: {}", o.mode, o.reason);
@@ -297,63 +490,113 @@ fn same_side(a: IngressPhase, b: IngressPhase) -> bool {
     )
 }
 
-fn thaw_flap_budget(
+/// A new value of the reset annotation clears every budget and freeze.
+fn apply_budget_reset(
     cfg: &EngineConfig,
     state: &mut PolicyState,
-    now: Millis,
+    now: Now,
     actions: &mut Vec<Action>,
 ) {
-    let Some(since) = state.frozen_since else {
+    if cfg.flap_budget_reset == state.budget_reset_seen {
+        return;
+    }
+    state.budget_reset_seen = cfg.flap_budget_reset.clone();
+    let Some(value) = &cfg.flap_budget_reset else {
         return;
     };
-    prune(cfg, state, now);
-    if now - since >= cfg.flap_window_ms
-        && (state.transitions.len() as u32) < cfg.flap_max_transitions
-    {
-        state.frozen_since = None;
-        let reason = format!(
-            "flap-budget window of {}s passed; automatic decisions resume",
-            cfg.flap_window_ms / 1000
-        );
-        state.record(actions, now, ActionKind::Unfrozen, reason, Affected::None);
-    }
-}
-
-fn prune(cfg: &EngineConfig, state: &mut PolicyState, now: Millis) {
-    while state
-        .transitions
-        .front()
-        .is_some_and(|&t| now - t >= cfg.flap_window_ms)
-    {
-        state.transitions.pop_front();
-    }
-}
-
-/// Asks the flap budget for one counted transition. Refusal freezes the policy in place.
-fn admit_transition(
-    cfg: &EngineConfig,
-    state: &mut PolicyState,
-    wanted: &str,
-    now: Millis,
-    actions: &mut Vec<Action>,
-) -> bool {
-    if state.frozen_since.is_some() {
-        return false;
-    }
-    prune(cfg, state, now);
-    if (state.transitions.len() as u32) < cfg.flap_max_transitions {
-        state.transitions.push_back(now);
-        return true;
-    }
-    state.frozen_since = Some(now);
+    state.budgets = Default::default();
     let reason = format!(
-        "{} transitions within {}s; holding in place instead of {wanted}",
-        state.transitions.len(),
-        cfg.flap_window_ms / 1000
+        "annotation {}={value}: every flap budget starts afresh",
+        EngineConfig::RESET_ANNOTATION
     );
     state.record(
         actions,
-        now,
+        now.wall,
+        ActionKind::FlapBudgetReset,
+        reason,
+        Affected::None,
+    );
+}
+
+/// A frozen tier thaws once its held return move fits in the budget again: transitions left the
+/// window, or a spec edit raised `maxTransitions`.
+fn thaw_budgets(cfg: &EngineConfig, state: &mut PolicyState, now: Now, actions: &mut Vec<Action>) {
+    for tier in Tier::ALL {
+        let b = &mut state.budgets[tier as usize];
+        b.prune(cfg.flap_window_ms, now.mono);
+        let Some(frozen) = b.frozen else {
+            continue;
+        };
+        if b.count() < cfg.flap_max_transitions {
+            b.frozen = None;
+            let reason = format!(
+                "{} tier: {} of {} transitions in the last {}s, room for {} again; automatic decisions resume (frozen {}s)",
+                tier.as_str(),
+                b.count(),
+                cfg.flap_max_transitions,
+                cfg.flap_window_ms / 1000,
+                frozen.held,
+                (now.mono - frozen.since) / 1000
+            );
+            state.record(
+                actions,
+                now.wall,
+                ActionKind::Unfrozen,
+                reason,
+                Affected::None,
+            );
+        }
+    }
+}
+
+/// Asks a tier's budget for one counted transition.
+///
+/// A protective move (failing over away from a load balancer judged down, waking emergency
+/// capacity) is never refused: the budget exists to stop oscillation, never to hold traffic on
+/// a broken tier or to keep capacity asleep. It is still counted. A return move (failback,
+/// release) is admitted only while the window has room for it; otherwise the tier freezes on
+/// its safe side. So within any window a tier makes at most `maxTransitions` moves plus the
+/// one protective move that is never refused.
+fn admit(
+    cfg: &EngineConfig,
+    state: &mut PolicyState,
+    tier: Tier,
+    wanted: ActionKind,
+    protective: bool,
+    now: Now,
+    actions: &mut Vec<Action>,
+) -> bool {
+    let b: &mut Budget = &mut state.budgets[tier as usize];
+    b.prune(cfg.flap_window_ms, now.mono);
+    if protective {
+        b.transitions.push_back(now.mono);
+        return true;
+    }
+    if b.frozen.is_some() {
+        return false;
+    }
+    if b.count() < cfg.flap_max_transitions {
+        b.transitions.push_back(now.mono);
+        return true;
+    }
+    b.frozen = Some(Frozen {
+        since: now.mono,
+        held: wanted,
+    });
+    let reason = format!(
+        "{} tier: {} transitions within {}s (budget {}); holding {} until the window has room",
+        tier.as_str(),
+        b.count(),
+        cfg.flap_window_ms / 1000,
+        cfg.flap_max_transitions,
+        match tier {
+            Tier::Emergency => "emergency capacity engaged instead of EmergencyRelease",
+            Tier::Ingress => "traffic on the backup class instead of IngressFailback",
+        }
+    );
+    state.record(
+        actions,
+        now.wall,
         ActionKind::FlapBudgetExhausted,
         reason,
         Affected::None,
@@ -361,12 +604,27 @@ fn admit_transition(
     false
 }
 
-fn run_emergency(
-    cfg: &EngineConfig,
-    state: &mut PolicyState,
-    now: Millis,
-    actions: &mut Vec<Action>,
-) {
+/// The sustain windows follow the ratio at every step, whatever holds the machines (a Freeze
+/// override, a frozen budget), so that no activation or release ever skips its window when the
+/// hold ends.
+fn update_sustain_windows(cfg: &EngineConfig, state: &mut PolicyState, now: Now) {
+    if cfg.emergency.is_none() || !state.inventory_known {
+        return;
+    }
+    let ratio = state.primary_ratio();
+    if ratio < cfg.activate_below {
+        state.below_since.get_or_insert(now.mono);
+    } else {
+        state.below_since = None;
+    }
+    if ratio >= cfg.deactivate_above {
+        state.above_since.get_or_insert(now.mono);
+    } else {
+        state.above_since = None;
+    }
+}
+
+fn run_emergency(cfg: &EngineConfig, state: &mut PolicyState, now: Now, actions: &mut Vec<Action>) {
     let Some(em) = cfg.emergency else {
         return;
     };
@@ -374,22 +632,12 @@ fn run_emergency(
         return;
     }
     let ratio = state.primary_ratio();
-    if ratio < cfg.activate_below {
-        state.below_since.get_or_insert(now);
-    } else {
-        state.below_since = None;
-    }
-    if ratio >= cfg.deactivate_above {
-        state.above_since.get_or_insert(now);
-    } else {
-        state.above_since = None;
-    }
     let sustained_low = state
         .below_since
-        .is_some_and(|t| now - t >= cfg.activate_for_ms);
+        .is_some_and(|t| now.mono - t >= cfg.activate_for_ms);
     let sustained_high = state
         .above_since
-        .is_some_and(|t| now - t >= cfg.deactivate_for_ms);
+        .is_some_and(|t| now.mono - t >= cfg.deactivate_for_ms);
     // Built only when an action needs it: this function runs every step.
     let ratio_text = |state: &PolicyState| {
         format!(
@@ -400,11 +648,17 @@ fn run_emergency(
 
     match state.emergency {
         EmergencyPhase::Standby | EmergencyPhase::CoolingDown { .. } if sustained_low => {
-            if !admit_transition(cfg, state, "EmergencyActivate", now, actions) {
-                return;
-            }
+            admit(
+                cfg,
+                state,
+                Tier::Emergency,
+                ActionKind::EmergencyActivate,
+                true,
+                now,
+                actions,
+            );
             let from = state.desired_emergency_replicas(cfg).unwrap_or(0);
-            state.emergency = EmergencyPhase::Active { since: now };
+            state.emergency = EmergencyPhase::Active { since: now.mono };
             let reason = format!(
                 "{} below {} for {}s",
                 ratio_text(state),
@@ -421,14 +675,22 @@ fn run_emergency(
             };
             state.record(
                 actions,
-                now,
+                now.wall,
                 ActionKind::EmergencyActivate,
                 reason,
                 affected,
             );
         }
         EmergencyPhase::Active { .. } if sustained_high => {
-            if !admit_transition(cfg, state, "EmergencyRelease", now, actions) {
+            if !admit(
+                cfg,
+                state,
+                Tier::Emergency,
+                ActionKind::EmergencyRelease,
+                false,
+                now,
+                actions,
+            ) {
                 return;
             }
             let reason = format!(
@@ -438,31 +700,53 @@ fn run_emergency(
                 cfg.deactivate_for_ms / 1000
             );
             state.emergency = if em.has_deployment && em.active_replicas != em.standby_replicas {
-                EmergencyPhase::CoolingDown { since: now }
+                EmergencyPhase::CoolingDown { since: now.mono }
             } else {
                 EmergencyPhase::Standby
             };
             state.record(
                 actions,
-                now,
+                now.wall,
                 ActionKind::EmergencyRelease,
                 reason,
                 Affected::None,
             );
         }
-        EmergencyPhase::CoolingDown { since } if now - since >= cfg.emergency_cooldown_ms => {
+        EmergencyPhase::CoolingDown { since } => {
+            // Scale down last: only once traffic is fully back on the primary class, and a
+            // whole cooldown after the later of the release and that return.
+            let home = if cfg.ingress.is_some() {
+                state.traffic_home_since
+            } else {
+                Some(since)
+            };
+            // Every tier back: traffic on the primary class and its load balancer judged up
+            // (this step may be about to fail over).
+            let Some(home) = home.filter(|_| state.lb_serving || cfg.ingress.is_none()) else {
+                return;
+            };
+            if now.mono - since.max(home) < cfg.emergency_cooldown_ms {
+                return;
+            }
             state.emergency = EmergencyPhase::Standby;
-            let reason = format!(
-                "primary pool stayed healthy through the {}s cooldown",
-                cfg.emergency_cooldown_ms / 1000
-            );
+            let reason = if cfg.ingress.is_some() && home > since {
+                format!(
+                    "primary pool healthy and all traffic back on the primary class for the {}s cooldown",
+                    cfg.emergency_cooldown_ms / 1000
+                )
+            } else {
+                format!(
+                    "primary pool stayed healthy through the {}s cooldown",
+                    cfg.emergency_cooldown_ms / 1000
+                )
+            };
             let affected = Affected::Replicas {
                 from: em.active_replicas,
                 to: em.standby_replicas,
             };
             state.record(
                 actions,
-                now,
+                now.wall,
                 ActionKind::EmergencyScaleDown,
                 reason,
                 affected,
@@ -472,23 +756,38 @@ fn run_emergency(
     }
 }
 
-fn run_ingress(
-    cfg: &EngineConfig,
-    state: &mut PolicyState,
-    now: Millis,
-    actions: &mut Vec<Action>,
-) {
-    if cfg.ingress.is_none() || cfg.override_at(now).is_some() || state.frozen_since.is_some() {
+fn run_ingress(cfg: &EngineConfig, state: &mut PolicyState, now: Now, actions: &mut Vec<Action>) {
+    if cfg.ingress.is_none() || cfg.override_at(now.wall).is_some() {
+        return;
+    }
+    if let IngressPhase::FailingBack { step, .. } = state.ingress
+        && step >= cfg.failback_steps.len()
+    {
+        // The steps were edited away mid-failback: finish it now rather than leave a weight
+        // no step describes.
+        let reason =
+            "recovery.failbackSteps no longer has this step (spec edit); failback completes"
+                .to_string();
+        set_ingress(
+            cfg,
+            state,
+            IngressPhase::Primary,
+            ActionKind::FailbackComplete,
+            reason,
+            now,
+            actions,
+        );
         return;
     }
     let serving = state.lb_serving;
-    let held_for = now - state.lb_serving_since;
-    // (target, action, reason, whether it is a counted direction change)
+    let held_for = now.mono - state.lb_clean_since;
+    // (target, action, reason, counted, protective)
     let wanted = match state.ingress {
         IngressPhase::Primary | IngressPhase::FailingBack { .. } if !serving => Some((
-            IngressPhase::FailedOver { since: now },
+            IngressPhase::FailedOver { since: now.mono },
             ActionKind::IngressFailover,
             "primary load balancer is down".to_string(),
+            true,
             true,
         )),
         IngressPhase::FailedOver { .. } if serving && held_for >= cfg.hold_down_ms => Some((
@@ -497,22 +796,23 @@ fn run_ingress(
             } else {
                 IngressPhase::FailingBack {
                     step: 0,
-                    since: now,
+                    since: now.mono,
                 }
             },
             ActionKind::IngressFailback,
             format!(
-                "primary load balancer healthy for {}s (hold-down)",
+                "primary load balancer healthy for {}s without a failed check (hold-down)",
                 held_for / 1000
             ),
             true,
+            false,
         )),
-        IngressPhase::FailingBack { step, since } if serving && now - since >= cfg.step_ms => {
+        IngressPhase::FailingBack { step, since } if serving && now.mono - since >= cfg.step_ms => {
             let next = if step + 1 < cfg.failback_steps.len() {
                 (
                     IngressPhase::FailingBack {
                         step: step + 1,
-                        since: now,
+                        since: now.mono,
                     },
                     ActionKind::FailbackStep,
                 )
@@ -527,14 +827,15 @@ fn run_ingress(
                     cfg.step_ms / 1000
                 ),
                 false,
+                false,
             ))
         }
         _ => None,
     };
-    let Some((target, kind, reason, counted)) = wanted else {
+    let Some((target, kind, reason, counted, protective)) = wanted else {
         return;
     };
-    if counted && !admit_transition(cfg, state, kind.as_str(), now, actions) {
+    if counted && !admit(cfg, state, Tier::Ingress, kind, protective, now, actions) {
         return;
     }
     set_ingress(cfg, state, target, kind, reason, now, actions);
@@ -546,11 +847,12 @@ fn set_ingress(
     target: IngressPhase,
     kind: ActionKind,
     reason: String,
-    now: Millis,
+    now: Now,
     actions: &mut Vec<Action>,
 ) {
     let from = state.desired_ingress(cfg);
     state.ingress = target;
+    state.traffic_home_since = (target == IngressPhase::Primary).then_some(now.mono);
     let to = state.desired_ingress(cfg);
     let affected = match (from, to) {
         (Some(from), Some(to)) => Affected::Ingress {
@@ -560,7 +862,7 @@ fn set_ingress(
         },
         _ => Affected::None,
     };
-    state.record(actions, now, kind, reason, affected);
+    state.record(actions, now.wall, kind, reason, affected);
 }
 
 fn update_phase(
@@ -570,7 +872,7 @@ fn update_phase(
     actions: &mut Vec<Action>,
     first_action_of_step: usize,
 ) {
-    let phase = if freeze_override || state.frozen_since.is_some() {
+    let phase = if freeze_override || state.frozen() {
         Phase::Frozen
     } else if matches!(state.ingress, IngressPhase::FailedOver { .. }) {
         Phase::FailedOver
@@ -596,7 +898,14 @@ fn update_phase(
     let cause = actions[first_action_of_step..]
         .iter()
         .rev()
-        .find(|a| a.kind != ActionKind::PublishEndpoints)
+        .find(|a| {
+            !matches!(
+                a.kind,
+                ActionKind::PublishEndpoints
+                    | ActionKind::EjectionLimited
+                    | ActionKind::DryRunStarted
+            )
+        })
         .map(|a| format!("{}: {}", a.kind, a.reason));
     let reason = cause.unwrap_or_else(|| match phase {
         Phase::Degraded => format!(

@@ -7,11 +7,16 @@
 
 use std::collections::BTreeMap;
 
+use serde_json::{Value, json};
+
 use crate::api::{FailoverPolicySpec, Phase};
+use crate::engine::invariants::{Snapshot, check_step};
+use crate::engine::report::render_status;
 use crate::engine::{
-    Action, ActionKind, Affected, EngineConfig, IngressPhase, Millis, Observation, PolicyState,
-    Pool, step,
+    Action, ActionKind, Affected, EngineConfig, IngressPhase, Millis, Now, Observation,
+    PolicyState, Pool, hold_invalid, step,
 };
+use crate::validation::{ValidationContext, validate_document};
 
 use super::scenario::{Change, Scenario};
 use super::world::{World, WorldFact};
@@ -142,9 +147,8 @@ pub struct Timeline {
 
 /// Replays `scenario` against the policy.
 pub fn replay(policy_name: &str, spec: &FailoverPolicySpec, scenario: &Scenario) -> Timeline {
-    let cfg = EngineConfig::from_spec(spec);
+    let mut operator = Operator::new(policy_name, spec);
     let mut world = World::new(spec, scenario);
-    let mut state = PolicyState::new();
     let mut obs = Observation::default();
     let mut actions: Vec<Action> = Vec::new();
     let mut facts: Vec<(Millis, WorldFact)> = Vec::new();
@@ -162,9 +166,8 @@ pub fn replay(policy_name: &str, spec: &FailoverPolicySpec, scenario: &Scenario)
         steps: 0,
         violations: Vec::new(),
     };
-    let em_deployment = cfg.emergency.filter(|e| e.has_deployment);
     let res = scenario.resolution_ms;
-    let mut last_ingress: Option<IngressPhase> = None;
+    let mut last_ingress: Option<(IngressPhase, bool)> = None;
     let mut primary_share = 100;
 
     let mut now = scenario.start;
@@ -176,19 +179,49 @@ pub fn replay(policy_name: &str, spec: &FailoverPolicySpec, scenario: &Scenario)
         // skipping them otherwise keeps the idle majority of a day cheap.
         let mut changed = first || !facts.is_empty();
         first = false;
-        rows.extend(facts.drain(..).map(|(at, f)| world_row(at, f)));
+        let before = Snapshot::of(&operator.cfg, &operator.state);
+        for (at, fact) in facts.drain(..) {
+            if let WorldFact::Scripted(ev) = &fact {
+                let problems = operator.act(&ev.change, now, &mut world, &mut obs, &mut actions);
+                for p in problems {
+                    violation(&mut rows, &mut summary, now, p);
+                }
+            }
+            rows.push(world_row(at, fact));
+        }
         summary.checks += (obs.checks.len() + obs.lb_checks.len()) as u64;
 
-        step(&cfg, &mut state, &obs, now, &mut actions);
-        obs.clear_checks();
+        let held = operator.invalid.is_some();
+        if held {
+            // An invalid spec holds every decision: checks of the last valid targets wait for
+            // no step, as in the controller.
+            obs.clear_checks();
+        } else {
+            let at = operator.now(now);
+            step(&operator.cfg, &mut operator.state, &obs, at, &mut actions);
+            obs.clear_checks();
+        }
         summary.steps += 1;
         changed |= !actions.is_empty();
+        if !held {
+            let problems = check_step(
+                &operator.cfg,
+                &operator.state,
+                &before,
+                &actions,
+                operator.now(now).wall,
+            );
+            for p in problems {
+                violation(&mut rows, &mut summary, now, p);
+            }
+        }
         for a in actions.drain(..) {
             if let Some(i) = ActionKind::ALL.iter().position(|k| *k == a.kind) {
                 *counts.entry(i).or_default() += 1;
             }
             rows.push(Row {
-                at: a.at,
+                // Engine actions carry wall-clock time; the timeline runs on the scenario's.
+                at: a.at - operator.wall_offset,
                 source: Source::Engine,
                 action: a.kind.as_str(),
                 kind: Some(a.kind),
@@ -198,9 +231,18 @@ pub fn replay(policy_name: &str, spec: &FailoverPolicySpec, scenario: &Scenario)
             });
         }
 
-        // Obey the desired state, as the controller's apply phase would.
-        let desired = state.desired_emergency_replicas(&cfg);
-        if let Some(d) = desired
+        // Obey what is in effect, as the controller's apply phase would (nothing while dry-run
+        // rehearses). A deleted Deployment takes its pods with it.
+        let cfg = &operator.cfg;
+        let state = &operator.state;
+        let desired = state.desired_emergency_replicas(cfg);
+        let in_effect = state.in_effect_emergency_replicas(cfg);
+        let want = match in_effect {
+            Some(d) if world.deployment_exists() => Some(d),
+            Some(_) => Some(0),
+            None => None,
+        };
+        if let Some(d) = want
             && (d as usize) != world.pods()
         {
             summary.max_emergency_replicas = summary.max_emergency_replicas.max(d);
@@ -221,37 +263,18 @@ pub fn replay(policy_name: &str, spec: &FailoverPolicySpec, scenario: &Scenario)
                     }
                 }
             }
-            // Invariants the product promises, checked whenever anything moved.
             empty_now = published == 0 && state.primary_total > 0 && state.inventory_known;
-            if empty_now && !cfg.fail_closed {
-                violation(
-                    &mut rows,
-                    &mut summary,
-                    now,
-                    "fail-open policy published an empty endpoint set while endpoints exist"
-                        .to_string(),
-                );
-            }
             if let Some(address) = unready {
                 let msg = format!("emergency endpoint {address} published before its pod is ready");
                 violation(&mut rows, &mut summary, now, msg);
             }
-            if let (Some(d), Some(em)) = (desired, em_deployment)
-                && !(0..=em.max_replicas).contains(&d)
-            {
-                violation(
-                    &mut rows,
-                    &mut summary,
-                    now,
-                    format!("emergency replicas {d} outside 0..={}", em.max_replicas),
-                );
-            }
 
             // desired_ingress clones the class names; ask only when the ingress phase moved.
-            if last_ingress != Some(state.ingress) {
-                last_ingress = Some(state.ingress);
+            let ingress_key = (state.ingress, state.dry_run.is_some());
+            if last_ingress != Some(ingress_key) {
+                last_ingress = Some(ingress_key);
                 primary_share = state
-                    .desired_ingress(&cfg)
+                    .in_effect_ingress(cfg)
                     .map_or(100, |i| i.primary_weight_percent);
             }
             let sample = Sample {
@@ -275,10 +298,10 @@ pub fn replay(policy_name: &str, spec: &FailoverPolicySpec, scenario: &Scenario)
         if empty_now {
             summary.empty_ms += res;
         }
-        if !matches!(state.ingress, IngressPhase::Primary) {
+        if primary_share < 100 {
             summary.backup_class_ms += res;
         }
-        if state.panic {
+        if operator.state.panic {
             summary.panic_ms += res;
         }
 
@@ -287,7 +310,7 @@ pub fn replay(policy_name: &str, spec: &FailoverPolicySpec, scenario: &Scenario)
         }
         now = (now + res).min(scenario.end);
     }
-    summary.final_phase = state.phase;
+    summary.final_phase = operator.state.phase;
     summary.counts = counts
         .into_iter()
         .map(|(i, n)| (ActionKind::ALL[i], n))
@@ -315,11 +338,193 @@ pub fn replay(policy_name: &str, spec: &FailoverPolicySpec, scenario: &Scenario)
         offset: scenario.offset,
         has_emergency_deployment: em.is_some(),
         max_replicas: em.map_or(0, |d| d.max_replicas),
-        has_ingress: cfg.ingress.is_some(),
-        cfg,
+        has_ingress: operator.cfg.ingress.is_some(),
+        cfg: operator.cfg,
         rows,
         samples,
         summary,
+    }
+}
+
+/// The simulated operator: the engine's config and memory, and what people and the platform do
+/// to it (restarts, spec edits, clock steps, the reset annotation).
+struct Operator {
+    /// The policy as `kubectl get -o json` would show it; edits patch its spec.
+    document: Value,
+    cfg: EngineConfig,
+    state: PolicyState,
+    /// Why the current spec is refused, while the last valid decisions are held.
+    invalid: Option<String>,
+    /// What validates edits: the operator's own rules, with the original policy's health URL
+    /// host and controller namespace permitted (as the operator that admitted it must have).
+    rules: ValidationContext,
+    generation: i64,
+    /// Wall clock minus the scenario's (monotonic) clock.
+    wall_offset: Millis,
+    resets: u32,
+    last_status: Option<crate::api::FailoverPolicyStatus>,
+}
+
+impl Operator {
+    fn new(name: &str, spec: &FailoverPolicySpec) -> Self {
+        let document = json!({
+            "apiVersion": "ingressfailover.io/v1alpha1",
+            "kind": "FailoverPolicy",
+            "metadata": {"name": name, "namespace": "default"},
+            "spec": serde_json::to_value(spec).expect("a spec serializes"),
+        });
+        let mut rules = ValidationContext::default();
+        if let Some(ing) = &spec.ingress {
+            if let Some(url) = &ing.health.url
+                && let Some(host) = url
+                    .strip_prefix("http://")
+                    .and_then(|r| r.split(['/', ':']).next())
+            {
+                rules.probe_allowlist.push(host.to_string());
+            }
+            if let Some(ns) = ing
+                .health
+                .controller_deployment
+                .as_ref()
+                .and_then(|c| c.namespace.clone())
+            {
+                rules.allowed_ingress_controller_namespaces.push(ns);
+            }
+        }
+        Operator {
+            document,
+            cfg: EngineConfig::from_spec(spec),
+            state: PolicyState::new(),
+            invalid: None,
+            rules,
+            generation: 1,
+            wall_offset: 0,
+            resets: 0,
+            last_status: None,
+        }
+    }
+
+    fn now(&self, mono: Millis) -> Now {
+        Now {
+            mono,
+            wall: mono + self.wall_offset,
+        }
+    }
+
+    /// Applies a scripted event that acts on the operator. Returns broken promises (a restart
+    /// that changed what is in effect).
+    fn act(
+        &mut self,
+        change: &Change,
+        mono: Millis,
+        world: &mut World,
+        obs: &mut Observation,
+        actions: &mut Vec<Action>,
+    ) -> Vec<String> {
+        let now = self.now(mono);
+        match change {
+            Change::ClockStep { ms } => self.wall_offset += ms,
+            Change::ResetFlapBudget => {
+                self.resets += 1;
+                self.cfg.flap_budget_reset = Some(format!("reset-{}", self.resets));
+            }
+            Change::Edit { patch } => self.edit(patch, now, actions),
+            Change::Restart => return self.restart(now, world, obs),
+            _ => {}
+        }
+        Vec::new()
+    }
+
+    fn edit(&mut self, patch: &Value, now: Now, actions: &mut Vec<Action>) {
+        merge_patch(&mut self.document["spec"], patch);
+        self.generation += 1;
+        match validate_document(&self.document, &self.rules) {
+            Ok(policy) => {
+                let mut cfg = EngineConfig::from_spec(&policy.spec);
+                cfg.flap_budget_reset = self.cfg.flap_budget_reset.clone();
+                let old = std::mem::replace(&mut self.cfg, cfg);
+                self.state.config_changed(&old);
+                self.invalid = None;
+            }
+            Err(errors) => {
+                let message = errors
+                    .iter()
+                    .take(3)
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                hold_invalid(&mut self.state, &message, now.wall, actions);
+                self.invalid = Some(message);
+            }
+        }
+    }
+
+    /// The engine is rebuilt from the status it last wrote, exactly as the controller does
+    /// after a crash or a leadership change, and observes everything afresh. What is in effect
+    /// must not move by the restart alone: no transition lost, none repeated.
+    fn restart(&mut self, now: Now, world: &mut World, obs: &mut Observation) -> Vec<String> {
+        let before = Snapshot::of(&self.cfg, &self.state);
+        let mut status = render_status(
+            &self.cfg,
+            &self.state,
+            Some(self.generation),
+            now,
+            self.last_status.as_ref(),
+        );
+        if let Some(message) = &self.invalid {
+            crate::engine::report::mark_invalid(
+                &mut status,
+                Some(self.generation),
+                message,
+                now.wall,
+                self.last_status.as_ref(),
+            );
+        }
+        // Status goes through the API server as JSON: resume from what a reader would get.
+        let status: crate::api::FailoverPolicyStatus =
+            serde_json::from_value(serde_json::to_value(&status).expect("status serializes"))
+                .expect("status deserializes");
+        self.state = PolicyState::resume(&self.cfg, &status, now);
+        self.last_status = Some(status);
+        *obs = Observation::default();
+        world.resend();
+        let after = Snapshot::of(&self.cfg, &self.state);
+        let mut problems = Vec::new();
+        if before.published != after.published {
+            problems.push("a restart changed the published endpoint set".to_string());
+        }
+        if before.replicas != after.replicas {
+            problems.push("a restart changed the emergency replicas".to_string());
+        }
+        if before.ingress != after.ingress {
+            problems.push("a restart changed the ingress class or weight".to_string());
+        }
+        if before.decided != after.decided || before.effective != after.effective {
+            problems.push(format!(
+                "a restart changed where the machines stand ({:?} → {:?})",
+                before.decided, after.decided
+            ));
+        }
+        problems
+    }
+}
+
+/// RFC 7386 JSON merge patch (what `kubectl patch --type merge` sends).
+fn merge_patch(target: &mut Value, patch: &Value) {
+    let Some(p) = patch.as_object() else {
+        *target = patch.clone();
+        return;
+    };
+    if !target.is_object() {
+        *target = Value::Object(Default::default());
+    }
+    let t = target.as_object_mut().expect("made an object above");
+    for (k, v) in p {
+        if v.is_null() {
+            t.remove(k);
+        } else {
+            merge_patch(t.entry(k.clone()).or_insert(Value::Null), v);
+        }
     }
 }
 
@@ -380,6 +585,44 @@ fn world_row(at: Millis, fact: WorldFact) -> Row {
                     format!("primary load balancer health URL {}", behaviour.describe()),
                     Affected::None,
                     Some(Target::LoadBalancer),
+                ),
+                Change::Terminating { address } => (
+                    "terminating: Kubernetes is removing the pod".to_string(),
+                    Affected::Endpoint {
+                        address,
+                        pool: Pool::Primary.as_str(),
+                    },
+                    None,
+                ),
+                Change::Object { object, exists } => (
+                    format!(
+                        "{} {}",
+                        object.as_str(),
+                        if exists { "created again" } else { "deleted" }
+                    ),
+                    Affected::None,
+                    match object {
+                        super::scenario::WatchedObject::IngressController => {
+                            Some(Target::IngressController)
+                        }
+                        super::scenario::WatchedObject::EmergencyDeployment => None,
+                    },
+                ),
+                Change::Restart => (
+                    "operator restarted: the engine resumes from its last status".to_string(),
+                    Affected::None,
+                    None,
+                ),
+                Change::Edit { patch } => (format!("spec edited: {patch}"), Affected::None, None),
+                Change::ClockStep { ms } => (
+                    format!("wall clock stepped by {}s", ms / 1000),
+                    Affected::None,
+                    None,
+                ),
+                Change::ResetFlapBudget => (
+                    "annotation ingressfailover.io/reset-flap-budget set".to_string(),
+                    Affected::None,
+                    None,
                 ),
                 Change::IngressController { ready } => (
                     if ready {

@@ -165,10 +165,42 @@ pub enum Change {
         pool: Pool,
         ready: bool,
     },
+    /// A pod of the primary Service starts terminating (EndpointSlice `terminating`): it is
+    /// never published again and leaves the pool's ratio.
+    Terminating { address: String },
     /// How the primary load balancer's health URL answers.
     LoadBalancer { behaviour: Behaviour },
     /// Whether the primary ingress controller Deployment has a ready replica.
     IngressController { ready: bool },
+    /// A watched Deployment is deleted (`deleteObject`) or created again (`recreate`).
+    Object { object: WatchedObject, exists: bool },
+    /// The operator restarts (a crash, a rollout, a leader change): the engine is rebuilt from
+    /// the last status it wrote, and every fact is observed afresh.
+    Restart,
+    /// Someone edits the policy: a JSON merge patch applied to `spec` (validated with the same
+    /// rules as `check` and the controller; an invalid result is held, not applied).
+    Edit { patch: serde_json::Value },
+    /// The wall clock steps by this many milliseconds (NTP, a VM resumed); monotonic time does
+    /// not.
+    ClockStep { ms: Millis },
+    /// Someone sets the `ingressfailover.io/reset-flap-budget` annotation to a new value.
+    ResetFlapBudget,
+}
+
+/// A Deployment the operator watches or scales.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WatchedObject {
+    EmergencyDeployment,
+    IngressController,
+}
+
+impl WatchedObject {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WatchedObject::EmergencyDeployment => "emergencyDeployment",
+            WatchedObject::IngressController => "ingressController",
+        }
+    }
 }
 
 /// One timed fact.
@@ -226,6 +258,12 @@ struct RawEvent {
     backends: Option<Vec<String>>,
     load_balancer: Option<String>,
     ingress_controller: Option<String>,
+    restart: Option<bool>,
+    edit: Option<serde_json::Value>,
+    delete_object: Option<String>,
+    recreate: Option<String>,
+    clock_step: Option<String>,
+    reset_flap_budget: Option<bool>,
     state: Option<String>,
     latency_ms: Option<u32>,
     status: Option<u16>,
@@ -518,16 +556,26 @@ fn resolve_event(
         ev.backends.is_some() as u8,
         ev.load_balancer.is_some() as u8,
         ev.ingress_controller.is_some() as u8,
+        ev.restart.is_some() as u8,
+        ev.edit.is_some() as u8,
+        ev.delete_object.is_some() as u8,
+        ev.recreate.is_some() as u8,
+        ev.clock_step.is_some() as u8,
+        ev.reset_flap_budget.is_some() as u8,
     ]
     .iter()
     .sum::<u8>();
     if targets != 1 {
         return Err(field_err(
             field,
-            "set exactly one of backend, backends, loadBalancer or ingressController",
+            "set exactly one of backend, backends, loadBalancer, ingressController, restart, edit, deleteObject, recreate, clockStep or resetFlapBudget",
         ));
     }
     let note = ev.note.clone();
+    if let Some(change) = resolve_control(field, ev, spec)? {
+        out.push(Event { at, change, note });
+        return Ok(());
+    }
     if let Some(lb) = &ev.load_balancer {
         let has_url = spec
             .ingress
@@ -599,6 +647,10 @@ fn resolve_event(
         return Ok(());
     }
     let addresses: Vec<(String, String)> = match (&ev.backend, &ev.backends) {
+        (Some(a), None) if a == "*" => primary
+            .iter()
+            .map(|p| (format!("{field}.backend"), p.address.clone()))
+            .collect(),
         (Some(a), None) => vec![(format!("{field}.backend"), a.clone())],
         (None, Some(list)) if !list.is_empty() => list
             .iter()
@@ -615,7 +667,7 @@ fn resolve_event(
     let Some(state) = ev.state.as_deref() else {
         return Err(field_err(
             format!("{field}.state"),
-            "missing: up, down, refusing, slow, badStatus, flapping, ready or notReady",
+            "missing: up, down, refusing, slow, badStatus, flapping, ready, notReady or terminating",
         ));
     };
     let fields = BehaviourFields {
@@ -648,6 +700,20 @@ fn resolve_event(
         } else {
             Pool::Emergency
         };
+        if state == "terminating" {
+            if !is_primary || spec.backends.primary.service.is_none() {
+                return Err(field_err(
+                    format!("{field}.state"),
+                    format!("{address} is not a pod of the primary Service: only pods terminate"),
+                ));
+            }
+            out.push(Event {
+                at,
+                change: Change::Terminating { address },
+                note: note.clone(),
+            });
+            continue;
+        }
         let change = match behaviour {
             Some(behaviour) => Change::Backend {
                 address,
@@ -678,6 +744,122 @@ fn resolve_event(
         });
     }
     Ok(())
+}
+
+/// Spec fields an `edit` may not touch: the simulated world (its backends and their probe
+/// schedule) is built from them once.
+const WORLD_FIELDS: [&str; 3] = ["backends", "probe", "managedService"];
+
+/// The events that act on the operator rather than on a backend. `None` for a backend event.
+fn resolve_control(
+    field: &str,
+    ev: &RawEvent,
+    spec: &FailoverPolicySpec,
+) -> Result<Option<Change>, SimulateError> {
+    let no_state = |name: &str| -> Result<(), SimulateError> {
+        if ev.state.is_some() || ev.latency_ms.is_some() || ev.status.is_some() {
+            return Err(field_err(
+                format!("{field}.state"),
+                format!("{name} takes no state, latencyMs or status"),
+            ));
+        }
+        Ok(())
+    };
+    if let Some(flag) = ev.restart {
+        no_state("restart")?;
+        if !flag {
+            return Err(field_err(
+                format!("{field}.restart"),
+                "write `restart: true`",
+            ));
+        }
+        return Ok(Some(Change::Restart));
+    }
+    if let Some(flag) = ev.reset_flap_budget {
+        no_state("resetFlapBudget")?;
+        if !flag {
+            return Err(field_err(
+                format!("{field}.resetFlapBudget"),
+                "write `resetFlapBudget: true`",
+            ));
+        }
+        return Ok(Some(Change::ResetFlapBudget));
+    }
+    if let Some(step) = &ev.clock_step {
+        no_state("clockStep")?;
+        let (sign, rest) = match step.trim().strip_prefix('-') {
+            Some(rest) => (-1, rest),
+            None => (1, step.trim().trim_start_matches('+')),
+        };
+        let ms = parse_duration(rest).map_err(|m| field_err(format!("{field}.clockStep"), m))?;
+        return Ok(Some(Change::ClockStep { ms: sign * ms }));
+    }
+    if let Some(patch) = &ev.edit {
+        no_state("edit")?;
+        let Some(map) = patch.as_object() else {
+            return Err(field_err(
+                format!("{field}.edit"),
+                "a mapping of spec fields to change (a JSON merge patch of spec)",
+            ));
+        };
+        if let Some(k) = map.keys().find(|k| WORLD_FIELDS.contains(&k.as_str())) {
+            return Err(field_err(
+                format!("{field}.edit.{k}"),
+                "the simulated world is built from backends, probe and managedService once; edit the other fields",
+            ));
+        }
+        return Ok(Some(Change::Edit {
+            patch: patch.clone(),
+        }));
+    }
+    for (name, value, exists) in [
+        ("deleteObject", &ev.delete_object, false),
+        ("recreate", &ev.recreate, true),
+    ] {
+        let Some(value) = value else {
+            continue;
+        };
+        no_state(name)?;
+        let object = match value.as_str() {
+            "emergencyDeployment" => {
+                if spec
+                    .backends
+                    .emergency
+                    .as_ref()
+                    .is_none_or(|e| e.deployment.is_none())
+                {
+                    return Err(field_err(
+                        format!("{field}.{name}"),
+                        "the policy has no spec.backends.emergency.deployment",
+                    ));
+                }
+                WatchedObject::EmergencyDeployment
+            }
+            "ingressController" => {
+                if spec
+                    .ingress
+                    .as_ref()
+                    .is_none_or(|i| i.health.controller_deployment.is_none())
+                {
+                    return Err(field_err(
+                        format!("{field}.{name}"),
+                        "the policy has no spec.ingress.health.controllerDeployment",
+                    ));
+                }
+                WatchedObject::IngressController
+            }
+            other => {
+                return Err(field_err(
+                    format!("{field}.{name}"),
+                    format!(
+                        "unknown object {other:?}; expected emergencyDeployment or ingressController"
+                    ),
+                ));
+            }
+        };
+        return Ok(Some(Change::Object { object, exists }));
+    }
+    Ok(None)
 }
 
 /// Resolves a state name and its parameters. `None` means a readiness change (`ready` or
@@ -717,13 +899,14 @@ fn behaviour(
             };
             Behaviour::Answers { latency_ms }
         }
-        "down" | "refusing" | "ready" | "notReady" => {
+        "down" | "refusing" | "ready" | "notReady" | "terminating" => {
             forbid("latencyMs", f.latency_ms.is_some())?;
             forbid("status", f.status.is_some())?;
             forbid("upFor", flap_fields)?;
             match f.state {
                 "down" => Behaviour::Down,
                 "refusing" => Behaviour::Refusing,
+                // Readiness and termination are Kubernetes facts, not probe behaviours.
                 _ => return Ok(None),
             }
         }
@@ -773,7 +956,7 @@ fn behaviour(
             return Err(field_err(
                 format!("{field}.state"),
                 format!(
-                    "unknown state {other:?}; expected up, down, refusing, slow, badStatus, flapping, ready or notReady"
+                    "unknown state {other:?}; expected up, down, refusing, slow, badStatus, flapping, ready, notReady or terminating"
                 ),
             ));
         }

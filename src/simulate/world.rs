@@ -8,10 +8,10 @@
 //! peeks at the engine's internals, so what the replay shows is what the operator would do.
 
 use crate::api::{FailoverPolicySpec, StatusRange};
-use crate::engine::{CheckFact, EndpointFact, Millis, Observation, Pool};
+use crate::engine::{CheckFact, DeploymentFact, EndpointFact, Millis, Observation, Pool};
 use crate::health::{CheckOutcome, FailureKind};
 
-use super::scenario::{Behaviour, Change, Event, PodTemplate, Scenario};
+use super::scenario::{Behaviour, Change, Event, PodTemplate, Scenario, WatchedObject};
 
 /// The parts of the probe spec that decide an outcome.
 #[derive(Debug, Clone)]
@@ -193,6 +193,7 @@ struct Target {
     address: String,
     pool: Pool,
     ready: bool,
+    terminating: bool,
     behaviour: Behaviour,
     next_fire: Millis,
     /// The check in flight: (completes at, outcome). At most one, as `timeout <= interval`.
@@ -218,6 +219,7 @@ impl Target {
             address,
             pool,
             ready,
+            terminating: false,
             behaviour,
             next_fire,
             in_flight: None,
@@ -287,10 +289,13 @@ pub struct World {
     /// Sorted by (pool, address).
     targets: Vec<Target>,
     lb: Option<Target>,
-    controller_ready: Option<bool>,
+    /// The primary ingress controller Deployment, when the policy watches one.
+    controller: Option<DeploymentFact>,
     pods: Vec<Pod>,
     template: PodTemplate,
     has_deployment: bool,
+    /// Whether the emergency Deployment exists (a scenario can delete and recreate it).
+    deployment_exists: bool,
     events: Vec<Event>,
     next_event: usize,
     inventory_dirty: bool,
@@ -340,16 +345,16 @@ impl World {
                 &lb_model,
             )
         });
-        let controller_ready = ingress
+        let controller = ingress
             .filter(|i| i.health.controller_deployment.is_some())
-            .map(|_| true);
+            .map(|_| DeploymentFact::Ready);
         World {
             seed: scenario.seed,
             model,
             lb_model,
             targets,
             lb,
-            controller_ready,
+            controller,
             pods: Vec::new(),
             template: scenario.emergency_pods.clone(),
             has_deployment: spec
@@ -357,6 +362,7 @@ impl World {
                 .emergency
                 .as_ref()
                 .is_some_and(|e| e.deployment.is_some()),
+            deployment_exists: true,
             events: scenario.events.clone(),
             next_event: 0,
             inventory_dirty: true,
@@ -412,6 +418,7 @@ impl World {
                         address: t.address.clone(),
                         pool: t.pool,
                         ready: t.ready,
+                        terminating: t.terminating,
                     })
                     .collect(),
             );
@@ -440,9 +447,10 @@ impl World {
                 obs.lb_checks.push(outcome)
             });
         }
-        obs.lb_controller_ready = self.controller_ready;
+        obs.lb_controller = self.controller;
         if self.has_deployment {
-            obs.emergency_ready_replicas = Some(self.ready_pods() as i32);
+            obs.emergency_ready_replicas =
+                self.deployment_exists.then_some(self.ready_pods() as i32);
         }
         self.next_due = self.next_due();
     }
@@ -489,12 +497,64 @@ impl World {
                     lb.behaviour = *behaviour;
                 }
             }
-            Change::IngressController { ready } => {
-                if self.controller_ready.is_some() {
-                    self.controller_ready = Some(*ready);
+            Change::Terminating { address } => {
+                if let Some(t) = self.target_mut(address)
+                    && !t.terminating
+                {
+                    t.terminating = true;
+                    t.ready = false;
+                    self.inventory_dirty = true;
                 }
             }
+            Change::IngressController { ready } => {
+                if self.controller == Some(DeploymentFact::Missing) {
+                    return;
+                }
+                if self.controller.is_some() {
+                    self.controller = Some(if *ready {
+                        DeploymentFact::Ready
+                    } else {
+                        DeploymentFact::NotReady
+                    });
+                }
+            }
+            Change::Object {
+                object: WatchedObject::IngressController,
+                exists,
+            } => {
+                if self.controller.is_some() {
+                    self.controller = Some(if *exists {
+                        DeploymentFact::Ready
+                    } else {
+                        DeploymentFact::Missing
+                    });
+                }
+            }
+            Change::Object {
+                object: WatchedObject::EmergencyDeployment,
+                exists,
+            } => {
+                self.deployment_exists = *exists;
+                self.next_due = Millis::MIN;
+            }
+            // These act on the operator, not on the world: the replay handles them.
+            Change::Restart
+            | Change::Edit { .. }
+            | Change::ClockStep { .. }
+            | Change::ResetFlapBudget => {}
         }
+    }
+
+    /// Makes the next advance report every level fact again (inventory, readiness, replicas),
+    /// as a restarted controller re-lists everything.
+    pub fn resend(&mut self) {
+        self.inventory_dirty = true;
+        self.next_due = Millis::MIN;
+    }
+
+    /// Whether the emergency Deployment exists.
+    pub fn deployment_exists(&self) -> bool {
+        self.deployment_exists
     }
 
     /// Scripted facts only name primary and static emergency addresses (the scenario parser
@@ -562,7 +622,7 @@ impl World {
             .lb
             .as_ref()
             .is_none_or(|lb| self.lb_model.passes(lb.behaviour.at(now)));
-        lb_ok && self.controller_ready != Some(false)
+        lb_ok && self.controller.is_none_or(|c| c == DeploymentFact::Ready)
     }
 }
 

@@ -61,13 +61,18 @@ impl Harness {
             .primary
             .addresses
             .iter()
-            .map(|a| EndpointFact {
-                address: a.0.clone(),
-                pool: Pool::Primary,
-                ready: true,
-            })
+            .map(|a| EndpointFact::ready(a.0.clone(), Pool::Primary))
             .collect();
         obs.set_endpoints(eps);
+        // New endpoints start Up but unconfirmed (HAProxy): one good check each, consumed by the
+        // first step, so that tests start from confirmed backends with a normal fall count.
+        for a in &spec.backends.primary.addresses {
+            obs.checks.push(CheckFact {
+                address: a.0.clone(),
+                pool: Pool::Primary,
+                outcome: outcome(true),
+            });
+        }
         Harness {
             cfg,
             state: PolicyState::new(),
@@ -148,9 +153,8 @@ impl Harness {
             .cloned()
             .collect();
         eps.extend(pods.iter().map(|(a, ready)| EndpointFact {
-            address: a.to_string(),
-            pool: Pool::Emergency,
             ready: *ready,
+            ..EndpointFact::ready(a.to_string(), Pool::Emergency)
         }));
         self.obs.emergency_ready_replicas = Some(pods.iter().filter(|p| p.1).count() as i32);
         self.obs.set_endpoints(eps);

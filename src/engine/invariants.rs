@@ -1,0 +1,201 @@
+//! The product's promises, as checks over one engine step. The simulator runs them at every
+//! step of every replay (scripted scenarios and the randomized incident generator alike), so a
+//! promise broken anywhere in a timeline is an `InvariantViolated` row, not a silent outcome.
+//!
+//! They read only the engine's own state and actions: what the managed objects are made to be
+//! (in effect), what the engine judged, and which actions it recorded. Promises about the
+//! simulated world (an emergency pod published before it is ready) live in the simulator.
+
+use super::actions::{Action, ActionKind};
+use super::config::{EngineConfig, Millis};
+use super::facts::Pool;
+use super::state::{EmergencyPhase, IngressDesired, IngressPhase, PolicyState};
+
+/// What the managed objects are made to be, and where each machine stands, at one moment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Snapshot {
+    /// The managed EndpointSlice's addresses.
+    pub published: Vec<(Pool, String)>,
+    /// The emergency Deployment's replicas.
+    pub replicas: Option<i32>,
+    /// The Ingress class and primary weight.
+    pub ingress: Option<IngressDesired>,
+    /// The decided machines.
+    pub decided: Machines,
+    /// The machines in effect (equal to `decided` outside dry-run).
+    pub effective: Machines,
+}
+
+/// Where the two policy machines stand, without their timers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Machines {
+    /// 0 primary, 1 failed over, 2 failing back (step in `failback_step`).
+    pub ingress: u8,
+    pub failback_step: usize,
+    /// 0 standby, 1 active, 2 cooling down.
+    pub emergency: u8,
+}
+
+impl Machines {
+    fn of(ingress: IngressPhase, emergency: EmergencyPhase) -> Self {
+        let (ingress, failback_step) = match ingress {
+            IngressPhase::Primary => (0, 0),
+            IngressPhase::FailedOver { .. } => (1, 0),
+            IngressPhase::FailingBack { step, .. } => (2, step),
+        };
+        let emergency = match emergency {
+            EmergencyPhase::Standby => 0,
+            EmergencyPhase::Active { .. } => 1,
+            EmergencyPhase::CoolingDown { .. } => 2,
+        };
+        Machines {
+            ingress,
+            failback_step,
+            emergency,
+        }
+    }
+}
+
+impl Snapshot {
+    pub fn of(cfg: &EngineConfig, state: &PolicyState) -> Self {
+        let decided = Machines::of(state.ingress, state.emergency);
+        let effective = match &state.dry_run {
+            Some(fx) => Machines::of(fx.ingress, fx.emergency),
+            None => decided,
+        };
+        Snapshot {
+            published: state.in_effect_published(),
+            replicas: state.in_effect_emergency_replicas(cfg),
+            ingress: state.in_effect_ingress(cfg),
+            decided,
+            effective,
+        }
+    }
+}
+
+/// Checks one step: `before` was taken before it, `state` and `actions` are its result, `now`
+/// its wall-clock time. Returns a message per broken promise.
+pub fn check_step(
+    cfg: &EngineConfig,
+    state: &PolicyState,
+    before: &Snapshot,
+    actions: &[Action],
+    now: Millis,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    let after = Snapshot::of(cfg, state);
+    let did = |kinds: &[ActionKind]| actions.iter().any(|a| kinds.contains(&a.kind));
+
+    // Never an empty Service while a candidate exists (FailOpen).
+    let candidates = state
+        .endpoints
+        .iter()
+        .filter(|e| e.pool == Pool::Primary && !e.terminating)
+        .count();
+    if !cfg.fail_closed && state.inventory_known && candidates > 0 && state.published_count() == 0 {
+        out.push(format!(
+            "fail-open policy published an empty endpoint set while {candidates} candidate endpoints exist"
+        ));
+    }
+
+    // Emergency replicas within [standby, max].
+    if let (Some(d), Some(em)) = (
+        state.desired_emergency_replicas(cfg),
+        cfg.emergency.filter(|e| e.has_deployment),
+    ) && !(em.standby_replicas..=em.max_replicas).contains(&d)
+    {
+        out.push(format!(
+            "emergency replicas {d} outside {}..={}",
+            em.standby_replicas, em.max_replicas
+        ));
+    }
+
+    // Traffic goes to a tier judged up whenever one is: only a human (override) or a rehearsal
+    // (dry-run) may keep traffic on a load balancer the engine judges down.
+    let human = cfg.override_at(now).is_some() || state.dry_run.is_some();
+    if let Some(ing) = &after.ingress
+        && ing.primary_weight_percent > 0
+        && !state.lb_serving
+        && !human
+    {
+        out.push(format!(
+            "{}% of traffic on the primary class while its load balancer is judged down",
+            ing.primary_weight_percent
+        ));
+    }
+
+    // Scale down last: after every tier is back.
+    let home = after
+        .ingress
+        .as_ref()
+        .is_none_or(|i| i.primary_weight_percent == 100);
+    if did(&[ActionKind::EmergencyScaleDown]) && !home {
+        out.push(
+            "emergency capacity scaled down while traffic is still on the backup class".into(),
+        );
+    }
+
+    // Every change to a managed object is an action with a reason; a dry-run makes none.
+    let changes = [
+        (
+            "the published endpoint set",
+            before.published != after.published,
+            &[ActionKind::PublishEndpoints][..],
+        ),
+        (
+            "the emergency replicas",
+            before.replicas != after.replicas,
+            &[
+                ActionKind::EmergencyActivate,
+                ActionKind::EmergencyScaleDown,
+                ActionKind::EmergencyRelease,
+                ActionKind::SpecApplied,
+            ][..],
+        ),
+        (
+            "the ingress class or weight",
+            before.ingress != after.ingress,
+            &[
+                ActionKind::IngressFailover,
+                ActionKind::IngressFailback,
+                ActionKind::FailbackStep,
+                ActionKind::FailbackComplete,
+                ActionKind::SpecApplied,
+            ][..],
+        ),
+    ];
+    for (what, changed, kinds) in changes {
+        if !changed {
+            continue;
+        }
+        if state.dry_run.is_some() {
+            out.push(format!("dry-run changed {what}"));
+        } else if !did(kinds) {
+            out.push(format!("{what} changed with no action recorded"));
+        }
+    }
+
+    // No transition repeats: each counted move starts where it claims to.
+    let from = if did(&[ActionKind::DryRunEnded]) {
+        before.effective
+    } else {
+        before.decided
+    };
+    for a in actions {
+        let repeat = match a.kind {
+            ActionKind::EmergencyActivate => from.emergency == 1,
+            ActionKind::EmergencyRelease => from.emergency != 1,
+            ActionKind::EmergencyScaleDown => from.emergency != 2,
+            ActionKind::IngressFailover => from.ingress == 1,
+            ActionKind::IngressFailback => from.ingress == 0,
+            _ => false,
+        };
+        if repeat {
+            out.push(format!("{} repeated a transition already made", a.kind));
+        }
+        if a.reason.is_empty() {
+            out.push(format!("{} recorded without a reason", a.kind));
+        }
+    }
+    out
+}
