@@ -113,16 +113,6 @@ pub async fn run(
         deployments_listed: Default::default(),
         namespaces: Arc::new(opts.namespaces.clone()),
     };
-    // A Deployment absent from a synced, unfiltered cache does not exist: only then may the
-    // engine read a missing ingress controller as a down one.
-    if opts.deployment_selector.is_none() {
-        let (store, listed) = (deployments.clone(), stores.deployments_listed.clone());
-        tokio::spawn(async move {
-            if store.wait_until_ready().await.is_ok() {
-                listed.store(true, Ordering::SeqCst);
-            }
-        });
-    }
 
     let reporter = Reporter {
         controller: "ingress-failover".into(),
@@ -185,9 +175,20 @@ pub async fn run(
             pstore.clone(),
             ready.clone(),
         );
+        // A Deployment absent from a synced, unfiltered cache does not exist: only then may the
+        // engine read a missing ingress controller as a down one. (Set here rather than by a
+        // second waiter: kube-runtime 5's Store::wait_until_ready wakes only the last task that
+        // polled it, so two concurrent waiters on one store can leave one pending forever.)
+        let listed = opts
+            .deployment_selector
+            .is_none()
+            .then(|| ctx.stores.deployments_listed.clone());
         tokio::spawn(async move {
             let _ = a.wait_until_ready().await;
             let _ = b.wait_until_ready().await;
+            if let Some(listed) = listed {
+                listed.store(true, Ordering::SeqCst);
+            }
             let _ = c.wait_until_ready().await;
             let _ = d.wait_until_ready().await;
             ready.store(true, Ordering::SeqCst);
