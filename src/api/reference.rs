@@ -20,6 +20,17 @@ pub fn policy_reference_markdown() -> String {
         &schema["properties"]["spec"],
         &schema["required"],
     );
+    out.push_str(
+        "# Status\n\n\
+         What the operator observed and decided, as `kubectl get fp -o yaml` shows it, and what \
+         a restarted operator (or a new leader) resumes from.\n\n",
+    );
+    walk(
+        &mut out,
+        "status",
+        &schema["properties"]["status"],
+        &Value::Null,
+    );
     out
 }
 

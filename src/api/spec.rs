@@ -538,8 +538,8 @@ pub struct SafetySpec {
     /// failing probes, so a wrong probe configuration cannot empty the pool. At least one
     /// backend may always be ejected (as in Envoy), however small the pool; 0 means probes
     /// never eject anything (observe only). Backends Kubernetes itself reports not ready are
-    /// not counted. Failing backends kept published by this limit are named in the
-    /// `EjectionLimited` action and in status.
+    /// not counted. Failing backends kept published by this limit are named in an
+    /// `EjectionLimited` Event and counted in the `PublishEndpoints` reason.
     #[serde(default = "default_max_ejection")]
     #[schemars(range(min = 0, max = 100))]
     pub max_ejection_percent: u32,

@@ -97,6 +97,15 @@ impl std::fmt::Display for Phase {
 }
 
 /// The observed and decided state of a FailoverPolicy.
+///
+/// It is also the engine's memory across restarts and leader changes. A new process rebuilds
+/// each machine from its own field, never from `phase` (which shows only the most pressing
+/// one): the ingress side from `activeClass` and `primaryWeightPercent`, emergency capacity
+/// from `emergency.state`, each flap budget from `flapBudgets`, fail-open panic from
+/// `primary.panic`, endpoint health from `endpoints`, and, in dry-run, what is in effect from
+/// `inEffect`. Waits restart from the resume (hold-down, cooldown, dwell and sustain windows
+/// are never shortened by a restart). While a spec edit is invalid, `phase` is Invalid but every
+/// decided field is kept, so a restart and then the fix carry on from the last valid decisions.
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct FailoverPolicyStatus {
