@@ -4,7 +4,7 @@
 //! steps, budget resets), replays it through `simulate` and requires every global invariant to
 //! hold at every step (see `engine::invariants`).
 //!
-//! `cargo test` replays a few hundred incidents; more with
+//! `cargo test` replays 2,000 incidents; more with
 //! `INGRESS_FAILOVER_REPLAYS=10000 cargo test --release --test engine_replays`.
 //! A failure is shrunk to a minimal incident, written as a policy and scenario pair under
 //! `target/replay-failures/` (commit it under `tests/scenarios/` as a regression) and printed.
@@ -325,7 +325,7 @@ fn randomized_incidents_hold_every_invariant() {
     let cases = std::env::var("INGRESS_FAILOVER_REPLAYS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(400);
+        .unwrap_or(2000);
     let mut runner = TestRunner::new(Config {
         cases,
         failure_persistence: None,

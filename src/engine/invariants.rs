@@ -73,17 +73,19 @@ impl Snapshot {
     }
 }
 
-/// Checks one step: `before` was taken before it, `state` and `actions` are its result, `now`
-/// its wall-clock time. Returns a message per broken promise.
+/// Checks one step: `before` was taken before it, `after` ([`Snapshot::of`]), `state` and
+/// `actions` are its result, `now` its wall-clock time. Returns a message per broken promise.
+/// A step with neither new facts nor actions changes nothing these promises read, so a caller
+/// may skip it and keep `after` as the next step's `before`.
 pub fn check_step(
     cfg: &EngineConfig,
     state: &PolicyState,
     before: &Snapshot,
+    after: &Snapshot,
     actions: &[Action],
     now: Millis,
 ) -> Vec<String> {
     let mut out = Vec::new();
-    let after = Snapshot::of(cfg, state);
     let did = |kinds: &[ActionKind]| actions.iter().any(|a| kinds.contains(&a.kind));
 
     // Never an empty Service while a candidate exists (FailOpen).
@@ -124,10 +126,9 @@ pub fn check_step(
         ));
     }
 
-    // Scale down last: after every tier is back.
-    let home = after
-        .ingress
-        .as_ref()
+    // Scale down last: after every tier is back (as decided: a rehearsal rehearses this too).
+    let home = state
+        .desired_ingress(cfg)
         .is_none_or(|i| i.primary_weight_percent == 100);
     if did(&[ActionKind::EmergencyScaleDown]) && !home {
         out.push(

@@ -238,6 +238,9 @@ pub struct PolicyState {
     /// Set by [`PolicyState::config_changed`]: the replicas and ingress in effect under the
     /// previous config, so the next step can say what a spec edit changed.
     pub(crate) edited: Option<(Option<i32>, Option<IngressDesired>)>,
+    /// The published set must be recomputed as soon as the inventory is known (set by a step
+    /// that wanted to while it was not, and by `resume`).
+    pub(crate) republish: bool,
     pub phase: Phase,
     pub history: VecDeque<HistoryEntry>,
     /// The published set as last reported, to detect changes (including vanished endpoints).
@@ -279,6 +282,7 @@ impl PolicyState {
             override_seen: None,
             dry_run: None,
             edited: None,
+            republish: false,
             phase: Phase::Pending,
             history: VecDeque::new(),
             published_snapshot: Vec::new(),
@@ -303,6 +307,7 @@ impl PolicyState {
         let now = now.into();
         let mut s = PolicyState::new();
         s.initialized = true;
+        s.republish = true;
         s.lb_clean_since = now.mono;
         s.phase = status.phase;
         if let Some(lb) = &status.load_balancer {

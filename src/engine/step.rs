@@ -60,7 +60,10 @@ pub fn step(
     membership_changed |=
         state.emergency != emergency_before || state.override_seen != override_before;
 
-    if membership_changed && state.inventory_known {
+    // A recompute wanted while the inventory is unknown (just after a restart) waits for it.
+    state.republish |= membership_changed;
+    if state.republish && state.inventory_known {
+        state.republish = false;
         recompute_published(cfg, state, freeze_override, now.wall, actions);
     }
     if let Some(before) = edited {

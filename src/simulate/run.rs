@@ -173,13 +173,14 @@ pub fn replay(policy_name: &str, spec: &FailoverPolicySpec, scenario: &Scenario)
     let mut now = scenario.start;
     let mut first = true;
     let mut empty_now = false;
+    // What the invariants compare against: the state after the last step that moved anything.
+    let mut before = Snapshot::of(&operator.cfg, &operator.state);
     loop {
         world.advance(now, &mut obs, &mut facts);
         // Samples and invariants can only move when the world or the engine did something;
         // skipping them otherwise keeps the idle majority of a day cheap.
         let mut changed = first || !facts.is_empty();
         first = false;
-        let before = Snapshot::of(&operator.cfg, &operator.state);
         for (at, fact) in facts.drain(..) {
             if let WorldFact::Scripted(ev) = &fact {
                 let problems = operator.act(&ev.change, now, &mut world, &mut obs, &mut actions);
@@ -203,17 +204,20 @@ pub fn replay(policy_name: &str, spec: &FailoverPolicySpec, scenario: &Scenario)
         }
         summary.steps += 1;
         changed |= !actions.is_empty();
-        if !held {
+        if changed && !held {
+            let after = Snapshot::of(&operator.cfg, &operator.state);
             let problems = check_step(
                 &operator.cfg,
                 &operator.state,
                 &before,
+                &after,
                 &actions,
                 operator.now(now).wall,
             );
             for p in problems {
                 violation(&mut rows, &mut summary, now, p);
             }
+            before = after;
         }
         for a in actions.drain(..) {
             if let Some(i) = ActionKind::ALL.iter().position(|k| *k == a.kind) {
