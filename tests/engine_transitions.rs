@@ -752,3 +752,32 @@ fn a_new_endpoint_is_decided_by_its_first_check() {
         down.reason
     );
 }
+
+#[test]
+fn resume_keeps_cooling_capacity_while_traffic_is_on_the_backup_class() {
+    // Issue 9 defect 5: a restart during FailedOver + CoolingDown scaled the emergency
+    // Deployment to standby at once. Every machine resumes from its own status field.
+    let mut s = ingress(json!({}));
+    s["backends"]["emergency"] =
+        json!({"deployment": {"name": "e", "activeReplicas": 2, "maxReplicas": 2}});
+    s["recovery"] = json!({"holdDownSeconds": 30, "emergencyCooldownSeconds": 60});
+    let mut h = Harness::new(&spec(s));
+    h.step();
+    lb_rounds(&mut h, 3, false); // failover
+    h.rounds(15, &[A1, A2, A3]); // ratio 0.25 for 10 s: emergency on
+    assert!(matches!(h.state.emergency, EmergencyPhase::Active { .. }));
+    h.rounds(22, &[]); // healthy 20 s: released, cooling down
+    assert!(matches!(
+        h.state.emergency,
+        EmergencyPhase::CoolingDown { .. }
+    ));
+    assert!(matches!(h.state.ingress, IngressPhase::FailedOver { .. }));
+    let status = render_status(&h.cfg, &h.state, Some(1), h.now, None);
+    let resumed = PolicyState::resume(&h.cfg, &status, h.now);
+    assert_eq!(
+        resumed.desired_emergency_replicas(&h.cfg),
+        Some(2),
+        "capacity stays up through a restart"
+    );
+    assert!(matches!(resumed.ingress, IngressPhase::FailedOver { .. }));
+}
