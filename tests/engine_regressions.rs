@@ -394,3 +394,23 @@ fn shrunk_randomized_failures_stay_fixed() {
     }
     assert!(n > 0, "no regression scenario found");
 }
+
+#[test]
+fn i11_5_traffic_never_moves_to_a_backup_judged_down() {
+    let t = replay("17-backup-tier", "scenario-1.yaml");
+    let primary_down = first(&t, K::LoadBalancerDown);
+    let held = first(&t, K::FailoverHeld);
+    assert_eq!(held.at, primary_down.at, "both down: held at once");
+    let backup_up = first(&t, K::BackupLoadBalancerUp);
+    let failover = first(&t, K::IngressFailover);
+    assert_eq!(
+        failover.at, backup_up.at,
+        "fails over the moment the backup serves"
+    );
+
+    let t = replay("17-backup-tier", "scenario-2.yaml");
+    let backup_down = first(&t, K::BackupLoadBalancerDown);
+    let failback = first(&t, K::IngressFailback);
+    assert_eq!(failback.at, backup_down.at, "home at once, no hold-down");
+    assert!(failback.reason.contains("backup load balancer is down"));
+}

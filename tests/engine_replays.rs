@@ -22,6 +22,7 @@ struct Knobs {
     emergency: Option<(u32, u32, u32)>,
     url: bool,
     controller: bool,
+    backup_url: bool,
     hot_standby: bool,
     steps: bool,
     interval: u32,
@@ -48,6 +49,7 @@ enum Ev {
     Ready(usize),
     Terminating(usize),
     Lb(&'static str),
+    BackupLb(&'static str),
     Controller(bool),
     Delete(bool),
     Recreate(bool),
@@ -75,6 +77,7 @@ fn knobs() -> impl Strategy<Value = Knobs> {
             emergency: a.2.map(|(s, extra, more)| (s, s + extra, s + extra + more)),
             url: b.0 || !b.1,
             controller: b.1,
+            backup_url: e.0 != e.3,
             hot_standby: b.2,
             steps: b.3,
             interval: c.0,
@@ -126,7 +129,8 @@ fn event() -> impl Strategy<Value = Ev> {
         1 => Just(Ev::AllNotReady),
         2 => (0usize..6).prop_map(Ev::Ready),
         1 => (0usize..6).prop_map(Ev::Terminating),
-        4 => lb.prop_map(Ev::Lb),
+        4 => lb.clone().prop_map(Ev::Lb),
+        2 => lb.prop_map(Ev::BackupLb),
         2 => any::<bool>().prop_map(Ev::Controller),
         1 => any::<bool>().prop_map(Ev::Delete),
         1 => any::<bool>().prop_map(Ev::Recreate),
@@ -188,6 +192,9 @@ fn policy(k: &Knobs) -> String {
     }
     if k.controller {
         p.push_str("      controllerDeployment: {name: ingress-nginx-controller}\n");
+    }
+    if k.backup_url {
+        p.push_str("    backupHealth:\n      url: http://lb-backup.shop.internal/healthz\n");
     }
     let _ = writeln!(
         p,
@@ -263,6 +270,14 @@ fn scenario(k: &Knobs, events: &[(u32, Ev)]) -> String {
                     ""
                 };
                 format!("loadBalancer: {state}{extra}")
+            }
+            Ev::BackupLb(state) if k.backup_url => {
+                let extra = if *state == "badStatus" {
+                    ", status: 503"
+                } else {
+                    ""
+                };
+                format!("backupLoadBalancer: {state}{extra}")
             }
             Ev::Controller(ready) if k.controller => format!(
                 "ingressController: {}",

@@ -392,6 +392,7 @@ pub struct TcpProbe {
 #[x_kube(validation = Rule::new("self.primaryClass != self.backupClass").message("backupClass must differ from primaryClass").field_path(".backupClass"))]
 #[x_kube(validation = Rule::new("(has(self.ingresses) && size(self.ingresses) > 0) || has(self.selector)").message("name the Ingresses to manage in ingresses and/or select them with selector"))]
 #[x_kube(validation = Rule::new("has(self.health.url) || has(self.health.controllerDeployment)").message("judge the primary tier with health.url and/or health.controllerDeployment").field_path(".health"))]
+#[x_kube(validation = Rule::new("!has(self.backupHealth) || has(self.backupHealth.url) || has(self.backupHealth.controllerDeployment)").message("judge the backup tier with backupHealth.url and/or backupHealth.controllerDeployment, or omit backupHealth").field_path(".backupHealth"))]
 pub struct IngressTierSpec {
     /// Names of Ingress objects in the policy's namespace to manage.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -419,6 +420,15 @@ pub struct IngressTierSpec {
 
     /// How the primary load balancer's health is judged.
     pub health: PrimaryTierHealth,
+
+    /// How the backup load balancer's health is judged, with the same signals and the same
+    /// fall/rise. Traffic never moves to a backup judged down: with both tiers down it stays
+    /// on the primary class, and the FailoverActive condition, an Event and the alert
+    /// `IngressFailoverBothTiersDown` say so. While traffic is on the backup and the backup goes
+    /// down with the primary up, traffic returns to the primary at once (no hold-down). Omit to
+    /// assume the backup serves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup_health: Option<PrimaryTierHealth>,
 }
 
 /// How ingress failover is carried out.
@@ -429,11 +439,12 @@ pub enum IngressMode {
     HotStandby,
 }
 
-/// Signals that judge the primary load balancer. When both are set, both must hold.
+/// Signals that judge a load-balancer tier (the primary's in `health`, the backup's in
+/// `backupHealth`). When both are set, both must hold.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct PrimaryTierHealth {
-    /// Plain-HTTP health URL of the primary load balancer (for example
+    /// Plain-HTTP health URL of the load balancer (for example
     /// `http://lb.example.internal/healthz`). Probed with `spec.probe`'s timing and thresholds;
     /// the host must be permitted by the operator's probe allowlist. (HTTPS health URLs are not
     /// probed in v1alpha1: load balancers expose their health check in plain HTTP.)
@@ -441,7 +452,7 @@ pub struct PrimaryTierHealth {
     #[schemars(length(min = 8, max = 2048), regex(pattern = r"^http://"))]
     pub url: Option<String>,
 
-    /// The ingress controller's Deployment: the primary tier is down once it has had no ready
+    /// The ingress controller's Deployment: the tier is down once it has had no ready
     /// replica (or has not existed) for `failureThreshold × intervalSeconds`, and up again after
     /// `successThreshold × intervalSeconds` with one, the same fall/rise a probe gets. Must be
     /// in the policy's namespace unless the operator is started with that namespace in

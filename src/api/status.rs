@@ -46,6 +46,10 @@ pub mod reasons {
     pub const GRADUAL_FAILBACK: &str = "GradualFailback";
     pub const HEALTHY_RATIO_LOW: &str = "HealthyRatioLow";
     pub const HEALTHY_RATIO_RECOVERED: &str = "HealthyRatioRecovered";
+    /// The primary load balancer is down and so is the backup: traffic is held where it is.
+    pub const BOTH_TIERS_DOWN: &str = "BothTiersDown";
+    /// Traffic left the backup because the backup went down while the primary serves.
+    pub const BACKUP_LB_DOWN: &str = "BackupLoadBalancerDown";
     pub const COOLING_DOWN: &str = "CoolingDown";
     pub const FLAP_BUDGET_EXHAUSTED: &str = "FlapBudgetExhausted";
     pub const OVERRIDE: &str = "Override";
@@ -137,6 +141,9 @@ pub struct FailoverPolicyStatus {
     /// Health of the primary load balancer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub load_balancer: Option<LoadBalancerStatus>,
+    /// Health of the backup load balancer, when `ingress.backupHealth` judges it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup_load_balancer: Option<LoadBalancerStatus>,
 
     /// Per-endpoint health, unhealthy first, at most 64 entries.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

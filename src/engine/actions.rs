@@ -28,6 +28,11 @@ pub enum ActionKind {
     /// The primary load balancer's health verdict changed.
     LoadBalancerDown,
     LoadBalancerUp,
+    /// The backup load balancer's health verdict changed (`ingress.backupHealth`).
+    BackupLoadBalancerDown,
+    BackupLoadBalancerUp,
+    /// The primary load balancer is down but so is the backup: traffic stays where it is.
+    FailoverHeld,
     /// Traffic moved to the backup ingress class.
     IngressFailover,
     /// Failback begins: atomically (all traffic back on the primary class) or with the first
@@ -74,6 +79,9 @@ impl ActionKind {
             ActionKind::EmergencyScaleDown => "EmergencyScaleDown",
             ActionKind::LoadBalancerDown => "LoadBalancerDown",
             ActionKind::LoadBalancerUp => "LoadBalancerUp",
+            ActionKind::BackupLoadBalancerDown => "BackupLoadBalancerDown",
+            ActionKind::BackupLoadBalancerUp => "BackupLoadBalancerUp",
+            ActionKind::FailoverHeld => "FailoverHeld",
             ActionKind::IngressFailover => "IngressFailover",
             ActionKind::IngressFailback => "IngressFailback",
             ActionKind::FailbackStep => "FailbackStep",
@@ -123,7 +131,7 @@ impl ActionKind {
         ActionKind::ALL.iter().copied().find(|k| k.as_str() == name)
     }
 
-    pub const ALL: [ActionKind; 24] = [
+    pub const ALL: [ActionKind; 27] = [
         ActionKind::EndpointDown,
         ActionKind::EndpointUp,
         ActionKind::PublishEndpoints,
@@ -134,6 +142,9 @@ impl ActionKind {
         ActionKind::EmergencyScaleDown,
         ActionKind::LoadBalancerDown,
         ActionKind::LoadBalancerUp,
+        ActionKind::BackupLoadBalancerDown,
+        ActionKind::BackupLoadBalancerUp,
+        ActionKind::FailoverHeld,
         ActionKind::IngressFailover,
         ActionKind::IngressFailback,
         ActionKind::FailbackStep,

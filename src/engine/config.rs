@@ -67,6 +67,9 @@ pub struct IngressConfig {
     pub has_health_url: bool,
     /// Whether the ingress controller Deployment's readiness is watched.
     pub has_controller: bool,
+    /// The same two signals for the backup tier (both false: the backup is assumed to serve).
+    pub has_backup_url: bool,
+    pub has_backup_controller: bool,
 }
 
 /// Everything the engine needs from the spec.
@@ -132,6 +135,11 @@ impl EngineConfig {
             mode: i.mode,
             has_health_url: i.health.url.is_some(),
             has_controller: i.health.controller_deployment.is_some(),
+            has_backup_url: i.backup_health.as_ref().is_some_and(|b| b.url.is_some()),
+            has_backup_controller: i
+                .backup_health
+                .as_ref()
+                .is_some_and(|b| b.controller_deployment.is_some()),
         });
         let mut steps: Vec<u32> = spec
             .recovery

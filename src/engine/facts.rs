@@ -82,6 +82,10 @@ pub struct Observation {
     pub lb_checks: Vec<CheckOutcome>,
     /// The primary ingress controller Deployment; None = unknown (cache not synced).
     pub lb_controller: Option<DeploymentFact>,
+    /// Health-URL check results of the backup load balancer since the previous step.
+    pub backup_lb_checks: Vec<CheckOutcome>,
+    /// The backup ingress controller Deployment; None = unknown.
+    pub backup_controller: Option<DeploymentFact>,
     /// Ready replicas of the emergency Deployment; None = unknown.
     pub emergency_ready_replicas: Option<i32>,
 }
@@ -98,5 +102,6 @@ impl Observation {
     pub fn clear_checks(&mut self) {
         self.checks.clear();
         self.lb_checks.clear();
+        self.backup_lb_checks.clear();
     }
 }

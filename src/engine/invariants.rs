@@ -118,11 +118,24 @@ pub fn check_step(
     if let Some(ing) = &after.ingress
         && ing.primary_weight_percent > 0
         && !state.lb_serving
+        && state.backup_serving
         && !human
     {
         out.push(format!(
             "{}% of traffic on the primary class while its load balancer is judged down",
             ing.primary_weight_percent
+        ));
+    }
+
+    if let Some(ing) = &after.ingress
+        && ing.primary_weight_percent < 100
+        && !state.backup_serving
+        && state.lb_serving
+        && !human
+    {
+        out.push(format!(
+            "{}% of traffic on the backup class while it is judged down and the primary is up",
+            100 - ing.primary_weight_percent
         ));
     }
 

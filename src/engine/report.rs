@@ -49,6 +49,19 @@ pub fn render_status(
             last_change: Some(time(state.lb.last_change)),
             last_error: state.lb.last_error.as_deref().map(str::to_string),
         }),
+        backup_load_balancer: cfg
+            .ingress
+            .as_ref()
+            .filter(|i| i.has_backup_url || i.has_backup_controller)
+            .map(|_| LoadBalancerStatus {
+                state: if state.backup_serving {
+                    state.backup_lb.state
+                } else {
+                    crate::api::EndpointState::Down
+                },
+                last_change: Some(time(state.backup_lb.last_change)),
+                last_error: state.backup_lb.last_error.as_deref().map(str::to_string),
+            }),
         endpoints: endpoints(state),
         r#override: cfg.override_.as_ref().map(|o| OverrideStatus {
             mode: o.mode,
@@ -242,6 +255,11 @@ fn conditions(
     };
     let failover = !matches!(state.ingress, IngressPhase::Primary);
     let (fo_reason, fo_msg) = match state.ingress {
+        IngressPhase::Primary if !state.lb_serving && !state.backup_serving => (
+            reasons::BOTH_TIERS_DOWN,
+            "primary and backup load balancers are both judged down: traffic stays on the primary class"
+                .to_string(),
+        ),
         IngressPhase::Primary if state.lb_serving => (
             reasons::PRIMARY_LB_HEALTHY,
             "traffic on the primary ingress class".to_string(),
@@ -249,6 +267,11 @@ fn conditions(
         IngressPhase::Primary => (
             reasons::OVERRIDE,
             "primary load balancer down but traffic held on the primary class".to_string(),
+        ),
+        IngressPhase::FailedOver { .. } if !state.lb_serving && !state.backup_serving => (
+            reasons::BOTH_TIERS_DOWN,
+            "primary and backup load balancers are both judged down: traffic stays on the backup class"
+                .to_string(),
         ),
         IngressPhase::FailedOver { .. } => (
             if cfg.override_at(now).is_some() {

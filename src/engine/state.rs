@@ -215,6 +215,13 @@ pub struct PolicyState {
     /// Monotonic time since which the primary tier has served without a single failed check
     /// (the hold-down counts from here).
     pub(crate) lb_clean_since: Millis,
+    /// The backup load balancer, judged like the primary (`ingress.backupHealth`).
+    pub backup_lb: RiseFall,
+    pub backup_controller: Option<DeploymentFact>,
+    pub backup_signal: Debounce,
+    pub backup_serving: bool,
+    /// A failover is wanted but the backup is down too (reported once per episode).
+    pub(crate) failover_held: bool,
     pub emergency: EmergencyPhase,
     pub(crate) below_since: Option<Millis>,
     pub(crate) above_since: Option<Millis>,
@@ -269,6 +276,11 @@ impl PolicyState {
             controller_signal: Debounce::SERVING,
             lb_serving: true,
             lb_clean_since: 0,
+            backup_lb: RiseFall::up(0),
+            backup_controller: None,
+            backup_signal: Debounce::SERVING,
+            backup_serving: true,
+            failover_held: false,
             emergency: EmergencyPhase::Standby,
             below_since: None,
             above_since: None,
@@ -318,6 +330,16 @@ impl PolicyState {
                 .map_or(now.wall, |t| t.0.as_millisecond());
             s.lb.last_error = lb.last_error.as_deref().map(Into::into);
             s.lb_serving = lb.state.serving();
+        }
+        if let Some(lb) = &status.backup_load_balancer {
+            s.backup_lb.state = lb.state;
+            s.backup_lb.last_change = lb
+                .last_change
+                .as_ref()
+                .map_or(now.wall, |t| t.0.as_millisecond());
+            s.backup_lb.last_error = lb.last_error.as_deref().map(Into::into);
+            s.backup_serving = lb.state.serving();
+            s.backup_signal.serving = lb.state.serving();
         }
         s.emergency = resume_emergency(cfg, status, now.mono);
         if let Some(ing) = &cfg.ingress {

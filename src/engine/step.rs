@@ -158,6 +158,7 @@ pub fn hold_invalid(
 /// healthy pods, and the first check alone decides); new emergency endpoints start Down (they
 /// must pass `successThreshold` checks before taking traffic: scale first, then shift).
 /// Returns whether membership, readiness or termination changed.
+#[inline]
 fn sync_inventory(state: &mut PolicyState, obs: &Observation, now: Now) -> bool {
     if !obs.inventory_known || state.seen_inventory == Some(obs.inventory_version) {
         return false;
@@ -207,6 +208,7 @@ fn sync_inventory(state: &mut PolicyState, obs: &Observation, now: Now) -> bool 
     changed
 }
 
+#[inline]
 fn apply_checks(
     cfg: &EngineConfig,
     state: &mut PolicyState,
@@ -264,11 +266,77 @@ fn split(outcome: &CheckOutcome) -> (bool, Option<&str>) {
     }
 }
 
-/// Rise/fall over the health URL, combined with the controller Deployment's debounced
-/// readiness: the primary tier serves only while every configured signal says so. An unknown
-/// signal (cache not synced) holds the last verdict; a Deployment the synced cache does not
-/// have is a down one. Any failed check, even one short of `failureThreshold`, restarts the
-/// hold-down.
+/// What one tier's signals say after this step's facts.
+struct Verdict {
+    serving: bool,
+    url_ok: bool,
+    failure_seen: bool,
+    missing: bool,
+}
+
+/// Rise/fall over a tier's health URL, combined with its controller Deployment's debounced
+/// readiness: the tier serves only while every configured signal says so. An unknown signal
+/// (cache not synced) holds the last verdict; a Deployment the synced cache does not have is a
+/// down one. One copy for the primary and the backup tier.
+#[allow(clippy::too_many_arguments)]
+#[inline]
+fn judge(
+    cfg: &EngineConfig,
+    url: &mut RiseFall,
+    fact: &mut Option<DeploymentFact>,
+    signal: &mut super::state::Debounce,
+    (has_url, has_controller): (bool, bool),
+    checks: &[CheckOutcome],
+    observed: Option<DeploymentFact>,
+    now: Now,
+) -> Verdict {
+    let mut failure_seen = false;
+    for outcome in checks {
+        let (healthy, error) = split(outcome);
+        failure_seen |= !healthy;
+        url.observe(healthy, error, cfg.rise, cfg.fall, now.wall);
+    }
+    if observed.is_some() {
+        *fact = observed;
+    }
+    if has_controller && let Some(f) = *fact {
+        let ok = f == DeploymentFact::Ready;
+        failure_seen |= !ok;
+        signal.update(ok, now.mono, cfg.fall_ms(), cfg.rise_ms());
+    }
+    let url_ok = !has_url || url.state.serving();
+    let controller_ok = !has_controller || signal.serving;
+    Verdict {
+        serving: url_ok && controller_ok,
+        url_ok,
+        failure_seen,
+        missing: *fact == Some(DeploymentFact::Missing),
+    }
+}
+
+fn down_reason(cfg: &EngineConfig, which: &str, v: &Verdict, url: &RiseFall) -> String {
+    if !v.url_ok {
+        format!(
+            "{which}health URL failed {} consecutive checks (last: {})",
+            cfg.fall,
+            url.last_error.as_deref().unwrap_or("unknown")
+        )
+    } else {
+        format!(
+            "{which}ingress controller Deployment {} for {}s (failureThreshold × intervalSeconds)",
+            if v.missing {
+                "does not exist"
+            } else {
+                "has no ready replica"
+            },
+            cfg.fall_ms() / 1000
+        )
+    }
+}
+
+/// Judges both load-balancer tiers. Any failed check of the primary, even one short of
+/// `failureThreshold`, restarts the hold-down.
+#[inline]
 fn observe_load_balancer(
     cfg: &EngineConfig,
     state: &mut PolicyState,
@@ -279,70 +347,66 @@ fn observe_load_balancer(
     let Some(ing) = &cfg.ingress else {
         return;
     };
-    let mut failure_seen = false;
-    for outcome in &obs.lb_checks {
-        let (healthy, error) = split(outcome);
-        failure_seen |= !healthy;
-        state
-            .lb
-            .observe(healthy, error, cfg.rise, cfg.fall, now.wall);
-    }
-    if obs.lb_controller.is_some() {
-        state.lb_controller = obs.lb_controller;
-    }
-    if ing.has_controller
-        && let Some(fact) = state.lb_controller
-    {
-        let ok = fact == DeploymentFact::Ready;
-        failure_seen |= !ok;
-        state
-            .controller_signal
-            .update(ok, now.mono, cfg.fall_ms(), cfg.rise_ms());
-    }
-    if failure_seen {
+    let primary = judge(
+        cfg,
+        &mut state.lb,
+        &mut state.lb_controller,
+        &mut state.controller_signal,
+        (ing.has_health_url, ing.has_controller),
+        &obs.lb_checks,
+        obs.lb_controller,
+        now,
+    );
+    if primary.failure_seen {
         state.lb_clean_since = now.mono;
     }
-    let url_ok = !ing.has_health_url || state.lb.state.serving();
-    let controller_ok = !ing.has_controller || state.controller_signal.serving;
-    let serving = url_ok && controller_ok;
-    if serving == state.lb_serving {
-        return;
-    }
-    state.lb_serving = serving;
-    let (kind, reason) = if serving {
-        state.lb_clean_since = now.mono;
-        (
-            ActionKind::LoadBalancerUp,
-            "primary load balancer healthy again".to_string(),
-        )
-    } else if !url_ok {
-        (
-            ActionKind::LoadBalancerDown,
-            format!(
-                "health URL failed {} consecutive checks (last: {})",
-                cfg.fall,
-                state.lb.last_error.as_deref().unwrap_or("unknown")
-            ),
-        )
-    } else {
-        let what = match state.lb_controller {
-            Some(DeploymentFact::Missing) => "does not exist",
-            _ => "has no ready replica",
+    if primary.serving != state.lb_serving {
+        state.lb_serving = primary.serving;
+        let (kind, reason) = if primary.serving {
+            state.lb_clean_since = now.mono;
+            (
+                ActionKind::LoadBalancerUp,
+                "primary load balancer healthy again".to_string(),
+            )
+        } else {
+            (
+                ActionKind::LoadBalancerDown,
+                down_reason(cfg, "", &primary, &state.lb),
+            )
         };
-        (
-            ActionKind::LoadBalancerDown,
-            format!(
-                "ingress controller Deployment {what} for {}s (failureThreshold × intervalSeconds)",
-                cfg.fall_ms() / 1000
-            ),
-        )
-    };
-    state.record(actions, now.wall, kind, reason, Affected::None);
+        state.record(actions, now.wall, kind, reason, Affected::None);
+    }
+    let backup = judge(
+        cfg,
+        &mut state.backup_lb,
+        &mut state.backup_controller,
+        &mut state.backup_signal,
+        (ing.has_backup_url, ing.has_backup_controller),
+        &obs.backup_lb_checks,
+        obs.backup_controller,
+        now,
+    );
+    if backup.serving != state.backup_serving {
+        state.backup_serving = backup.serving;
+        let (kind, reason) = if backup.serving {
+            (
+                ActionKind::BackupLoadBalancerUp,
+                "backup load balancer healthy again".to_string(),
+            )
+        } else {
+            (
+                ActionKind::BackupLoadBalancerDown,
+                down_reason(cfg, "backup ", &backup, &state.backup_lb),
+            )
+        };
+        state.record(actions, now.wall, kind, reason, Affected::None);
+    }
 }
 
 /// Healthy/total of each pool. The primary total is the serving-eligible pool: endpoints
 /// Kubernetes marks terminating are on their way out (a rollout, a scale-down) and count in
 /// neither, so a planned change never reads as an outage.
+#[inline]
 fn count_health(state: &mut PolicyState) {
     let (mut ph, mut pt, mut eh, mut et) = (0, 0, 0, 0);
     for e in state.endpoints.iter().filter(|e| !e.terminating) {
@@ -367,6 +431,7 @@ fn count_health(state: &mut PolicyState) {
 /// Dry-run on: remember what is in effect. Dry-run off: go back to it and let this step decide
 /// afresh from live health, so every change that follows is an action with its own reason.
 /// Returns whether the published set must be recomputed.
+#[inline]
 fn apply_dry_run(
     cfg: &EngineConfig,
     state: &mut PolicyState,
@@ -416,6 +481,7 @@ fn apply_dry_run(
 
 /// Reports override changes and applies ForcePrimary/ForceBackup. Any override but Auto puts a
 /// human in charge: flap budgets start afresh. Returns whether Freeze holds.
+#[inline]
 fn apply_override(
     cfg: &EngineConfig,
     state: &mut PolicyState,
@@ -494,6 +560,7 @@ fn same_side(a: IngressPhase, b: IngressPhase) -> bool {
 }
 
 /// A new value of the reset annotation clears every budget and freeze.
+#[inline]
 fn apply_budget_reset(
     cfg: &EngineConfig,
     state: &mut PolicyState,
@@ -523,6 +590,7 @@ fn apply_budget_reset(
 
 /// A frozen tier thaws once its held return move fits in the budget again: transitions left the
 /// window, or a spec edit raised `maxTransitions`.
+#[inline]
 fn thaw_budgets(cfg: &EngineConfig, state: &mut PolicyState, now: Now, actions: &mut Vec<Action>) {
     for tier in Tier::ALL {
         let b = &mut state.budgets[tier as usize];
@@ -610,6 +678,7 @@ fn admit(
 /// The sustain windows follow the ratio at every step, whatever holds the machines (a Freeze
 /// override, a frozen budget), so that no activation or release ever skips its window when the
 /// hold ends.
+#[inline]
 fn update_sustain_windows(cfg: &EngineConfig, state: &mut PolicyState, now: Now) {
     if cfg.emergency.is_none() || !state.inventory_known {
         return;
@@ -627,6 +696,7 @@ fn update_sustain_windows(cfg: &EngineConfig, state: &mut PolicyState, now: Now)
     }
 }
 
+#[inline]
 fn run_emergency(cfg: &EngineConfig, state: &mut PolicyState, now: Now, actions: &mut Vec<Action>) {
     let Some(em) = cfg.emergency else {
         return;
@@ -759,6 +829,7 @@ fn run_emergency(cfg: &EngineConfig, state: &mut PolicyState, now: Now, actions:
     }
 }
 
+#[inline]
 fn run_ingress(cfg: &EngineConfig, state: &mut PolicyState, now: Now, actions: &mut Vec<Action>) {
     if cfg.ingress.is_none() || cfg.override_at(now.wall).is_some() {
         return;
@@ -783,16 +854,47 @@ fn run_ingress(cfg: &EngineConfig, state: &mut PolicyState, now: Now, actions: &
         return;
     }
     let serving = state.lb_serving;
+    let backup_serving = state.backup_serving;
     let held_for = now.mono - state.lb_clean_since;
+    // Never move traffic to a tier judged down: with both down, traffic stays where it is.
+    let hold = !serving && !backup_serving;
+    if hold != state.failover_held {
+        state.failover_held = hold;
+        if hold && !matches!(state.ingress, IngressPhase::FailedOver { .. }) {
+            state.record(
+                actions,
+                now.wall,
+                ActionKind::FailoverHeld,
+                "the primary load balancer is down and so is the backup: traffic stays where it is"
+                    .to_string(),
+                Affected::None,
+            );
+        }
+    }
     // (target, action, reason, counted, protective)
     let wanted = match state.ingress {
-        IngressPhase::Primary | IngressPhase::FailingBack { .. } if !serving => Some((
-            IngressPhase::FailedOver { since: now.mono },
-            ActionKind::IngressFailover,
-            "primary load balancer is down".to_string(),
-            true,
-            true,
-        )),
+        IngressPhase::Primary | IngressPhase::FailingBack { .. } if !serving && backup_serving => {
+            Some((
+                IngressPhase::FailedOver { since: now.mono },
+                ActionKind::IngressFailover,
+                "primary load balancer is down".to_string(),
+                true,
+                true,
+            ))
+        }
+        // Away from a backup judged down, to a primary judged up: at once, no hold-down.
+        IngressPhase::FailedOver { .. } | IngressPhase::FailingBack { .. }
+            if serving && !backup_serving =>
+        {
+            Some((
+                IngressPhase::Primary,
+                ActionKind::IngressFailback,
+                "backup load balancer is down and the primary is up: all traffic back on the primary class"
+                    .to_string(),
+                true,
+                true,
+            ))
+        }
         IngressPhase::FailedOver { .. } if serving && held_for >= cfg.hold_down_ms => Some((
             if cfg.failback_steps.is_empty() {
                 IngressPhase::Primary
@@ -868,6 +970,7 @@ fn set_ingress(
     state.record(actions, now.wall, kind, reason, affected);
 }
 
+#[inline]
 fn update_phase(
     state: &mut PolicyState,
     freeze_override: bool,
@@ -887,7 +990,10 @@ fn update_phase(
         Phase::EmergencyActive
     } else if !state.inventory_known {
         Phase::Pending
-    } else if state.panic || state.primary_healthy < state.primary_total || state.primary_total == 0
+    } else if state.panic
+        || state.primary_healthy < state.primary_total
+        || state.primary_total == 0
+        || !state.lb_serving
     {
         Phase::Degraded
     } else {

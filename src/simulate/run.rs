@@ -47,6 +47,7 @@ impl Source {
 pub enum Target {
     LoadBalancer,
     IngressController,
+    BackupLoadBalancer,
 }
 
 impl Target {
@@ -54,6 +55,7 @@ impl Target {
         match self {
             Target::LoadBalancer => "loadBalancer",
             Target::IngressController => "ingressController",
+            Target::BackupLoadBalancer => "backupLoadBalancer",
         }
     }
 }
@@ -379,20 +381,21 @@ impl Operator {
         });
         let mut rules = ValidationContext::default();
         if let Some(ing) = &spec.ingress {
-            if let Some(url) = &ing.health.url
-                && let Some(host) = url
-                    .strip_prefix("http://")
-                    .and_then(|r| r.split(['/', ':']).next())
-            {
-                rules.probe_allowlist.push(host.to_string());
-            }
-            if let Some(ns) = ing
-                .health
-                .controller_deployment
-                .as_ref()
-                .and_then(|c| c.namespace.clone())
-            {
-                rules.allowed_ingress_controller_namespaces.push(ns);
+            for health in std::iter::once(&ing.health).chain(ing.backup_health.as_ref()) {
+                if let Some(url) = &health.url
+                    && let Some(host) = url
+                        .strip_prefix("http://")
+                        .and_then(|r| r.split(['/', ':']).next())
+                {
+                    rules.probe_allowlist.push(host.to_string());
+                }
+                if let Some(ns) = health
+                    .controller_deployment
+                    .as_ref()
+                    .and_then(|c| c.namespace.clone())
+                {
+                    rules.allowed_ingress_controller_namespaces.push(ns);
+                }
             }
         }
         Operator {
@@ -589,6 +592,22 @@ fn world_row(at: Millis, fact: WorldFact) -> Row {
                     format!("primary load balancer health URL {}", behaviour.describe()),
                     Affected::None,
                     Some(Target::LoadBalancer),
+                ),
+                Change::BackupLoadBalancer { behaviour } => (
+                    format!("backup load balancer health URL {}", behaviour.describe()),
+                    Affected::None,
+                    Some(Target::BackupLoadBalancer),
+                ),
+                Change::BackupIngressController { ready } => (
+                    if ready {
+                        "ready: backup ingress controller Deployment has a ready replica again"
+                            .to_string()
+                    } else {
+                        "notReady: backup ingress controller Deployment has no ready replica"
+                            .to_string()
+                    },
+                    Affected::None,
+                    Some(Target::BackupLoadBalancer),
                 ),
                 Change::Terminating { address } => (
                     "terminating: Kubernetes is removing the pod".to_string(),

@@ -170,6 +170,10 @@ pub enum Change {
     Terminating { address: String },
     /// How the primary load balancer's health URL answers.
     LoadBalancer { behaviour: Behaviour },
+    /// How the backup load balancer's health URL answers (`ingress.backupHealth.url`).
+    BackupLoadBalancer { behaviour: Behaviour },
+    /// Whether the backup ingress controller Deployment has a ready replica.
+    BackupIngressController { ready: bool },
     /// Whether the primary ingress controller Deployment has a ready replica.
     IngressController { ready: bool },
     /// A watched Deployment is deleted (`deleteObject`) or created again (`recreate`).
@@ -258,6 +262,8 @@ struct RawEvent {
     backends: Option<Vec<String>>,
     load_balancer: Option<String>,
     ingress_controller: Option<String>,
+    backup_load_balancer: Option<String>,
+    backup_ingress_controller: Option<String>,
     restart: Option<bool>,
     edit: Option<serde_json::Value>,
     delete_object: Option<String>,
@@ -556,6 +562,8 @@ fn resolve_event(
         ev.backends.is_some() as u8,
         ev.load_balancer.is_some() as u8,
         ev.ingress_controller.is_some() as u8,
+        ev.backup_load_balancer.is_some() as u8,
+        ev.backup_ingress_controller.is_some() as u8,
         ev.restart.is_some() as u8,
         ev.edit.is_some() as u8,
         ev.delete_object.is_some() as u8,
@@ -568,12 +576,43 @@ fn resolve_event(
     if targets != 1 {
         return Err(field_err(
             field,
-            "set exactly one of backend, backends, loadBalancer, ingressController, restart, edit, deleteObject, recreate, clockStep or resetFlapBudget",
+            "set exactly one of backend, backends, loadBalancer, ingressController, backupLoadBalancer, backupIngressController, restart, edit, deleteObject, recreate, clockStep or resetFlapBudget",
         ));
     }
     let note = ev.note.clone();
     if let Some(change) = resolve_control(field, ev, spec)? {
         out.push(Event { at, change, note });
+        return Ok(());
+    }
+    let backup_health = spec.ingress.as_ref().and_then(|i| i.backup_health.as_ref());
+    if let Some(lb) = &ev.backup_load_balancer {
+        if backup_health.is_none_or(|b| b.url.is_none()) {
+            return Err(field_err(
+                format!("{field}.backupLoadBalancer"),
+                "the policy has no spec.ingress.backupHealth.url, so the backup's health URL is never probed",
+            ));
+        }
+        let behaviour = lb_behaviour(&format!("{field}.backupLoadBalancer"), ev, lb, at)?;
+        out.push(Event {
+            at,
+            change: Change::BackupLoadBalancer { behaviour },
+            note,
+        });
+        return Ok(());
+    }
+    if let Some(ic) = &ev.backup_ingress_controller {
+        if backup_health.is_none_or(|b| b.controller_deployment.is_none()) {
+            return Err(field_err(
+                format!("{field}.backupIngressController"),
+                "the policy has no spec.ingress.backupHealth.controllerDeployment",
+            ));
+        }
+        let ready = ready_word(&format!("{field}.backupIngressController"), ic)?;
+        out.push(Event {
+            at,
+            change: Change::BackupIngressController { ready },
+            note,
+        });
         return Ok(());
     }
     if let Some(lb) = &ev.load_balancer {
@@ -744,6 +783,48 @@ fn resolve_event(
         });
     }
     Ok(())
+}
+
+/// A load balancer's state word (`loadBalancer: down`) and its parameters.
+fn lb_behaviour(
+    field: &str,
+    ev: &RawEvent,
+    lb: &str,
+    at: Millis,
+) -> Result<Behaviour, SimulateError> {
+    if ev.state.is_some() || ev.up_for.is_some() || ev.down_for.is_some() {
+        return Err(field_err(
+            format!("{field}.state"),
+            "for a load balancer, write the state as the value: `loadBalancer: down`",
+        ));
+    }
+    let fields = BehaviourFields {
+        state: lb,
+        latency_ms: ev.latency_ms,
+        status: ev.status,
+        up_for: None,
+        down_for: None,
+    };
+    match behaviour(field, &fields, at)? {
+        Some(Behaviour::Flapping { .. }) | None => Err(field_err(
+            field,
+            format!(
+                "unknown load balancer state {lb:?}; expected up, down, refusing, slow or badStatus"
+            ),
+        )),
+        Some(b) => Ok(b),
+    }
+}
+
+fn ready_word(field: &str, word: &str) -> Result<bool, SimulateError> {
+    match word {
+        "ready" => Ok(true),
+        "notReady" => Ok(false),
+        other => Err(field_err(
+            field,
+            format!("unknown state {other:?}; expected ready or notReady"),
+        )),
+    }
 }
 
 /// Spec fields an `edit` may not touch: the simulated world (its backends and their probe

@@ -55,12 +55,27 @@ impl ProbeModel {
     /// The load balancer's health URL: the probe's timing, the tier's own expected statuses,
     /// no latency limit.
     pub fn load_balancer(spec: &FailoverPolicySpec) -> Self {
-        let mut m = ProbeModel::backends(spec);
         let statuses = spec
             .ingress
             .as_ref()
             .map(|i| i.health.expected_statuses.as_slice())
             .unwrap_or(&[]);
+        ProbeModel::health_url(spec, statuses)
+    }
+
+    /// The backup load balancer's health URL, likewise with its own expected statuses.
+    pub fn backup_load_balancer(spec: &FailoverPolicySpec) -> Self {
+        let statuses = spec
+            .ingress
+            .as_ref()
+            .and_then(|i| i.backup_health.as_ref())
+            .map(|b| b.expected_statuses.as_slice())
+            .unwrap_or(&[]);
+        ProbeModel::health_url(spec, statuses)
+    }
+
+    fn health_url(spec: &FailoverPolicySpec, statuses: &[StatusRange]) -> Self {
+        let mut m = ProbeModel::backends(spec);
         m.http = Some(HttpModel::new(None, statuses));
         m
     }
@@ -291,6 +306,9 @@ pub struct World {
     lb: Option<Target>,
     /// The primary ingress controller Deployment, when the policy watches one.
     controller: Option<DeploymentFact>,
+    backup_lb_model: ProbeModel,
+    backup_lb: Option<Target>,
+    backup_controller: Option<DeploymentFact>,
     pods: Vec<Pod>,
     template: PodTemplate,
     has_deployment: bool,
@@ -348,6 +366,22 @@ impl World {
         let controller = ingress
             .filter(|i| i.health.controller_deployment.is_some())
             .map(|_| DeploymentFact::Ready);
+        let backup = ingress.and_then(|i| i.backup_health.as_ref());
+        let backup_lb_model = ProbeModel::backup_load_balancer(spec);
+        let backup_lb = backup.filter(|b| b.url.is_some()).map(|_| {
+            Target::new(
+                "backup-load-balancer".into(),
+                Pool::Primary,
+                true,
+                Behaviour::HEALTHY,
+                start,
+                scenario.seed,
+                &backup_lb_model,
+            )
+        });
+        let backup_controller = backup
+            .filter(|b| b.controller_deployment.is_some())
+            .map(|_| DeploymentFact::Ready);
         World {
             seed: scenario.seed,
             model,
@@ -355,6 +389,9 @@ impl World {
             targets,
             lb,
             controller,
+            backup_lb_model,
+            backup_lb,
+            backup_controller,
             pods: Vec::new(),
             template: scenario.emergency_pods.clone(),
             has_deployment: spec
@@ -447,7 +484,13 @@ impl World {
                 obs.lb_checks.push(outcome)
             });
         }
+        if let Some(lb) = &mut self.backup_lb {
+            lb.advance(now, &self.backup_lb_model, |_, outcome| {
+                obs.backup_lb_checks.push(outcome)
+            });
+        }
         obs.lb_controller = self.controller;
+        obs.backup_controller = self.backup_controller;
         if self.has_deployment {
             obs.emergency_ready_replicas =
                 self.deployment_exists.then_some(self.ready_pods() as i32);
@@ -463,7 +506,12 @@ impl World {
             .events
             .get(self.next_event)
             .map_or(Millis::MAX, |e| e.at);
-        for t in self.targets.iter().chain(self.lb.iter()) {
+        for t in self
+            .targets
+            .iter()
+            .chain(self.lb.iter())
+            .chain(self.backup_lb.iter())
+        {
             due = due.min(t.next_fire);
             if let Some((done, _)) = &t.in_flight {
                 due = due.min(*done);
@@ -495,6 +543,20 @@ impl World {
             Change::LoadBalancer { behaviour } => {
                 if let Some(lb) = &mut self.lb {
                     lb.behaviour = *behaviour;
+                }
+            }
+            Change::BackupLoadBalancer { behaviour } => {
+                if let Some(lb) = &mut self.backup_lb {
+                    lb.behaviour = *behaviour;
+                }
+            }
+            Change::BackupIngressController { ready } => {
+                if self.backup_controller.is_some() {
+                    self.backup_controller = Some(if *ready {
+                        DeploymentFact::Ready
+                    } else {
+                        DeploymentFact::NotReady
+                    });
                 }
             }
             Change::Terminating { address } => {

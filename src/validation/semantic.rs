@@ -355,40 +355,22 @@ pub fn validate_policy(policy: &FailoverPolicy, ctx: &ValidationContext) -> Vec<
         if let Some(selector) = &ingress.selector {
             check_selector(&mut errors, "spec.ingress.selector", selector);
         }
-        let health = &ingress.health;
-        if let Some(url) = &health.url {
-            check_health_url(&mut errors, ctx, url);
-        }
-        if let Some(deployment) = &health.controller_deployment {
-            let base = "spec.ingress.health.controllerDeployment";
-            check_name(
-                &mut errors,
-                &format!("{base}.name"),
-                &deployment.name,
-                dns1123_subdomain,
-            );
-            if let Some(ns) = &deployment.namespace {
-                check_name(&mut errors, &format!("{base}.namespace"), ns, dns1123_label);
-                if ns != own_namespace
-                    && !ctx
-                        .allowed_ingress_controller_namespaces
-                        .iter()
-                        .any(|a| a == ns)
-                {
-                    errors.push(FieldError::new(
-                        format!("{base}.namespace"),
-                        format!(
-                            "Forbidden: namespace \"{ns}\" is not the policy's own (\"{own_namespace}\") and is not allowed by the operator's --ingress-controller-namespace"
-                        ),
-                    ));
-                }
-            }
-        }
-        check_statuses(
+        check_tier_health(
             &mut errors,
-            "spec.ingress.health.expectedStatuses",
-            &health.expected_statuses,
+            ctx,
+            own_namespace,
+            "spec.ingress.health",
+            &ingress.health,
         );
+        if let Some(backup) = &ingress.backup_health {
+            check_tier_health(
+                &mut errors,
+                ctx,
+                own_namespace,
+                "spec.ingress.backupHealth",
+                backup,
+            );
+        }
     }
 
     // failbackSteps without HotStandby is a root CEL rule; repeat it here for objects that
@@ -600,8 +582,51 @@ fn is_hostname(name: &str) -> bool {
         })
 }
 
-fn check_health_url(errors: &mut Vec<FieldError>, ctx: &ValidationContext, url: &str) {
-    let path = "spec.ingress.health.url";
+/// The rules of one tier's health signals (`spec.ingress.health` or `spec.ingress.backupHealth`):
+/// one copy for both.
+fn check_tier_health(
+    errors: &mut Vec<FieldError>,
+    ctx: &ValidationContext,
+    own_namespace: &str,
+    base: &str,
+    health: &crate::api::PrimaryTierHealth,
+) {
+    if let Some(url) = &health.url {
+        check_health_url(errors, ctx, &format!("{base}.url"), url);
+    }
+    if let Some(deployment) = &health.controller_deployment {
+        let base = format!("{base}.controllerDeployment");
+        check_name(
+            errors,
+            &format!("{base}.name"),
+            &deployment.name,
+            dns1123_subdomain,
+        );
+        if let Some(ns) = &deployment.namespace {
+            check_name(errors, &format!("{base}.namespace"), ns, dns1123_label);
+            if ns != own_namespace
+                && !ctx
+                    .allowed_ingress_controller_namespaces
+                    .iter()
+                    .any(|a| a == ns)
+            {
+                errors.push(FieldError::new(
+                    format!("{base}.namespace"),
+                    format!(
+                        "Forbidden: namespace \"{ns}\" is not the policy's own (\"{own_namespace}\") and is not allowed by the operator's --ingress-controller-namespace"
+                    ),
+                ));
+            }
+        }
+    }
+    check_statuses(
+        errors,
+        &format!("{base}.expectedStatuses"),
+        &health.expected_statuses,
+    );
+}
+
+fn check_health_url(errors: &mut Vec<FieldError>, ctx: &ValidationContext, path: &str, url: &str) {
     let host = match parse_health_url(url) {
         Ok(host) => host,
         Err(why) => {
