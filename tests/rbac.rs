@@ -148,3 +148,52 @@ async fn chart_rbac_equals_the_verbs_the_controller_uses() {
         "chart RBAC differs from what the controller does\n  used but not granted: {used_not_granted:?}\n  granted but unused: {granted_unused:?}\n  observed: {observed:#?}"
     );
 }
+
+/// On a real cluster (scripts/real-cluster-suites.sh, after the controller suite ran with the
+/// chart's ServiceAccount): per the apiserver's audit log (`REAL_CLUSTER_AUDIT_LOG`), the real
+/// authorizer never refused the ServiceAccount (`INGRESS_FAILOVER_RBAC_USER`) anything, and the
+/// (group, resource, verb) it allowed are exactly the chart's rules.
+#[test]
+#[ignore = "needs a real cluster's audit log: run by scripts/real-cluster-suites.sh (.ci/run)"]
+fn real_authorizer_allowed_exactly_the_chart_rules() {
+    let log = std::env::var("REAL_CLUSTER_AUDIT_LOG").expect("REAL_CLUSTER_AUDIT_LOG");
+    let user = std::env::var("INGRESS_FAILOVER_RBAC_USER").expect("INGRESS_FAILOVER_RBAC_USER");
+    let text = std::fs::read_to_string(&log).expect("audit log");
+    let mut allowed = BTreeSet::new();
+    let mut forbidden = BTreeSet::new();
+    for line in text.lines() {
+        let e: serde_json::Value = serde_json::from_str(line).expect("audit event");
+        if e["user"]["username"] != user.as_str() || e["stage"] != "ResponseComplete" {
+            continue;
+        }
+        let Some(obj) = e.get("objectRef") else {
+            continue; // non-resource URLs (discovery)
+        };
+        let resource = match obj["subresource"].as_str() {
+            Some(sub) => format!("{}/{sub}", obj["resource"].as_str().unwrap_or_default()),
+            None => obj["resource"].as_str().unwrap_or_default().to_string(),
+        };
+        let key = (
+            obj["apiGroup"].as_str().unwrap_or_default().to_string(),
+            resource,
+            e["verb"].as_str().unwrap_or_default().to_string(),
+        );
+        match e["annotations"]["authorization.k8s.io/decision"].as_str() {
+            Some("allow") => allowed.insert(key),
+            _ => forbidden.insert(key),
+        };
+    }
+    assert!(
+        !allowed.is_empty(),
+        "no request of {user} in {log}: did the controller suite run with its token?"
+    );
+    let rules = chart_rules();
+    let granted_unused: Vec<_> = rules
+        .iter()
+        .filter(|r| !allowed.contains(*r) && !implied(&allowed).contains(*r))
+        .collect();
+    assert!(
+        forbidden.is_empty() && granted_unused.is_empty(),
+        "the real authorizer and the chart disagree\n  forbidden: {forbidden:?}\n  granted but unused: {granted_unused:?}\n  allowed: {allowed:#?}"
+    );
+}

@@ -293,6 +293,9 @@ fn validate(ctx: &Ctx, obj: &mut Value, old: Option<&Value>) -> ApiResult<()> {
     if ctx.info.plural == "customresourcedefinitions" {
         causes.extend(crd::validate(obj));
     }
+    if old.is_none() && ctx.info.group == "networking.k8s.io" && ctx.info.plural == "ingresses" {
+        causes.extend(ingress_class_on_create(obj));
+    }
     let unknown: Vec<String> = causes
         .iter()
         .filter(|c| c.reason == schema::UNKNOWN)
@@ -313,6 +316,21 @@ fn validate(ctx: &Ctx, obj: &mut Value, old: Option<&Value>) -> ApiResult<()> {
     } else {
         Err(ApiError::invalid(&ctx.info.kind, subject, causes))
     }
+}
+
+/// As kube-apiserver's `ValidateIngressCreate`: on create (not on update), the legacy
+/// `kubernetes.io/ingress.class` annotation must equal `spec.ingressClassName` when both are set.
+fn ingress_class_on_create(obj: &Value) -> Option<FieldCause> {
+    const ANNOTATION: &str = "kubernetes.io/ingress.class";
+    let annotation = obj["metadata"]["annotations"][ANNOTATION].as_str()?;
+    let class = obj["spec"]["ingressClassName"].as_str()?;
+    (annotation != class).then(|| {
+        FieldCause::new(
+            "FieldValueInvalid",
+            format!("annotations.{ANNOTATION}"),
+            format!("\"{annotation}\": must match `ingressClassName` when both are specified"),
+        )
+    })
 }
 
 /// POST: creates an object (namespace from the URL, generateName, uid, timestamps, generation 1).
