@@ -68,6 +68,16 @@ build_component() {
     die "building $name $version failed"
   fi
   rm -f "$tmp/build.log"
+  if [ "$dir" = kwok ]; then
+    # kwok's controller needs Stages (how fake Nodes and Pods move): its own "fast" ones, from
+    # the same module.
+    local src
+    src="$(cd "$MODS/kwok" && GOFLAGS=-mod=readonly go list -m -f '{{.Dir}}' sigs.k8s.io/kwok)/kustomize/stage"
+    mkdir -p "$tmp/stages"
+    cp "$src/node/fast/node-initialize.yaml" "$src/node/heartbeat/node-heartbeat.yaml" \
+      "$src/pod/fast/pod-ready.yaml" "$src/pod/fast/pod-complete.yaml" \
+      "$src/pod/fast/pod-delete.yaml" "$tmp/stages/"
+  fi
   rm -rf "$out"
   mv "$tmp" "$out"
   touch "$out/.complete"
@@ -96,7 +106,7 @@ build_all() {
 NETNS="" DIR="" PIDS=() NAMES=()
 BACKEND_IP=198.18.0.1
 SERVICE_CIDR=198.19.0.0/16
-POD_CIDR=198.18.128.1/17
+POD_CIDR=198.18.128.0/17
 
 in_ns() { ip netns exec "$NETNS" "$@"; }
 
@@ -104,10 +114,9 @@ cleanup() {
   local rc=$?
   set +e
   local i
+  # In reverse order of start (kwok ... etcd last), each given 10 s to exit.
   for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
     kill -TERM "${PIDS[$i]}" 2>/dev/null
-  done
-  for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
     local n=0
     while kill -0 "${PIDS[$i]}" 2>/dev/null && [ $n -lt 100 ]; do
       sleep 0.1
@@ -265,7 +274,7 @@ AP
   start kwok "$KWOK_BIN/kwok" --kubeconfig="$kc" \
     --manage-all-nodes=false --manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake \
     --cidr="$POD_CIDR" --node-ip="$BACKEND_IP" \
-    --server-address=127.0.0.1:10247
+    --server-address=127.0.0.1:10247 $(for f in "$KWOK_BIN"/stages/*.yaml; do echo "--config=$f"; done)
   local kubectl=("$KUBECTL_BIN/kubectl" --kubeconfig="$kc" --request-timeout=10s)
   wait_for "the default ServiceAccount" "${kubectl[@]}" -n default get serviceaccount default
   "${kubectl[@]}" version -o json >"$DIR/version.json" 2>/dev/null || true

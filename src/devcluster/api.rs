@@ -623,7 +623,25 @@ pub fn patch(
         PatchKind::Strategic => patch::strategic(&mut new, body),
         PatchKind::Apply => unreachable!("handled above"),
     }
-    commit(st, ctx, &old, new, target, Managed::Update).map(|v| (200, v))
+    let patched = ctx.strict.then(|| new.to_string());
+    commit(st, ctx, &old, new, target, Managed::Update)
+        .map(|v| (200, v))
+        .map_err(
+            |e| match (patched, e.message.split_once("strict decoding error: ")) {
+                // As kube-apiserver: an unknown field in a patch under fieldValidation=Strict is a 422
+                // about the field "patch" (a create's is a 400).
+                (Some(obj), Some((_, unknown))) if e.code == 400 => ApiError::invalid(
+                    "",
+                    ("", "", ""),
+                    vec![FieldCause::new(
+                        "FieldValueInvalid",
+                        "patch",
+                        format!("{obj:?}: strict decoding error: {unknown}"),
+                    )],
+                ),
+                _ => e,
+            },
+        )
 }
 
 fn server_side_apply(
