@@ -293,8 +293,11 @@ fn validate(ctx: &Ctx, obj: &mut Value, old: Option<&Value>) -> ApiResult<()> {
     if ctx.info.plural == "customresourcedefinitions" {
         causes.extend(crd::validate(obj));
     }
-    if old.is_none() && ctx.info.group == "networking.k8s.io" && ctx.info.plural == "ingresses" {
-        causes.extend(ingress_class_on_create(obj));
+    if ctx.info.group == "networking.k8s.io" && ctx.info.plural == "ingresses" {
+        causes.extend(ingress_spec(obj));
+        if old.is_none() {
+            causes.extend(ingress_class_on_create(obj));
+        }
     }
     let unknown: Vec<String> = causes
         .iter()
@@ -316,6 +319,19 @@ fn validate(ctx: &Ctx, obj: &mut Value, old: Option<&Value>) -> ApiResult<()> {
     } else {
         Err(ApiError::invalid(&ctx.info.kind, subject, causes))
     }
+}
+
+/// As kube-apiserver's `ValidateIngressSpec` (create and update): an Ingress routes something.
+fn ingress_spec(obj: &Value) -> Option<FieldCause> {
+    let spec = &obj["spec"];
+    let no_rules = spec["rules"].as_array().is_none_or(Vec::is_empty);
+    (no_rules && spec["defaultBackend"].is_null()).then(|| {
+        FieldCause::new(
+            "FieldValueInvalid",
+            "spec",
+            "null: either `defaultBackend` or `rules` must be specified",
+        )
+    })
 }
 
 /// As kube-apiserver's `ValidateIngressCreate`: on create (not on update), the legacy
