@@ -8,8 +8,9 @@
 # 2. tests/controller.rs, every test but the embedded-only ones below, with the in-process
 #    controller authenticated as the chart's ServiceAccount (chart RBAC rendered by `helm template`
 #    and applied): the real authorizer checks every call the controller makes.
-# 3. tests/rbac.rs's real-cluster check: from the apiserver's audit log, the ServiceAccount was
-#    never forbidden anything, and used exactly the chart's rules.
+# 3. tests/rbac.rs: its full policy lifecycle, the controller again as the ServiceAccount; then
+#    from the apiserver's audit log: the ServiceAccount was never forbidden anything, and used
+#    every rule the chart grants.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -73,8 +74,11 @@ INGRESS_FAILOVER_CONTROLLER_KUBECONFIG="$SA_KUBECONFIG" \
   INGRESS_FAILOVER_TEST_LEASE_NAMESPACE="$OP_NS" \
   timeout "$TEST_TIMEOUT" cargo test --test controller -- --exact "${CONTROLLER_EMBEDDED_ONLY[@]}"
 
-# tests/rbac.rs's chart_rbac_equals_the_verbs_the_controller_uses compares the chart with the
-# embedded plane's audit log and is not run here; its real-cluster counterpart:
+section "rbac: the chart's lifecycle test, controller as the ServiceAccount"
+INGRESS_FAILOVER_CONTROLLER_KUBECONFIG="$SA_KUBECONFIG" \
+  INGRESS_FAILOVER_TEST_LEASE_NAMESPACE="$OP_NS" \
+  timeout "$TEST_TIMEOUT" cargo test --test rbac -- --exact chart_rbac_equals_the_verbs_the_controller_uses
+
 section "rbac: what the real authorizer allowed the ServiceAccount (audit log)"
 INGRESS_FAILOVER_RBAC_USER="system:serviceaccount:$OP_NS:$SA" \
   timeout "$TEST_TIMEOUT" cargo test --test rbac -- --exact --ignored \

@@ -897,6 +897,18 @@ async fn ingresses_classes_and_events() {
         .create(&PostParams::default(), &class)
         .await
         .unwrap();
+    let e = api_error(
+        classes
+            .patch(
+                &class_name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"spec": {"controller": "example.com/other"}})),
+            )
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(e.code, 422, "spec.controller is immutable: {e:?}");
+    assert!(e.message.contains("field is immutable"), "{}", e.message);
     let ings: Api<Ingress> = c.api();
     let ing: Ingress = from(
         json!({"metadata": {"name": "site"}, "spec": {"ingressClassName": "primary",

@@ -293,6 +293,18 @@ fn validate(ctx: &Ctx, obj: &mut Value, old: Option<&Value>) -> ApiResult<()> {
     if ctx.info.plural == "customresourcedefinitions" {
         causes.extend(crd::validate(obj));
     }
+    if ctx.info.group == "networking.k8s.io"
+        && ctx.info.plural == "ingressclasses"
+        && let Some(old) = old
+        && old["spec"]["controller"] != obj["spec"]["controller"]
+    {
+        // As kube-apiserver's ValidateIngressClassUpdate.
+        causes.push(FieldCause::new(
+            "FieldValueInvalid",
+            "spec.controller",
+            format!("{}: field is immutable", obj["spec"]["controller"]),
+        ));
+    }
     if ctx.info.group == "networking.k8s.io" && ctx.info.plural == "ingresses" {
         causes.extend(ingress_spec(obj));
         if old.is_none() {

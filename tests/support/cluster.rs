@@ -110,7 +110,11 @@ impl Env {
                 (Some(Arc::new(cluster)), client)
             }
         };
-        let ns = format!("{name}-{net}");
+        // On a real cluster, which outlives a test run, namespaces are unique per run too.
+        let ns = match cluster {
+            Some(_) => format!("{name}-{net}"),
+            None => format!("{name}-{net}-{}", std::process::id()),
+        };
         let env = Env {
             cluster,
             client,
