@@ -51,7 +51,7 @@ build_component() {
   version="$(pinned "$dir" "$main")"
   [ -n "$version" ] || die "no pinned version of $main in $MODS/$dir/go.mod"
   local out="$CACHE/$name-$version"
-  if [ -f "$out/.complete" ]; then
+  if [ -f "$out/.complete" ] && { [ "$dir" != kwok ] || [ -d "$out/stages" ]; }; then
     echo "$out"
     return
   fi
@@ -61,7 +61,7 @@ build_component() {
   mkdir -p "$CACHE"
   tmp="$(mktemp -d "$CACHE/.build-$name-XXXXXX")"
   # One `go build` for all packages of a component so they share compiled dependencies.
-  if ! (cd "$MODS/$dir" && CGO_ENABLED=0 GOFLAGS=-mod=readonly GOTOOLCHAIN=local \
+  if ! (cd "$MODS/$dir" && CGO_ENABLED=0 GOFLAGS="-mod=readonly -buildvcs=false" GOTOOLCHAIN=local \
     nice -n 10 go build -trimpath -ldflags='-s -w' -o "$tmp/" "$@") >"$tmp/build.log" 2>&1; then
     tail -n 40 "$tmp/build.log" >&2
     rm -rf "$tmp"
