@@ -2,7 +2,8 @@
 # A real Kubernetes control plane for the API-level test suites (see docs/devcluster.md).
 #
 #   scripts/real-cluster.sh build            build (or find cached) kube-apiserver,
-#                                            kube-controller-manager, kube-scheduler, kwok, etcd
+#                                            kube-controller-manager, kube-scheduler, kubectl,
+#                                            kwok, etcd; prints the binary directories
 #   scripts/real-cluster.sh run -- CMD ARGS  start the cluster in a private network namespace,
 #                                            run CMD inside it, stop everything, exit with CMD's code
 #
@@ -21,6 +22,9 @@
 #                                             EndpointSlices (it refuses loopback)
 #   REAL_CLUSTER_DIR                          certificates, kubeconfigs, logs
 #   REAL_CLUSTER_NETNS                        the namespace's name
+#   REAL_CLUSTER_AUDIT_LOG                    apiserver audit log (ServiceAccount requests)
+#   PATH                                      with the built kubectl first
+# Run as root (ip netns). REAL_CLUSTER_KEEP=1 keeps the directory (logs) after a success too.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -301,22 +305,27 @@ NODE
   return "$rc"
 }
 
-case "${1:-}" in
-  build)
-    build_all
-    echo "$KUBE_BIN"
-    echo "$KWOK_BIN"
-    echo "$KUBECTL_BIN"
-    echo "$ETCD_BIN"
-    ;;
-  run)
-    shift
-    [ "${1:-}" = "--" ] && shift
-    [ $# -gt 0 ] || die "usage: $0 run -- CMD [ARGS...]"
-    run "$@"
-    ;;
-  *)
-    sed -n '2,9p' "$0" >&2
-    exit 2
-    ;;
-esac
+main() {
+  case "${1:-}" in
+    build)
+      build_all
+      echo "$KUBE_BIN"
+      echo "$KWOK_BIN"
+      echo "$KUBECTL_BIN"
+      echo "$ETCD_BIN"
+      ;;
+    run)
+      shift
+      [ "${1:-}" = "--" ] && shift
+      [ $# -gt 0 ] || die "usage: $0 run -- CMD [ARGS...]"
+      run "$@"
+      ;;
+    *)
+      sed -n '2,10p' "$0" >&2
+      exit 2
+      ;;
+  esac
+}
+
+# One line, parsed whole before it runs: editing this file during a run cannot derail it.
+main "$@"; exit $?
