@@ -347,7 +347,8 @@ async fn status_and_scale_are_isolated_subresources() {
     assert_eq!(s.spec.and_then(|s| s.replicas), Some(0));
     // Scale: a real autoscaling/v1 Scale, reading and writing spec.replicas.
     let scale = deps.get_scale("web").await.unwrap();
-    assert_eq!(scale.spec.as_ref().and_then(|s| s.replicas), Some(0));
+    // ScaleSpec.replicas is omitempty: 0 replicas reads as absent.
+    assert_eq!(scale.spec.as_ref().and_then(|s| s.replicas), None);
     assert_eq!(
         scale
             .status
@@ -468,8 +469,8 @@ async fn merge_json_and_strategic_patches() {
     };
     assert_eq!(
         containers(&s),
-        ["app", "sidecar"],
-        "strategic merge merges containers by name"
+        ["sidecar", "app"],
+        "strategic merge merges containers by name (a new item goes before the server-only ones)"
     );
     let m = deps
         .patch("web", &pp, &Patch::Merge(sidecar))
@@ -640,7 +641,8 @@ async fn watch_turns_selector_transitions_into_added_and_deleted() {
             other => panic!("unexpected {other:?}"),
         }
     }
-    assert_eq!(seen, ["ADDED new", "DELETED gone"]);
+    // The DELETED object is the last state that matched (as the apiserver's watch cache sends).
+    assert_eq!(seen, ["ADDED new", "DELETED new"]);
     c.cleanup().await;
 }
 
@@ -895,6 +897,18 @@ async fn ingresses_classes_and_events() {
         .create(&PostParams::default(), &class)
         .await
         .unwrap();
+    let e = api_error(
+        classes
+            .patch(
+                &class_name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"spec": {"controller": "example.com/other"}})),
+            )
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(e.code, 422, "spec.controller is immutable: {e:?}");
+    assert!(e.message.contains("field is immutable"), "{}", e.message);
     let ings: Api<Ingress> = c.api();
     let ing: Ingress = from(
         json!({"metadata": {"name": "site"}, "spec": {"ingressClassName": "primary",
@@ -1120,7 +1134,7 @@ async fn custom_resources_are_served_validated_and_have_status() {
         ..Default::default()
     };
     let e = api_error(raw.patch("w", &strict, &typo).await.unwrap_err());
-    assert_eq!(e.code, 400);
+    assert_eq!((e.code, e.reason.as_str()), (422, "Invalid"), "{e:?}");
     assert!(
         e.message.contains("unknown field \"spec.sise\""),
         "{}",
@@ -1174,6 +1188,149 @@ async fn custom_resources_are_served_validated_and_have_status() {
             .iter()
             .any(|m| m.manager.as_deref() == Some("ingress-failover")
                 && m.subresource.as_deref() == Some("status"))
+    );
+    c.cleanup().await;
+}
+
+#[tokio::test]
+async fn ingress_class_annotation_must_match_the_class_field_on_create() {
+    let c = Cluster::new("ingclass").await;
+    let ings: Api<Ingress> = c.api();
+    let ingress = |name: &str, annotation: &str, class: &str| -> Ingress {
+        from(
+            json!({"metadata": {"name": name, "annotations": {"kubernetes.io/ingress.class": annotation}},
+            "spec": {"ingressClassName": class,
+                     "defaultBackend": {"service": {"name": "web", "port": {"number": 80}}}}}),
+        )
+    };
+    // Both set and different: refused on create, by POST and by a server-side apply that creates.
+    let err = api_error(
+        ings.create(
+            &PostParams::default(),
+            &ingress("both", "nginx-primary", "nginx-backup"),
+        )
+        .await
+        .unwrap_err(),
+    );
+    assert_eq!((err.code, err.reason.as_str()), (422, "Invalid"), "{err:?}");
+    assert!(
+        err.message
+            .contains("annotations.kubernetes.io/ingress.class")
+            && err.message.contains("must match `ingressClassName`"),
+        "{}",
+        err.message
+    );
+    let mut applied = serde_json::to_value(ingress("both", "a", "b")).unwrap();
+    applied["apiVersion"] = json!("networking.k8s.io/v1");
+    applied["kind"] = json!("Ingress");
+    let err = api_error(
+        ings.patch(
+            "both",
+            &PatchParams::apply("conformance").force(),
+            &Patch::Apply(&applied),
+        )
+        .await
+        .unwrap_err(),
+    );
+    assert_eq!(err.code, 422, "{err:?}");
+    // Both set and equal: accepted.
+    ings.create(
+        &PostParams::default(),
+        &ingress("same", "nginx-primary", "nginx-primary"),
+    )
+    .await
+    .unwrap();
+    // On update the rule does not apply: an existing Ingress may end up with both, different
+    // (what a failover that switches only spec.ingressClassName leaves behind).
+    let switched = ings
+        .patch(
+            "same",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"ingressClassName": "nginx-backup"}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        switched.spec.unwrap().ingress_class_name.as_deref(),
+        Some("nginx-backup")
+    );
+    c.cleanup().await;
+}
+
+/// The malformed-policy corpus (`tests/corpus/invalid`) through admission: which files the CRD's
+/// schema and CEL rules refuse, and whether the refusal names the field the corpus expects, is
+/// recorded in `tests/golden/corpus-admission.txt` and must be the same on the embedded plane and
+/// on a real apiserver. `INGRESS_FAILOVER_BLESS=1` rewrites the file.
+#[tokio::test]
+async fn malformed_policy_corpus_meets_the_recorded_admission() {
+    let c = Cluster::new("corpus").await;
+    let crds: Api<CustomResourceDefinition> = Api::all(c.client.clone());
+    crds.patch(
+        "failoverpolicies.ingressfailover.io",
+        &PatchParams::apply("conformance").force(),
+        &Patch::Apply(&ingress_failover::api::crd::crd()),
+    )
+    .await
+    .expect("FailoverPolicy CRD applies");
+    let ar = kube::core::ApiResource::erase::<ingress_failover::api::FailoverPolicy>(&());
+    let api: Api<DynamicObject> = Api::namespaced_with(c.client.clone(), &c.ns, &ar);
+    eventually(30, || async {
+        api.list(&ListParams::default().limit(1)).await.ok()
+    })
+    .await;
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus/invalid");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    let mut outcome = String::new();
+    for file in files {
+        let name = file.file_stem().unwrap().to_string_lossy().to_string();
+        let text = std::fs::read_to_string(&file).unwrap();
+        let expect = text
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .trim_start_matches("# expect: ");
+        let field = expect.split(':').next().unwrap_or_default();
+        // Only FailoverPolicies can be sent to the policies endpoint.
+        let Ok(mut obj) = serde_saphyr::from_str::<serde_json::Value>(&text) else {
+            continue;
+        };
+        if obj["kind"] != "FailoverPolicy" || obj["apiVersion"] != "ingressfailover.io/v1alpha1" {
+            continue;
+        }
+        if !field.starts_with("metadata.name") {
+            obj["metadata"]["name"] = json!(name);
+        }
+        obj["metadata"]["namespace"] = json!(c.ns);
+        let Ok(dynamic) = serde_json::from_value::<DynamicObject>(obj) else {
+            continue;
+        };
+        let line = match api.create(&PostParams::default(), &dynamic).await {
+            Ok(_) => "admitted".to_string(),
+            Err(e) => {
+                let s = api_error(e);
+                let names = if s.message.contains(field) {
+                    "names"
+                } else {
+                    "does not name"
+                };
+                format!("refused {} {}, {names} {field}", s.code, s.reason)
+            }
+        };
+        outcome.push_str(&format!("{name}: {line}\n"));
+    }
+    let golden =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/corpus-admission.txt");
+    if std::env::var_os("INGRESS_FAILOVER_BLESS").is_some() {
+        std::fs::write(&golden, &outcome).unwrap();
+    }
+    let recorded = std::fs::read_to_string(&golden).unwrap_or_default();
+    assert_eq!(
+        outcome, recorded,
+        "admission of the corpus differs from tests/golden/corpus-admission.txt"
     );
     c.cleanup().await;
 }

@@ -829,11 +829,19 @@ async fn label_filtered_caches_see_only_labelled_ingresses() {
     for o in ingress_objects("nginx-primary") {
         env.apply_json(o).await;
     }
-    env.apply_json(
-        json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
-        "metadata": {"name": "web", "labels": {"ingressfailover.io/watched": "true"}}}),
-    )
-    .await;
+    // A merge patch: an apply by the same manager without the spec would remove it.
+    let ingresses: kube::Api<k8s_openapi::api::networking::v1::Ingress> =
+        kube::Api::namespaced(env.client.clone(), &env.ns);
+    ingresses
+        .patch(
+            "web",
+            &Default::default(),
+            &kube::api::Patch::Merge(
+                json!({"metadata": {"labels": {"ingressfailover.io/watched": "true"}}}),
+            ),
+        )
+        .await
+        .expect("label the Ingress");
     env.apply_json(json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": {"name": "unlabelled"},
         "spec": {"ingressClassName": "nginx-primary", "defaultBackend": {"service": {"name": "web-healthy", "port": {"number": 80}}}}}))
         .await;

@@ -1,6 +1,8 @@
 //! The chart's RBAC is exactly what the controller uses: a full policy lifecycle runs against
 //! the embedded control plane, which records every (resource, verb) the controller's client
 //! calls; the recorded set must equal the rules in `charts/ingress-failover/rbac-rules.yaml`.
+//! On a real cluster (scripts/real-cluster-suites.sh) the same lifecycle runs with the controller
+//! authenticated as the chart's ServiceAccount, and the apiserver's audit log is compared instead.
 
 #[path = "support/cluster.rs"]
 mod cluster;
@@ -51,16 +53,13 @@ fn implied(observed: &BTreeSet<(String, String, String)>) -> BTreeSet<(String, S
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chart_rbac_equals_the_verbs_the_controller_uses() {
-    if std::env::var_os("INGRESS_FAILOVER_KUBECONFIG").is_some() {
-        return; // the audit log is the embedded plane's
-    }
     let mut env = Env::start("rbac").await;
     let b = env.backends(4).await;
     let lb = env.backend_addr();
     env.set(lb, Behavior::Healthy).await;
     for o in [
-        json!({"apiVersion": "networking.k8s.io/v1", "kind": "IngressClass", "metadata": {"name": "nginx-primary"}, "spec": {"controller": "k8s.io/a"}}),
-        json!({"apiVersion": "networking.k8s.io/v1", "kind": "IngressClass", "metadata": {"name": "nginx-backup"}, "spec": {"controller": "k8s.io/b"}}),
+        json!({"apiVersion": "networking.k8s.io/v1", "kind": "IngressClass", "metadata": {"name": "nginx-primary"}, "spec": {"controller": "k8s.io/ingress-nginx-primary"}}),
+        json!({"apiVersion": "networking.k8s.io/v1", "kind": "IngressClass", "metadata": {"name": "nginx-backup"}, "spec": {"controller": "k8s.io/ingress-nginx-backup"}}),
         json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": {"name": "web"},
                "spec": {"ingressClassName": "nginx-primary", "rules": [{"http": {"paths": [{"path": "/", "pathType": "Prefix",
                  "backend": {"service": {"name": "web-healthy", "port": {"number": 80}}}}]}}]}}),
@@ -121,10 +120,13 @@ async fn chart_rbac_equals_the_verbs_the_controller_uses() {
     env.delete_policy("web", t).await;
     env.controller.take().unwrap().stop().await;
 
-    let observed: BTreeSet<(String, String, String)> = env
-        .cluster
-        .as_ref()
-        .unwrap()
+    let Some(cluster) = env.cluster.as_ref() else {
+        // A real cluster: the lifecycle above ran with the controller authenticated as the
+        // chart's ServiceAccount (scripts/real-cluster-suites.sh); the comparison is made from
+        // the apiserver's audit log by real_authorizer_allowed_exactly_the_chart_rules, next.
+        return;
+    };
+    let observed: BTreeSet<(String, String, String)> = cluster
         .audit()
         .into_iter()
         .filter(|e| e.user_agent == CONTROLLER_AGENT)
@@ -146,5 +148,60 @@ async fn chart_rbac_equals_the_verbs_the_controller_uses() {
     assert!(
         used_not_granted.is_empty() && granted_unused.is_empty(),
         "chart RBAC differs from what the controller does\n  used but not granted: {used_not_granted:?}\n  granted but unused: {granted_unused:?}\n  observed: {observed:#?}"
+    );
+}
+
+/// On a real cluster (scripts/real-cluster-suites.sh, after the controller suite ran with the
+/// chart's ServiceAccount): per the apiserver's audit log (`REAL_CLUSTER_AUDIT_LOG`), the real
+/// authorizer never refused the ServiceAccount (`INGRESS_FAILOVER_RBAC_USER`) anything, and the
+/// (group, resource, verb) it allowed are exactly the chart's rules.
+#[test]
+#[ignore = "needs a real cluster's audit log: run by scripts/real-cluster-suites.sh (.ci/run)"]
+fn real_authorizer_allowed_exactly_the_chart_rules() {
+    let log = std::env::var("REAL_CLUSTER_AUDIT_LOG").expect("REAL_CLUSTER_AUDIT_LOG");
+    let user = std::env::var("INGRESS_FAILOVER_RBAC_USER").expect("INGRESS_FAILOVER_RBAC_USER");
+    let text = std::fs::read_to_string(&log).expect("audit log");
+    let mut allowed = BTreeSet::new();
+    let mut forbidden = BTreeSet::new();
+    for line in text.lines() {
+        let e: serde_json::Value = serde_json::from_str(line).expect("audit event");
+        if e["user"]["username"] != user.as_str() || e["stage"] != "ResponseComplete" {
+            continue;
+        }
+        if e["userAgent"]
+            .as_str()
+            .is_some_and(|a| a.starts_with("kubectl"))
+        {
+            continue; // the suite's own check of the token (`kubectl auth whoami`)
+        }
+        let Some(obj) = e.get("objectRef") else {
+            continue; // non-resource URLs (discovery)
+        };
+        let resource = match obj["subresource"].as_str() {
+            Some(sub) => format!("{}/{sub}", obj["resource"].as_str().unwrap_or_default()),
+            None => obj["resource"].as_str().unwrap_or_default().to_string(),
+        };
+        let key = (
+            obj["apiGroup"].as_str().unwrap_or_default().to_string(),
+            resource,
+            e["verb"].as_str().unwrap_or_default().to_string(),
+        );
+        match e["annotations"]["authorization.k8s.io/decision"].as_str() {
+            Some("allow") => allowed.insert(key),
+            _ => forbidden.insert(key),
+        };
+    }
+    assert!(
+        !allowed.is_empty(),
+        "no request of {user} in {log}: did the controller suite run with its token?"
+    );
+    let rules = chart_rules();
+    let granted_unused: Vec<_> = rules
+        .iter()
+        .filter(|r| !allowed.contains(*r) && !implied(&allowed).contains(*r))
+        .collect();
+    assert!(
+        forbidden.is_empty() && granted_unused.is_empty(),
+        "the real authorizer and the chart disagree\n  forbidden: {forbidden:?}\n  granted but unused: {granted_unused:?}\n  allowed: {allowed:#?}"
     );
 }

@@ -293,6 +293,24 @@ fn validate(ctx: &Ctx, obj: &mut Value, old: Option<&Value>) -> ApiResult<()> {
     if ctx.info.plural == "customresourcedefinitions" {
         causes.extend(crd::validate(obj));
     }
+    if ctx.info.group == "networking.k8s.io"
+        && ctx.info.plural == "ingressclasses"
+        && let Some(old) = old
+        && old["spec"]["controller"] != obj["spec"]["controller"]
+    {
+        // As kube-apiserver's ValidateIngressClassUpdate.
+        causes.push(FieldCause::new(
+            "FieldValueInvalid",
+            "spec.controller",
+            format!("{}: field is immutable", obj["spec"]["controller"]),
+        ));
+    }
+    if ctx.info.group == "networking.k8s.io" && ctx.info.plural == "ingresses" {
+        causes.extend(ingress_spec(obj));
+        if old.is_none() {
+            causes.extend(ingress_class_on_create(obj));
+        }
+    }
     let unknown: Vec<String> = causes
         .iter()
         .filter(|c| c.reason == schema::UNKNOWN)
@@ -313,6 +331,34 @@ fn validate(ctx: &Ctx, obj: &mut Value, old: Option<&Value>) -> ApiResult<()> {
     } else {
         Err(ApiError::invalid(&ctx.info.kind, subject, causes))
     }
+}
+
+/// As kube-apiserver's `ValidateIngressSpec` (create and update): an Ingress routes something.
+fn ingress_spec(obj: &Value) -> Option<FieldCause> {
+    let spec = &obj["spec"];
+    let no_rules = spec["rules"].as_array().is_none_or(Vec::is_empty);
+    (no_rules && spec["defaultBackend"].is_null()).then(|| {
+        FieldCause::new(
+            "FieldValueInvalid",
+            "spec",
+            "null: either `defaultBackend` or `rules` must be specified",
+        )
+    })
+}
+
+/// As kube-apiserver's `ValidateIngressCreate`: on create (not on update), the legacy
+/// `kubernetes.io/ingress.class` annotation must equal `spec.ingressClassName` when both are set.
+fn ingress_class_on_create(obj: &Value) -> Option<FieldCause> {
+    const ANNOTATION: &str = "kubernetes.io/ingress.class";
+    let annotation = obj["metadata"]["annotations"][ANNOTATION].as_str()?;
+    let class = obj["spec"]["ingressClassName"].as_str()?;
+    (annotation != class).then(|| {
+        FieldCause::new(
+            "FieldValueInvalid",
+            format!("annotations.{ANNOTATION}"),
+            format!("\"{annotation}\": must match `ingressClassName` when both are specified"),
+        )
+    })
 }
 
 /// POST: creates an object (namespace from the URL, generateName, uid, timestamps, generation 1).
@@ -605,7 +651,25 @@ pub fn patch(
         PatchKind::Strategic => patch::strategic(&mut new, body),
         PatchKind::Apply => unreachable!("handled above"),
     }
-    commit(st, ctx, &old, new, target, Managed::Update).map(|v| (200, v))
+    let patched = ctx.strict.then(|| new.to_string());
+    commit(st, ctx, &old, new, target, Managed::Update)
+        .map(|v| (200, v))
+        .map_err(
+            |e| match (patched, e.message.split_once("strict decoding error: ")) {
+                // As kube-apiserver: an unknown field in a patch under fieldValidation=Strict is a 422
+                // about the field "patch" (a create's is a 400).
+                (Some(obj), Some((_, unknown))) if e.code == 400 => ApiError::invalid(
+                    "",
+                    ("", "", ""),
+                    vec![FieldCause::new(
+                        "FieldValueInvalid",
+                        "patch",
+                        format!("{obj:?}: strict decoding error: {unknown}"),
+                    )],
+                ),
+                _ => e,
+            },
+        )
 }
 
 fn server_side_apply(

@@ -147,11 +147,21 @@ fn merge_maps(t: &mut Map<String, Value>, p: &Map<String, Value>, root: bool) {
                 match (merge_key(k, sample, root), t.get_mut(k)) {
                     (Some(key), Some(Value::Array(list))) => merge_keyed_list(list, items, key),
                     (None, Some(Value::Array(list))) if is_set_list(k) => {
+                        let mut patch_items: Vec<Value> = Vec::new();
                         for item in items {
-                            if !list.contains(item) {
-                                list.push(item.clone());
+                            if !patch_items.contains(item) {
+                                patch_items.push(item.clone());
                             }
                         }
+                        let original = std::mem::take(list);
+                        let server_only: Vec<Value> = original
+                            .iter()
+                            .filter(|x| !patch_items.contains(x))
+                            .cloned()
+                            .collect();
+                        *list = merge_sorted(server_only, patch_items, |v| {
+                            original.iter().position(|x| x == v)
+                        });
                     }
                     _ => {
                         let kept: Vec<Value> = items
@@ -171,22 +181,65 @@ fn merge_maps(t: &mut Map<String, Value>, p: &Map<String, Value>, root: bool) {
 }
 
 fn merge_keyed_list(list: &mut Vec<Value>, items: &[Value], key: &str) {
+    let original = std::mem::take(list);
+    let find = |id: &Value| original.iter().position(|x| x.get(key) == Some(id));
+    let mut patched_ids = Vec::new();
+    let mut patch_items = Vec::new();
     for item in items {
         let id = item.get(key);
-        let pos = list.iter().position(|x| x.get(key) == id && id.is_some());
-        let delete = item.get("$patch").and_then(Value::as_str) == Some("delete");
-        match (pos, delete) {
-            (Some(i), true) => {
-                list.remove(i);
+        if let Some(id) = id {
+            patched_ids.push(id.clone());
+        }
+        if item.get("$patch").and_then(Value::as_str) == Some("delete") {
+            continue;
+        }
+        match id.and_then(find) {
+            Some(i) => {
+                let mut merged = original[i].clone();
+                match (merged.as_object_mut(), item.as_object()) {
+                    (Some(t), Some(p)) => merge_maps(t, p, false),
+                    _ => merged = strip_directives(item),
+                }
+                patch_items.push(merged);
             }
-            (None, true) => {}
-            (Some(i), false) => match (list[i].as_object_mut(), item.as_object()) {
-                (Some(t), Some(p)) => merge_maps(t, p, false),
-                _ => list[i] = strip_directives(item),
-            },
-            (None, false) => list.push(strip_directives(item)),
+            None => patch_items.push(strip_directives(item)),
         }
     }
+    let server_only: Vec<Value> = original
+        .iter()
+        .filter(|x| x.get(key).is_none_or(|id| !patched_ids.contains(id)))
+        .cloned()
+        .collect();
+    *list = merge_sorted(server_only, patch_items, |v| v.get(key).and_then(find));
+}
+
+/// The order kube-apiserver gives a merged list (strategicpatch's `normalizeElementOrder` and
+/// `mergeSortedSlice`, without `$setElementOrder`): the patch's items in patch order, with the
+/// items only on the server inserted before the first patch item that the original list had
+/// after them; a patch item new to the list goes before the server-only items still pending.
+fn merge_sorted(
+    server_only: Vec<Value>,
+    patch_items: Vec<Value>,
+    original_index: impl Fn(&Value) -> Option<usize>,
+) -> Vec<Value> {
+    let mut out = Vec::with_capacity(server_only.len() + patch_items.len());
+    let (mut left, mut right) = (
+        server_only.into_iter().peekable(),
+        patch_items.into_iter().peekable(),
+    );
+    loop {
+        let take_left = match (left.peek(), right.peek()) {
+            (None, None) => break,
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
+            (Some(l), Some(r)) => {
+                matches!((original_index(l), original_index(r)), (Some(li), Some(ri)) if li < ri)
+            }
+        };
+        let next = if take_left { left.next() } else { right.next() };
+        out.extend(next);
+    }
+    out
 }
 
 #[cfg(test)]
@@ -225,7 +278,8 @@ mod tests {
             &json!({"metadata": {"finalizers": ["b"], "labels": {"x": null}},
             "status": {"conditions": [{"type": "Ready", "status": "True"}, {"type": "Other", "status": "True"}]}}),
         );
-        assert_eq!(t["metadata"]["finalizers"], json!(["a", "b"]));
+        // As kube-apiserver: an item new to the list goes before the server-only ones.
+        assert_eq!(t["metadata"]["finalizers"], json!(["b", "a"]));
         assert_eq!(t["metadata"]["labels"], json!({}));
         assert_eq!(t["status"]["conditions"][0]["status"], "True");
         assert_eq!(t["status"]["conditions"].as_array().unwrap().len(), 2);

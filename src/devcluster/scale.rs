@@ -45,6 +45,11 @@ pub fn scale_of(paths: &ScalePaths, obj: &Value) -> Value {
             .unwrap_or_default(),
     };
     let m = obj.get("metadata").cloned().unwrap_or(json!({}));
+    // autoscaling/v1 ScaleSpec.replicas is `omitempty` in kube-apiserver: 0 is not sent.
+    let spec = match json_path(obj, &paths.spec_replicas).and_then(Value::as_i64) {
+        None | Some(0) => json!({}),
+        Some(n) => json!({ "replicas": n }),
+    };
     json!({
         "kind": "Scale",
         "apiVersion": "autoscaling/v1",
@@ -52,7 +57,7 @@ pub fn scale_of(paths: &ScalePaths, obj: &Value) -> Value {
             "name": m["name"], "namespace": m["namespace"], "uid": m["uid"],
             "resourceVersion": m["resourceVersion"], "creationTimestamp": m["creationTimestamp"],
         },
-        "spec": {"replicas": json_path(obj, &paths.spec_replicas).cloned().unwrap_or(json!(0))},
+        "spec": spec,
         "status": {"replicas": json_path(obj, &paths.status_replicas).cloned().unwrap_or(json!(0)), "selector": selector},
     })
 }
@@ -67,7 +72,9 @@ pub fn get(st: &State, ctx: &Ctx, name: &str) -> ApiResult<Value> {
 pub fn update(st: &mut State, ctx: &Ctx, name: &str, scale: &Value) -> ApiResult<Value> {
     let p = paths(ctx)?.clone();
     let old = api::get(st, ctx, name)?;
-    let Some(replicas) = scale.pointer("/spec/replicas").and_then(Value::as_i64) else {
+    // A missing spec.replicas is 0, as Go's int32 in kube-apiserver decodes it.
+    let replicas = scale.pointer("/spec/replicas").unwrap_or(&json!(0)).clone();
+    let Some(replicas) = replicas.as_i64() else {
         return Err(ApiError::invalid(
             "Scale",
             ("autoscaling", "scale", name),

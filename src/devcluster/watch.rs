@@ -199,7 +199,17 @@ async fn run(shared: Arc<Shared>, ctx: Ctx, p: WatchParams, mut out: Emitter) {
         };
         for e in events {
             if let Some(kind) = transition(&e, &matches) {
-                let obj = present(&ctx, e.object);
+                let obj = match (e.kind, e.old) {
+                    // As kube-apiserver's watch cache: an object that stopped matching is
+                    // DELETED as it was when it last matched, at the new resourceVersion.
+                    (EventType::Modified, Some(mut old)) if kind == "DELETED" => {
+                        old["metadata"]["resourceVersion"] =
+                            e.object["metadata"]["resourceVersion"].clone();
+                        old
+                    }
+                    _ => e.object,
+                };
+                let obj = present(&ctx, obj);
                 if !out.send(kind, obj).await {
                     return;
                 }

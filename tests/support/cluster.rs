@@ -110,7 +110,11 @@ impl Env {
                 (Some(Arc::new(cluster)), client)
             }
         };
-        let ns = format!("{name}-{net}");
+        // On a real cluster, which outlives a test run, namespaces are unique per run too.
+        let ns = match cluster {
+            Some(_) => format!("{name}-{net}"),
+            None => format!("{name}-{net}-{}", std::process::id()),
+        };
         let env = Env {
             cluster,
             client,
@@ -182,22 +186,36 @@ impl Env {
     }
 
     pub fn controller_options(&self) -> Options {
+        // A real cluster is shared by the tests running in parallel: each controller watches
+        // its own test's namespace only (the embedded plane is one cluster per test).
+        let namespaces = match self.cluster {
+            Some(_) => Vec::new(),
+            None => vec![self.ns.clone()],
+        };
+        // The leader-election Lease: in the test's namespace, or (a real cluster with the
+        // chart's ServiceAccount) in the operator's namespace, where the chart grants Leases.
+        let (lease_name, lease_namespace) =
+            match std::env::var("INGRESS_FAILOVER_TEST_LEASE_NAMESPACE") {
+                Ok(lease_ns) => (format!("ingress-failover-{}", self.ns), lease_ns),
+                Err(_) => ("ingress-failover".into(), self.ns.clone()),
+            };
         Options {
-            namespaces: Vec::new(),
+            namespaces,
             policy_selector: None,
             deployment_selector: None,
             ingress_selector: None,
             rules: ingress_failover::validation::ValidationContext {
                 allowed_ingress_controller_namespaces: vec![],
-                probe_allowlist: match backend_ip() {
-                    Some(ip) => vec![ip.to_string()],
-                    None => vec!["127.0.0.0/8".into()],
+                probe_allowlist: match (probe_allowlist(), backend_ip()) {
+                    (Some(list), _) => list,
+                    (None, Some(ip)) => vec![ip.to_string()],
+                    (None, None) => vec!["127.0.0.0/8".into()],
                 },
             },
             metrics_addr: "127.0.0.1:0".parse().unwrap(),
             leader_election: false,
-            lease_name: "ingress-failover".into(),
-            lease_namespace: self.ns.clone(),
+            lease_name,
+            lease_namespace,
             identity: format!("test-{}", self.net),
             lease_seconds: 3,
             prober: Default::default(),
@@ -213,6 +231,7 @@ impl Env {
     pub async fn spawn_controller(&self, opts: Options) -> ControllerHandle {
         let cluster = self.cluster.clone();
         let real_client = self.client.clone();
+        let controller_kubeconfig = std::env::var("INGRESS_FAILOVER_CONTROLLER_KUBECONFIG").ok();
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let (kill_tx, kill_rx) = oneshot::channel::<()>();
         let (started_tx, started_rx) = oneshot::channel();
@@ -224,9 +243,14 @@ impl Env {
                 .expect("controller runtime");
             rt.block_on(async move {
                 // The client must be built on this runtime: its connections live here.
-                let client = match &cluster {
-                    Some(c) => c.client_with_user_agent(CONTROLLER_AGENT).expect("client"),
-                    None => real_client,
+                let client = match (&cluster, controller_kubeconfig) {
+                    (Some(c), _) => c.client_with_user_agent(CONTROLLER_AGENT).expect("client"),
+                    // The controller's own identity (e.g. the chart's ServiceAccount token), so
+                    // that the real authorizer checks every call it makes.
+                    (None, Some(path)) => ingress_failover::kubeclient::client(Some(path.as_ref()))
+                        .await
+                        .expect("client for INGRESS_FAILOVER_CONTROLLER_KUBECONFIG"),
+                    (None, None) => real_client,
                 };
                 let shutdown = async move {
                     let _ = stop_rx.await;
@@ -410,8 +434,11 @@ impl Env {
     /// Keeps a farm backend running at every ready address of `service`'s EndpointSlices (the
     /// pods the embedded controller-manager creates have loopback IPs but no server).
     pub fn serve_pods_of(&self, service: &str) -> tokio::task::JoinHandle<()> {
-        if self.cluster.is_none() {
-            // A real cluster's pods run `pod_image()` and serve themselves.
+        if self.cluster.is_none() && std::env::var_os("INGRESS_FAILOVER_TEST_SERVE_PODS").is_none()
+        {
+            // A real cluster's pods run `pod_image()` and serve themselves; pods of a fake
+            // kubelet (kwok, INGRESS_FAILOVER_TEST_SERVE_PODS set) run nothing and are served
+            // here at their (locally routed) pod IPs.
             return tokio::spawn(async {});
         }
         tokio::spawn(serve_pods(
@@ -421,6 +448,14 @@ impl Env {
             self.farm.clone(),
         ))
     }
+}
+
+/// `INGRESS_FAILOVER_TEST_PROBE_ALLOWLIST`: comma-separated addresses/CIDRs the controller may
+/// probe on a real cluster (backends and pod IPs); the backend IP alone by default.
+fn probe_allowlist() -> Option<Vec<String>> {
+    std::env::var("INGRESS_FAILOVER_TEST_PROBE_ALLOWLIST")
+        .ok()
+        .map(|v| v.split(',').map(|s| s.trim().to_string()).collect())
 }
 
 fn backend_ip() -> Option<std::net::IpAddr> {
