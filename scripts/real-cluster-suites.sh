@@ -8,7 +8,8 @@
 # 2. tests/controller.rs, every test but the embedded-only ones below, with the in-process
 #    controller authenticated as the chart's ServiceAccount (chart RBAC rendered by `helm template`
 #    and applied): the real authorizer checks every call the controller makes.
-# 3. tests/rbac.rs: its full policy lifecycle, the controller again as the ServiceAccount; then
+# 3. tests/controller_people.rs: what people do mid-incident, every test, controller as above.
+# 4. tests/rbac.rs: its full policy lifecycle, the controller again as the ServiceAccount; then
 #    from the apiserver's audit log: the ServiceAccount was never forbidden anything, and used
 #    every rule the chart grants.
 set -euo pipefail
@@ -73,6 +74,11 @@ section "controller (controller authenticated as system:serviceaccount:$OP_NS:$S
 INGRESS_FAILOVER_CONTROLLER_KUBECONFIG="$SA_KUBECONFIG" \
   INGRESS_FAILOVER_TEST_LEASE_NAMESPACE="$OP_NS" \
   timeout "$TEST_TIMEOUT" cargo test --test controller -- --exact "${CONTROLLER_EMBEDDED_ONLY[@]}"
+
+section "people mid-incident: invalid edits, dry-run, the reset annotation (controller as the ServiceAccount)"
+INGRESS_FAILOVER_CONTROLLER_KUBECONFIG="$SA_KUBECONFIG" \
+  INGRESS_FAILOVER_TEST_LEASE_NAMESPACE="$OP_NS" \
+  timeout "$TEST_TIMEOUT" cargo test --test controller_people
 
 section "rbac: the chart's lifecycle test, controller as the ServiceAccount"
 INGRESS_FAILOVER_CONTROLLER_KUBECONFIG="$SA_KUBECONFIG" \
