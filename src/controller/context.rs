@@ -5,10 +5,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::Client;
-use kube::runtime::events::Recorder;
 use kube::runtime::reflector::Store;
 use tokio::sync::watch;
 
@@ -32,6 +32,8 @@ pub struct Stores {
     pub slices: Store<EndpointSlice>,
     pub deployments: Store<Deployment>,
     pub ingresses: Store<Ingress>,
+    /// HorizontalPodAutoscalers, to leave an autoscaled emergency Deployment to its autoscaler.
+    pub autoscalers: Store<HorizontalPodAutoscaler>,
 }
 
 impl Stores {
@@ -53,6 +55,10 @@ pub struct PolicyRuntime {
     /// Replicas this process last wrote (or found) for the emergency Deployment: written again
     /// only when the engine's wish changes, so a human scaling it by hand is not fought.
     pub emergency_replicas_written: Option<i32>,
+    /// resourceVersion of the cached emergency Deployment when the operator last scaled it:
+    /// while the cache still shows that version it has not seen the write, and a difference
+    /// is lag, not another writer.
+    pub emergency_written_over: Option<String>,
     /// Actions whose Events wait for the writes they describe to succeed.
     pub pending_events: Vec<Action>,
     pub last_status: Option<FailoverPolicyStatus>,
@@ -64,6 +70,8 @@ pub struct PolicyRuntime {
     /// a reconcile triggered by a probe fact that changed nothing skips the comparison, and a
     /// periodic one still catches objects changed behind the operator's back.
     pub slices_synced: Option<(Vec<super::desired::Published>, i64)>,
+    /// Failing writes and their backoff, corrections of other writers.
+    pub ledger: super::ledger::Ledger,
 }
 
 /// Shared by all reconciles.
@@ -71,7 +79,7 @@ pub struct Context {
     pub client: Client,
     pub rules: ValidationContext,
     pub prober: Prober,
-    pub recorder: Recorder,
+    pub events: super::events::EventSink,
     pub metrics: Metrics,
     pub stores: Stores,
     pub leader: watch::Receiver<bool>,

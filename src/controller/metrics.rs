@@ -30,6 +30,12 @@ pub struct PolicyLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PolicyResourceLabels {
+    pub policy: Arc<str>,
+    pub resource: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PolicyTierLabels {
     pub policy: Arc<str>,
     pub tier: &'static str,
@@ -59,6 +65,7 @@ pub struct Metrics {
     pub reconcile_errors: Family<KindLabels, Counter>,
     pub transitions: Family<KindLabels, Counter>,
     pub api_writes: Family<ResourceLabels, Counter>,
+    pub write_failures: Family<PolicyResourceLabels, Counter>,
     pub leader: Gauge,
     pub policy_phase: Family<PolicyPhaseLabels, Gauge>,
     pub healthy_ratio: Family<PolicyTierLabels, Gauge<f64, AtomicU64>>,
@@ -78,6 +85,7 @@ impl Default for Metrics {
             reconcile_errors: Family::default(),
             transitions: Family::default(),
             api_writes: Family::default(),
+            write_failures: Family::default(),
             leader: Gauge::default(),
             policy_phase: Family::default(),
             healthy_ratio: Family::default(),
@@ -112,6 +120,11 @@ impl Metrics {
             "api_writes",
             "Writes to the Kubernetes API, by resource",
             self.api_writes.clone(),
+        );
+        r.register(
+            "write_failures",
+            "Failed writes to managed objects, by policy and resource",
+            self.write_failures.clone(),
         );
         r.register(
             "leader",
@@ -164,6 +177,35 @@ impl Metrics {
         self.api_writes
             .get_or_create(&ResourceLabels { resource })
             .inc();
+    }
+
+    pub fn write_failed(&self, policy: &str, resource: &'static str) {
+        self.write_failures
+            .get_or_create(&PolicyResourceLabels {
+                policy: Arc::from(policy),
+                resource,
+            })
+            .inc();
+    }
+
+    /// Failed writes of one policy so far (all resources).
+    pub fn write_failures_of(&self, policy: &str) -> u64 {
+        [
+            "services",
+            "endpointslices",
+            "deployments/scale",
+            "ingresses",
+        ]
+        .iter()
+        .map(|&resource| {
+            self.write_failures
+                .get_or_create(&PolicyResourceLabels {
+                    policy: Arc::from(policy),
+                    resource,
+                })
+                .get()
+        })
+        .sum()
     }
 
     /// Total writes so far (all resources), for the steady-state benchmark and tests.
@@ -219,5 +261,16 @@ impl Metrics {
         self.load_balancer_up.remove(&l);
         self.emergency_desired_replicas.remove(&l);
         self.primary_weight_percent.remove(&l);
+        for resource in [
+            "services",
+            "endpointslices",
+            "deployments/scale",
+            "ingresses",
+        ] {
+            self.write_failures.remove(&PolicyResourceLabels {
+                policy: policy.clone(),
+                resource,
+            });
+        }
     }
 }

@@ -8,8 +8,11 @@
 pub mod actuate;
 pub mod context;
 pub mod desired;
+mod effect;
+pub mod events;
 mod http_server;
 mod leader;
+pub mod ledger;
 pub mod metrics;
 pub mod observe;
 pub mod reconcile;
@@ -22,9 +25,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::Ingress;
-use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{Controller, WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
@@ -106,22 +109,24 @@ pub async fn run(
     );
     let (ingresses, ingress_stream) =
         reflect::<Ingress>(&client, &opts.namespaces, labelled(&opts.ingress_selector));
+    let (autoscalers, autoscaler_stream) =
+        reflect::<HorizontalPodAutoscaler>(&client, &opts.namespaces, watcher::Config::default());
+    // Nothing reconciles on an autoscaler change (the next reconcile sees it); the stream only
+    // keeps the cache.
+    tokio::spawn(autoscaler_stream.for_each(|_| async {}));
     let stores = Stores {
         slices: slices.clone(),
         deployments: deployments.clone(),
         ingresses: ingresses.clone(),
+        autoscalers: autoscalers.clone(),
     };
 
-    let reporter = Reporter {
-        controller: "ingress-failover".into(),
-        instance: Some(opts.identity.clone()),
-    };
-    let recorder = Recorder::new(client.clone(), reporter);
+    let events = events::EventSink::new(client.clone(), actuate::MANAGER, &opts.identity);
     let ctx = Arc::new(Context {
         client: client.clone(),
         rules: opts.rules.clone(),
         prober: prober.clone(),
-        recorder,
+        events,
         metrics: metrics.clone(),
         stores,
         leader: leader_rx.clone(),
