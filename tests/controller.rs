@@ -1450,8 +1450,32 @@ async fn readiness_follows_the_initial_lists_and_survives_watch_restarts() {
     let mut env = Env::start("readyz").await;
     let b = env.backends(2).await;
     env.apply_json(policy("web", &b, json!({}))).await;
+    // The policy list is the last to complete (the others are done while it fails): the case
+    // in which /readyz used to stay "caches not synced" for good.
+    if let Some(plane) = &env.cluster {
+        plane
+            .faults()
+            .set(ingress_failover::devcluster::FaultConfig {
+                seed: 1,
+                errors: vec![ingress_failover::devcluster::ErrorRule {
+                    verb: Some("list".into()),
+                    resource: Some("failoverpolicies".into()),
+                    code: 500,
+                    rate: 1.0,
+                    retry_after_seconds: None,
+                }],
+                latency: vec![],
+            });
+    }
     env.start_controller().await;
     let addr = env.controller.as_ref().unwrap().running.metrics_addr;
+    if let Some(plane) = &env.cluster {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let (code, body) = http_get(addr, "/readyz").await;
+        assert_eq!(code, 503, "{body}");
+        assert!(body.contains("failoverpolicies"), "{body}");
+        plane.faults().clear();
+    }
     eventually(T, || async {
         (http_get(addr, "/readyz").await.0 == 200).then_some(())
     })
@@ -1496,4 +1520,37 @@ async fn load_balancer_up_carries_no_stale_error() {
         })
         .await;
     assert_eq!(s.load_balancer.unwrap().last_error, None);
+}
+
+/// Item 13: the controller's client names the product, version and replica in its User-Agent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn controller_requests_carry_a_user_agent_naming_the_replica() {
+    let env = Env::start("useragent").await;
+    let Some(plane) = env.cluster.clone() else {
+        eprintln!("the audit log is the embedded plane's; skipped on a real cluster");
+        return;
+    };
+    let dir = std::env::temp_dir().join(format!("ingress-failover-ua-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("kubeconfig");
+    std::fs::write(&path, plane.kubeconfig_yaml()).unwrap();
+    let ua = ingress_failover::kubeclient::controller_user_agent("replica-7");
+    assert!(
+        ua.starts_with("ingress-failover/") && ua.contains("replica-7"),
+        "{ua}"
+    );
+    let client = ingress_failover::kubeclient::client_as(Some(&path), Some(&ua))
+        .await
+        .unwrap();
+    let api: kube::Api<ingress_failover::api::FailoverPolicy> =
+        kube::Api::namespaced(client, &env.ns);
+    api.list(&Default::default()).await.unwrap();
+    assert!(
+        plane
+            .audit()
+            .iter()
+            .any(|e| e.user_agent == ua && e.resource == "failoverpolicies"),
+        "no request with User-Agent {ua:?}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }

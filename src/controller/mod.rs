@@ -21,7 +21,6 @@ pub mod targets;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
@@ -42,6 +41,15 @@ use crate::probe::{Allowlist, Fact, Prober, ProberConfig, Tier};
 use crate::validation::ValidationContext;
 
 pub use context::{Clock, Context, Stores, system_clock};
+
+/// The caches /readyz waits for.
+const CACHES: [&str; 5] = [
+    "endpointslices",
+    "deployments",
+    "ingresses",
+    "horizontalpodautoscalers",
+    "failoverpolicies",
+];
 
 /// How the controller runs (from `run`'s flags).
 #[derive(Debug, Clone)]
@@ -135,10 +143,10 @@ pub async fn run(
         failures: Default::default(),
     });
 
-    let ready = Arc::new(AtomicBool::new(false));
+    let readiness = Arc::new(http_server::Readiness::expecting(&CACHES));
     let registry = Arc::new(registry);
     let (addr, server) =
-        http_server::serve(opts.metrics_addr, registry.clone(), ready.clone()).await?;
+        http_server::serve(opts.metrics_addr, registry.clone(), readiness.clone()).await?;
     info!(%addr, "serving /metrics, /healthz and /readyz");
     tokio::spawn(server);
 
@@ -160,7 +168,12 @@ pub async fn run(
     // Leadership gained: reconcile everything (resuming from status). Lost: forget and stop
     // probing, so a returning term starts from status like a restart.
     let (all_tx, all_rx) = mpsc::unbounded_channel::<()>();
-    tokio::spawn(follow_leadership(leader_rx, ctx.clone(), all_tx));
+    tokio::spawn(follow_leadership(
+        opts.leader_election,
+        leader_rx,
+        ctx.clone(),
+        all_tx,
+    ));
 
     let namespaces = opts.namespaces.clone();
     let in_scope = move |ns: Option<&str>| {
@@ -169,24 +182,13 @@ pub async fn run(
     let (s1, s2, s3) = (pstore.clone(), pstore.clone(), pstore.clone());
     let (f1, f2, f3) = (in_scope.clone(), in_scope.clone(), in_scope.clone());
 
-    // Readiness: every cache has listed once.
-    {
-        let (a, b, c, d, ready) = (
-            slices,
-            deployments,
-            ingresses,
-            pstore.clone(),
-            ready.clone(),
-        );
-        tokio::spawn(async move {
-            let _ = a.wait_until_ready().await;
-            let _ = b.wait_until_ready().await;
-            let _ = c.wait_until_ready().await;
-            let _ = d.wait_until_ready().await;
-            ready.store(true, Ordering::SeqCst);
-            info!("caches synced; ready");
-        });
-    }
+    // Readiness: every cache has listed once. Each is awaited on its own, so /readyz can say
+    // which one is still missing; once listed, a cache stays ready across watch restarts.
+    readiness.watch("endpointslices", slices);
+    readiness.watch("deployments", deployments);
+    readiness.watch("ingresses", ingresses);
+    readiness.watch("horizontalpodautoscalers", autoscalers);
+    readiness.watch("failoverpolicies", pstore.clone());
 
     let started_ctx = ctx.clone();
     if let Some(tx) = started {
@@ -348,6 +350,7 @@ async fn pump_facts(
 }
 
 async fn follow_leadership(
+    election: bool,
     mut leader: tokio::sync::watch::Receiver<bool>,
     ctx: Arc<Context>,
     all: mpsc::UnboundedSender<()>,
@@ -356,7 +359,9 @@ async fn follow_leadership(
     loop {
         let is = *leader.borrow_and_update();
         ctx.metrics.leader.set(i64::from(is));
-        if is && !was {
+        if is && !was && !election {
+            info!("leader election disabled: this replica writes; reconciling every policy");
+        } else if is && !was {
             info!("acquired the leader lease; reconciling every policy");
             let _ = all.send(());
         } else if !is && was {
