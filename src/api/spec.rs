@@ -28,10 +28,10 @@ use super::status::FailoverPolicyStatus;
     derive = "PartialEq",
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase", description = "Summary of what the policy is doing"),
     printcolumn(name = "Active-Class", type_ = "string", json_path = ".status.activeClass", description = "Ingress class in effect: what the managed Ingresses say"),
-    printcolumn(name = "Dry-Run", type_ = "boolean", json_path = ".spec.dryRun", description = "True when the policy only decides and reports; nothing is applied"),
-    printcolumn(name = "Decided-Class", type_ = "string", json_path = ".status.decidedClass", priority = 1, description = "Ingress class the policy decided on (differs from Active-Class in dry-run or while a write fails)"),
     printcolumn(name = "Healthy", type_ = "string", json_path = ".status.primary.summary", description = "Healthy/total primary backends"),
     printcolumn(name = "Emergency", type_ = "string", json_path = ".status.emergency.summary", description = "Emergency capacity: ready/desired replicas, or Standby"),
+    printcolumn(name = "Dry-Run", type_ = "boolean", json_path = ".spec.dryRun", description = "True when the policy only decides and reports; nothing is applied"),
+    printcolumn(name = "Decided-Class", type_ = "string", json_path = ".status.decidedClass", priority = 1, description = "Ingress class the policy decided on (differs from Active-Class in dry-run or while a write fails)"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
     validation = Rule::new("!has(self.spec.recovery) || !has(self.spec.recovery.failbackSteps) || size(self.spec.recovery.failbackSteps) == 0 || (has(self.spec.ingress) && self.spec.ingress.mode == 'HotStandby')").message("spec.recovery.failbackSteps needs spec.ingress.mode HotStandby: only a mirrored backup Ingress can carry a traffic weight").field_path(".spec.recovery.failbackSteps")
 )]
@@ -408,8 +408,9 @@ pub struct IngressTierSpec {
     #[schemars(length(min = 1, max = 253))]
     pub backup_class: String,
 
-    /// SwitchClass rewrites `spec.ingressClassName` of the managed Ingresses on failover and
-    /// failback. HotStandby keeps a mirrored copy of each Ingress on the backup class always in
+    /// SwitchClass rewrites the class of the managed Ingresses on failover and failback, in the
+    /// form each uses: the legacy `kubernetes.io/ingress.class` annotation when present (ingress
+    /// controllers honour it first), else `spec.ingressClassName`; never both. HotStandby keeps a mirrored copy of each Ingress on the backup class always in
     /// sync (configuration sync) and flips which one is authoritative, which also allows gradual
     /// failback by weight.
     #[serde(default)]
