@@ -446,7 +446,13 @@ pub async fn hand_back_service(
         .iter()
         .filter_map(|a| Published::parse(&a.0))
         .collect();
-    let keep = desired::endpoint_slices(ns, &ms.name, &ms.port_name, None, policy, &statics);
+    // Under names of their own: the slices the policy wrote go (after these exist, so the
+    // Service never has fewer endpoints), and a later policy for the same Service replaces
+    // these like any stale slice of its own.
+    let mut keep = desired::endpoint_slices(ns, &ms.name, &ms.port_name, None, policy, &statics);
+    for k in &mut keep {
+        k.metadata.name = k.metadata.name.take().map(|n| format!("{n}-handed-back"));
+    }
     let api: Api<EndpointSlice> = Api::namespaced(ctx.client.clone(), ns);
     for slice in &keep {
         let name = slice.metadata.name.as_deref().unwrap_or_default();
