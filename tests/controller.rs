@@ -1554,3 +1554,66 @@ async fn controller_requests_carry_a_user_agent_naming_the_replica() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Item 9, the Ingress class: a GitOps self-heal reverting it is named and not fought forever;
+/// status then says traffic is where the other writer put it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingress_class_reverted_by_another_manager_is_named_and_not_fought_forever() {
+    let (env, lb) = ingress_env("gitopsclass", json!({})).await;
+    env.set(lb, Behavior::Status(503)).await;
+    eventually(T, || async {
+        (env.ingress_class("web").await.as_deref() == Some("nginx-backup")).then_some(())
+    })
+    .await;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let selfheal = {
+        let api: kube::Api<k8s_openapi::api::networking::v1::Ingress> =
+            kube::Api::namespaced(env.client.clone(), &env.ns);
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                if let Ok(Some(i)) = api.get_opt("web").await
+                    && class_field(&i).as_deref() != Some("nginx-primary")
+                {
+                    let _ = api
+                        .patch(
+                            "web",
+                            &kube::api::PatchParams {
+                                field_manager: Some("argocd-controller".into()),
+                                ..Default::default()
+                            },
+                            &kube::api::Patch::Merge(
+                                &json!({"spec": {"ingressClassName": "nginx-primary"}}),
+                            ),
+                        )
+                        .await;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        })
+    };
+    let s = env
+        .wait_raw_status("web", Duration::from_secs(40), "OtherWriter", |s| {
+            raw_condition(s, "InEffect").is_some_and(|c| c.1 == "OtherWriter")
+        })
+        .await;
+    let (_, _, message) = raw_condition(&s, "InEffect").unwrap();
+    assert!(
+        message.contains("argocd-controller") && message.contains("Ingress"),
+        "{message}"
+    );
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let _ = selfheal.await;
+    let s = env
+        .wait_raw_status("web", T, "in effect: where the other writer put it", |s| {
+            s["activeClass"] == "nginx-primary"
+        })
+        .await;
+    assert_eq!(s["decidedClass"], "nginx-backup");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        env.ingress_class("web").await.as_deref(),
+        Some("nginx-primary"),
+        "no correction after giving up"
+    );
+}

@@ -14,8 +14,9 @@ use kube::core::SelectorExt;
 use kube::{Api, ResourceExt};
 use serde_json::json;
 
-use super::context::Context;
+use super::context::{Context, PolicyRuntime, lock};
 use super::desired::{self, POLICY_LABEL, Published, SourceFields};
+use super::ledger::Correction;
 use super::observe::{self, ClassForm, MANAGED_BY, MANAGED_BY_LABEL, SERVICE_NAME_LABEL};
 use crate::api::{FailoverPolicySpec, IngressMode};
 use crate::engine::IngressDesired;
@@ -252,7 +253,10 @@ pub fn source_fields(
 /// HotStandby keeps each source on the primary class, marks which side is authoritative and
 /// its weight, and keeps a mirror on the backup class in sync; mirrors of other modes are
 /// removed. Each Ingress is written on its own: the errors of those that failed are returned,
-/// the others are written regardless.
+/// the others are written regardless. With the policy's runtime, a change another field
+/// manager made to what the operator wrote is corrected at most [`super::ledger::MAX_CORRECTIONS`]
+/// times per decision.
+#[allow(clippy::too_many_arguments)]
 pub async fn sync_ingresses(
     ctx: &Context,
     ns: &str,
@@ -261,22 +265,62 @@ pub async fn sync_ingresses(
     want: &IngressDesired,
     owner: &OwnerReference,
     policy: &str,
-) -> Vec<ActuateError> {
+    rt: Option<&std::sync::Mutex<PolicyRuntime>>,
+) -> IngressSync {
+    let mut out = IngressSync::default();
     let Some(tier) = &spec.ingress else {
-        return Vec::new();
+        return out;
     };
     let api: Api<Ingress> = Api::namespaced(ctx.client.clone(), ns);
-    let mut errors = Vec::new();
+    let errors = &mut out.errors;
     let sources = managed_ingresses(ctx, ns, spec);
     for ing in &sources {
         let name = ing.name_any();
         let what = format!("Ingress {ns}/{name}");
         let fields = source_fields(ing, mode, tier, want);
-        if !fields.matches(ing)
-            && let Err(e) = write_source(ctx, &api, ing, &fields, &name, ns).await
-        {
-            errors.push(api_err(&what)(e));
-            continue;
+        if !fields.matches(ing) {
+            // Written by us before and changed since (not mere cache lag): another writer.
+            let value = format!("{fields:?}");
+            let cached_rv = ing.metadata.resource_version.clone();
+            let field = format!("the class of Ingress {ns}/{name}");
+            if let Some(rt) = rt {
+                let mut r = lock(rt);
+                r.ledger.expect(&field, &value);
+                match r.ingress_written.get(&name) {
+                    Some((v, rv)) if *v == value && *rv == cached_rv => continue,
+                    Some((v, _)) if *v == value => {
+                        let manager = fields.managers_besides(ing, MANAGER);
+                        match r.ledger.correction(&field, &value, &manager) {
+                            Correction::Correct(n) => out.notes.push(WriterNote {
+                                field: field.clone(),
+                                manager,
+                                correction: Some(n),
+                                first: false,
+                            }),
+                            Correction::GiveUp { first } => {
+                                out.given_up = true;
+                                out.notes.push(WriterNote {
+                                    field,
+                                    manager,
+                                    correction: None,
+                                    first,
+                                });
+                                continue;
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            if let Err(e) = write_source(ctx, &api, ing, &fields, &name, ns).await {
+                errors.push(api_err(&what)(e));
+                continue;
+            }
+            if let Some(rt) = rt {
+                lock(rt)
+                    .ingress_written
+                    .insert(name.clone(), (value, cached_rv));
+            }
         }
         if mode == IngressMode::HotStandby {
             let primary_auth = want.active_class == tier.primary_class;
@@ -321,7 +365,29 @@ pub async fn sync_ingresses(
     {
         errors.push(e);
     }
-    errors
+    out
+}
+
+/// What [`sync_ingresses`] did besides writing.
+#[derive(Debug, Default)]
+pub struct IngressSync {
+    /// Writes that failed (the others were made).
+    pub errors: Vec<ActuateError>,
+    /// Corrections of another writer's change, and the point where the operator stopped.
+    pub notes: Vec<WriterNote>,
+    /// Some Ingress is left as another writer set it.
+    pub given_up: bool,
+}
+
+/// A field the operator owns was changed by another field manager.
+#[derive(Debug, Clone)]
+pub struct WriterNote {
+    pub field: String,
+    pub manager: String,
+    /// `Some(n)`: written back (correction n); `None`: no longer corrected.
+    pub correction: Option<u32>,
+    /// With `None`: the first time the operator leaves it (worth an Event).
+    pub first: bool,
 }
 
 /// Writes the operator's fields of a source Ingress. An Ingress naming its class both ways

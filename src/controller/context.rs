@@ -59,6 +59,9 @@ pub struct PolicyRuntime {
     /// while the cache still shows that version it has not seen the write, and a difference
     /// is lag, not another writer.
     pub emergency_written_over: Option<String>,
+    /// Per source Ingress: the fields last applied (debug form) and the resourceVersion the cache
+    /// showed then, to tell cache lag from another writer.
+    pub ingress_written: std::collections::HashMap<String, (String, Option<String>)>,
     /// Actions whose Events wait for the writes they describe to succeed.
     pub pending_events: Vec<Action>,
     pub last_status: Option<FailoverPolicyStatus>,

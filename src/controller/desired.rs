@@ -12,7 +12,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference}
 use super::actuate::MANAGER;
 use super::observe::{
     ClassForm, LEGACY_CLASS_ANNOTATION, MANAGED_BY, MANAGED_BY_LABEL, SERVICE_NAME_LABEL,
-    applied_keys, effective_class,
+    applied_keys, effective_class, other_managers,
 };
 use crate::api::FailoverPolicySpec;
 
@@ -316,6 +316,40 @@ impl SourceFields {
             body["spec"] = serde_json::Value::Object(spec);
         }
         body
+    }
+
+    /// Field managers other than `ours` owning any of these fields on `ing`, joined (or
+    /// `unknown`).
+    pub fn managers_besides(&self, ing: &Ingress, ours: &str) -> String {
+        let mut paths: Vec<Vec<String>> = vec![
+            vec!["f:spec".into(), "f:ingressClassName".into()],
+            vec![
+                "f:metadata".into(),
+                "f:annotations".into(),
+                format!("f:{LEGACY_CLASS_ANNOTATION}"),
+            ],
+        ];
+        paths.extend(self.annotations.keys().map(|k| {
+            vec![
+                "f:metadata".to_string(),
+                "f:annotations".to_string(),
+                format!("f:{k}"),
+            ]
+        }));
+        let mut all: Vec<String> = paths
+            .iter()
+            .flat_map(|p| {
+                let p: Vec<&str> = p.iter().map(String::as_str).collect();
+                other_managers(&ing.metadata, &p, ours)
+            })
+            .collect();
+        all.sort();
+        all.dedup();
+        if all.is_empty() {
+            "unknown".to_string()
+        } else {
+            all.join(", ")
+        }
     }
 
     /// Whether `ing` already says all of it, and carries nothing the operator applied earlier

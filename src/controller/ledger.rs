@@ -157,7 +157,7 @@ impl Ledger {
     pub fn other_writers(&self) -> impl Iterator<Item = (&str, &str)> {
         self.corrections
             .iter()
-            .filter(|(_, c)| c.count >= MAX_CORRECTIONS)
+            .filter(|(_, c)| c.reported)
             .map(|(f, c)| (f.as_str(), c.manager.as_str()))
     }
 }
@@ -200,6 +200,7 @@ mod tests {
             l.expect("f", "2");
             assert_eq!(l.correction("f", "2", "argocd"), Correction::Correct(n));
         }
+        assert_eq!(l.other_writers().count(), 0, "the last correction may hold");
         assert_eq!(
             l.correction("f", "2", "argocd"),
             Correction::GiveUp { first: true }

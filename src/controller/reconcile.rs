@@ -351,6 +351,7 @@ fn new_runtime(
         inventory: Vec::new(),
         emergency_replicas_written,
         emergency_written_over: None,
+        ingress_written: Default::default(),
         pending_events: Vec::new(),
         last_status: policy.status.clone(),
         targets_dirty: true,
@@ -511,15 +512,43 @@ async fn write_desired(
     if let (Some(want), Some(tier)) = (&plan.ingress, &spec.ingress)
         && due(Actuation::Ingress)
     {
-        let errors = actuate::sync_ingresses(ctx, ns, spec, tier.mode, want, &owner, &name).await;
-        if errors.is_empty() {
+        let sync =
+            actuate::sync_ingresses(ctx, ns, spec, tier.mode, want, &owner, &name, Some(rt)).await;
+        if sync.errors.is_empty() {
             lock(rt).ledger.succeeded(Actuation::Ingress);
-            if !actuate::managed_ingresses(ctx, ns, spec).is_empty() {
+            if !sync.given_up && !actuate::managed_ingresses(ctx, ns, spec).is_empty() {
                 fx.class = Some(want.active_class.clone());
             }
         }
-        for e in &errors {
+        for e in &sync.errors {
             failed(ctx, policy, rt, Actuation::Ingress, e, now).await;
+        }
+        for n in &sync.notes {
+            let message = match n.correction {
+                Some(k) => format!(
+                    "{} was changed by field manager {:?}; setting it back to the decided class (correction {k} of {MAX_CORRECTIONS})",
+                    n.field, n.manager
+                ),
+                None if n.first => format!(
+                    "{} keeps being changed by field manager {:?}; stopped correcting it after {MAX_CORRECTIONS} corrections",
+                    n.field, n.manager
+                ),
+                None => continue,
+            };
+            let action = if n.correction.is_some() {
+                "Correct"
+            } else {
+                "StopCorrecting"
+            };
+            note(
+                ctx,
+                policy,
+                Severity::Warning,
+                reasons::OTHER_WRITER,
+                action,
+                &message,
+            )
+            .await;
         }
     }
     fx.failures = lock(rt).ledger.failures().map(|f| f.message()).collect();
@@ -809,7 +838,7 @@ async fn cleanup(policy: Arc<FailoverPolicy>, ctx: &Context) -> Result<Requeue, 
                 active_class: tier.primary_class.clone(),
                 primary_weight_percent: 100,
             };
-            let errors = actuate::sync_ingresses(
+            let sync = actuate::sync_ingresses(
                 ctx,
                 &ns,
                 spec,
@@ -817,9 +846,10 @@ async fn cleanup(policy: Arc<FailoverPolicy>, ctx: &Context) -> Result<Requeue, 
                 &back,
                 &owner,
                 &name,
+                None,
             )
             .await;
-            if let Some(e) = errors.into_iter().next() {
+            if let Some(e) = sync.errors.into_iter().next() {
                 return Err(e.into());
             }
         }

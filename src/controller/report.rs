@@ -109,6 +109,14 @@ fn describe(a: &Action) -> String {
             from_class,
             to_class,
             primary_weight_percent,
+        } if from_class == to_class => format!(
+            "{primary_weight_percent}% of traffic on the primary class ({to_class} stays authoritative): {}",
+            a.reason
+        ),
+        Affected::Ingress {
+            from_class,
+            to_class,
+            primary_weight_percent,
         } => format!(
             "{from_class} → {to_class} (primary weight {primary_weight_percent}%): {}",
             a.reason
