@@ -26,6 +26,9 @@ pub enum Actuation {
     Slices,
     Scale,
     Ingress,
+    /// The policy's own status (its failures are returned as reconcile errors, not shown in
+    /// the status they could not write).
+    Status,
 }
 
 impl Actuation {
@@ -36,6 +39,7 @@ impl Actuation {
             Actuation::Slices => "endpointslices",
             Actuation::Scale => "deployments/scale",
             Actuation::Ingress => "ingresses",
+            Actuation::Status => "failoverpolicies/status",
         }
     }
 }
@@ -119,9 +123,17 @@ impl Ledger {
         self.failing.remove(&what)
     }
 
-    /// Writes failing now, in a stable order.
+    /// Writes of managed objects failing now, in a stable order.
     pub fn failures(&self) -> impl Iterator<Item = &Failure> {
-        self.failing.values()
+        self.failing
+            .iter()
+            .filter(|(a, _)| **a != Actuation::Status)
+            .map(|(_, f)| f)
+    }
+
+    /// The earliest time a failing write (status included) may be tried again.
+    pub fn next_retry(&self) -> Option<Millis> {
+        self.failing.values().map(|f| f.next_at).min()
     }
 
     /// The operator wants `value` for `field`. A different wish than the one corrections were

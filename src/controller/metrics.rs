@@ -195,6 +195,7 @@ impl Metrics {
             "endpointslices",
             "deployments/scale",
             "ingresses",
+            "failoverpolicies/status",
         ]
         .iter()
         .map(|&resource| {
@@ -266,6 +267,7 @@ impl Metrics {
             "endpointslices",
             "deployments/scale",
             "ingresses",
+            "failoverpolicies/status",
         ] {
             self.write_failures.remove(&PolicyResourceLabels {
                 policy: policy.clone(),

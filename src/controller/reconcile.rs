@@ -247,16 +247,31 @@ async fn apply(policy: Arc<FailoverPolicy>, ctx: &Context) -> Result<Requeue, Re
     };
     // Compare with what this process last wrote as well as with the cache: under load the cache
     // lags behind our own writes, and re-writing an identical status only feeds the lag.
-    let already_written = lock(&rt).last_status.as_ref() == Some(&status);
-    if !already_written {
-        write_status(ctx, &policy, &ns, &status).await?;
+    let mut written = lock(&rt).last_status.as_ref() == Some(&status);
+    // A failing status write backs off like any other: probe facts arriving every second do not
+    // hammer the API with it.
+    if !written && lock(&rt).ledger.due(Actuation::Status, now) {
+        if let Err(e) = write_status(ctx, &policy, &ns, &status).await {
+            lock(&rt).ledger.failed(
+                Actuation::Status,
+                format!("FailoverPolicy {key} status"),
+                e.to_string(),
+                now,
+            );
+            ctx.metrics.write_failed(&key, Actuation::Status.resource());
+            return Err(e);
+        }
+        lock(&rt).ledger.succeeded(Actuation::Status);
+        written = true;
     }
     publish_events(ctx, &policy, &rt, plan.dry_run, &fx).await;
     export_gauges(ctx, &key, &rt);
     let next_retry = {
         let mut r = lock(&rt);
-        r.last_status = Some(status);
-        r.ledger.failures().map(|f| f.next_at).min()
+        if written {
+            r.last_status = Some(status);
+        }
+        r.ledger.next_retry()
     };
     let mut wait = if plan.timers_pending {
         Duration::from_secs(1)
