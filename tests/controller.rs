@@ -1617,3 +1617,26 @@ async fn ingress_class_reverted_by_another_manager_is_named_and_not_fought_forev
         "no correction after giving up"
     );
 }
+
+/// Item 11, regression guard: with activeClass now meaning "in effect", a restart in dry-run
+/// still resumes from the decision (primaryWeightPercent), so it is not taken, and counted, twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_in_dry_run_resumes_the_decision_without_repeating_it() {
+    let (mut env, lb) = ingress_env("dryrunrestart", json!({"dryRun": true})).await;
+    env.set(lb, Behavior::Status(503)).await;
+    env.wait_raw_status("web", T, "decided the backup class", |s| {
+        s["decidedClass"] == "nginx-backup"
+    })
+    .await;
+    env.controller.take().unwrap().kill().await;
+    env.start_controller().await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let s = env.status("web").await.unwrap();
+    let failovers = s
+        .history
+        .iter()
+        .filter(|h| h.action == "IngressFailover")
+        .count();
+    assert_eq!(failovers, 1, "{:?}", s.history);
+    assert_eq!(s.active_class.as_deref(), Some("nginx-primary"));
+}
