@@ -5,14 +5,14 @@
 //! with the same reason for the same policy therefore only bumps the first one's count and
 //! keeps the first one's message: `kubectl describe fp` showed `PhaseChanged (x11)
 //! Pending → Normal`. Every action here is a distinct Event instead, created with a name that
-//! sorts in the order the actions happened, and with the (deprecated, but still read by
-//! `kubectl describe`) first/last timestamps set so the story reads in order.
+//! sorts in the order the actions happened and a microsecond `eventTime`, so the story reads in
+//! order.
 
 use std::sync::atomic::{AtomicI64, Ordering};
 
-use k8s_openapi::api::core::v1::{EventSource, ObjectReference};
+use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::api::events::v1::Event;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use kube::api::PostParams;
 use kube::{Api, Client};
 
@@ -87,14 +87,9 @@ impl EventSink {
                 namespace: Some(ns.clone()),
                 ..Default::default()
             },
+            // Microsecond precision: `kubectl describe` orders Events by it. (The apiserver
+            // refuses the deprecated* fields on an events.k8s.io/v1 create.)
             event_time: Some(MicroTime(now)),
-            deprecated_first_timestamp: Some(Time(now)),
-            deprecated_last_timestamp: Some(Time(now)),
-            deprecated_count: Some(1),
-            deprecated_source: Some(EventSource {
-                component: Some(self.controller.clone()),
-                host: None,
-            }),
             type_: Some(
                 match severity {
                     Severity::Normal => "Normal",
