@@ -7,6 +7,23 @@ use kube::{Client, Config};
 
 /// A client for `kubeconfig` when given, else in-cluster config, $KUBECONFIG or ~/.kube/config.
 pub async fn client(kubeconfig: Option<&Path>) -> anyhow::Result<Client> {
+    client_as(kubeconfig, None).await
+}
+
+/// The User-Agent of the controller's requests: the product, its version and the replica's
+/// identity, so an apiserver audit log names the replica that wrote.
+pub fn controller_user_agent(identity: &str) -> String {
+    format!(
+        "ingress-failover/{} ({identity})",
+        env!("CARGO_PKG_VERSION")
+    )
+}
+
+/// Like [`client`], sending `user_agent` on every request when given.
+pub async fn client_as(
+    kubeconfig: Option<&Path>,
+    user_agent: Option<&str>,
+) -> anyhow::Result<Client> {
     let config = match kubeconfig {
         Some(path) => {
             let kc = Kubeconfig::read_from(path)
@@ -17,5 +34,11 @@ pub async fn client(kubeconfig: Option<&Path>) -> anyhow::Result<Client> {
         }
         None => Config::infer().await?,
     };
+    let mut config = config;
+    if let Some(ua) = user_agent {
+        let value = http::HeaderValue::from_str(ua)
+            .map_err(|e| anyhow::anyhow!("invalid User-Agent {ua:?}: {e}"))?;
+        config.headers.push((http::header::USER_AGENT, value));
+    }
     Ok(Client::try_from(config)?)
 }

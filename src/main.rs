@@ -272,9 +272,6 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     use anyhow::Context as _;
     ingress_failover::install_crypto_provider();
     let rules = args.rules.context().map_err(anyhow::Error::msg)?;
-    let client = ingress_failover::kubeclient::client(args.kubeconfig.as_deref())
-        .await
-        .context("connecting to the Kubernetes API")?;
     let identity = args.identity.clone().unwrap_or_else(|| {
         format!(
             "{}-{}",
@@ -282,6 +279,11 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             std::process::id()
         )
     });
+    let user_agent = ingress_failover::kubeclient::controller_user_agent(&identity);
+    let client =
+        ingress_failover::kubeclient::client_as(args.kubeconfig.as_deref(), Some(&user_agent))
+            .await
+            .context("connecting to the Kubernetes API")?;
     let opts = ingress_failover::controller::Options {
         namespaces: args.namespaces,
         policy_selector: args.policy_selector,

@@ -444,10 +444,9 @@ async fn deletion_with_restore_puts_everything_back() {
         env.ingress_class("web").await.as_deref(),
         Some("nginx-primary")
     );
-    assert!(
-        env.published("web-healthy").await.is_empty(),
-        "managed slices removed"
-    );
+    // The Ingress routes to the managed Service: it is handed back with the whole primary pool
+    // rather than left empty (see deleting_a_policy_never_leaves_the_ingress_routing_to_nothing).
+    assert_eq!(env.published("web-healthy").await.len(), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -869,4 +868,797 @@ async fn label_filtered_caches_see_only_labelled_ingresses() {
         Some("nginx-primary"),
         "outside the cache, so never touched"
     );
+}
+
+// ---- Issue 11: right about real objects, and saying what it does truthfully. ----
+
+/// The Ingress `web` in the shape the runbook writes it, with `meta` merged into its metadata
+/// and `class` set as `spec.ingressClassName` unless `None`.
+fn web_ingress(class: Option<&str>, meta: serde_json::Value) -> serde_json::Value {
+    let mut ing = json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": {"name": "web"},
+        "spec": {"rules": [{"host": "shop.example", "http": {"paths": [{"path": "/", "pathType": "Prefix",
+          "backend": {"service": {"name": "web-healthy", "port": {"number": 80}}}}]}}]}});
+    if let Some(c) = class {
+        ing["spec"]["ingressClassName"] = json!(c);
+    }
+    merge(&mut ing["metadata"], meta);
+    ing
+}
+
+/// Like `ingress_env`, with the Ingress given and `n` primary backends; returns them too.
+async fn custom_ingress_env(
+    name: &str,
+    ingress: serde_json::Value,
+    n: usize,
+    extra: serde_json::Value,
+) -> (Env, std::net::SocketAddr, Vec<std::net::SocketAddr>) {
+    let mut env = Env::start(name).await;
+    let b = env.backends(n).await;
+    let lb = env.backend_addr();
+    env.set(lb, Behavior::Healthy).await;
+    for o in ingress_objects("nginx-primary").into_iter().take(2) {
+        env.apply_json(o).await;
+    }
+    env.apply_json(ingress).await;
+    let mut spec = json!({"ingress": {"ingresses": ["web"], "primaryClass": "nginx-primary", "backupClass": "nginx-backup",
+                           "health": {"url": format!("http://{lb}/healthz")}}});
+    merge(&mut spec, extra);
+    env.apply_json(policy("web", &b, spec)).await;
+    env.start_controller().await;
+    env.wait_status("web", T, "Normal", |s| s.phase == Phase::Normal)
+        .await;
+    (env, lb, b)
+}
+
+fn annotation(ing: &k8s_openapi::api::networking::v1::Ingress, key: &str) -> Option<String> {
+    ing.metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(key).cloned())
+}
+
+fn class_field(ing: &k8s_openapi::api::networking::v1::Ingress) -> Option<String> {
+    ing.spec.as_ref().and_then(|s| s.ingress_class_name.clone())
+}
+
+const LEGACY: &str = "kubernetes.io/ingress.class";
+
+/// Item 1: a missing emergency Deployment must not stop the traffic move nor the status.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_emergency_deployment_blocks_neither_failover_nor_status() {
+    let (env, lb, b) = custom_ingress_env(
+        "missingdep",
+        web_ingress(Some("nginx-primary"), json!({})),
+        4,
+        json!({"backends": {"emergency": {"deployment": {"name": "absent", "activeReplicas": 2, "maxReplicas": 2}}}}),
+    )
+    .await;
+    for a in &b[..3] {
+        env.set(*a, Behavior::Refuse).await;
+    }
+    env.set(lb, Behavior::Status(503)).await;
+    eventually(T, || async {
+        (env.ingress_class("web").await.as_deref() == Some("nginx-backup")).then_some(())
+    })
+    .await;
+    let s = env
+        .wait_raw_status("web", T, "InEffect=False WriteFailed, traffic moved", |s| {
+            raw_condition(s, "InEffect").is_some_and(|c| c.1 == "WriteFailed")
+                && s["activeClass"] == "nginx-backup"
+        })
+        .await;
+    let (status, _, message) = raw_condition(&s, "InEffect").unwrap();
+    assert_eq!(status, "False");
+    assert!(
+        message.contains(&format!("Deployment {}/absent", env.ns))
+            && message.to_lowercase().contains("not found"),
+        "{message}"
+    );
+    // A spec edit during the failure is observed: status is not stuck on an old generation.
+    env.policies()
+        .patch(
+            "web",
+            &Default::default(),
+            &kube::api::Patch::Merge(&json!({"spec": {"recovery": {"holdDownSeconds": 4}}})),
+        )
+        .await
+        .unwrap();
+    let generation = env.policies().get("web").await.unwrap().metadata.generation;
+    env.wait_status("web", T, "current observedGeneration", |s| {
+        s.observed_generation == generation
+    })
+    .await;
+    env.wait_event(
+        "web",
+        T,
+        "a WriteFailed Event naming the Deployment",
+        |r, n| r == "WriteFailed" && n.contains("absent"),
+    )
+    .await;
+    let metrics = env.metrics_text().await;
+    assert!(
+        metric_value(
+            &metrics,
+            "ingress_failover_write_failures_total",
+            &format!("policy=\"{}/web\"", env.ns)
+        ) >= 1.0,
+        "{metrics}"
+    );
+}
+
+/// Item 2: a failing write backs off whatever triggers the reconcile, and probe facts still
+/// reach status meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_writes_back_off_while_probe_facts_still_update_status() {
+    let mut env = Env::start("backoff").await;
+    let b = env.backends(4).await;
+    env.apply_json(policy(
+        "web",
+        &b,
+        json!({"backends": {"emergency": {"deployment": {"name": "absent", "activeReplicas": 2, "maxReplicas": 2}}}}),
+    ))
+    .await;
+    env.start_controller().await;
+    env.wait_status("web", T, "Normal", |s| s.phase == Phase::Normal)
+        .await;
+    for a in &b[..3] {
+        env.set(*a, Behavior::Refuse).await;
+    }
+    let failures = |text: &str, ns: &str| {
+        metric_value(
+            text,
+            "ingress_failover_write_failures_total",
+            &format!("policy=\"{ns}/web\""),
+        )
+    };
+    eventually(T, || async {
+        (failures(&env.metrics_text().await, &env.ns) >= 1.0).then_some(())
+    })
+    .await;
+    let start = failures(&env.metrics_text().await, &env.ns);
+    // Five probe targets report every second; the scale is retried at 0.5, 1, 2, 4 s...
+    let window = Instant::now();
+    env.set(b[0], Behavior::Healthy).await;
+    let s = env
+        .wait_status("web", T, "probe facts reach status during backoff", |s| {
+            s.primary.as_ref().is_some_and(|p| p.healthy == 2)
+        })
+        .await;
+    assert_eq!(s.primary.as_ref().unwrap().summary, "2/4");
+    let rest = Duration::from_secs(8).saturating_sub(window.elapsed());
+    tokio::time::sleep(rest).await;
+    let attempts = failures(&env.metrics_text().await, &env.ns) - start;
+    assert!(
+        attempts <= 5.0,
+        "{attempts} failed scale attempts within 8 s: backoff not honoured"
+    );
+}
+
+/// Item 3: the runbook's Ingress names its class with the legacy annotation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn legacy_class_annotation_is_switched_and_restored_in_its_own_form() {
+    let (env, lb, _) = custom_ingress_env(
+        "legacy",
+        web_ingress(None, json!({"annotations": {LEGACY: "nginx-primary"}})),
+        2,
+        json!({}),
+    )
+    .await;
+    env.set(lb, Behavior::Status(503)).await;
+    let ing = eventually(T, || async {
+        env.ingress("web")
+            .await
+            .filter(|i| annotation(i, LEGACY).as_deref() == Some("nginx-backup"))
+    })
+    .await;
+    assert_eq!(class_field(&ing), None, "never two class designations");
+    let s = env.raw_status("web").await;
+    assert_eq!(s["activeClass"], "nginx-backup");
+    env.set(lb, Behavior::Healthy).await;
+    let ing = eventually(T, || async {
+        env.ingress("web")
+            .await
+            .filter(|i| annotation(i, LEGACY).as_deref() == Some("nginx-primary"))
+    })
+    .await;
+    assert_eq!(class_field(&ing), None, "restored in the original form");
+}
+
+/// Item 4: the HotStandby mirror carries the source's annotations and labels.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hot_standby_mirror_copies_annotations_and_labels_with_per_side_overrides() {
+    let (env, _lb, _) = custom_ingress_env(
+        "mirrorannotations",
+        web_ingress(
+            Some("nginx-primary"),
+            json!({"labels": {"team": "shop"},
+                   "annotations": {"nginx.ingress.kubernetes.io/auth-url": "http://auth.shop.svc/check",
+                                   "nginx.ingress.kubernetes.io/rewrite-target": "/",
+                                   "nginx.ingress.kubernetes.io/proxy-next-upstream-tries": "3"}}),
+        ),
+        2,
+        json!({"ingress": {"mode": "HotStandby", "mirror": {
+            "primaryAnnotations": {"nginx.ingress.kubernetes.io/server-snippet-marker": "primary"},
+            "backupAnnotations": {"nginx.ingress.kubernetes.io/proxy-next-upstream-tries": "1",
+                                  "nginx.ingress.kubernetes.io/rewrite-target": ""}}}}),
+    )
+    .await;
+    let mirror = eventually(T, || async { env.ingress("web-failover-backup").await }).await;
+    let a = |k: &str| annotation(&mirror, k);
+    assert_eq!(
+        a("nginx.ingress.kubernetes.io/auth-url").as_deref(),
+        Some("http://auth.shop.svc/check"),
+        "auth copied: {:?}",
+        mirror.metadata.annotations
+    );
+    assert_eq!(
+        a("nginx.ingress.kubernetes.io/proxy-next-upstream-tries").as_deref(),
+        Some("1"),
+        "backup-side override"
+    );
+    assert_eq!(a("nginx.ingress.kubernetes.io/rewrite-target"), None);
+    assert_eq!(a("ingressfailover.io/role").as_deref(), Some("backup"));
+    assert_eq!(class_field(&mirror).as_deref(), Some("nginx-backup"));
+    assert_eq!(
+        mirror
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get("team"))
+            .map(String::as_str),
+        Some("shop")
+    );
+    let source = eventually(T, || async {
+        env.ingress("web").await.filter(|i| {
+            annotation(i, "nginx.ingress.kubernetes.io/server-snippet-marker").is_some()
+        })
+    })
+    .await;
+    assert_eq!(class_field(&source).as_deref(), Some("nginx-primary"));
+    assert_eq!(
+        annotation(
+            &source,
+            "nginx.ingress.kubernetes.io/proxy-next-upstream-tries"
+        )
+        .as_deref(),
+        Some("3"),
+        "the source keeps its own settings"
+    );
+}
+
+async fn set_mode(env: &Env, mode: &str) {
+    env.policies()
+        .patch(
+            "web",
+            &Default::default(),
+            &kube::api::Patch::Merge(&json!({"spec": {"ingress": {"mode": mode}}})),
+        )
+        .await
+        .unwrap();
+}
+
+/// Item 6, SwitchClass → HotStandby while failed over: the source returns to the primary class
+/// (never losing its class) and the mirror takes the traffic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mode_change_switchclass_to_hotstandby_keeps_the_ingress_class() {
+    let (env, lb) = ingress_env("s2h", json!({})).await;
+    env.set(lb, Behavior::Status(503)).await;
+    env.wait_status("web", T, "failed over", |s| s.phase == Phase::FailedOver)
+        .await;
+    eventually(T, || async {
+        (env.ingress_class("web").await.as_deref() == Some("nginx-backup")).then_some(())
+    })
+    .await;
+    set_mode(&env, "HotStandby").await;
+    let deadline = Instant::now() + T;
+    loop {
+        let class = env.ingress_class("web").await;
+        assert!(class.is_some(), "spec.ingressClassName was removed");
+        let mirror = env.ingress("web-failover-backup").await;
+        let auth = mirror
+            .as_ref()
+            .and_then(|m| annotation(m, "ingressfailover.io/authoritative"));
+        if class.as_deref() == Some("nginx-primary") && auth.as_deref() == Some("true") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "class {class:?}, mirror authoritative {auth:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let s = env
+        .wait_raw_status("web", T, "in effect: backup side", |s| {
+            s["activeClass"] == "nginx-backup"
+        })
+        .await;
+    assert_eq!(raw_condition(&s, "InEffect").unwrap().0, "True", "{s:#}");
+}
+
+/// Item 6, HotStandby → SwitchClass: the mirror and the role annotations go, the class moves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mode_change_hotstandby_to_switchclass_removes_mirror_and_roles() {
+    let (env, lb) = ingress_env("h2s", json!({"ingress": {"mode": "HotStandby"}})).await;
+    eventually(T, || async { env.ingress("web-failover-backup").await }).await;
+    set_mode(&env, "SwitchClass").await;
+    eventually(T, || async {
+        env.ingress("web-failover-backup")
+            .await
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    let source = eventually(T, || async {
+        env.ingress("web")
+            .await
+            .filter(|i| annotation(i, "ingressfailover.io/role").is_none())
+    })
+    .await;
+    assert_eq!(class_field(&source).as_deref(), Some("nginx-primary"));
+    env.set(lb, Behavior::Status(503)).await;
+    eventually(T, || async {
+        (env.ingress_class("web").await.as_deref() == Some("nginx-backup")).then_some(())
+    })
+    .await;
+}
+
+async fn emergency_env(
+    name: &str,
+) -> (Env, Vec<std::net::SocketAddr>, tokio::task::JoinHandle<()>) {
+    let mut env = Env::start(name).await;
+    let b = env.backends(4).await;
+    for o in emergency_objects() {
+        env.apply_json(o).await;
+    }
+    let pods = env.serve_pods_of("web-emergency");
+    env.apply_json(policy(
+        "web",
+        &b,
+        json!({"backends": {"emergency": {"deployment": {"name": "web-emergency", "standbyReplicas": 0, "activeReplicas": 2, "maxReplicas": 3}}}}),
+    ))
+    .await;
+    env.start_controller().await;
+    env.wait_published("web-healthy", T, "primary published", |p| p.len() == 4)
+        .await;
+    for a in &b[..3] {
+        env.set(*a, Behavior::Status(500)).await;
+    }
+    env.wait_status("web", T, "EmergencyActive", |s| {
+        is_true(s, ct::EMERGENCY_ACTIVE)
+    })
+    .await;
+    eventually(T, || async {
+        (env.deployment_replicas("web-emergency").await == Some(2)).then_some(())
+    })
+    .await;
+    (env, b, pods)
+}
+
+/// Item 7: emergency replicas changed by someone else are corrected, naming who changed them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn emergency_replicas_changed_by_someone_else_are_corrected() {
+    let (env, _b, _pods) = emergency_env("rescale").await;
+    env.scale_as("web-emergency", 0, "kubectl").await;
+    eventually(T, || async {
+        (env.deployment_replicas("web-emergency").await == Some(2)).then_some(())
+    })
+    .await;
+    let (_, note) = env
+        .wait_event("web", T, "the correction, naming the writer", |r, n| {
+            r == "OtherWriter" && n.contains("\"kubectl\"")
+        })
+        .await;
+    assert!(note.contains("changed to 0"), "{note}");
+    let s = env.status("web").await.unwrap();
+    assert_eq!(s.emergency.as_ref().unwrap().desired_replicas, Some(2));
+}
+
+/// Item 7: an autoscaler targeting the emergency Deployment is named, not fought.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn autoscaled_emergency_deployment_is_left_to_its_autoscaler() {
+    let (env, _b, _pods) = emergency_env("hpa").await;
+    env.apply_json(json!({"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+        "metadata": {"name": "web-emergency"},
+        "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web-emergency"},
+                 "minReplicas": 1, "maxReplicas": 3,
+                 "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 80}}}]}}))
+        .await;
+    let s = env
+        .wait_raw_status("web", T, "InEffect names the autoscaler", |s| {
+            raw_condition(s, "InEffect").is_some_and(|c| c.1 == "HorizontalPodAutoscaler")
+        })
+        .await;
+    let (_, _, message) = raw_condition(&s, "InEffect").unwrap();
+    assert!(message.contains("web-emergency"), "{message}");
+    env.scale_as("web-emergency", 1, "horizontal-pod-autoscaler")
+        .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        env.deployment_replicas("web-emergency").await,
+        Some(1),
+        "the autoscaler's value is not fought"
+    );
+}
+
+/// Item 8: deleting a policy hands back the managed Service with the whole primary pool.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_policy_never_leaves_the_ingress_routing_to_nothing() {
+    let (env, _lb, b) = custom_ingress_env(
+        "handback",
+        web_ingress(Some("nginx-primary"), json!({})),
+        3,
+        json!({}),
+    )
+    .await;
+    env.set(b[0], Behavior::Refuse).await;
+    env.wait_published("web-healthy", T, "b0 ejected", |p| p.len() == 2)
+        .await;
+    env.delete_policy("web", T).await;
+    let svc: kube::Api<k8s_openapi::api::core::v1::Service> =
+        kube::Api::namespaced(env.client.clone(), &env.ns);
+    let managed = svc
+        .get("web-healthy")
+        .await
+        .expect("the managed Service stays");
+    assert!(
+        managed
+            .metadata
+            .owner_references
+            .as_ref()
+            .is_none_or(|o| o.is_empty()),
+        "no longer owned by the deleted policy: {:?}",
+        managed.metadata.owner_references
+    );
+    // Garbage collection (if any) has had its chance: the pool is still published, whole.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        env.published("web-healthy").await,
+        set_of(&b),
+        "the whole primary pool"
+    );
+    assert_eq!(
+        env.ingress_class("web").await.as_deref(),
+        Some("nginx-primary")
+    );
+}
+
+/// Item 9: another field manager reverting the replicas is named and not fought forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_field_manager_is_named_and_not_fought_forever() {
+    let (env, _b, _pods) = emergency_env("gitops").await;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let selfheal = {
+        let api: kube::Api<k8s_openapi::api::apps::v1::Deployment> =
+            kube::Api::namespaced(env.client.clone(), &env.ns);
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                if let Ok(Some(d)) = api.get_opt("web-emergency").await
+                    && d.spec.and_then(|s| s.replicas) != Some(0)
+                {
+                    let _ = api
+                        .patch_scale(
+                            "web-emergency",
+                            &kube::api::PatchParams {
+                                field_manager: Some("argocd-controller".into()),
+                                ..Default::default()
+                            },
+                            &kube::api::Patch::Merge(&json!({"spec": {"replicas": 0}})),
+                        )
+                        .await;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        })
+    };
+    let s = env
+        .wait_raw_status("web", Duration::from_secs(40), "OtherWriter", |s| {
+            raw_condition(s, "InEffect").is_some_and(|c| c.1 == "OtherWriter")
+        })
+        .await;
+    let (_, _, message) = raw_condition(&s, "InEffect").unwrap();
+    assert!(message.contains("argocd-controller"), "{message}");
+    env.wait_event("web", T, "a stop Event naming the manager", |r, n| {
+        r == "OtherWriter" && n.contains("stopped correcting") && n.contains("argocd-controller")
+    })
+    .await;
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let _ = selfheal.await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        env.deployment_replicas("web-emergency").await,
+        Some(0),
+        "no correction after giving up"
+    );
+    let corrections = env
+        .events_of("web")
+        .await
+        .into_iter()
+        .filter(|(r, n)| r == "OtherWriter" && n.contains("setting it back"))
+        .count();
+    assert_eq!(corrections, 3);
+}
+
+/// Item 10: every action is an Event of its own, with its own message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_action_is_an_event_with_its_own_message() {
+    let (env, _lb, b) = custom_ingress_env(
+        "events",
+        web_ingress(Some("nginx-primary"), json!({})),
+        4,
+        json!({}),
+    )
+    .await;
+    for a in &b[..2] {
+        env.set(*a, Behavior::Status(503)).await;
+    }
+    for a in &b[..2] {
+        env.wait_event("web", T, &format!("EndpointDown for {a}"), |r, n| {
+            r == "EndpointDown" && n.contains(&a.to_string())
+        })
+        .await;
+    }
+    let expires = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(600);
+    let patch = json!({"spec": {"override": {"mode": "ForceBackup", "reason": "INC-11 drill", "expiresAt": expires.to_string()}}});
+    env.policies()
+        .patch("web", &Default::default(), &kube::api::Patch::Merge(&patch))
+        .await
+        .unwrap();
+    let (_, note) = env
+        .wait_event("web", T, "the forced failover", |r, _| {
+            r == "IngressFailover"
+        })
+        .await;
+    assert!(note.contains("INC-11 drill"), "{note}");
+    let phases: Vec<String> = env
+        .events_of("web")
+        .await
+        .into_iter()
+        .filter(|(r, _)| r == "PhaseChanged")
+        .map(|(_, n)| n)
+        .collect();
+    assert!(phases.len() >= 2, "{phases:?}");
+    let distinct: BTreeSet<&String> = phases.iter().collect();
+    assert_eq!(distinct.len(), phases.len(), "{phases:?}");
+}
+
+/// Item 11: dry-run says it is dry-run, and what is in effect.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dry_run_status_separates_decided_from_in_effect() {
+    let (env, lb) = ingress_env("dryrunvisible", json!({"dryRun": true})).await;
+    env.set(lb, Behavior::Status(503)).await;
+    let s = env
+        .wait_raw_status("web", T, "decided the backup class", |s| {
+            s["decidedClass"] == "nginx-backup"
+        })
+        .await;
+    assert_eq!(s["activeClass"], "nginx-primary", "in effect: {s:#}");
+    let fo = raw_condition(&s, "FailoverActive").unwrap();
+    assert_eq!(
+        (fo.0.as_str(), fo.1.as_str()),
+        ("False", "DryRun"),
+        "{fo:?}"
+    );
+    let ie = raw_condition(&s, "InEffect").unwrap();
+    assert_eq!(
+        (ie.0.as_str(), ie.1.as_str()),
+        ("False", "DryRun"),
+        "{ie:?}"
+    );
+    let history = s["history"].as_array().unwrap();
+    let failover = history
+        .iter()
+        .find(|h| h["action"] == "IngressFailover")
+        .expect("history records the decision");
+    assert!(
+        failover["reason"].as_str().unwrap().starts_with("dry-run"),
+        "{failover}"
+    );
+    let (_, note) = env
+        .wait_event("web", T, "the dry-run failover Event", |r, _| {
+            r == "IngressFailover"
+        })
+        .await;
+    assert!(note.starts_with("dry-run"), "{note}");
+    assert_eq!(
+        env.ingress_class("web").await.as_deref(),
+        Some("nginx-primary")
+    );
+}
+
+/// Item 12: /readyz turns true after the initial lists and stays true across watch restarts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_follows_the_initial_lists_and_survives_watch_restarts() {
+    let mut env = Env::start("readyz").await;
+    let b = env.backends(2).await;
+    env.apply_json(policy("web", &b, json!({}))).await;
+    // The policy list is the last to complete (the others are done while it fails): the case
+    // in which /readyz used to stay "caches not synced" for good.
+    if let Some(plane) = &env.cluster {
+        plane
+            .faults()
+            .set(ingress_failover::devcluster::FaultConfig {
+                seed: 1,
+                errors: vec![ingress_failover::devcluster::ErrorRule {
+                    verb: Some("list".into()),
+                    resource: Some("failoverpolicies".into()),
+                    code: 500,
+                    rate: 1.0,
+                    retry_after_seconds: None,
+                }],
+                latency: vec![],
+            });
+    }
+    env.start_controller().await;
+    let addr = env.controller.as_ref().unwrap().running.metrics_addr;
+    if let Some(plane) = &env.cluster {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let (code, body) = http_get(addr, "/readyz").await;
+        assert_eq!(code, 503, "{body}");
+        assert!(body.contains("failoverpolicies"), "{body}");
+        plane.faults().clear();
+    }
+    eventually(T, || async {
+        (http_get(addr, "/readyz").await.0 == 200).then_some(())
+    })
+    .await;
+    let Some(plane) = env.cluster.clone() else {
+        eprintln!("watch restarts are injected by the embedded plane; the rest is skipped");
+        return;
+    };
+    for _ in 0..3 {
+        plane.faults().drop_watches();
+        plane.compact();
+        env.set(b[0], Behavior::Refuse).await;
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        assert_eq!(
+            http_get(addr, "/readyz").await.0,
+            200,
+            "ready across restarts"
+        );
+        env.set(b[0], Behavior::Healthy).await;
+    }
+}
+
+/// Item 13: a healthy load balancer carries no stale error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_balancer_up_carries_no_stale_error() {
+    let (env, lb) = ingress_env("lberror", json!({})).await;
+    env.set(lb, Behavior::Status(503)).await;
+    let s = env
+        .wait_status("web", T, "LB down with its error", |s| {
+            s.load_balancer
+                .as_ref()
+                .is_some_and(|l| l.last_error.is_some())
+        })
+        .await;
+    assert!(s.load_balancer.unwrap().last_error.unwrap().contains("503"));
+    env.set(lb, Behavior::Healthy).await;
+    let s = env
+        .wait_status("web", T, "LB up", |s| {
+            s.load_balancer
+                .as_ref()
+                .is_some_and(|l| l.state == ingress_failover::api::EndpointState::Up)
+        })
+        .await;
+    assert_eq!(s.load_balancer.unwrap().last_error, None);
+}
+
+/// Item 13: the controller's client names the product, version and replica in its User-Agent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn controller_requests_carry_a_user_agent_naming_the_replica() {
+    let env = Env::start("useragent").await;
+    let Some(plane) = env.cluster.clone() else {
+        eprintln!("the audit log is the embedded plane's; skipped on a real cluster");
+        return;
+    };
+    let dir = std::env::temp_dir().join(format!("ingress-failover-ua-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("kubeconfig");
+    std::fs::write(&path, plane.kubeconfig_yaml()).unwrap();
+    let ua = ingress_failover::kubeclient::controller_user_agent("replica-7");
+    assert!(
+        ua.starts_with("ingress-failover/") && ua.contains("replica-7"),
+        "{ua}"
+    );
+    let client = ingress_failover::kubeclient::client_as(Some(&path), Some(&ua))
+        .await
+        .unwrap();
+    let api: kube::Api<ingress_failover::api::FailoverPolicy> =
+        kube::Api::namespaced(client, &env.ns);
+    api.list(&Default::default()).await.unwrap();
+    assert!(
+        plane
+            .audit()
+            .iter()
+            .any(|e| e.user_agent == ua && e.resource == "failoverpolicies"),
+        "no request with User-Agent {ua:?}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Item 9, the Ingress class: a GitOps self-heal reverting it is named and not fought forever;
+/// status then says traffic is where the other writer put it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingress_class_reverted_by_another_manager_is_named_and_not_fought_forever() {
+    let (env, lb) = ingress_env("gitopsclass", json!({})).await;
+    env.set(lb, Behavior::Status(503)).await;
+    eventually(T, || async {
+        (env.ingress_class("web").await.as_deref() == Some("nginx-backup")).then_some(())
+    })
+    .await;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let selfheal = {
+        let api: kube::Api<k8s_openapi::api::networking::v1::Ingress> =
+            kube::Api::namespaced(env.client.clone(), &env.ns);
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                if let Ok(Some(i)) = api.get_opt("web").await
+                    && class_field(&i).as_deref() != Some("nginx-primary")
+                {
+                    let _ = api
+                        .patch(
+                            "web",
+                            &kube::api::PatchParams {
+                                field_manager: Some("argocd-controller".into()),
+                                ..Default::default()
+                            },
+                            &kube::api::Patch::Merge(
+                                &json!({"spec": {"ingressClassName": "nginx-primary"}}),
+                            ),
+                        )
+                        .await;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        })
+    };
+    let s = env
+        .wait_raw_status("web", Duration::from_secs(40), "OtherWriter", |s| {
+            raw_condition(s, "InEffect").is_some_and(|c| c.1 == "OtherWriter")
+        })
+        .await;
+    let (_, _, message) = raw_condition(&s, "InEffect").unwrap();
+    assert!(
+        message.contains("argocd-controller") && message.contains("Ingress"),
+        "{message}"
+    );
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let _ = selfheal.await;
+    let s = env
+        .wait_raw_status("web", T, "in effect: where the other writer put it", |s| {
+            s["activeClass"] == "nginx-primary"
+        })
+        .await;
+    assert_eq!(s["decidedClass"], "nginx-backup");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        env.ingress_class("web").await.as_deref(),
+        Some("nginx-primary"),
+        "no correction after giving up"
+    );
+}
+
+/// Item 11, regression guard: with activeClass now meaning "in effect", a restart in dry-run
+/// still resumes from the decision (primaryWeightPercent), so it is not taken, and counted, twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_in_dry_run_resumes_the_decision_without_repeating_it() {
+    let (mut env, lb) = ingress_env("dryrunrestart", json!({"dryRun": true})).await;
+    env.set(lb, Behavior::Status(503)).await;
+    env.wait_raw_status("web", T, "decided the backup class", |s| {
+        s["decidedClass"] == "nginx-backup"
+    })
+    .await;
+    env.controller.take().unwrap().kill().await;
+    env.start_controller().await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let s = env.status("web").await.unwrap();
+    let failovers = s
+        .history
+        .iter()
+        .filter(|h| h.action == "IngressFailover")
+        .count();
+    assert_eq!(failovers, 1, "{:?}", s.history);
+    assert_eq!(s.active_class.as_deref(), Some("nginx-primary"));
 }

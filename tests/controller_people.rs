@@ -139,17 +139,19 @@ async fn switching_dry_run_off_decides_afresh_as_a_recorded_action() {
             is_true(s, ct::FAILOVER_ACTIVE)
         })
         .await;
-    let in_effect = s
-        .in_effect
-        .as_ref()
-        .expect("dry-run shows what is in effect");
-    assert_eq!(in_effect.active_class.as_deref(), Some("nginx-primary"));
+    assert!(s.in_effect.is_some(), "dry-run shows what is in effect");
+    assert_eq!(
+        s.active_class.as_deref(),
+        Some("nginx-primary"),
+        "in effect"
+    );
+    assert_eq!(s.decided_class.as_deref(), Some("nginx-backup"), "decided");
     let rehearsed = s
         .history
         .iter()
         .find(|h| h.action == "IngressFailover")
         .unwrap();
-    assert!(rehearsed.reason.starts_with("dry-run, not carried out"));
+    assert!(rehearsed.reason.starts_with("dry-run, not applied"));
     assert_eq!(
         env.ingress_class("web").await.as_deref(),
         Some("nginx-primary")

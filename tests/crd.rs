@@ -83,6 +83,8 @@ fn crd_names_subresources_and_columns() {
             ("Active-Class", ".status.activeClass"),
             ("Healthy", ".status.primary.summary"),
             ("Emergency", ".status.emergency.summary"),
+            ("Dry-Run", ".spec.dryRun"),
+            ("Decided-Class", ".status.decidedClass"),
             ("Age", ".metadata.creationTimestamp"),
         ]
     );

@@ -197,7 +197,7 @@ fn d07_leaving_dry_run_never_carries_out_the_rehearsal_silently() {
     // The rehearsed failover is over when dry-run ends: nothing moves.
     let t = replay("07-dry-run-off", "scenario-1.yaml");
     let rehearsed = first(&t, K::IngressFailover);
-    assert!(rehearsed.reason.starts_with("dry-run, not carried out"));
+    assert!(rehearsed.reason.starts_with("dry-run, not applied"));
     let ended = first(&t, K::DryRunEnded);
     assert!(
         !t.rows.iter().any(|r| r.at >= ended.at

@@ -89,7 +89,7 @@ async fn chart_rbac_equals_the_verbs_the_controller_uses() {
     env.wait_status("web", t, "Normal", |s| s.phase == Phase::Normal)
         .await;
 
-    // A backend fails twice (repeated Events become a series: a patch), the pool drops below
+    // A backend fails twice (each action is an Event of its own: creates), the pool drops below
     // the threshold (scale), the LB fails (failover), everything recovers, then deletion.
     for _ in 0..2 {
         env.set(b[0], Behavior::Status(503)).await;

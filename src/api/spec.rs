@@ -27,9 +27,11 @@ use super::status::FailoverPolicyStatus;
     status = "FailoverPolicyStatus",
     derive = "PartialEq",
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase", description = "Summary of what the policy is doing"),
-    printcolumn(name = "Active-Class", type_ = "string", json_path = ".status.activeClass", description = "Ingress class currently serving traffic"),
+    printcolumn(name = "Active-Class", type_ = "string", json_path = ".status.activeClass", description = "Ingress class in effect: what the managed Ingresses say"),
     printcolumn(name = "Healthy", type_ = "string", json_path = ".status.primary.summary", description = "Healthy/total primary backends"),
     printcolumn(name = "Emergency", type_ = "string", json_path = ".status.emergency.summary", description = "Emergency capacity: ready/desired replicas, or Standby"),
+    printcolumn(name = "Dry-Run", type_ = "boolean", json_path = ".spec.dryRun", description = "True when the policy only decides and reports; nothing is applied"),
+    printcolumn(name = "Decided-Class", type_ = "string", json_path = ".status.decidedClass", priority = 1, description = "Ingress class the policy decided on (differs from Active-Class in dry-run or while a write fails)"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
     validation = Rule::new("!has(self.spec.recovery) || !has(self.spec.recovery.failbackSteps) || size(self.spec.recovery.failbackSteps) == 0 || (has(self.spec.ingress) && self.spec.ingress.mode == 'HotStandby')").message("spec.recovery.failbackSteps needs spec.ingress.mode HotStandby: only a mirrored backup Ingress can carry a traffic weight").field_path(".spec.recovery.failbackSteps")
 )]
@@ -411,8 +413,9 @@ pub struct IngressTierSpec {
     #[schemars(length(min = 1, max = 253))]
     pub backup_class: String,
 
-    /// SwitchClass rewrites `spec.ingressClassName` of the managed Ingresses on failover and
-    /// failback. HotStandby keeps a mirrored copy of each Ingress on the backup class always in
+    /// SwitchClass rewrites the class of the managed Ingresses on failover and failback, in the
+    /// form each uses: the legacy `kubernetes.io/ingress.class` annotation when present (ingress
+    /// controllers honour it first), else `spec.ingressClassName`; never both. HotStandby keeps a mirrored copy of each Ingress on the backup class always in
     /// sync (configuration sync) and flips which one is authoritative, which also allows gradual
     /// failback by weight.
     #[serde(default)]
@@ -429,6 +432,29 @@ pub struct IngressTierSpec {
     /// assume the backup serves.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backup_health: Option<PrimaryTierHealth>,
+
+    /// HotStandby only: per-side annotations on top of what the mirror copies. The mirror on
+    /// the backup class copies the source Ingress's annotations and labels (all but the
+    /// ingress class and the operator's own `ingressfailover.io/` keys), so an `auth-url` or
+    /// `rewrite-target` protects and shapes the backup side too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mirror: Option<MirrorSpec>,
+}
+
+/// Per-side annotation overrides of a HotStandby pair.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct MirrorSpec {
+    /// Annotations the operator sets on each source (primary-class) Ingress, for settings that
+    /// only the primary ingress controller understands.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub primary_annotations: std::collections::BTreeMap<String, String>,
+
+    /// Annotations set on each backup-class mirror, replacing the copied value of the same key
+    /// (for example different upstream-fail settings on the backup controller). An empty value
+    /// leaves the copied annotation out of the mirror.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub backup_annotations: std::collections::BTreeMap<String, String>,
 }
 
 /// How ingress failover is carried out.

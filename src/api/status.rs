@@ -28,6 +28,12 @@ pub mod condition_types {
     pub const FROZEN: &str = "Frozen";
 
     pub const ALL: [&str; 5] = [READY, DEGRADED, FAILOVER_ACTIVE, EMERGENCY_ACTIVE, FROZEN];
+
+    /// The decisions are in effect in the cluster (set by the controller, not the engine):
+    /// False while a write fails or backs off, while another field manager keeps changing a
+    /// field the operator owns, while a HorizontalPodAutoscaler owns the emergency replicas,
+    /// or in dry-run when a decision is not applied. The message names each object.
+    pub const IN_EFFECT: &str = "InEffect";
 }
 
 /// Condition reasons (CamelCase, stable: alerts and scripts match on them).
@@ -55,6 +61,17 @@ pub mod reasons {
     pub const OVERRIDE: &str = "Override";
     pub const NOT_FROZEN: &str = "NotFrozen";
     pub const INACTIVE: &str = "Inactive";
+    /// `InEffect=True`: every decision is written.
+    pub const APPLIED: &str = "Applied";
+    /// `InEffect=False`: a write to a managed object failed (the message names the object and
+    /// the error); the write is retried with backoff while the other writes go on.
+    pub const WRITE_FAILED: &str = "WriteFailed";
+    /// `InEffect=False`: another field manager keeps changing a field the operator owns; after
+    /// a bounded number of corrections the operator stops correcting it.
+    pub const OTHER_WRITER: &str = "OtherWriter";
+    /// `InEffect=False`: a HorizontalPodAutoscaler targets the emergency Deployment; its
+    /// replicas are left to the autoscaler.
+    pub const AUTOSCALER: &str = "HorizontalPodAutoscaler";
 }
 
 /// Summary phases shown in `kubectl get fp`.
@@ -121,9 +138,16 @@ pub struct FailoverPolicyStatus {
     #[serde(default)]
     pub phase: Phase,
 
-    /// Ingress class currently serving traffic (the authoritative one in HotStandby mode).
+    /// Ingress class currently serving traffic, as the managed Ingresses say (the
+    /// authoritative one in HotStandby mode): what is in effect, which differs from
+    /// `decidedClass` in dry-run or while a write fails.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub active_class: Option<String>,
+
+    /// Ingress class the policy decided on. Equal to `activeClass` once the decision is
+    /// written; in dry-run it is only reported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decided_class: Option<String>,
 
     /// Percent of traffic on the primary ingress class (0-100); below 100 during a gradual
     /// failback.
@@ -217,10 +241,8 @@ pub struct FlapBudgetStatus {
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct InEffectStatus {
-    /// The ingress class the managed Ingresses are on.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub active_class: Option<String>,
-    /// Percent of traffic on the primary class as last written.
+    /// Percent of traffic on the primary class as last written (the class in effect is
+    /// `activeClass`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub primary_weight_percent: Option<u32>,
     /// Emergency capacity as last written.

@@ -14,9 +14,10 @@ use kube::core::SelectorExt;
 use kube::{Api, ResourceExt};
 use serde_json::json;
 
-use super::context::Context;
-use super::desired::{self, POLICY_LABEL, Published};
-use super::observe::{MANAGED_BY, MANAGED_BY_LABEL, SERVICE_NAME_LABEL};
+use super::context::{Context, PolicyRuntime, lock};
+use super::desired::{self, POLICY_LABEL, Published, SourceFields};
+use super::ledger::Correction;
+use super::observe::{self, ClassForm, MANAGED_BY, MANAGED_BY_LABEL, SERVICE_NAME_LABEL};
 use crate::api::{FailoverPolicySpec, IngressMode};
 use crate::engine::IngressDesired;
 
@@ -36,8 +37,25 @@ pub enum ActuateError {
         #[source]
         source: kube::Error,
     },
-    #[error("{0}")]
-    Conflict(String),
+    #[error("{message}")]
+    Conflict { what: String, message: String },
+}
+
+impl ActuateError {
+    /// The object the write was for, e.g. `Deployment shop/web/scale`.
+    pub fn object(&self) -> &str {
+        match self {
+            ActuateError::Api { what, .. } | ActuateError::Conflict { what, .. } => what,
+        }
+    }
+
+    /// The error alone, without the object.
+    pub fn cause(&self) -> String {
+        match self {
+            ActuateError::Api { source, .. } => source.to_string(),
+            ActuateError::Conflict { message, .. } => message.clone(),
+        }
+    }
 }
 
 fn api_err(what: impl Into<String>) -> impl FnOnce(kube::Error) -> ActuateError {
@@ -65,9 +83,12 @@ pub async fn ensure_service(
                 .and_then(|s| s.selector.as_ref())
                 .is_some_and(|s| !s.is_empty());
             if has_selector {
-                return Err(ActuateError::Conflict(format!(
-                    "managed Service {ns}/{name} has a selector: the operator only publishes through a selectorless Service (spec.managedService.name)"
-                )));
+                return Err(ActuateError::Conflict {
+                    what,
+                    message: format!(
+                        "managed Service {ns}/{name} has a selector: the operator only publishes through a selectorless Service (spec.managedService.name)"
+                    ),
+                });
             }
             Ok(())
         }
@@ -104,7 +125,7 @@ pub async fn sync_slices(
     policy: &str,
     published: &[Published],
 ) -> Result<u32, ActuateError> {
-    let want = desired::endpoint_slices(ns, service, port_name, owner, policy, published);
+    let want = desired::endpoint_slices(ns, service, port_name, Some(owner), policy, published);
     let have: Vec<std::sync::Arc<EndpointSlice>> = ctx.stores.slices.state_filter(|s| {
         s.metadata.namespace.as_deref() == Some(ns)
             && s.labels().get(SERVICE_NAME_LABEL).map(String::as_str) == Some(service)
@@ -144,33 +165,6 @@ pub async fn sync_slices(
         writes += 1;
     }
     Ok(writes)
-}
-
-/// Deletes every EndpointSlice the operator wrote for `service` (deletion with Restore).
-pub async fn delete_slices(ctx: &Context, ns: &str, service: &str) -> Result<(), ActuateError> {
-    sync_slices_to_nothing(ctx, ns, service).await
-}
-
-async fn sync_slices_to_nothing(
-    ctx: &Context,
-    ns: &str,
-    service: &str,
-) -> Result<(), ActuateError> {
-    let api: Api<EndpointSlice> = Api::namespaced(ctx.client.clone(), ns);
-    let have = ctx.stores.slices.state_filter(|s| {
-        s.metadata.namespace.as_deref() == Some(ns)
-            && s.labels().get(SERVICE_NAME_LABEL).map(String::as_str) == Some(service)
-            && s.labels().get(MANAGED_BY_LABEL).map(String::as_str) == Some(MANAGED_BY)
-    });
-    for s in have {
-        let name = s.name_any();
-        match api.delete(&name, &DeleteParams::default()).await {
-            Ok(_) => ctx.metrics.write("endpointslices"),
-            Err(kube::Error::Api(e)) if e.code == 404 => {}
-            Err(e) => return Err(api_err(format!("EndpointSlice {ns}/{name}"))(e)),
-        }
-    }
-    Ok(())
 }
 
 /// Sets the emergency Deployment's replicas through its `/scale` subresource.
@@ -218,100 +212,347 @@ pub fn managed_ingresses(
     list
 }
 
-/// Moves traffic as `want` says: SwitchClass rewrites `spec.ingressClassName` of each managed
-/// Ingress; HotStandby keeps a mirror on the backup class in sync and marks which side is
-/// authoritative and its weight. Returns the number of writes.
+/// What the operator owns on a source Ingress in `mode`, in full (see [`SourceFields`]).
+pub fn source_fields(
+    ing: &Ingress,
+    mode: IngressMode,
+    tier: &crate::api::IngressTierSpec,
+    want: &IngressDesired,
+) -> SourceFields {
+    match mode {
+        IngressMode::SwitchClass => SourceFields {
+            form: observe::class_form(ing),
+            class: want.active_class.clone(),
+            annotations: BTreeMap::new(),
+        },
+        IngressMode::HotStandby => {
+            let primary_auth = want.active_class == tier.primary_class;
+            let mut annotations: BTreeMap<String, String> = tier
+                .mirror
+                .as_ref()
+                .map(|m| m.primary_annotations.clone())
+                .unwrap_or_default();
+            annotations.extend(desired::role_annotations(
+                "primary",
+                primary_auth,
+                want.primary_weight_percent,
+            ));
+            // The source stays on the primary class in HotStandby: listing the class keeps it
+            // there after a switch from SwitchClass, instead of dropping a field once owned.
+            SourceFields {
+                form: observe::class_form(ing),
+                class: tier.primary_class.clone(),
+                annotations,
+            }
+        }
+    }
+}
+
+/// Moves traffic as `want` says, in `mode`: SwitchClass rewrites the class of each managed
+/// Ingress in the form it uses (the legacy annotation or `spec.ingressClassName`, never both);
+/// HotStandby keeps each source on the primary class, marks which side is authoritative and
+/// its weight, and keeps a mirror on the backup class in sync; mirrors of other modes are
+/// removed. Each Ingress is written on its own: the errors of those that failed are returned,
+/// the others are written regardless. With the policy's runtime, a change another field
+/// manager made to what the operator wrote is corrected at most [`super::ledger::MAX_CORRECTIONS`]
+/// times per decision.
+#[allow(clippy::too_many_arguments)]
 pub async fn sync_ingresses(
     ctx: &Context,
     ns: &str,
     spec: &FailoverPolicySpec,
+    mode: IngressMode,
     want: &IngressDesired,
     owner: &OwnerReference,
     policy: &str,
-) -> Result<u32, ActuateError> {
+    rt: Option<&std::sync::Mutex<PolicyRuntime>>,
+) -> IngressSync {
+    let mut out = IngressSync::default();
     let Some(tier) = &spec.ingress else {
-        return Ok(0);
+        return out;
     };
     let api: Api<Ingress> = Api::namespaced(ctx.client.clone(), ns);
-    let mut writes = 0;
-    for ing in managed_ingresses(ctx, ns, spec) {
+    let errors = &mut out.errors;
+    let sources = managed_ingresses(ctx, ns, spec);
+    for ing in &sources {
         let name = ing.name_any();
         let what = format!("Ingress {ns}/{name}");
-        match tier.mode {
-            IngressMode::SwitchClass => {
-                let current = ing
-                    .spec
-                    .as_ref()
-                    .and_then(|s| s.ingress_class_name.as_deref());
-                if current == Some(want.active_class.as_str()) {
-                    continue;
+        let fields = source_fields(ing, mode, tier, want);
+        if !fields.matches(ing) {
+            // Written by us before and changed since (not mere cache lag): another writer.
+            let value = format!("{fields:?}");
+            let cached_rv = ing.metadata.resource_version.clone();
+            let field = format!("the class of Ingress {ns}/{name}");
+            if let Some(rt) = rt {
+                let mut r = lock(rt);
+                r.ledger.expect(&field, &value);
+                match r.ingress_written.get(&name) {
+                    Some((v, rv)) if *v == value && *rv == cached_rv => continue,
+                    Some((v, _)) if *v == value => {
+                        let manager = fields.managers_besides(ing, MANAGER);
+                        match r.ledger.correction(&field, &value, &manager) {
+                            Correction::Correct(n) => out.notes.push(WriterNote {
+                                field: field.clone(),
+                                manager,
+                                correction: Some(n),
+                                first: false,
+                            }),
+                            Correction::GiveUp { first } => {
+                                out.given_up = true;
+                                out.notes.push(WriterNote {
+                                    field,
+                                    manager,
+                                    correction: None,
+                                    first,
+                                });
+                                continue;
+                            }
+                        }
+                    }
+                    _ => {}
                 }
-                let patch = json!({
-                    "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
-                    "metadata": {"name": name, "namespace": ns},
-                    "spec": {"ingressClassName": want.active_class},
-                });
-                api.patch(&name, &apply_params(), &Patch::Apply(&patch))
-                    .await
-                    .map_err(api_err(&what))?;
-                ctx.metrics.write("ingresses");
-                writes += 1;
             }
-            IngressMode::HotStandby => {
-                let primary_weight = want.primary_weight_percent;
-                let primary_auth = want.active_class == tier.primary_class;
-                let annotations =
-                    desired::role_annotations("primary", primary_auth, primary_weight);
-                if !desired::has_annotations(&ing.metadata, &annotations) {
-                    let patch = json!({
-                        "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
-                        "metadata": {"name": name, "namespace": ns, "annotations": annotations},
-                    });
-                    api.patch(&name, &apply_params(), &Patch::Apply(&patch))
-                        .await
-                        .map_err(api_err(&what))?;
-                    ctx.metrics.write("ingresses");
-                    writes += 1;
-                }
-                let mirror = desired::mirror_ingress(
-                    &ing,
-                    &tier.backup_class,
-                    owner,
-                    policy,
-                    !primary_auth,
-                    100 - primary_weight,
-                );
-                let mirror_name = mirror.metadata.name.clone().unwrap_or_default();
-                let current = ctx.stores.ingresses.state_filter(|i| {
-                    i.metadata.namespace.as_deref() == Some(ns) && i.name_any() == mirror_name
-                });
-                let in_sync = current.first().is_some_and(|c| {
-                    c.spec == mirror.spec
-                        && desired::has_annotations(
-                            &c.metadata,
-                            mirror
-                                .metadata
-                                .annotations
-                                .as_ref()
-                                .unwrap_or(&BTreeMap::new()),
-                        )
-                });
-                if !in_sync {
-                    api.patch(
+            if let Err(e) = write_source(ctx, &api, ing, &fields, &name, ns).await {
+                errors.push(api_err(&what)(e));
+                continue;
+            }
+            if let Some(rt) = rt {
+                lock(rt)
+                    .ingress_written
+                    .insert(name.clone(), (value, cached_rv));
+            }
+        }
+        if mode == IngressMode::HotStandby {
+            let primary_auth = want.active_class == tier.primary_class;
+            let overrides = tier
+                .mirror
+                .as_ref()
+                .map(|m| m.backup_annotations.clone())
+                .unwrap_or_default();
+            let mirror = desired::mirror_ingress(
+                ing,
+                &tier.backup_class,
+                owner,
+                policy,
+                !primary_auth,
+                100 - want.primary_weight_percent,
+                &overrides,
+            );
+            let mirror_name = mirror.metadata.name.clone().unwrap_or_default();
+            let current = ctx.stores.ingresses.state_filter(|i| {
+                i.metadata.namespace.as_deref() == Some(ns) && i.name_any() == mirror_name
+            });
+            let in_sync = current
+                .first()
+                .is_some_and(|c| desired::mirror_matches(c, &mirror));
+            if !in_sync {
+                match api
+                    .patch(
                         &mirror_name,
                         &apply_params(),
                         &Patch::Apply(typed(&mirror, "networking.k8s.io/v1", "Ingress")),
                     )
                     .await
-                    .map_err(api_err(format!("Ingress {ns}/{mirror_name}")))?;
-                    ctx.metrics.write("ingresses");
-                    writes += 1;
+                {
+                    Ok(_) => ctx.metrics.write("ingresses"),
+                    Err(e) => errors.push(api_err(format!("Ingress {ns}/{mirror_name}"))(e)),
                 }
             }
         }
     }
-    Ok(writes)
+    if mode == IngressMode::SwitchClass
+        && let Err(e) = delete_mirrors(ctx, ns, policy).await
+    {
+        errors.push(e);
+    }
+    out
 }
+
+/// What [`sync_ingresses`] did besides writing.
+#[derive(Debug, Default)]
+pub struct IngressSync {
+    /// Writes that failed (the others were made).
+    pub errors: Vec<ActuateError>,
+    /// Corrections of another writer's change, and the point where the operator stopped.
+    pub notes: Vec<WriterNote>,
+    /// Some Ingress is left as another writer set it.
+    pub given_up: bool,
+}
+
+/// A field the operator owns was changed by another field manager.
+#[derive(Debug, Clone)]
+pub struct WriterNote {
+    pub field: String,
+    pub manager: String,
+    /// `Some(n)`: written back (correction n); `None`: no longer corrected.
+    pub correction: Option<u32>,
+    /// With `None`: the first time the operator leaves it (worth an Event).
+    pub first: bool,
+}
+
+/// Writes the operator's fields of a source Ingress. An Ingress naming its class both ways
+/// first loses `spec.ingressClassName` (a merge patch: the field may belong to another
+/// manager, which an apply could not take away).
+async fn write_source(
+    ctx: &Context,
+    api: &Api<Ingress>,
+    ing: &Ingress,
+    fields: &SourceFields,
+    name: &str,
+    ns: &str,
+) -> Result<(), kube::Error> {
+    if observe::class_form(ing) == ClassForm::Both {
+        let patch = json!({"spec": {"ingressClassName": null}});
+        api.patch(
+            name,
+            &PatchParams {
+                field_manager: Some(MANAGER.into()),
+                ..Default::default()
+            },
+            &Patch::Merge(&patch),
+        )
+        .await?;
+        ctx.metrics.write("ingresses");
+    }
+    api.patch(
+        name,
+        &apply_params(),
+        &Patch::Apply(fields.apply_body(name, ns)),
+    )
+    .await?;
+    ctx.metrics.write("ingresses");
+    Ok(())
+}
+
+/// The class in effect for the managed Ingresses, as the cache shows them: in SwitchClass the
+/// class they carry (the annotation first, as ingress controllers read it); in HotStandby the
+/// authoritative side's class. `None` when none is managed or they disagree.
+pub fn class_in_effect(ctx: &Context, ns: &str, spec: &FailoverPolicySpec) -> Option<String> {
+    let tier = spec.ingress.as_ref()?;
+    let mut classes = managed_ingresses(ctx, ns, spec)
+        .into_iter()
+        .map(|ing| match tier.mode {
+            IngressMode::SwitchClass => observe::effective_class(&ing).map(str::to_string),
+            IngressMode::HotStandby => {
+                let primary_auth = ing
+                    .annotations()
+                    .get(desired::AUTHORITATIVE_ANNOTATION)
+                    .is_none_or(|v| v == "true");
+                Some(if primary_auth {
+                    tier.primary_class.clone()
+                } else {
+                    tier.backup_class.clone()
+                })
+            }
+        });
+    let first = classes.next()??;
+    classes
+        .all(|c| c.as_deref() == Some(first.as_str()))
+        .then_some(first)
+}
+
+/// Deletion with Restore: the managed Service is handed back instead of being left to route
+/// to nothing. It keeps its name (so the Ingress keeps working), loses the policy's owner
+/// reference (so garbage collection leaves it) and publishes the whole primary pool: a primary
+/// Service's selector is copied (Kubernetes then keeps its EndpointSlices) and static primary
+/// addresses stay in an EndpointSlice no longer owned by the policy.
+pub async fn hand_back_service(
+    ctx: &Context,
+    ns: &str,
+    spec: &FailoverPolicySpec,
+    policy: &str,
+) -> Result<(), ActuateError> {
+    let services: Api<Service> = Api::namespaced(ctx.client.clone(), ns);
+    let ms = &spec.managed_service;
+    let what = format!("Service {ns}/{}", ms.name);
+    let mut port = json!({"name": ms.port_name, "port": ms.port, "protocol": "TCP"});
+    let mut selector = None;
+    if let Some(primary) = &spec.backends.primary.service {
+        let svc = services
+            .get_opt(&primary.name)
+            .await
+            .map_err(api_err(format!("Service {ns}/{}", primary.name)))?;
+        if let Some(s) = svc.and_then(|s| s.spec) {
+            let ports = s.ports.unwrap_or_default();
+            let chosen = match &primary.port_name {
+                Some(n) => ports.iter().find(|p| p.name.as_deref() == Some(n)),
+                None if ports.len() == 1 => ports.first(),
+                None => None,
+            };
+            if let Some(p) = chosen {
+                port["targetPort"] = match &p.target_port {
+                    Some(t) => json!(t),
+                    None => json!(p.port),
+                };
+            }
+            selector = s.selector.filter(|s| !s.is_empty());
+        }
+    }
+    let mut body = json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": ms.name, "namespace": ns,
+                     "labels": {POLICY_LABEL: policy},
+                     "annotations": {HANDED_BACK_ANNOTATION: format!(
+                        "FailoverPolicy {policy} was deleted with deletionPolicy Restore; this Service publishes the whole primary pool and is no longer managed")}},
+        "spec": {"ports": [port]},
+    });
+    if let Some(sel) = &selector {
+        body["spec"]["selector"] = json!(sel);
+    }
+    services
+        .patch(&ms.name, &apply_params(), &Patch::Apply(&body))
+        .await
+        .map_err(api_err(&what))?;
+    ctx.metrics.write("services");
+    // Static primary addresses: Kubernetes cannot publish them, so a slice stays behind.
+    let statics: Vec<Published> = spec
+        .backends
+        .primary
+        .addresses
+        .iter()
+        .filter_map(|a| Published::parse(&a.0))
+        .collect();
+    // Under names of their own: the slices the policy wrote go (after these exist, so the
+    // Service never has fewer endpoints), and a later policy for the same Service replaces
+    // these like any stale slice of its own.
+    let mut keep = desired::endpoint_slices(ns, &ms.name, &ms.port_name, None, policy, &statics);
+    for k in &mut keep {
+        k.metadata.name = k.metadata.name.take().map(|n| format!("{n}-handed-back"));
+    }
+    let api: Api<EndpointSlice> = Api::namespaced(ctx.client.clone(), ns);
+    for slice in &keep {
+        let name = slice.metadata.name.as_deref().unwrap_or_default();
+        api.patch(
+            name,
+            &apply_params(),
+            &Patch::Apply(typed(slice, "discovery.k8s.io/v1", "EndpointSlice")),
+        )
+        .await
+        .map_err(api_err(format!("EndpointSlice {ns}/{name}")))?;
+        ctx.metrics.write("endpointslices");
+    }
+    let have = ctx.stores.slices.state_filter(|s| {
+        s.metadata.namespace.as_deref() == Some(ns)
+            && s.labels().get(SERVICE_NAME_LABEL).map(String::as_str) == Some(ms.name.as_str())
+            && s.labels().get(MANAGED_BY_LABEL).map(String::as_str) == Some(MANAGED_BY)
+    });
+    for s in have.iter().filter(|h| {
+        !keep
+            .iter()
+            .any(|k| k.metadata.name.as_deref() == Some(&h.name_any()))
+    }) {
+        let name = s.name_any();
+        match api.delete(&name, &DeleteParams::default()).await {
+            Ok(_) => ctx.metrics.write("endpointslices"),
+            Err(kube::Error::Api(e)) if e.code == 404 => {}
+            Err(e) => return Err(api_err(format!("EndpointSlice {ns}/{name}"))(e)),
+        }
+    }
+    Ok(())
+}
+
+/// Annotation on a managed Service handed back when its policy was deleted.
+pub const HANDED_BACK_ANNOTATION: &str = "ingressfailover.io/handed-back";
 
 /// Deletes HotStandby mirrors (deletion with Restore); garbage collection would too, but
 /// explicitly is immediate and works where owner references are not honoured.

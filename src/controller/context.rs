@@ -5,10 +5,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::Client;
-use kube::runtime::events::Recorder;
 use kube::runtime::reflector::Store;
 use tokio::sync::watch;
 
@@ -40,8 +40,10 @@ pub struct Stores {
     pub slices: Store<EndpointSlice>,
     pub deployments: Store<Deployment>,
     pub ingresses: Store<Ingress>,
-    /// The Deployment cache has listed everything in scope (no label filter): a Deployment it
-    /// lacks does not exist.
+    /// HorizontalPodAutoscalers, to leave an autoscaled emergency Deployment to its autoscaler.
+    pub autoscalers: Store<HorizontalPodAutoscaler>,
+    /// Whether a Deployment absent from the cache does not exist: set once the Deployment
+    /// cache has listed everything in scope with no label filter.
     pub deployments_listed: Arc<std::sync::atomic::AtomicBool>,
     /// The namespaces the caches watch; empty means all.
     pub namespaces: Arc<Vec<String>>,
@@ -76,6 +78,13 @@ pub struct PolicyRuntime {
     pub emergency_replicas_written: Option<i32>,
     /// The generation refused by validation and why, while the last valid one is held.
     pub rejected: Option<(Option<i64>, String)>,
+    /// resourceVersion of the cached emergency Deployment when the operator last scaled it:
+    /// while the cache still shows that version it has not seen the write, and a difference
+    /// is lag, not another writer.
+    pub emergency_written_over: Option<String>,
+    /// Per source Ingress: the fields last applied (debug form) and the resourceVersion the cache
+    /// showed then, to tell cache lag from another writer.
+    pub ingress_written: std::collections::HashMap<String, (String, Option<String>)>,
     /// Actions whose Events wait for the writes they describe to succeed.
     pub pending_events: Vec<Action>,
     pub last_status: Option<FailoverPolicyStatus>,
@@ -87,6 +96,8 @@ pub struct PolicyRuntime {
     /// a reconcile triggered by a probe fact that changed nothing skips the comparison, and a
     /// periodic one still catches objects changed behind the operator's back.
     pub slices_synced: Option<(Vec<super::desired::Published>, i64)>,
+    /// Failing writes and their backoff, corrections of other writers.
+    pub ledger: super::ledger::Ledger,
 }
 
 /// Shared by all reconciles.
@@ -94,7 +105,7 @@ pub struct Context {
     pub client: Client,
     pub rules: ValidationContext,
     pub prober: Prober,
-    pub recorder: Recorder,
+    pub events: super::events::EventSink,
     pub metrics: Metrics,
     pub stores: Stores,
     pub leader: watch::Receiver<bool>,

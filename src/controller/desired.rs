@@ -9,7 +9,11 @@ use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort
 use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 
-use super::observe::{MANAGED_BY, MANAGED_BY_LABEL, SERVICE_NAME_LABEL};
+use super::actuate::MANAGER;
+use super::observe::{
+    ClassForm, LEGACY_CLASS_ANNOTATION, MANAGED_BY, MANAGED_BY_LABEL, SERVICE_NAME_LABEL,
+    applied_keys, effective_class, other_managers,
+};
 use crate::api::FailoverPolicySpec;
 
 /// Label put on every object the operator creates, naming the owning policy.
@@ -57,7 +61,7 @@ pub fn endpoint_slices(
     namespace: &str,
     service: &str,
     port_name: &str,
-    owner: &OwnerReference,
+    owner: Option<&OwnerReference>,
     policy: &str,
     published: &[Published],
 ) -> Vec<EndpointSlice> {
@@ -92,7 +96,7 @@ pub fn endpoint_slices(
                         ]
                         .into(),
                     ),
-                    owner_references: Some(vec![owner.clone()]),
+                    owner_references: owner.map(|o| vec![o.clone()]),
                     ..Default::default()
                 },
                 address_type: kind.to_string(),
@@ -187,8 +191,22 @@ pub fn managed_service(
     }
 }
 
-/// The mirror of `source` on the backup class (HotStandby): same rules, other class, owned by
-/// the policy so it disappears with it.
+/// Whether an annotation or label key is the operator's own (never copied to a mirror).
+fn operators_own(key: &str) -> bool {
+    key.starts_with("ingressfailover.io/")
+}
+
+/// Annotations of the source that a mirror must not copy: the class (the mirror has its own),
+/// the operator's own, and client bookkeeping.
+fn copied(key: &str) -> bool {
+    key != LEGACY_CLASS_ANNOTATION
+        && !operators_own(key)
+        && key != "kubectl.kubernetes.io/last-applied-configuration"
+}
+
+/// The mirror of `source` on the backup class (HotStandby): same rules, same annotations and
+/// labels (but the class and the operator's own keys), the backup-side overrides on top, the
+/// other class, owned by the policy so it disappears with it.
 pub fn mirror_ingress(
     source: &Ingress,
     backup_class: &str,
@@ -196,6 +214,7 @@ pub fn mirror_ingress(
     policy: &str,
     authoritative: bool,
     weight: u32,
+    overrides: &BTreeMap<String, String>,
 ) -> Ingress {
     let name = format!(
         "{}{MIRROR_SUFFIX}",
@@ -203,17 +222,165 @@ pub fn mirror_ingress(
     );
     let mut spec = source.spec.clone().unwrap_or_default();
     spec.ingress_class_name = Some(backup_class.to_string());
+    let mut annotations: BTreeMap<String, String> = source
+        .metadata
+        .annotations
+        .iter()
+        .flatten()
+        .filter(|(k, _)| copied(k))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    for (k, v) in overrides {
+        if v.is_empty() {
+            annotations.remove(k);
+        } else {
+            annotations.insert(k.clone(), v.clone());
+        }
+    }
+    annotations.extend(role_annotations("backup", authoritative, weight));
+    let mut labels: BTreeMap<String, String> = source
+        .metadata
+        .labels
+        .iter()
+        .flatten()
+        .filter(|(k, _)| !operators_own(k))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    labels.insert(POLICY_LABEL.to_string(), policy.to_string());
     Ingress {
         metadata: ObjectMeta {
             name: Some(name),
             namespace: source.metadata.namespace.clone(),
-            labels: Some([(POLICY_LABEL.to_string(), policy.to_string())].into()),
-            annotations: Some(role_annotations("backup", authoritative, weight)),
+            labels: Some(labels),
+            annotations: Some(annotations),
             owner_references: Some(vec![owner.clone()]),
             ..Default::default()
         },
         spec: Some(spec),
         status: None,
+    }
+}
+
+/// Whether the cached mirror says what `desired` says: same spec, every desired annotation and
+/// label, and no annotation or label the operator applied earlier but no longer wants.
+pub fn mirror_matches(observed: &Ingress, desired: &Ingress) -> bool {
+    let empty = BTreeMap::new();
+    let want_a = desired.metadata.annotations.as_ref().unwrap_or(&empty);
+    let want_l = desired.metadata.labels.as_ref().unwrap_or(&empty);
+    observed.spec == desired.spec
+        && has_annotations(&observed.metadata, want_a)
+        && want_l
+            .iter()
+            .all(|(k, v)| observed.metadata.labels.as_ref().and_then(|l| l.get(k)) == Some(v))
+        && applied_keys(&observed.metadata, MANAGER, "f:annotations")
+            .iter()
+            .all(|k| want_a.contains_key(k))
+        && applied_keys(&observed.metadata, MANAGER, "f:labels")
+            .iter()
+            .all(|k| want_l.contains_key(k))
+}
+
+/// What the operator owns on a managed (source) Ingress, in full: every server-side apply
+/// lists all of it, so a field it means to keep is never dropped (a mode change included).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceFields {
+    /// The class, in the form the Ingress uses.
+    pub form: ClassForm,
+    pub class: String,
+    /// Annotations the operator sets (HotStandby role and the primary-side overrides; none in
+    /// SwitchClass mode).
+    pub annotations: BTreeMap<String, String>,
+}
+
+impl SourceFields {
+    /// The server-side-apply body.
+    pub fn apply_body(&self, name: &str, namespace: &str) -> serde_json::Value {
+        let mut annotations = self.annotations.clone();
+        let mut spec = serde_json::Map::new();
+        match self.form {
+            ClassForm::Field => {
+                spec.insert("ingressClassName".into(), self.class.clone().into());
+            }
+            ClassForm::Annotation | ClassForm::Both => {
+                annotations.insert(LEGACY_CLASS_ANNOTATION.to_string(), self.class.clone());
+            }
+        }
+        let mut metadata = serde_json::json!({"name": name, "namespace": namespace});
+        if !annotations.is_empty() {
+            metadata["annotations"] = serde_json::json!(annotations);
+        }
+        let mut body = serde_json::json!({
+            "apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": metadata,
+        });
+        if !spec.is_empty() {
+            body["spec"] = serde_json::Value::Object(spec);
+        }
+        body
+    }
+
+    /// Field managers other than `ours` owning any of these fields on `ing`, joined (or
+    /// `unknown`).
+    pub fn managers_besides(&self, ing: &Ingress, ours: &str) -> String {
+        let mut paths: Vec<Vec<String>> = vec![
+            vec!["f:spec".into(), "f:ingressClassName".into()],
+            vec![
+                "f:metadata".into(),
+                "f:annotations".into(),
+                format!("f:{LEGACY_CLASS_ANNOTATION}"),
+            ],
+        ];
+        paths.extend(self.annotations.keys().map(|k| {
+            vec![
+                "f:metadata".to_string(),
+                "f:annotations".to_string(),
+                format!("f:{k}"),
+            ]
+        }));
+        let mut all: Vec<String> = paths
+            .iter()
+            .flat_map(|p| {
+                let p: Vec<&str> = p.iter().map(String::as_str).collect();
+                other_managers(&ing.metadata, &p, ours)
+            })
+            .collect();
+        all.sort();
+        all.dedup();
+        if all.is_empty() {
+            "unknown".to_string()
+        } else {
+            all.join(", ")
+        }
+    }
+
+    /// Whether `ing` already says all of it, and carries nothing the operator applied earlier
+    /// but no longer means (role annotations after a switch to SwitchClass, a class field on an
+    /// Ingress that names its class by annotation).
+    pub fn matches(&self, ing: &Ingress) -> bool {
+        let class_ok = match self.form {
+            ClassForm::Field => {
+                ing.spec
+                    .as_ref()
+                    .and_then(|s| s.ingress_class_name.as_deref())
+                    == Some(self.class.as_str())
+            }
+            ClassForm::Annotation => {
+                effective_class(ing) == Some(self.class.as_str())
+                    && ing
+                        .spec
+                        .as_ref()
+                        .is_none_or(|s| s.ingress_class_name.is_none())
+            }
+            ClassForm::Both => false,
+        };
+        let mut wanted_keys: Vec<&str> = self.annotations.keys().map(String::as_str).collect();
+        if self.form != ClassForm::Field {
+            wanted_keys.push(LEGACY_CLASS_ANNOTATION);
+        }
+        class_ok
+            && has_annotations(&ing.metadata, &self.annotations)
+            && applied_keys(&ing.metadata, MANAGER, "f:annotations")
+                .iter()
+                .all(|k| wanted_keys.contains(&k.as_str()))
     }
 }
 
@@ -265,7 +432,14 @@ mod tests {
         .iter()
         .map(|a| Published::parse(a).unwrap())
         .collect();
-        let slices = endpoint_slices("shop", "web-healthy", "http", &owner(), "web", &published);
+        let slices = endpoint_slices(
+            "shop",
+            "web-healthy",
+            "http",
+            Some(&owner()),
+            "web",
+            &published,
+        );
         let names: Vec<_> = slices
             .iter()
             .map(|s| s.metadata.name.clone().unwrap())
@@ -292,7 +466,7 @@ mod tests {
                 port: 80,
             })
             .collect();
-        let slices = endpoint_slices("shop", "web", "http", &owner(), "web", &published);
+        let slices = endpoint_slices("shop", "web", "http", Some(&owner()), "web", &published);
         let sizes: Vec<usize> = slices.iter().map(|s| s.endpoints.len()).collect();
         assert_eq!(sizes, vec![1000, 1000, 500]);
     }

@@ -1,9 +1,9 @@
 //! `/metrics`, `/healthz` and `/readyz`. Ready only once every cache has listed: a replica that
 //! has not seen the world yet must not receive a leader's duties from a rolling update.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use axum::Router;
 use axum::extract::State;
@@ -12,17 +12,95 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use prometheus_client::registry::Registry;
 
+/// Which caches have completed their initial list. A cache is registered as pending and marked
+/// synced once its store is ready; nothing ever marks it pending again, so a watch restart (a
+/// dropped connection, a 410 relist) never turns readiness off.
+#[derive(Default)]
+pub struct Readiness {
+    caches: Mutex<BTreeMap<&'static str, bool>>,
+}
+
+impl Readiness {
+    /// Readiness waiting for the caches named.
+    pub fn expecting(names: &[&'static str]) -> Self {
+        Readiness {
+            caches: Mutex::new(names.iter().map(|n| (*n, false)).collect()),
+        }
+    }
+
+    /// Whether the cache `name` has listed once.
+    pub fn is_synced(&self, name: &str) -> bool {
+        self.caches
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .copied()
+            .unwrap_or(false)
+    }
+
+    /// Tracks `store`: pending now, synced once its initial list is in.
+    pub fn watch<K>(self: &Arc<Self>, name: &'static str, store: kube::runtime::reflector::Store<K>)
+    where
+        K: kube::Resource + Clone + Send + Sync + 'static,
+        K::DynamicType: Eq + std::hash::Hash + Clone + Send + Sync,
+    {
+        self.set(name, false);
+        let me = self.clone();
+        tokio::spawn(async move {
+            // `Store::wait_until_ready` wakes only its most recent waiter (one oneshot receiver
+            // behind the store, one waker): the kube-runtime Controller awaits its own store's
+            // readiness too and keeps re-polling it, so a task that merely awaits the policy
+            // store can sleep forever — /readyz stayed "caches not synced" whenever the policy
+            // list finished after the others. Asking again every 200 ms needs no wake-up.
+            loop {
+                match tokio::time::timeout(
+                    std::time::Duration::from_millis(200),
+                    store.wait_until_ready(),
+                )
+                .await
+                {
+                    Ok(Ok(())) => {
+                        me.set(name, true);
+                        tracing::info!(cache = name, "cache synced");
+                        return;
+                    }
+                    Ok(Err(_)) => return, // the reflector is gone (shutdown)
+                    Err(_) => continue,
+                }
+            }
+        });
+    }
+
+    fn set(&self, name: &'static str, synced: bool) {
+        self.caches
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name, synced);
+    }
+
+    /// The caches still waiting for their initial list (empty when ready).
+    pub fn pending(&self) -> Vec<&'static str> {
+        self.caches
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter(|(_, synced)| !**synced)
+            .map(|(n, _)| *n)
+            .collect()
+    }
+}
+
 #[derive(Clone)]
 struct AppState {
     registry: Arc<Registry>,
-    ready: Arc<AtomicBool>,
+    ready: Arc<Readiness>,
 }
 
 /// Binds `addr` and returns the bound address and the server future.
 pub async fn serve(
     addr: SocketAddr,
     registry: Arc<Registry>,
-    ready: Arc<AtomicBool>,
+    ready: Arc<Readiness>,
 ) -> anyhow::Result<(SocketAddr, impl std::future::Future<Output = ()> + Send)> {
     let app = Router::new()
         .route("/metrics", get(metrics))
@@ -57,9 +135,13 @@ async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
 }
 
 async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
-    if s.ready.load(Ordering::SeqCst) {
-        (StatusCode::OK, "ready")
+    let pending = s.ready.pending();
+    if pending.is_empty() {
+        (StatusCode::OK, "ready".to_string())
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "caches not synced")
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("caches not synced: {}", pending.join(", ")),
+        )
     }
 }

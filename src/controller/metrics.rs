@@ -30,6 +30,12 @@ pub struct PolicyLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PolicyResourceLabels {
+    pub policy: Arc<str>,
+    pub resource: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PolicyTierLabels {
     pub policy: Arc<str>,
     pub tier: &'static str,
@@ -59,12 +65,14 @@ pub struct Metrics {
     pub reconcile_errors: Family<KindLabels, Counter>,
     pub transitions: Family<KindLabels, Counter>,
     pub api_writes: Family<ResourceLabels, Counter>,
+    pub write_failures: Family<PolicyResourceLabels, Counter>,
     pub leader: Gauge,
     pub policy_phase: Family<PolicyPhaseLabels, Gauge>,
     pub healthy_ratio: Family<PolicyTierLabels, Gauge<f64, AtomicU64>>,
     pub healthy_endpoints: Family<PolicyTierLabels, Gauge>,
     pub total_endpoints: Family<PolicyTierLabels, Gauge>,
     pub load_balancer_up: Family<PolicyLabels, Gauge>,
+    pub backup_load_balancer_up: Family<PolicyLabels, Gauge>,
     pub emergency_desired_replicas: Family<PolicyLabels, Gauge>,
     pub primary_weight_percent: Family<PolicyLabels, Gauge>,
 }
@@ -78,12 +86,14 @@ impl Default for Metrics {
             reconcile_errors: Family::default(),
             transitions: Family::default(),
             api_writes: Family::default(),
+            write_failures: Family::default(),
             leader: Gauge::default(),
             policy_phase: Family::default(),
             healthy_ratio: Family::default(),
             healthy_endpoints: Family::default(),
             total_endpoints: Family::default(),
             load_balancer_up: Family::default(),
+            backup_load_balancer_up: Family::default(),
             emergency_desired_replicas: Family::default(),
             primary_weight_percent: Family::default(),
         }
@@ -112,6 +122,11 @@ impl Metrics {
             "api_writes",
             "Writes to the Kubernetes API, by resource",
             self.api_writes.clone(),
+        );
+        r.register(
+            "write_failures",
+            "Failed writes to managed objects, by policy and resource",
+            self.write_failures.clone(),
         );
         r.register(
             "leader",
@@ -144,6 +159,11 @@ impl Metrics {
             self.load_balancer_up.clone(),
         );
         r.register(
+            "backup_load_balancer_up",
+            "1 while the policy's backup load balancer is judged healthy (policies with ingress.backupHealth)",
+            self.backup_load_balancer_up.clone(),
+        );
+        r.register(
             "emergency_desired_replicas",
             "Replicas the policy wants for its emergency Deployment",
             self.emergency_desired_replicas.clone(),
@@ -164,6 +184,36 @@ impl Metrics {
         self.api_writes
             .get_or_create(&ResourceLabels { resource })
             .inc();
+    }
+
+    pub fn write_failed(&self, policy: &str, resource: &'static str) {
+        self.write_failures
+            .get_or_create(&PolicyResourceLabels {
+                policy: Arc::from(policy),
+                resource,
+            })
+            .inc();
+    }
+
+    /// Failed writes of one policy so far (all resources).
+    pub fn write_failures_of(&self, policy: &str) -> u64 {
+        [
+            "services",
+            "endpointslices",
+            "deployments/scale",
+            "ingresses",
+            "failoverpolicies/status",
+        ]
+        .iter()
+        .map(|&resource| {
+            self.write_failures
+                .get_or_create(&PolicyResourceLabels {
+                    policy: Arc::from(policy),
+                    resource,
+                })
+                .get()
+        })
+        .sum()
     }
 
     /// Total writes so far (all resources), for the steady-state benchmark and tests.
@@ -219,5 +269,17 @@ impl Metrics {
         self.load_balancer_up.remove(&l);
         self.emergency_desired_replicas.remove(&l);
         self.primary_weight_percent.remove(&l);
+        for resource in [
+            "services",
+            "endpointslices",
+            "deployments/scale",
+            "ingresses",
+            "failoverpolicies/status",
+        ] {
+            self.write_failures.remove(&PolicyResourceLabels {
+                policy: policy.clone(),
+                resource,
+            });
+        }
     }
 }

@@ -8,8 +8,11 @@
 pub mod actuate;
 pub mod context;
 pub mod desired;
+mod effect;
+pub mod events;
 mod http_server;
 mod leader;
+pub mod ledger;
 pub mod metrics;
 pub mod observe;
 pub mod reconcile;
@@ -18,13 +21,12 @@ pub mod targets;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::Ingress;
-use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{Controller, WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
@@ -39,6 +41,15 @@ use crate::probe::{Allowlist, Fact, Prober, ProberConfig, Tier};
 use crate::validation::ValidationContext;
 
 pub use context::{Clock, Context, Stores, system_clock};
+
+/// The caches /readyz waits for.
+const CACHES: [&str; 5] = [
+    "endpointslices",
+    "deployments",
+    "ingresses",
+    "horizontalpodautoscalers",
+    "failoverpolicies",
+];
 
 /// How the controller runs (from `run`'s flags).
 #[derive(Debug, Clone)]
@@ -106,24 +117,26 @@ pub async fn run(
     );
     let (ingresses, ingress_stream) =
         reflect::<Ingress>(&client, &opts.namespaces, labelled(&opts.ingress_selector));
+    let (autoscalers, autoscaler_stream) =
+        reflect::<HorizontalPodAutoscaler>(&client, &opts.namespaces, watcher::Config::default());
+    // Nothing reconciles on an autoscaler change (the next reconcile sees it); the stream only
+    // keeps the cache.
+    tokio::spawn(autoscaler_stream.for_each(|_| async {}));
     let stores = Stores {
         slices: slices.clone(),
         deployments: deployments.clone(),
         ingresses: ingresses.clone(),
         deployments_listed: Default::default(),
         namespaces: Arc::new(opts.namespaces.clone()),
+        autoscalers: autoscalers.clone(),
     };
 
-    let reporter = Reporter {
-        controller: "ingress-failover".into(),
-        instance: Some(opts.identity.clone()),
-    };
-    let recorder = Recorder::new(client.clone(), reporter);
+    let events = events::EventSink::new(client.clone(), actuate::MANAGER, &opts.identity);
     let ctx = Arc::new(Context {
         client: client.clone(),
         rules: opts.rules.clone(),
         prober: prober.clone(),
-        recorder,
+        events,
         metrics: metrics.clone(),
         stores,
         leader: leader_rx.clone(),
@@ -132,10 +145,10 @@ pub async fn run(
         failures: Default::default(),
     });
 
-    let ready = Arc::new(AtomicBool::new(false));
+    let readiness = Arc::new(http_server::Readiness::expecting(&CACHES));
     let registry = Arc::new(registry);
     let (addr, server) =
-        http_server::serve(opts.metrics_addr, registry.clone(), ready.clone()).await?;
+        http_server::serve(opts.metrics_addr, registry.clone(), readiness.clone()).await?;
     info!(%addr, "serving /metrics, /healthz and /readyz");
     tokio::spawn(server);
 
@@ -157,7 +170,12 @@ pub async fn run(
     // Leadership gained: reconcile everything (resuming from status). Lost: forget and stop
     // probing, so a returning term starts from status like a restart.
     let (all_tx, all_rx) = mpsc::unbounded_channel::<()>();
-    tokio::spawn(follow_leadership(leader_rx, ctx.clone(), all_tx));
+    tokio::spawn(follow_leadership(
+        opts.leader_election,
+        leader_rx,
+        ctx.clone(),
+        all_tx,
+    ));
 
     let namespaces = opts.namespaces.clone();
     let in_scope = move |ns: Option<&str>| {
@@ -166,33 +184,23 @@ pub async fn run(
     let (s1, s2, s3) = (pstore.clone(), pstore.clone(), pstore.clone());
     let (f1, f2, f3) = (in_scope.clone(), in_scope.clone(), in_scope.clone());
 
-    // Readiness: every cache has listed once.
-    {
-        let (a, b, c, d, ready) = (
-            slices,
-            deployments,
-            ingresses,
-            pstore.clone(),
-            ready.clone(),
-        );
-        // A Deployment absent from a synced, unfiltered cache does not exist: only then may the
-        // engine read a missing ingress controller as a down one. (Set here rather than by a
-        // second waiter: kube-runtime 5's Store::wait_until_ready wakes only the last task that
-        // polled it, so two concurrent waiters on one store can leave one pending forever.)
-        let listed = opts
-            .deployment_selector
-            .is_none()
-            .then(|| ctx.stores.deployments_listed.clone());
+    // Readiness: every cache has listed once. Each is awaited on its own, so /readyz can say
+    // which one is still missing; once listed, a cache stays ready across watch restarts.
+    readiness.watch("endpointslices", slices);
+    readiness.watch("deployments", deployments);
+    readiness.watch("ingresses", ingresses);
+    readiness.watch("horizontalpodautoscalers", autoscalers);
+    readiness.watch("failoverpolicies", pstore.clone());
+    // A Deployment absent from a synced, unfiltered cache does not exist: only then may the
+    // engine read a missing ingress controller as a down one. Asked of the readiness tracker
+    // rather than awaited on the store (a second waiter would steal the store's one waker).
+    if opts.deployment_selector.is_none() {
+        let (readiness, listed) = (readiness.clone(), ctx.stores.deployments_listed.clone());
         tokio::spawn(async move {
-            let _ = a.wait_until_ready().await;
-            let _ = b.wait_until_ready().await;
-            if let Some(listed) = listed {
-                listed.store(true, Ordering::SeqCst);
+            while !readiness.is_synced("deployments") {
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
             }
-            let _ = c.wait_until_ready().await;
-            let _ = d.wait_until_ready().await;
-            ready.store(true, Ordering::SeqCst);
-            info!("caches synced; ready");
+            listed.store(true, std::sync::atomic::Ordering::SeqCst);
         });
     }
 
@@ -316,12 +324,12 @@ fn references_deployment(p: &FailoverPolicy, ns: &str, name: &str) -> bool {
             .as_ref()
             .and_then(|e| e.deployment.as_ref())
             .is_some_and(|d| d.name == name);
-    let controller = p
-        .spec
-        .ingress
-        .as_ref()
-        .and_then(|i| i.health.controller_deployment.as_ref())
-        .is_some_and(|c| c.name == name && c.namespace.as_deref().unwrap_or(own_ns) == ns);
+    let controller = p.spec.ingress.as_ref().is_some_and(|i| {
+        std::iter::once(&i.health)
+            .chain(i.backup_health.as_ref())
+            .filter_map(|h| h.controller_deployment.as_ref())
+            .any(|c| c.name == name && c.namespace.as_deref().unwrap_or(own_ns) == ns)
+    });
     emergency || controller
 }
 
@@ -338,6 +346,7 @@ async fn pump_facts(
             let mut r = context::lock(&rt);
             match fact.key.tier {
                 Tier::LoadBalancer => r.obs.lb_checks.push(fact.outcome),
+                Tier::BackupLoadBalancer => r.obs.backup_lb_checks.push(fact.outcome),
                 tier => r.obs.checks.push(CheckFact {
                     address: fact.key.endpoint.to_string(),
                     pool: if tier == Tier::Primary {
@@ -356,6 +365,7 @@ async fn pump_facts(
 }
 
 async fn follow_leadership(
+    election: bool,
     mut leader: tokio::sync::watch::Receiver<bool>,
     ctx: Arc<Context>,
     all: mpsc::UnboundedSender<()>,
@@ -364,7 +374,9 @@ async fn follow_leadership(
     loop {
         let is = *leader.borrow_and_update();
         ctx.metrics.leader.set(i64::from(is));
-        if is && !was {
+        if is && !was && !election {
+            info!("leader election disabled: this replica writes; reconciling every policy");
+        } else if is && !was {
             info!("acquired the leader lease; reconciling every policy");
             let _ = all.send(());
         } else if !is && was {

@@ -2,7 +2,10 @@
 //! EndpointSlices and Deployments to "what is there and is it ready" is tested without a cluster.
 
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use crate::api::{FailoverPolicySpec, StaticAddress};
 use crate::engine::{EndpointFact, Pool};
@@ -146,6 +149,135 @@ pub fn inventory(
     all.sort_by(|a, b| (a.pool, &a.address).cmp(&(b.pool, &b.address)));
     all.dedup_by(|a, b| a.pool == b.pool && a.address == b.address);
     all
+}
+
+/// The legacy class annotation. Ingress controllers honour it before `spec.ingressClassName`.
+pub const LEGACY_CLASS_ANNOTATION: &str = "kubernetes.io/ingress.class";
+
+/// How an Ingress names its class.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClassForm {
+    /// `spec.ingressClassName` (or nothing yet: the field is the modern form).
+    Field,
+    /// The legacy `kubernetes.io/ingress.class` annotation.
+    Annotation,
+    /// Both (a real apiserver refuses to create this; ingress controllers act on the
+    /// annotation). The operator keeps the annotation and removes the field.
+    Both,
+}
+
+/// The form `ing` uses for its class.
+pub fn class_form(ing: &Ingress) -> ClassForm {
+    let annotated = ing
+        .metadata
+        .annotations
+        .as_ref()
+        .is_some_and(|a| a.contains_key(LEGACY_CLASS_ANNOTATION));
+    let field = ing
+        .spec
+        .as_ref()
+        .is_some_and(|s| s.ingress_class_name.is_some());
+    match (annotated, field) {
+        (true, true) => ClassForm::Both,
+        (true, false) => ClassForm::Annotation,
+        _ => ClassForm::Field,
+    }
+}
+
+/// The class an ingress controller acts on: the legacy annotation when present, else the field.
+pub fn effective_class(ing: &Ingress) -> Option<&str> {
+    ing.metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(LEGACY_CLASS_ANNOTATION))
+        .or_else(|| {
+            ing.spec
+                .as_ref()
+                .and_then(|s| s.ingress_class_name.as_ref())
+        })
+        .map(String::as_str)
+}
+
+/// The entries of `meta.managedFields` owning the field at `path` (e.g. `["f:spec",
+/// "f:replicas"]`), as field-manager names other than `ours`, sorted and deduplicated.
+pub fn other_managers(meta: &ObjectMeta, path: &[&str], ours: &str) -> Vec<String> {
+    let mut out: Vec<String> = meta
+        .managed_fields
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .filter(|e| e.manager.as_deref() != Some(ours))
+        .filter(|e| {
+            let mut node = e.fields_v1.as_ref().map(|f| &f.0);
+            for p in path {
+                node = node.and_then(|n| n.get(*p));
+            }
+            node.is_some()
+        })
+        .filter_map(|e| e.manager.clone())
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Keys under `f:metadata` → `section` (`f:annotations` or `f:labels`) that `manager` owns
+/// through server-side apply.
+pub fn applied_keys(meta: &ObjectMeta, manager: &str, section: &str) -> Vec<String> {
+    meta.managed_fields
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .filter(|e| {
+            e.manager.as_deref() == Some(manager) && e.operation.as_deref() == Some("Apply")
+        })
+        .filter_map(|e| {
+            e.fields_v1
+                .as_ref()
+                .and_then(|f| f.0.get("f:metadata"))
+                .and_then(|m| m.get(section))
+                .and_then(|a| a.as_object())
+        })
+        .flat_map(|m| {
+            m.keys()
+                .filter_map(|k| k.strip_prefix("f:"))
+                .map(str::to_string)
+        })
+        .collect()
+}
+
+/// Whether `manager` owns `path` through server-side apply.
+pub fn applies(meta: &ObjectMeta, manager: &str, path: &[&str]) -> bool {
+    meta.managed_fields
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .filter(|e| {
+            e.manager.as_deref() == Some(manager) && e.operation.as_deref() == Some("Apply")
+        })
+        .any(|e| {
+            let mut node = e.fields_v1.as_ref().map(|f| &f.0);
+            for p in path {
+                node = node.and_then(|n| n.get(*p));
+            }
+            node.is_some()
+        })
+}
+
+/// The HorizontalPodAutoscaler in `namespace` scaling Deployment `name`, if any.
+pub fn autoscaler_of(
+    hpas: &[std::sync::Arc<HorizontalPodAutoscaler>],
+    namespace: &str,
+    name: &str,
+) -> Option<String> {
+    hpas.iter()
+        .filter(|h| h.metadata.namespace.as_deref() == Some(namespace))
+        .find(|h| {
+            h.spec.as_ref().is_some_and(|s| {
+                s.scale_target_ref.kind == "Deployment" && s.scale_target_ref.name == name
+            })
+        })
+        .and_then(|h| h.metadata.name.clone())
 }
 
 #[cfg(test)]

@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action as Requeue;
-use kube::runtime::events::{Event, EventType};
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
@@ -17,9 +16,12 @@ use tracing::{Instrument, info, warn};
 use super::actuate::{self, ActuateError, MANAGER};
 use super::context::{Context, PolicyRuntime, lock};
 use super::desired::Published;
+use super::effect::{self, InEffect};
+use super::events::Severity;
+use super::ledger::{Actuation, Correction, MAX_CORRECTIONS};
 use super::metrics::KindLabels;
 use super::observe;
-use super::report::{export_gauges, log_action, publish_events, truncate};
+use super::report::{export_gauges, log_action, publish_events};
 use super::targets;
 use crate::api::{
     DeletionPolicy, FailoverPolicy, FailoverPolicySpec, FailoverPolicyStatus, IngressMode,
@@ -59,7 +61,7 @@ impl ReconcileError {
     pub fn kind(&self) -> &'static str {
         match self {
             ReconcileError::Actuate(ActuateError::Api { .. }) => "api",
-            ReconcileError::Actuate(ActuateError::Conflict(_)) => "conflict",
+            ReconcileError::Actuate(ActuateError::Conflict { .. }) => "conflict",
             ReconcileError::Status { .. } => "status",
             ReconcileError::Finalizer(_) => "finalizer",
         }
@@ -201,6 +203,8 @@ async fn apply(policy: Arc<FailoverPolicy>, ctx: &Context) -> Result<Requeue, Re
             r.targets_dirty = true;
             r.service_ensured = false;
             r.slices_synced = None;
+            // A new spec may fix what failed or end a tug-of-war: try again at once.
+            r.ledger = Default::default();
         }
         r.cfg.flap_budget_reset = policy
             .annotations()
@@ -226,17 +230,31 @@ async fn apply(policy: Arc<FailoverPolicy>, ctx: &Context) -> Result<Requeue, Re
                     kind: a.kind.as_str(),
                 })
                 .inc();
-            log_action(a);
+            log_action(a, r.cfg.dry_run);
         }
         r.pending_events.extend(actions);
         Plan::from(r)
     };
 
-    if !plan.dry_run {
+    let mut fx = if plan.dry_run {
+        InEffect::default()
+    } else {
         if !ctx.is_leader() {
             return Ok(Requeue::requeue(Duration::from_secs(30)));
         }
-        write_desired(ctx, &policy, &spec, &plan, &rt, now).await?;
+        write_desired(ctx, &policy, &spec, &plan, &rt, now).await
+    };
+    if plan.dry_run || fx.class.is_none() {
+        fx.class = actuate::class_in_effect(ctx, &ns, &spec);
+    }
+    if let Some(d) = spec
+        .backends
+        .emergency
+        .as_ref()
+        .and_then(|e| e.deployment.as_ref())
+        && fx.replicas.is_none()
+    {
+        fx.replicas = observe::spec_replicas(ctx.stores.deployment(&ns, &d.name).as_deref());
     }
 
     let status = {
@@ -248,22 +266,59 @@ async fn apply(policy: Arc<FailoverPolicy>, ctx: &Context) -> Result<Requeue, Re
         if !problems.is_empty() {
             mark_unresolved(&mut s, &problems, previous, now);
         }
+        let facts = effect::Spec {
+            dry_run: plan.dry_run,
+            has_ingress: spec.ingress.is_some(),
+            backup_class: spec.ingress.as_ref().map(|i| i.backup_class.as_str()),
+            standby_replicas: spec
+                .backends
+                .emergency
+                .as_ref()
+                .and_then(|e| e.deployment.as_ref())
+                .map(|d| d.standby_replicas),
+        };
+        effect::apply(&mut s, &facts, &fx, previous, generation, now);
         s
     };
     // Compare with what this process last wrote as well as with the cache: under load the cache
     // lags behind our own writes, and re-writing an identical status only feeds the lag.
-    let already_written = lock(&rt).last_status.as_ref() == Some(&status);
-    if !already_written {
-        write_status(ctx, &policy, &ns, &status).await?;
+    let mut written = lock(&rt).last_status.as_ref() == Some(&status);
+    // A failing status write backs off like any other: probe facts arriving every second do not
+    // hammer the API with it.
+    if !written && lock(&rt).ledger.due(Actuation::Status, now) {
+        if let Err(e) = write_status(ctx, &policy, &ns, &status).await {
+            lock(&rt).ledger.failed(
+                Actuation::Status,
+                format!("FailoverPolicy {key} status"),
+                e.to_string(),
+                now,
+            );
+            ctx.metrics.write_failed(&key, Actuation::Status.resource());
+            return Err(e);
+        }
+        lock(&rt).ledger.succeeded(Actuation::Status);
+        written = true;
     }
-    publish_events(ctx, &policy, &rt).await;
+    publish_events(ctx, &policy, &rt, plan.dry_run, &fx).await;
     export_gauges(ctx, &key, &rt);
-    lock(&rt).last_status = Some(status);
-    Ok(Requeue::requeue(if plan.timers_pending {
+    let next_retry = {
+        let mut r = lock(&rt);
+        if written {
+            r.last_status = Some(status);
+        }
+        r.ledger.next_retry()
+    };
+    let mut wait = if plan.timers_pending {
         Duration::from_secs(1)
     } else {
         Duration::from_secs(30)
-    }))
+    };
+    if let Some(at) = next_retry {
+        wait = wait.min(Duration::from_millis(
+            u64::try_from((at - now).max(100)).unwrap_or(100),
+        ));
+    }
+    Ok(Requeue::requeue(wait))
 }
 
 /// What to write, copied out of the runtime so no lock is held across API calls.
@@ -303,6 +358,7 @@ fn timers_pending(cfg: &EngineConfig, s: &PolicyState) -> bool {
         || !matches!(s.ingress, IngressPhase::Primary)
         || s.frozen()
         || s.controller_signal.contrary_since.is_some()
+        || s.backup_signal.contrary_since.is_some()
         || cfg
             .override_
             .as_ref()
@@ -341,11 +397,14 @@ fn new_runtime(
         inventory: Vec::new(),
         emergency_replicas_written,
         rejected: None,
+        emergency_written_over: None,
+        ingress_written: Default::default(),
         pending_events: Vec::new(),
         last_status: policy.status.clone(),
         targets_dirty: true,
         service_ensured: false,
         slices_synced: None,
+        ledger: Default::default(),
     }
 }
 
@@ -415,28 +474,46 @@ fn gather(
         }
         r.obs.emergency_ready_replicas = observe::ready_replicas(dep.as_deref());
     }
-    if let Some(c) = spec
-        .ingress
-        .as_ref()
-        .and_then(|i| i.health.controller_deployment.as_ref())
-    {
-        let cns = c.namespace.as_deref().unwrap_or(ns);
-        let dep = ctx.stores.deployment(cns, &c.name);
-        r.obs.lb_controller = match observe::ready_replicas(dep.as_deref()) {
-            Some(n) if n > 0 => Some(DeploymentFact::Ready),
-            Some(_) => Some(DeploymentFact::NotReady),
-            None if ctx.stores.lists_every_deployment_in(cns) => Some(DeploymentFact::Missing),
-            None => None,
-        };
-        if dep.is_none() {
-            problems.push(format!(
-                "ingress controller Deployment {cns}/{} not found",
-                c.name
-            ));
+    if let Some(ingress) = &spec.ingress {
+        if let Some(c) = &ingress.health.controller_deployment {
+            r.obs.lb_controller = controller_fact(ctx, ns, c, "ingress controller", problems);
+        }
+        if let Some(c) = ingress
+            .backup_health
+            .as_ref()
+            .and_then(|b| b.controller_deployment.as_ref())
+        {
+            r.obs.backup_controller =
+                controller_fact(ctx, ns, c, "backup ingress controller", problems);
         }
     }
 }
 
+/// What the cache says about a tier's ingress controller Deployment. Absent from a cache that
+/// has listed every Deployment in its namespace, it does not exist; otherwise it is unknown.
+fn controller_fact(
+    ctx: &Context,
+    ns: &str,
+    c: &crate::api::NamespacedRef,
+    what: &str,
+    problems: &mut Vec<String>,
+) -> Option<DeploymentFact> {
+    let cns = c.namespace.as_deref().unwrap_or(ns);
+    let dep = ctx.stores.deployment(cns, &c.name);
+    if dep.is_none() {
+        problems.push(format!("{what} Deployment {cns}/{} not found", c.name));
+    }
+    match observe::ready_replicas(dep.as_deref()) {
+        Some(n) if n > 0 => Some(DeploymentFact::Ready),
+        Some(_) => Some(DeploymentFact::NotReady),
+        None if ctx.stores.lists_every_deployment_in(cns) => Some(DeploymentFact::Missing),
+        None => None,
+    }
+}
+
+/// Writes the desired state, each actuation on its own: a failing one (a missing Deployment)
+/// is recorded in the ledger, backs off, becomes part of the `InEffect` condition and an
+/// Event, and never keeps the others (above all the traffic move) from being written.
 async fn write_desired(
     ctx: &Context,
     policy: &FailoverPolicy,
@@ -444,23 +521,31 @@ async fn write_desired(
     plan: &Plan,
     rt: &std::sync::Mutex<PolicyRuntime>,
     now: i64,
-) -> Result<(), ReconcileError> {
+) -> InEffect {
     let owner = owner_ref(policy);
     let name = policy.name_any();
     let namespace = policy.namespace().unwrap_or_default();
     let ns = namespace.as_str();
-    let key = format!("{ns}/{name}");
+    let mut fx = InEffect::default();
+    let due = |what: Actuation| lock(rt).ledger.due(what, now);
+
     if plan.inventory_known {
-        if !lock(rt).service_ensured {
-            actuate::ensure_service(ctx, ns, spec, &owner, &name).await?;
-            lock(rt).service_ensured = true;
+        if !lock(rt).service_ensured && due(Actuation::Service) {
+            match actuate::ensure_service(ctx, ns, spec, &owner, &name).await {
+                Ok(()) => {
+                    let mut r = lock(rt);
+                    r.service_ensured = true;
+                    r.ledger.succeeded(Actuation::Service);
+                }
+                Err(e) => failed(ctx, policy, rt, Actuation::Service, &e, now).await,
+            }
         }
-        let due = match &lock(rt).slices_synced {
+        let resync = match &lock(rt).slices_synced {
             Some((published, at)) => *published != plan.published || now - at >= RESYNC_MS,
             None => true,
         };
-        if due {
-            actuate::sync_slices(
+        if resync && due(Actuation::Slices) {
+            match actuate::sync_slices(
                 ctx,
                 ns,
                 &spec.managed_service.name,
@@ -469,10 +554,18 @@ async fn write_desired(
                 &name,
                 &plan.published,
             )
-            .await?;
-            lock(rt).slices_synced = Some((plan.published.clone(), now));
+            .await
+            {
+                Ok(_) => {
+                    let mut r = lock(rt);
+                    r.slices_synced = Some((plan.published.clone(), now));
+                    r.ledger.succeeded(Actuation::Slices);
+                }
+                Err(e) => failed(ctx, policy, rt, Actuation::Slices, &e, now).await,
+            }
         }
     }
+
     if let (Some(want), Some(d)) = (
         plan.emergency_replicas,
         spec.backends
@@ -480,17 +573,221 @@ async fn write_desired(
             .as_ref()
             .and_then(|e| e.deployment.as_ref()),
     ) {
-        let written = lock(rt).emergency_replicas_written;
-        if written != Some(want) {
-            actuate::scale(ctx, ns, &d.name, want).await?;
-            lock(rt).emergency_replicas_written = Some(want);
-            info!(policy = %key, deployment = %d.name, replicas = want, "scaled emergency capacity");
+        scale_emergency(ctx, policy, rt, ns, &d.name, want, now, &mut fx).await;
+    }
+
+    if let (Some(want), Some(tier)) = (&plan.ingress, &spec.ingress)
+        && due(Actuation::Ingress)
+    {
+        let sync =
+            actuate::sync_ingresses(ctx, ns, spec, tier.mode, want, &owner, &name, Some(rt)).await;
+        if sync.errors.is_empty() {
+            lock(rt).ledger.succeeded(Actuation::Ingress);
+            if !sync.given_up && !actuate::managed_ingresses(ctx, ns, spec).is_empty() {
+                fx.class = Some(want.active_class.clone());
+            }
+        }
+        for e in &sync.errors {
+            failed(ctx, policy, rt, Actuation::Ingress, e, now).await;
+        }
+        for n in &sync.notes {
+            let message = match n.correction {
+                Some(k) => format!(
+                    "{} was changed by field manager {:?}; setting it back to the decided class (correction {k} of {MAX_CORRECTIONS})",
+                    n.field, n.manager
+                ),
+                None if n.first => format!(
+                    "{} keeps being changed by field manager {:?}; stopped correcting it after {MAX_CORRECTIONS} corrections",
+                    n.field, n.manager
+                ),
+                None => continue,
+            };
+            let action = if n.correction.is_some() {
+                "Correct"
+            } else {
+                "StopCorrecting"
+            };
+            note(
+                ctx,
+                policy,
+                Severity::Warning,
+                reasons::OTHER_WRITER,
+                action,
+                &message,
+            )
+            .await;
         }
     }
-    if let Some(want) = &plan.ingress {
-        actuate::sync_ingresses(ctx, ns, spec, want, &owner, &name).await?;
+    fx.failures = lock(rt).ledger.failures().map(|f| f.message()).collect();
+    for (field, manager) in lock(rt).ledger.other_writers() {
+        fx.notes.push((
+            reasons::OTHER_WRITER,
+            format!(
+                "{field} keeps being changed by field manager {manager:?}; the operator stopped correcting it after {MAX_CORRECTIONS} corrections (see docs/install.md on GitOps tools)"
+            ),
+        ));
     }
-    Ok(())
+    fx
+}
+
+/// The emergency Deployment's replicas, compared with the cached object (not with the last
+/// write): a change made by someone else is corrected, naming the field manager, at most
+/// [`MAX_CORRECTIONS`] times; an autoscaler targeting the Deployment is left alone.
+#[allow(clippy::too_many_arguments)]
+async fn scale_emergency(
+    ctx: &Context,
+    policy: &FailoverPolicy,
+    rt: &std::sync::Mutex<PolicyRuntime>,
+    ns: &str,
+    deployment: &str,
+    want: i32,
+    now: i64,
+    fx: &mut InEffect,
+) {
+    let dep = ctx.stores.deployment(ns, deployment);
+    let have = observe::spec_replicas(dep.as_deref());
+    let field = format!("spec.replicas of Deployment {ns}/{deployment}");
+    let written = lock(rt).emergency_replicas_written;
+    lock(rt).ledger.expect(&field, &want.to_string());
+    let autoscaler = observe::autoscaler_of(&ctx.stores.autoscalers.state(), ns, deployment);
+    if let Some(hpa) = &autoscaler {
+        fx.notes.push((
+            reasons::AUTOSCALER,
+            format!(
+                "HorizontalPodAutoscaler {ns}/{hpa} scales Deployment {ns}/{deployment}: the operator sets {want} replicas when its decision changes and leaves the rest to the autoscaler (now {})",
+                have.map_or("?".to_string(), |h| h.to_string())
+            ),
+        ));
+    }
+    if have == Some(want) {
+        let mut r = lock(rt);
+        r.emergency_replicas_written = Some(want);
+        r.ledger.succeeded(Actuation::Scale);
+        return;
+    }
+    let cached_rv = dep
+        .as_deref()
+        .and_then(|d| d.metadata.resource_version.clone());
+    if written == Some(want) && cached_rv.is_some() && lock(rt).emergency_written_over == cached_rv
+    {
+        return; // the cache has not caught up with our own write yet
+    }
+    // The operator wrote `want` before and the Deployment says otherwise: another writer.
+    let external = written == Some(want) && dep.is_some();
+    if external {
+        if autoscaler.is_some() {
+            return;
+        }
+        let managers = dep
+            .as_deref()
+            .map(|d| observe::other_managers(&d.metadata, &["f:spec", "f:replicas"], MANAGER))
+            .unwrap_or_default();
+        let manager = if managers.is_empty() {
+            "unknown".to_string()
+        } else {
+            managers.join(", ")
+        };
+        let verdict = lock(rt)
+            .ledger
+            .correction(&field, &want.to_string(), &manager);
+        match verdict {
+            Correction::Correct(n) => {
+                note(
+                    ctx,
+                    policy,
+                    Severity::Warning,
+                    reasons::OTHER_WRITER,
+                    "Correct",
+                    &format!(
+                        "{field} was changed to {} by field manager {manager:?}; setting it back to {want} (correction {n} of {MAX_CORRECTIONS})",
+                        have.map_or("?".to_string(), |h| h.to_string())
+                    ),
+                )
+                .await;
+            }
+            Correction::GiveUp { first } => {
+                if first {
+                    note(
+                        ctx,
+                        policy,
+                        Severity::Warning,
+                        reasons::OTHER_WRITER,
+                        "StopCorrecting",
+                        &format!(
+                            "{field} keeps being changed by field manager {manager:?}; stopped correcting it after {MAX_CORRECTIONS} corrections"
+                        ),
+                    )
+                    .await;
+                }
+                return;
+            }
+        }
+    }
+    if !lock(rt).ledger.due(Actuation::Scale, now) {
+        return;
+    }
+    match actuate::scale(ctx, ns, deployment, want).await {
+        Ok(()) => {
+            let mut r = lock(rt);
+            r.emergency_replicas_written = Some(want);
+            r.emergency_written_over = cached_rv;
+            r.ledger.succeeded(Actuation::Scale);
+            fx.replicas = Some(want);
+            info!(deployment = %deployment, replicas = want, "scaled emergency capacity");
+        }
+        Err(e) => failed(ctx, policy, rt, Actuation::Scale, &e, now).await,
+    }
+}
+
+/// A failed write: ledger (backoff), metric, log and — when it is news — an Event.
+async fn failed(
+    ctx: &Context,
+    policy: &FailoverPolicy,
+    rt: &std::sync::Mutex<PolicyRuntime>,
+    what: Actuation,
+    e: &ActuateError,
+    now: i64,
+) {
+    let key = format!(
+        "{}/{}",
+        policy.namespace().unwrap_or_default(),
+        policy.name_any()
+    );
+    let news = lock(rt)
+        .ledger
+        .failed(what, e.object().to_string(), e.cause(), now);
+    ctx.metrics.write_failed(&key, what.resource());
+    warn!(object = %e.object(), error = %e.cause(), "write failed; retrying with backoff");
+    if news {
+        note(
+            ctx,
+            policy,
+            Severity::Warning,
+            reasons::WRITE_FAILED,
+            "Write",
+            &format!("writing {} failed: {}", e.object(), e.cause()),
+        )
+        .await;
+    }
+}
+
+/// One Event about the policy (write failures, corrections, refusals).
+pub(crate) async fn note(
+    ctx: &Context,
+    policy: &FailoverPolicy,
+    severity: Severity,
+    reason: &str,
+    action: &str,
+    message: &str,
+) {
+    match ctx
+        .events
+        .publish(&policy.object_ref(&()), severity, reason, action, message)
+        .await
+    {
+        Ok(()) => ctx.metrics.write("events"),
+        Err(e) => warn!(error = %e, "could not publish event"),
+    }
 }
 
 /// Ready=False with the problems that keep the policy from seeing its world. The transition
@@ -578,18 +875,30 @@ async fn hold_invalid(
         let mut actions = Vec::new();
         crate::engine::hold_invalid(&mut r.state, message, now, &mut actions);
         for a in &actions {
-            log_action(a);
+            log_action(a, r.cfg.dry_run);
         }
         r.pending_events.extend(actions);
         let previous = r.last_status.as_ref().or(policy.status.as_ref());
         let mut s = render_status(&r.cfg, &r.state, policy.metadata.generation, now, previous);
         mark_invalid(&mut s, policy.metadata.generation, message, now, previous);
+        // Nothing is written while held: what was in effect stays in effect.
+        if let Some(p) = previous {
+            s.active_class.clone_from(&p.active_class);
+            if let Some(c) = p
+                .conditions
+                .iter()
+                .find(|c| c.type_ == condition_types::IN_EFFECT)
+            {
+                s.conditions.push(c.clone());
+            }
+        }
         s
     };
     if lock(&rt).last_status.as_ref() != Some(&status) {
         write_status(ctx, policy, &ns, &status).await?;
     }
-    publish_events(ctx, policy, &rt).await;
+    let dry_run = lock(&rt).cfg.dry_run;
+    publish_events(ctx, policy, &rt, dry_run, &InEffect::default()).await;
     lock(&rt).last_status = Some(status);
     ctx.metrics
         .set_phase(&Arc::from(key.as_str()), crate::api::Phase::Invalid);
@@ -621,18 +930,15 @@ async fn refuse(
     let changed = policy.status.as_ref() != Some(&status);
     write_status(ctx, policy, &ns, &status).await?;
     if changed {
-        let ev = Event {
-            type_: EventType::Warning,
-            reason: reasons::INVALID_SPEC.into(),
-            note: Some(truncate(message, 1000)),
-            action: "Validate".into(),
-            secondary: None,
-        };
-        if let Err(e) = ctx.recorder.publish(&ev, &policy.object_ref(&())).await {
-            warn!(error = %e, "could not publish event");
-        } else {
-            ctx.metrics.write("events");
-        }
+        note(
+            ctx,
+            policy,
+            Severity::Warning,
+            reasons::INVALID_SPEC,
+            "Validate",
+            message,
+        )
+        .await;
     }
     ctx.metrics
         .set_phase(&Arc::from(key), crate::api::Phase::Invalid);
@@ -640,6 +946,11 @@ async fn refuse(
 }
 
 /// Deletion: restore (or leave) what the policy changed, then forget it.
+///
+/// With Restore, the Ingresses return to the primary class in the form they use (role
+/// annotations and mirrors removed), the emergency Deployment to its standby replicas, and the
+/// managed Service is handed back publishing the whole primary pool: deleting a policy never
+/// leaves an Ingress routing to a Service with no endpoints while primary backends exist.
 async fn cleanup(policy: Arc<FailoverPolicy>, ctx: &Context) -> Result<Requeue, ReconcileError> {
     let ns = policy.namespace().unwrap_or_default();
     let key = format!("{ns}/{}", policy.name_any());
@@ -652,9 +963,19 @@ async fn cleanup(policy: Arc<FailoverPolicy>, ctx: &Context) -> Result<Requeue, 
                 active_class: tier.primary_class.clone(),
                 primary_weight_percent: 100,
             };
-            actuate::sync_ingresses(ctx, &ns, spec, &back, &owner, &name).await?;
-            if tier.mode == IngressMode::HotStandby {
-                actuate::delete_mirrors(ctx, &ns, &name).await?;
+            let sync = actuate::sync_ingresses(
+                ctx,
+                &ns,
+                spec,
+                IngressMode::SwitchClass,
+                &back,
+                &owner,
+                &name,
+                None,
+            )
+            .await;
+            if let Some(e) = sync.errors.into_iter().next() {
+                return Err(e.into());
             }
         }
         if let Some(d) = spec
@@ -668,8 +989,20 @@ async fn cleanup(policy: Arc<FailoverPolicy>, ctx: &Context) -> Result<Requeue, 
                 actuate::scale(ctx, &ns, &d.name, d.standby_replicas).await?;
             }
         }
-        actuate::delete_slices(ctx, &ns, &spec.managed_service.name).await?;
-        info!(policy = %key, "deleted: restored primary class, standby replicas, removed managed slices");
+        actuate::hand_back_service(ctx, &ns, spec, &name).await?;
+        info!(policy = %key, "deleted: restored the primary class and standby replicas; handed back the managed Service with the whole primary pool");
+        note(
+            ctx,
+            &policy,
+            Severity::Normal,
+            "Restored",
+            "Delete",
+            &format!(
+                "policy deleted: Ingresses back on the primary class, emergency capacity at standby, Service {ns}/{} handed back publishing the whole primary pool",
+                spec.managed_service.name
+            ),
+        )
+        .await;
     }
     ctx.remove_runtime(&key);
     ctx.prober.remove_policy(&key);

@@ -4,27 +4,46 @@
 use std::sync::Arc;
 
 use kube::Resource;
-use kube::runtime::events::{Event, EventType};
 use tracing::{info, warn};
 
 use super::context::{Context, PolicyRuntime, lock};
+use super::effect::InEffect;
+use super::events::Severity;
 use super::metrics::{PolicyLabels, PolicyTierLabels};
 use crate::api::FailoverPolicy;
-use crate::engine::{Action, ActionKind, Affected};
+use crate::engine::{Action, ActionKind, Affected, DRY_RUN_PREFIX};
 
-pub(crate) fn log_action(a: &Action) {
+pub(crate) fn log_action(a: &Action, dry_run: bool) {
     match &a.affected {
-        Affected::None => info!(action = %a.kind, reason = %a.reason, "decision"),
-        other => info!(action = %a.kind, reason = %a.reason, affected = ?other, "decision"),
+        Affected::None => info!(action = %a.kind, reason = %a.reason, dry_run, "decision"),
+        other => {
+            info!(action = %a.kind, reason = %a.reason, affected = ?other, dry_run, "decision")
+        }
     }
 }
 
-/// Events for what was decided and (when not dry-run) written. PublishEndpoints is left out:
-/// the EndpointDown/EndpointUp that caused it already tell the story.
+/// The actuation that puts an action into effect, if it writes a managed object.
+fn actuation_of(kind: ActionKind) -> Option<&'static str> {
+    match kind {
+        ActionKind::EmergencyActivate | ActionKind::EmergencyScaleDown => Some("Deployment"),
+        ActionKind::IngressFailover
+        | ActionKind::IngressFailback
+        | ActionKind::FailbackStep
+        | ActionKind::FailbackComplete => Some("Ingress"),
+        _ => None,
+    }
+}
+
+/// One Event per action, each with its own message (see `events.rs` for why not the
+/// kube-runtime Recorder). PublishEndpoints is left out: the EndpointDown/EndpointUp that
+/// caused it already tell the story. An action whose write is not in effect says so: in
+/// dry-run, or naming the failing write.
 pub(crate) async fn publish_events(
     ctx: &Context,
     policy: &FailoverPolicy,
     rt: &std::sync::Mutex<PolicyRuntime>,
+    dry_run: bool,
+    fx: &InEffect,
 ) {
     let pending = std::mem::take(&mut lock(rt).pending_events);
     let reference = policy.object_ref(&());
@@ -32,18 +51,45 @@ pub(crate) async fn publish_events(
         .iter()
         .filter(|a| a.kind != ActionKind::PublishEndpoints)
     {
-        let ev = Event {
-            type_: if warning(a.kind) {
-                EventType::Warning
-            } else {
-                EventType::Normal
-            },
-            reason: a.kind.as_str().into(),
-            note: Some(truncate(&describe(a), 1000)),
-            action: a.kind.as_str().into(),
-            secondary: None,
+        // The engine marks a dry-run decision at the start of its reason; the Event puts the
+        // mark first, before the objects it names.
+        let mut note = match a.reason.strip_prefix(DRY_RUN_PREFIX) {
+            Some(reason) => {
+                let plain = Action {
+                    reason: reason.to_string(),
+                    ..a.clone()
+                };
+                format!("{DRY_RUN_PREFIX}{}", describe(&plain))
+            }
+            None => describe(a),
         };
-        match ctx.recorder.publish(&ev, &reference).await {
+        if let Some(kind) = actuation_of(a.kind) {
+            if dry_run && !note.starts_with(DRY_RUN_PREFIX) {
+                note = format!("{DRY_RUN_PREFIX}{note}");
+            } else if let Some(f) = fx
+                .failures
+                .iter()
+                .find(|f| f.starts_with(&format!("writing {kind} ")))
+            {
+                note = format!("{note} — not in effect: {f}");
+            }
+        }
+        let severity = if warning(a.kind) {
+            Severity::Warning
+        } else {
+            Severity::Normal
+        };
+        match ctx
+            .events
+            .publish(
+                &reference,
+                severity,
+                a.kind.as_str(),
+                a.kind.as_str(),
+                &note,
+            )
+            .await
+        {
             Ok(()) => ctx.metrics.write("events"),
             Err(e) => warn!(error = %e, "could not publish event"),
         }
@@ -74,23 +120,20 @@ fn describe(a: &Action) -> String {
             from_class,
             to_class,
             primary_weight_percent,
+        } if from_class == to_class => format!(
+            "{primary_weight_percent}% of traffic on the primary class ({to_class} stays authoritative): {}",
+            a.reason
+        ),
+        Affected::Ingress {
+            from_class,
+            to_class,
+            primary_weight_percent,
         } => format!(
             "{from_class} → {to_class} (primary weight {primary_weight_percent}%): {}",
             a.reason
         ),
         Affected::Phase { from, to } => format!("{from} → {to}: {}", a.reason),
     }
-}
-
-pub(crate) fn truncate(s: &str, max: usize) -> String {
-    if s.len() <= max {
-        return s.to_string();
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &s[..end])
 }
 
 pub(crate) fn export_gauges(ctx: &Context, key: &str, rt: &std::sync::Mutex<PolicyRuntime>) {
@@ -122,10 +165,15 @@ pub(crate) fn export_gauges(ctx: &Context, key: &str, rt: &std::sync::Mutex<Poli
         m.healthy_ratio.get_or_create(&l).set(ratio);
     }
     let l = PolicyLabels { policy };
-    if r.cfg.ingress.is_some() {
+    if let Some(ing) = &r.cfg.ingress {
         m.load_balancer_up
             .get_or_create(&l)
             .set(i64::from(r.state.lb_serving));
+        if ing.has_backup_url || ing.has_backup_controller {
+            m.backup_load_balancer_up
+                .get_or_create(&l)
+                .set(i64::from(r.state.backup_serving));
+        }
     }
     if let Some(d) = r.state.desired_emergency_replicas(&r.cfg) {
         m.emergency_desired_replicas

@@ -14,6 +14,8 @@ use crate::probe::{
 
 /// Endpoint key the prober reports for the load balancer's health URL.
 pub const LB_ENDPOINT: &str = "health-url";
+/// Endpoint key of the backup load balancer's health URL.
+pub const BACKUP_LB_ENDPOINT: &str = "backup-health-url";
 
 fn ranges(statuses: &[StatusRange]) -> Result<StatusRanges, ConfigError> {
     StatusRanges::new(
@@ -95,20 +97,46 @@ pub fn targets(
             spec: check.clone(),
         });
     }
-    if let Some(url) = spec.ingress.as_ref().and_then(|i| i.health.url.as_deref()) {
-        out.push(lb_target(spec, url)?);
+    if let Some(ingress) = &spec.ingress {
+        if let Some(url) = ingress.health.url.as_deref() {
+            out.push(lb_target(
+                spec,
+                &ingress.health,
+                Tier::LoadBalancer,
+                LB_ENDPOINT,
+                url,
+            )?);
+        }
+        if let Some(backup) = &ingress.backup_health
+            && let Some(url) = backup.url.as_deref()
+        {
+            out.push(lb_target(
+                spec,
+                backup,
+                Tier::BackupLoadBalancer,
+                BACKUP_LB_ENDPOINT,
+                url,
+            )?);
+        }
     }
     Ok((out, own))
 }
 
-fn lb_target(spec: &FailoverPolicySpec, url: &str) -> Result<Target, ConfigError> {
+/// A load balancer's health URL, checked with the policy's probe timing and the tier's own
+/// expected statuses (one copy for the primary and the backup tier).
+fn lb_target(
+    spec: &FailoverPolicySpec,
+    health: &crate::api::PrimaryTierHealth,
+    tier: Tier,
+    endpoint: &str,
+    url: &str,
+) -> Result<Target, ConfigError> {
     let uri: http::Uri = url
         .parse()
         .map_err(|_| ConfigError::BadPath(url.to_string()))?;
     let host = Host::from_str(uri.host().unwrap_or_default())?;
     let port = uri.port_u16().unwrap_or(80);
     let path = uri.path_and_query().map_or("/", |p| p.as_str());
-    let health = &spec.ingress.as_ref().expect("caller checked").health;
     let mut check = CheckSpec::new(CheckKind::Http(
         HttpCheck::get(path)?.with_status(ranges(&health.expected_statuses)?),
     ));
@@ -117,8 +145,8 @@ fn lb_target(spec: &FailoverPolicySpec, url: &str) -> Result<Target, ConfigError
     check.timeout = Duration::from_secs(u64::from(p.timeout_seconds.max(1)));
     check.jitter = f64::from(p.jitter_percent.min(50)) / 100.0;
     Ok(Target {
-        tier: Tier::LoadBalancer,
-        endpoint: Arc::from(LB_ENDPOINT),
+        tier,
+        endpoint: Arc::from(endpoint),
         host,
         port,
         spec: Arc::new(check),

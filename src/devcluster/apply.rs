@@ -355,6 +355,25 @@ pub fn apply(base: &Value, req: &ApplyRequest<'_>) -> Result<Value, Vec<Conflict
     merge_into(&mut merged, &config, req.schema, true);
     for p in prev.difference(&new_set) {
         if !entries.iter().any(|e| !mine(e) && e.fields.contains(p)) {
+            // An item of a keyed list whose every field this manager dropped goes as a whole
+            // (its key fields are among the dropped ones, so it could not be found afterwards).
+            let still_set_below = |ancestor: &[String]| {
+                new_set
+                    .iter()
+                    .chain(
+                        entries
+                            .iter()
+                            .filter(|e| !mine(e))
+                            .flat_map(|e| e.fields.iter()),
+                    )
+                    .any(|q| q.len() > ancestor.len() && q[..ancestor.len()] == *ancestor)
+            };
+            if let Some(depth) =
+                (1..p.len()).find(|&d| p[d - 1].starts_with("k:") && !still_set_below(&p[..d]))
+            {
+                remove_at(&mut merged, &p[..depth]);
+                continue;
+            }
             remove_at(&mut merged, p);
             // A map whose every field this manager dropped goes too (the apiserver tracks the
             // map itself as owned), unless someone still sets a field below it.
@@ -475,6 +494,21 @@ mod tests {
         let second = json!({"apiVersion": "v1", "kind": "X", "metadata": {"name": "a"}, "spec": {"keep": 1}});
         let merged = apply(&merged, &req(&second, "one", false)).unwrap();
         assert_eq!(merged["spec"], json!({"keep": 1}));
+    }
+
+    #[test]
+    fn apply_removes_a_list_item_whose_fields_were_all_dropped() {
+        let owner = json!({"apiVersion": "v1", "kind": "X", "name": "p", "uid": "u1"});
+        let first =
+            json!({"metadata": {"name": "s", "ownerReferences": [owner]}, "spec": {"a": 1}});
+        let base = apply(&json!({}), &req(&first, "m", false)).unwrap();
+        let second = json!({"metadata": {"name": "s"}, "spec": {"a": 1}});
+        let after = apply(&base, &req(&second, "m", false)).unwrap();
+        let refs = after.pointer("/metadata/ownerReferences");
+        assert!(
+            refs.is_none_or(|r| r.as_array().is_some_and(|a| a.is_empty())),
+            "{after:#}"
+        );
     }
 
     #[test]

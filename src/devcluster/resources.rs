@@ -263,6 +263,18 @@ fn builtins() -> Vec<Builtin> {
                 false,
             )
         },
+        // Stored and served only (no autoscaling happens): the operator reads them to leave an
+        // autoscaled emergency Deployment to its autoscaler.
+        b(
+            "autoscaling",
+            "v2",
+            "horizontalpodautoscalers",
+            "HorizontalPodAutoscaler",
+            true,
+            &["hpa"],
+            true,
+            false,
+        ),
         b(
             "events.k8s.io",
             "v1",

@@ -20,3 +20,7 @@ pub use config::{EngineConfig, Millis, Now};
 pub use facts::{CheckFact, DeploymentFact, EndpointFact, Observation, Pool};
 pub use state::{EmergencyPhase, IngressDesired, IngressPhase, PolicyState, Tier};
 pub use step::{hold_invalid, step};
+
+/// How a decision taken in dry-run starts its reason (history, Events, logs, the simulator):
+/// it was reported, not applied.
+pub const DRY_RUN_PREFIX: &str = "dry-run, not applied: ";

@@ -238,7 +238,7 @@ fn report_diff(state: &mut PolicyState, now: Millis, actions: &mut Vec<Action>) 
         reason.push_str(", fail-open panic");
     }
     if state.dry_run.is_some() {
-        reason.insert_str(0, "dry-run, not carried out: ");
+        reason.insert_str(0, super::DRY_RUN_PREFIX);
     }
     state.published_snapshot = current.iter().map(|(p, a)| (*p, a.to_string())).collect();
     actions.push(Action {

@@ -36,18 +36,31 @@ pub fn render_status(
     let mut status = FailoverPolicyStatus {
         observed_generation: generation,
         phase: state.phase,
-        active_class: ingress.as_ref().map(|i| i.active_class.clone()),
+        // What the engine knows to be in effect (the controller corrects it with what the
+        // Ingresses carry); differs from the decision only in dry-run.
+        active_class: state.in_effect_ingress(cfg).map(|i| i.active_class),
+        decided_class: ingress.as_ref().map(|i| i.active_class.clone()),
         primary_weight_percent: ingress.as_ref().map(|i| i.primary_weight_percent),
         primary: Some(tier(state, Pool::Primary)),
         emergency: cfg.emergency.map(|_| emergency(cfg, state)),
-        load_balancer: cfg.ingress.as_ref().map(|_| LoadBalancerStatus {
-            state: if state.lb_serving {
+        load_balancer: cfg.ingress.as_ref().map(|_| {
+            let shown = if state.lb_serving {
                 state.lb.state
             } else {
                 crate::api::EndpointState::Down
-            },
-            last_change: Some(time(state.lb.last_change)),
-            last_error: state.lb.last_error.as_deref().map(str::to_string),
+            };
+            LoadBalancerStatus {
+                state: shown,
+                last_change: Some(time(state.lb.last_change)),
+                // A failure is news only while the verdict is not Up: once the rise threshold
+                // is met it is history (kept in status.history), not a current error.
+                last_error: state
+                    .lb
+                    .last_error
+                    .as_deref()
+                    .filter(|_| shown != crate::api::EndpointState::Up)
+                    .map(str::to_string),
+            }
         }),
         backup_load_balancer: cfg
             .ingress
@@ -74,7 +87,6 @@ pub fn render_status(
         in_effect: state.dry_run.as_ref().map(|fx| {
             let ingress = state.in_effect_ingress(cfg);
             InEffectStatus {
-                active_class: ingress.as_ref().map(|i| i.active_class.clone()),
                 primary_weight_percent: ingress.as_ref().map(|i| i.primary_weight_percent),
                 emergency_state: cfg.emergency.map(|_| fx.emergency.as_state()),
                 published: fx

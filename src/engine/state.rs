@@ -343,10 +343,15 @@ impl PolicyState {
         }
         s.emergency = resume_emergency(cfg, status, now.mono);
         if let Some(ing) = &cfg.ingress {
+            // The decision: `decidedClass` (statuses written before it existed carry the
+            // decision in `activeClass`).
             s.ingress = resume_ingress(
                 cfg,
                 ing,
-                status.active_class.as_deref(),
+                status
+                    .decided_class
+                    .as_deref()
+                    .or(status.active_class.as_deref()),
                 status.primary_weight_percent,
                 now.mono,
             );
@@ -405,7 +410,7 @@ impl PolicyState {
                     effective.ingress = resume_ingress(
                         cfg,
                         ing,
-                        fx.active_class.as_deref(),
+                        status.active_class.as_deref(),
                         fx.primary_weight_percent,
                         now.mono,
                     );
@@ -573,7 +578,7 @@ impl PolicyState {
         affected: super::actions::Affected,
     ) {
         if self.dry_run.is_some() && kind.is_decision() {
-            reason.insert_str(0, "dry-run, not carried out: ");
+            reason.insert_str(0, super::DRY_RUN_PREFIX);
         }
         self.remember(at, kind.as_str(), &reason);
         actions.push(super::actions::Action {

@@ -69,16 +69,24 @@ pub enum Tier {
     Primary,
     Emergency,
     LoadBalancer,
+    /// The backup load balancer's health URL (`ingress.backupHealth.url`).
+    BackupLoadBalancer,
 }
 
 impl Tier {
-    pub const ALL: [Tier; 3] = [Tier::Primary, Tier::Emergency, Tier::LoadBalancer];
+    pub const ALL: [Tier; 4] = [
+        Tier::Primary,
+        Tier::Emergency,
+        Tier::LoadBalancer,
+        Tier::BackupLoadBalancer,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Tier::Primary => "primary",
             Tier::Emergency => "emergency",
             Tier::LoadBalancer => "loadbalancer",
+            Tier::BackupLoadBalancer => "backuploadbalancer",
         }
     }
 }

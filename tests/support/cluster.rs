@@ -536,3 +536,167 @@ pub fn condition<'a>(
 pub fn is_true(s: &FailoverPolicyStatus, type_: &str) -> bool {
     condition(s, type_).is_some_and(|c| c.status == "True")
 }
+
+// ---- Helpers for the "right about real objects" tests (issue 11). ----
+
+impl Env {
+    /// The policy's status as raw JSON (fields newer than the typed status included).
+    pub async fn raw_status(&self, name: &str) -> Value {
+        let api: Api<kube::core::DynamicObject> = Api::namespaced_with(
+            self.client.clone(),
+            &self.ns,
+            &kube::core::ApiResource::erase::<FailoverPolicy>(&()),
+        );
+        api.get_opt(name)
+            .await
+            .ok()
+            .flatten()
+            .and_then(|o| o.data.get("status").cloned())
+            .unwrap_or(Value::Null)
+    }
+
+    /// Waits until the raw status satisfies `pred`.
+    pub async fn wait_raw_status(
+        &self,
+        name: &str,
+        timeout: Duration,
+        what: &str,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let st = self.raw_status(name).await;
+            if pred(&st) {
+                return st;
+            }
+            if Instant::now() > deadline {
+                panic!("timed out waiting for {what}; last status: {st:#}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub async fn ingress(&self, name: &str) -> Option<Ingress> {
+        let api: Api<Ingress> = Api::namespaced(self.client.clone(), &self.ns);
+        api.get_opt(name).await.ok().flatten()
+    }
+
+    /// Events about policy `name`, oldest first: (reason, note).
+    pub async fn events_of(&self, name: &str) -> Vec<(String, String)> {
+        let api: Api<k8s_openapi::api::events::v1::Event> =
+            Api::namespaced(self.client.clone(), &self.ns);
+        let mut list: Vec<_> = api
+            .list(&ListParams::default())
+            .await
+            .map(|l| l.items)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|e| {
+                e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name)
+                    && e.regarding.as_ref().and_then(|r| r.kind.as_deref())
+                        == Some("FailoverPolicy")
+            })
+            .collect();
+        list.sort_by_key(|e| (e.event_time.as_ref().map(|t| t.0), e.metadata.name.clone()));
+        list.into_iter()
+            .map(|e| (e.reason.unwrap_or_default(), e.note.unwrap_or_default()))
+            .collect()
+    }
+
+    /// Waits until an Event about policy `name` satisfies `pred`.
+    pub async fn wait_event(
+        &self,
+        name: &str,
+        timeout: Duration,
+        what: &str,
+        pred: impl Fn(&str, &str) -> bool,
+    ) -> (String, String) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let evs = self.events_of(name).await;
+            if let Some(e) = evs.iter().find(|(r, n)| pred(r, n)) {
+                return e.clone();
+            }
+            if Instant::now() > deadline {
+                panic!("timed out waiting for {what}; events: {evs:#?}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Scales a Deployment through `/scale` as field manager `manager` (kubectl scale, a GitOps
+    /// self-heal, an autoscaler).
+    pub async fn scale_as(&self, name: &str, replicas: i32, manager: &str) {
+        let api: Api<Deployment> = Api::namespaced(self.client.clone(), &self.ns);
+        let patch = json!({"spec": {"replicas": replicas}});
+        api.patch_scale(
+            name,
+            &PatchParams {
+                field_manager: Some(manager.to_string()),
+                ..Default::default()
+            },
+            &Patch::Merge(&patch),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("scaling {name} as {manager}: {e}"));
+    }
+
+    /// The running controller's metrics in the text exposition format.
+    pub async fn metrics_text(&self) -> String {
+        let addr = self
+            .controller
+            .as_ref()
+            .expect("controller")
+            .running
+            .metrics_addr;
+        http_get(addr, "/metrics").await.1
+    }
+}
+
+/// A minimal HTTP/1.1 GET on loopback: (status code, body).
+pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(mut s) = tokio::net::TcpStream::connect(addr).await else {
+        return (0, String::new());
+    };
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    if s.write_all(req.as_bytes()).await.is_err() {
+        return (0, String::new());
+    }
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf).await;
+    let text = String::from_utf8_lossy(&buf).to_string();
+    let code = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (code, body)
+}
+
+/// The value of one metric sample (`name{labels}`) in a text exposition, 0 when absent.
+pub fn metric_value(text: &str, name: &str, label: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(name) && l.contains(label))
+        .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
+        .sum()
+}
+
+/// A condition of a raw status: (status, reason, message).
+pub fn raw_condition(status: &Value, type_: &str) -> Option<(String, String, String)> {
+    status["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == type_)
+        .map(|c| {
+            (
+                c["status"].as_str().unwrap_or_default().to_string(),
+                c["reason"].as_str().unwrap_or_default().to_string(),
+                c["message"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+}
