@@ -139,6 +139,14 @@ fn cases() -> Vec<Case> {
             ),
         },
         Case {
+            message: "judge the backup tier with backupHealth.url and/or backupHealth.controllerDeployment, or omit backupHealth",
+            path: "spec.ingress.backupHealth",
+            bad: ingress(json!({"backupHealth": {"expectedStatuses": ["200"]}})),
+            good: ingress(
+                json!({"backupHealth": {"url": "http://lb-backup.example.internal/healthz"}}),
+            ),
+        },
+        Case {
             message: "deactivateAbove must be greater than activateBelow (hysteresis)",
             path: "spec.thresholds.deactivateAbove",
             bad: json!({"spec": {"thresholds": {"activateBelow": 0.6, "deactivateAbove": 0.6}}}),
@@ -208,7 +216,7 @@ fn every_rule_compiles() {
     );
     let mut rules = Vec::new();
     all_rules(&schema, &mut rules);
-    assert_eq!(rules.len(), 14, "rules in the CRD: {rules:#?}");
+    assert_eq!(rules.len(), 15, "rules in the CRD: {rules:#?}");
 }
 
 #[test]

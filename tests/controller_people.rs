@@ -136,7 +136,7 @@ async fn switching_dry_run_off_decides_afresh_as_a_recorded_action() {
     env.set(lb, Behavior::Status(503)).await;
     let s = env
         .wait_status("web", T, "rehearsed failover", |s| {
-            is_true(s, ct::FAILOVER_ACTIVE)
+            s.decided_class.as_deref() == Some("nginx-backup")
         })
         .await;
     assert!(s.in_effect.is_some(), "dry-run shows what is in effect");
@@ -269,4 +269,74 @@ async fn a_deleted_ingress_controller_deployment_fails_over() {
         .find(|h| h.action == "LoadBalancerDown")
         .unwrap();
     assert!(down.reason.contains("does not exist"), "{}", down.reason);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traffic_never_moves_to_a_backup_judged_down() {
+    // Issue 11 item 5: the backup tier has health of its own.
+    let mut env = Env::start("backup-down").await;
+    let b = env.backends(2).await;
+    let (lb, backup) = (env.backend_addr(), env.backend_addr());
+    env.set(lb, Behavior::Healthy).await;
+    env.set(backup, Behavior::Status(503)).await;
+    for o in ingress_objects() {
+        env.apply_json(o).await;
+    }
+    let spec = json!({"ingress": {"ingresses": ["web"], "primaryClass": "nginx-primary", "backupClass": "nginx-backup",
+                       "health": {"url": format!("http://{lb}/healthz")},
+                       "backupHealth": {"url": format!("http://{backup}/healthz")}}});
+    env.apply_json(policy("web", &b, spec)).await;
+    env.start_controller().await;
+    env.wait_status("web", T, "backup judged down", |s| {
+        s.backup_load_balancer
+            .as_ref()
+            .is_some_and(|l| l.state == ingress_failover::api::EndpointState::Down)
+    })
+    .await;
+
+    // The primary dies too: traffic stays, and status says why.
+    env.set(lb, Behavior::Status(503)).await;
+    let s = env
+        .wait_status("web", T, "both down", |s| {
+            condition(s, ct::FAILOVER_ACTIVE).is_some_and(|c| c.reason == reasons::BOTH_TIERS_DOWN)
+        })
+        .await;
+    assert!(history_has(&s, "FailoverHeld"), "{:?}", s.history);
+    assert_eq!(s.active_class.as_deref(), Some("nginx-primary"));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        env.ingress_class("web").await.as_deref(),
+        Some("nginx-primary"),
+        "never moved to a dead backup"
+    );
+
+    // The backup comes back: traffic moves to it at once.
+    env.set(backup, Behavior::Healthy).await;
+    env.wait_status("web", T, "failed over to the backup", |s| {
+        s.active_class.as_deref() == Some("nginx-backup")
+    })
+    .await;
+    // The backup dies while it serves; once the primary is back, traffic goes home at once,
+    // without the hold-down.
+    env.set(backup, Behavior::Status(503)).await;
+    env.wait_status("web", T, "backup judged down again", |s| {
+        s.backup_load_balancer
+            .as_ref()
+            .is_some_and(|l| l.state == ingress_failover::api::EndpointState::Down)
+    })
+    .await;
+    env.set(lb, Behavior::Healthy).await;
+    let s = env
+        .wait_status("web", T, "home after the backup died", |s| {
+            s.active_class.as_deref() == Some("nginx-primary")
+        })
+        .await;
+    assert!(
+        s.history
+            .iter()
+            .any(|h| h.action == "IngressFailback"
+                && h.reason.contains("backup load balancer is down")),
+        "{:?}",
+        s.history
+    );
 }
