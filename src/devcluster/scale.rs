@@ -104,7 +104,9 @@ pub fn update(st: &mut State, ctx: &Ctx, name: &str, scale: &Value) -> ApiResult
             _ => m.remove("resourceVersion"),
         };
     }
-    let stored = api::commit(st, ctx, &old, new, Target::Main, Managed::Update)?;
+    // kube-apiserver (v1.35) records no managedFields entry for a write through /scale: the
+    // writer stays anonymous (`kubectl scale` cannot be named from managedFields).
+    let stored = api::commit(st, ctx, &old, new, Target::Main, Managed::Preserve)?;
     Ok(scale_of(&p, &stored))
 }
 
