@@ -403,7 +403,10 @@ impl PolicyState {
         resume_budgets(cfg, status, now, &mut s);
         s.budget_reset_seen = status.flap_budget_reset.clone();
         s.override_seen = cfg.override_at(now.wall).map(|o| (o.mode, o.expires_at));
-        if cfg.dry_run {
+        // A status written in dry-run says what is really in effect. Keep it even when the spec
+        // has left dry-run since (an edit before the restart): the next step then leaves
+        // dry-run from what is in effect, as it would have without the restart.
+        if cfg.dry_run || status.in_effect.is_some() {
             let mut effective = s.capture_effective();
             if let Some(fx) = &status.in_effect {
                 if let Some(ing) = &cfg.ingress {
