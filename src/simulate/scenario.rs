@@ -626,30 +626,7 @@ fn resolve_event(
                 "the policy has no spec.ingress.health.url, so the load balancer's health URL is never probed",
             ));
         }
-        if ev.state.is_some() || ev.up_for.is_some() || ev.down_for.is_some() {
-            return Err(field_err(
-                format!("{field}.state"),
-                "for the load balancer, write the state as the value: `loadBalancer: down`",
-            ));
-        }
-        let fields = BehaviourFields {
-            state: lb,
-            latency_ms: ev.latency_ms,
-            status: ev.status,
-            up_for: None,
-            down_for: None,
-        };
-        let behaviour = match behaviour(&format!("{field}.loadBalancer"), &fields, at)? {
-            Some(Behaviour::Flapping { .. }) | None => {
-                return Err(field_err(
-                    format!("{field}.loadBalancer"),
-                    format!(
-                        "unknown load balancer state {lb:?}; expected up, down, refusing, slow or badStatus"
-                    ),
-                ));
-            }
-            Some(b) => b,
-        };
+        let behaviour = lb_behaviour(&format!("{field}.loadBalancer"), ev, lb, at)?;
         out.push(Event {
             at,
             change: Change::LoadBalancer { behaviour },
@@ -668,16 +645,7 @@ fn resolve_event(
                 "the policy has no spec.ingress.health.controllerDeployment, so the controller's readiness is not watched",
             ));
         }
-        let ready = match ic.as_str() {
-            "ready" => true,
-            "notReady" => false,
-            other => {
-                return Err(field_err(
-                    format!("{field}.ingressController"),
-                    format!("unknown state {other:?}; expected ready or notReady"),
-                ));
-            }
-        };
+        let ready = ready_word(&format!("{field}.ingressController"), ic)?;
         out.push(Event {
             at,
             change: Change::IngressController { ready },
@@ -795,7 +763,7 @@ fn lb_behaviour(
     if ev.state.is_some() || ev.up_for.is_some() || ev.down_for.is_some() {
         return Err(field_err(
             format!("{field}.state"),
-            "for a load balancer, write the state as the value: `loadBalancer: down`",
+            "for the load balancer, write the state as the value: `loadBalancer: down`",
         ));
     }
     let fields = BehaviourFields {
