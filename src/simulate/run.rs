@@ -382,12 +382,12 @@ impl Operator {
         let mut rules = ValidationContext::default();
         if let Some(ing) = &spec.ingress {
             for health in std::iter::once(&ing.health).chain(ing.backup_health.as_ref()) {
-                if let Some(url) = &health.url
-                    && let Some(host) = url
-                        .strip_prefix("http://")
-                        .and_then(|r| r.split(['/', ':']).next())
+                if let Some(entry) = health
+                    .url
+                    .as_deref()
+                    .and_then(crate::validation::semantic::health_url_allowlist_entry)
                 {
-                    rules.probe_allowlist.push(host.to_string());
+                    rules.probe_allowlist.push(entry);
                 }
                 if let Some(ns) = health
                     .controller_deployment

@@ -657,6 +657,16 @@ fn check_health_url(errors: &mut Vec<FieldError>, ctx: &ValidationContext, path:
 
 /// The host of an `http://host[:port]/path` URL. User info is refused: `http://ok@evil/` has
 /// the host `evil` and exists mostly to fool allowlists and readers.
+/// The `--probe-allowlist` entry that permits exactly the host of a health URL (an IP or a host
+/// name), or None when the URL is not one the operator would probe. The simulator builds its
+/// rules for validating spec edits from it.
+pub fn health_url_allowlist_entry(url: &str) -> Option<String> {
+    match parse_health_url(url).ok()? {
+        Host::Ip(ip) => Some(ip.to_string()),
+        Host::Name(name) => Some(name),
+    }
+}
+
 fn parse_health_url(url: &str) -> Result<Host, String> {
     let uri: http::Uri = url.parse().map_err(|e| format!("not a URL: {e}"))?;
     match uri.scheme_str() {
