@@ -201,19 +201,9 @@ pub fn effective_class(ing: &Ingress) -> Option<&str> {
 /// The entries of `meta.managedFields` owning the field at `path` (e.g. `["f:spec",
 /// "f:replicas"]`), as field-manager names other than `ours`, sorted and deduplicated.
 pub fn other_managers(meta: &ObjectMeta, path: &[&str], ours: &str) -> Vec<String> {
-    let mut out: Vec<String> = meta
-        .managed_fields
-        .as_deref()
-        .unwrap_or_default()
-        .iter()
+    let mut out: Vec<String> = entries(meta)
         .filter(|e| e.manager.as_deref() != Some(ours))
-        .filter(|e| {
-            let mut node = e.fields_v1.as_ref().map(|f| &f.0);
-            for p in path {
-                node = node.and_then(|n| n.get(*p));
-            }
-            node.is_some()
-        })
+        .filter(|e| fields_at(e, path).is_some())
         .filter_map(|e| e.manager.clone())
         .collect();
     out.sort();
@@ -224,20 +214,8 @@ pub fn other_managers(meta: &ObjectMeta, path: &[&str], ours: &str) -> Vec<Strin
 /// Keys under `f:metadata` → `section` (`f:annotations` or `f:labels`) that `manager` owns
 /// through server-side apply.
 pub fn applied_keys(meta: &ObjectMeta, manager: &str, section: &str) -> Vec<String> {
-    meta.managed_fields
-        .as_deref()
-        .unwrap_or_default()
-        .iter()
-        .filter(|e| {
-            e.manager.as_deref() == Some(manager) && e.operation.as_deref() == Some("Apply")
-        })
-        .filter_map(|e| {
-            e.fields_v1
-                .as_ref()
-                .and_then(|f| f.0.get("f:metadata"))
-                .and_then(|m| m.get(section))
-                .and_then(|a| a.as_object())
-        })
+    applied_by(meta, manager)
+        .filter_map(|e| fields_at(e, &["f:metadata", section]).and_then(|a| a.as_object()))
         .flat_map(|m| {
             m.keys()
                 .filter_map(|k| k.strip_prefix("f:"))
@@ -248,20 +226,35 @@ pub fn applied_keys(meta: &ObjectMeta, manager: &str, section: &str) -> Vec<Stri
 
 /// Whether `manager` owns `path` through server-side apply.
 pub fn applies(meta: &ObjectMeta, manager: &str, path: &[&str]) -> bool {
-    meta.managed_fields
-        .as_deref()
-        .unwrap_or_default()
-        .iter()
-        .filter(|e| {
-            e.manager.as_deref() == Some(manager) && e.operation.as_deref() == Some("Apply")
-        })
-        .any(|e| {
-            let mut node = e.fields_v1.as_ref().map(|f| &f.0);
-            for p in path {
-                node = node.and_then(|n| n.get(*p));
-            }
-            node.is_some()
-        })
+    applied_by(meta, manager).any(|e| fields_at(e, path).is_some())
+}
+
+fn entries(
+    meta: &ObjectMeta,
+) -> impl Iterator<Item = &k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry> {
+    meta.managed_fields.as_deref().unwrap_or_default().iter()
+}
+
+/// The managedFields entries `manager` holds through server-side apply.
+fn applied_by<'a>(
+    meta: &'a ObjectMeta,
+    manager: &'a str,
+) -> impl Iterator<Item = &'a k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry> {
+    entries(meta).filter(move |e| {
+        e.manager.as_deref() == Some(manager) && e.operation.as_deref() == Some("Apply")
+    })
+}
+
+/// The fieldsV1 node of an entry at `path` (`["f:spec", "f:replicas"]`), if it owns it.
+fn fields_at<'a>(
+    e: &'a k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry,
+    path: &[&str],
+) -> Option<&'a serde_json::Value> {
+    let mut node = e.fields_v1.as_ref().map(|f| &f.0);
+    for p in path {
+        node = node.and_then(|n| n.get(*p));
+    }
+    node
 }
 
 /// The HorizontalPodAutoscaler in `namespace` scaling Deployment `name`, if any.
