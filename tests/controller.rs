@@ -1346,10 +1346,17 @@ async fn another_field_manager_is_named_and_not_fought_forever() {
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     let _ = selfheal.await;
     tokio::time::sleep(Duration::from_secs(3)).await;
+    let replicas = env.deployment_replicas("web-emergency").await;
+    let history = env
+        .status("web")
+        .await
+        .map(|s| s.history)
+        .unwrap_or_default();
     assert_eq!(
-        env.deployment_replicas("web-emergency").await,
+        replicas,
         Some(0),
-        "no correction after giving up"
+        "no correction after giving up; events {:?}; history {history:?}",
+        env.events_of("web").await
     );
     let corrections = env
         .events_of("web")
