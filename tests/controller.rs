@@ -137,19 +137,6 @@ async fn invalid_spec_is_refused_with_the_field_and_writes_nothing() {
     );
 }
 
-/// Deployment + Service in the test namespace whose pods the embedded controller-manager
-/// creates (with loopback IPs the farm then serves).
-fn emergency_objects() -> Vec<serde_json::Value> {
-    vec![
-        json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web-emergency"},
-               "spec": {"replicas": 0, "selector": {"matchLabels": {"app": "web-emergency"}},
-                        "template": {"metadata": {"labels": {"app": "web-emergency"}},
-                                     "spec": {"containers": [{"name": "web", "image": pod_image(), "args": ["netexec", "--http-port=8080"], "ports": [{"containerPort": 8080}]}]}}}}),
-        json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web-emergency"},
-               "spec": {"selector": {"app": "web-emergency"}, "ports": [{"name": "http", "port": 80, "targetPort": 8080}]}}),
-    ]
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn emergency_scales_up_joins_when_ready_and_scales_down_after_cooldown() {
     // Three of four primaries fail: EmergencyActive, the Deployment scaled to 2.
@@ -195,16 +182,6 @@ async fn emergency_scales_up_joins_when_ready_and_scales_down_after_cooldown() {
     );
 }
 
-fn ingress_objects(class: &str) -> Vec<serde_json::Value> {
-    vec![
-        json!({"apiVersion": "networking.k8s.io/v1", "kind": "IngressClass", "metadata": {"name": "nginx-primary"}, "spec": {"controller": "k8s.io/ingress-nginx-primary"}}),
-        json!({"apiVersion": "networking.k8s.io/v1", "kind": "IngressClass", "metadata": {"name": "nginx-backup"}, "spec": {"controller": "k8s.io/ingress-nginx-backup"}}),
-        json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": {"name": "web"},
-               "spec": {"ingressClassName": class, "rules": [{"host": "shop.example", "http": {"paths": [{"path": "/", "pathType": "Prefix",
-                 "backend": {"service": {"name": "web-healthy", "port": {"number": 80}}}}]}}]}}),
-    ]
-}
-
 async fn ingress_env(name: &str, extra: serde_json::Value) -> (Env, std::net::SocketAddr) {
     let mut env = Env::start(name).await;
     let b = env.backends(2).await;
@@ -232,8 +209,10 @@ async fn ingress_fails_over_and_fails_back_after_hold_down() {
     );
     env.set(lb, Behavior::Status(503)).await;
     let s = env
-        .wait_status("web", T, "FailoverActive", |s| {
-            is_true(s, ct::FAILOVER_ACTIVE)
+        .wait_status("web", T, "FailoverActive and in effect", |s| {
+            // Status records the decision before the Ingress is written (write-ahead), then
+            // says it is in effect.
+            is_true(s, ct::FAILOVER_ACTIVE) && is_true(s, ct::IN_EFFECT)
         })
         .await;
     assert_eq!(s.active_class.as_deref(), Some("nginx-backup"));
@@ -244,8 +223,10 @@ async fn ingress_fails_over_and_fails_back_after_hold_down() {
 
     let healed = Instant::now();
     env.set(lb, Behavior::Healthy).await;
-    env.wait_status("web", T, "failback", |s| !is_true(s, ct::FAILOVER_ACTIVE))
-        .await;
+    env.wait_status("web", T, "failback", |s| {
+        !is_true(s, ct::FAILOVER_ACTIVE) && is_true(s, ct::IN_EFFECT)
+    })
+    .await;
     let waited = healed.elapsed();
     // rise 2 (≥1 s) then the 3 s hold-down.
     assert!(
@@ -294,8 +275,8 @@ async fn hot_standby_keeps_a_mirror_and_fails_back_gradually() {
     })
     .await;
     let s = env
-        .wait_status("web", T, "failback complete", |s| {
-            s.primary_weight_percent == Some(100)
+        .wait_status("web", T, "failback complete and in effect", |s| {
+            s.primary_weight_percent == Some(100) && is_true(s, ct::IN_EFFECT)
         })
         .await;
     assert_eq!(s.active_class.as_deref(), Some("nginx-primary"));

@@ -68,8 +68,10 @@ async fn an_invalid_edit_holds_the_failover_and_its_fix_carries_on() {
     env.wait_status("web", T, "Normal", |s| s.phase == Phase::Normal)
         .await;
     env.set(lb, Behavior::Status(503)).await;
-    env.wait_status("web", T, "failed over", |s| is_true(s, ct::FAILOVER_ACTIVE))
-        .await;
+    env.wait_status("web", T, "failed over", |s| {
+        is_true(s, ct::FAILOVER_ACTIVE) && is_true(s, ct::IN_EFFECT)
+    })
+    .await;
 
     // A reference to another namespace passes admission but not the operator's own rules.
     patch_spec(
@@ -200,8 +202,10 @@ async fn the_reset_annotation_thaws_a_frozen_tier() {
     env.wait_status("web", T, "Normal", |s| s.phase == Phase::Normal)
         .await;
     env.set(lb, Behavior::Status(503)).await;
-    env.wait_status("web", T, "failed over", |s| is_true(s, ct::FAILOVER_ACTIVE))
-        .await;
+    env.wait_status("web", T, "failed over", |s| {
+        is_true(s, ct::FAILOVER_ACTIVE) && is_true(s, ct::IN_EFFECT)
+    })
+    .await;
     env.set(lb, Behavior::Healthy).await;
     let s = env
         .wait_status("web", T, "frozen on the backup", |s| is_true(s, ct::FROZEN))
@@ -261,7 +265,9 @@ async fn a_deleted_ingress_controller_deployment_fails_over() {
         .await
         .unwrap();
     let s = env
-        .wait_status("web", T, "failed over", |s| is_true(s, ct::FAILOVER_ACTIVE))
+        .wait_status("web", T, "failed over", |s| {
+            is_true(s, ct::FAILOVER_ACTIVE) && is_true(s, ct::IN_EFFECT)
+        })
         .await;
     let down = s
         .history

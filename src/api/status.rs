@@ -72,6 +72,12 @@ pub mod reasons {
     /// `InEffect=False`: a HorizontalPodAutoscaler targets the emergency Deployment; its
     /// replicas are left to the autoscaler.
     pub const AUTOSCALER: &str = "HorizontalPodAutoscaler";
+    /// `InEffect=False`: a decision is recorded in status and its writes are under way (status
+    /// is the write-ahead record of every decision that moves traffic or capacity).
+    pub const APPLYING: &str = "Applying";
+    /// `Ready=False`: an object this policy would write belongs to another policy (the message
+    /// names it); nothing is written to it.
+    pub const CONFLICT: &str = "Conflict";
 }
 
 /// Summary phases shown in `kubectl get fp`.

@@ -218,12 +218,15 @@ pub fn source_fields(
     mode: IngressMode,
     tier: &crate::api::IngressTierSpec,
     want: &IngressDesired,
+    owner: Option<&str>,
 ) -> SourceFields {
+    let owner = owner.map(str::to_string);
     match mode {
         IngressMode::SwitchClass => SourceFields {
             form: observe::class_form(ing),
             class: want.active_class.clone(),
             annotations: BTreeMap::new(),
+            owner,
         },
         IngressMode::HotStandby => {
             let primary_auth = want.active_class == tier.primary_class;
@@ -243,6 +246,7 @@ pub fn source_fields(
                 form: observe::class_form(ing),
                 class: tier.primary_class.clone(),
                 annotations,
+                owner,
             }
         }
     }
@@ -253,9 +257,11 @@ pub fn source_fields(
 /// HotStandby keeps each source on the primary class, marks which side is authoritative and
 /// its weight, and keeps a mirror on the backup class in sync; mirrors of other modes are
 /// removed. Each Ingress is written on its own: the errors of those that failed are returned,
-/// the others are written regardless. With the policy's runtime, a change another field
-/// manager made to what the operator wrote is corrected at most [`super::ledger::MAX_CORRECTIONS`]
-/// times per decision.
+/// the others are written regardless. With the policy's runtime (an enforcing policy), each
+/// source carries the policy's claim label ([`super::claims`]) and a change another field
+/// manager made to what the operator wrote is corrected at most
+/// [`super::ledger::MAX_CORRECTIONS`] times per decision; without it (the hand-back on
+/// deletion) the claim label is removed.
 #[allow(clippy::too_many_arguments)]
 pub async fn sync_ingresses(
     ctx: &Context,
@@ -277,7 +283,7 @@ pub async fn sync_ingresses(
     for ing in &sources {
         let name = ing.name_any();
         let what = format!("Ingress {ns}/{name}");
-        let fields = source_fields(ing, mode, tier, want);
+        let fields = source_fields(ing, mode, tier, want, rt.map(|_| policy));
         if !fields.matches(ing) {
             // Written by us before and changed since (not mere cache lag): another writer.
             let value = format!("{fields:?}");

@@ -98,6 +98,8 @@ pub struct PolicyRuntime {
     pub slices_synced: Option<(Vec<super::desired::Published>, i64)>,
     /// Failing writes and their backoff, corrections of other writers.
     pub ledger: super::ledger::Ledger,
+    /// The objects this policy claims that another policy owns, as last announced.
+    pub conflict: Option<String>,
 }
 
 /// Shared by all reconciles.
@@ -109,6 +111,8 @@ pub struct Context {
     pub metrics: Metrics,
     pub stores: Stores,
     pub leader: watch::Receiver<bool>,
+    /// Every policy in scope (the Controller's own cache): claims are decided among them.
+    pub policies: Store<crate::api::FailoverPolicy>,
     pub clock: Clock,
     /// Per-policy engine memory, keyed `namespace/name` (start empty).
     pub runtimes: Mutex<HashMap<String, Arc<Mutex<PolicyRuntime>>>>,

@@ -18,6 +18,10 @@ use crate::api::FailoverPolicySpec;
 
 /// Label put on every object the operator creates, naming the owning policy.
 pub const POLICY_LABEL: &str = "ingressfailover.io/policy";
+/// Label on an object people own and the operator writes fields of (a source Ingress, the
+/// emergency Deployment): the policy that owns those writes (see `controller::claims`). Not
+/// [`POLICY_LABEL`], which marks objects the operator created (slices, Service, mirrors).
+pub const CLAIM_LABEL: &str = "ingressfailover.io/claimed-by";
 /// Annotations on managed Ingresses (HotStandby): which side is authoritative and its weight,
 /// for DNS / global load-balancer integrations that key on them.
 pub const ROLE_ANNOTATION: &str = "ingressfailover.io/role";
@@ -290,6 +294,9 @@ pub struct SourceFields {
     /// Annotations the operator sets (HotStandby role and the primary-side overrides; none in
     /// SwitchClass mode).
     pub annotations: BTreeMap<String, String>,
+    /// The policy that owns the Ingress, recorded as its [`CLAIM_LABEL`]
+    /// (`None` when handing it back: the label goes).
+    pub owner: Option<String>,
 }
 
 impl SourceFields {
@@ -308,6 +315,9 @@ impl SourceFields {
         let mut metadata = serde_json::json!({"name": name, "namespace": namespace});
         if !annotations.is_empty() {
             metadata["annotations"] = serde_json::json!(annotations);
+        }
+        if let Some(owner) = &self.owner {
+            metadata["labels"] = serde_json::json!({ CLAIM_LABEL: owner });
         }
         let mut body = serde_json::json!({
             "apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": metadata,
@@ -376,7 +386,20 @@ impl SourceFields {
         if self.form != ClassForm::Field {
             wanted_keys.push(LEGACY_CLASS_ANNOTATION);
         }
+        let owner_ok = match &self.owner {
+            Some(o) => {
+                ing.metadata
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get(CLAIM_LABEL))
+                    == Some(o)
+            }
+            None => !applied_keys(&ing.metadata, MANAGER, "f:labels")
+                .iter()
+                .any(|k| k == CLAIM_LABEL),
+        };
         class_ok
+            && owner_ok
             && has_annotations(&ing.metadata, &self.annotations)
             && applied_keys(&ing.metadata, MANAGER, "f:annotations")
                 .iter()

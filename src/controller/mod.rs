@@ -6,6 +6,7 @@
 //! reconcile of the policies they concern; only the lease holder writes.
 
 pub mod actuate;
+mod claims;
 pub mod context;
 pub mod desired;
 mod effect;
@@ -131,6 +132,17 @@ pub async fn run(
         autoscalers: autoscalers.clone(),
     };
 
+    let policies: Api<FailoverPolicy> = match opts.namespaces.as_slice() {
+        [one] => Api::namespaced(client.clone(), one),
+        _ => Api::all(client.clone()),
+    };
+    let mut wc = watcher::Config::default();
+    if let Some(sel) = &opts.policy_selector {
+        wc = wc.labels(sel);
+    }
+    let controller = Controller::new(policies, wc);
+    let pstore = controller.store();
+
     let events = events::EventSink::new(client.clone(), actuate::MANAGER, &opts.identity);
     let ctx = Arc::new(Context {
         client: client.clone(),
@@ -140,6 +152,7 @@ pub async fn run(
         metrics: metrics.clone(),
         stores,
         leader: leader_rx.clone(),
+        policies: pstore.clone(),
         clock,
         runtimes: Default::default(),
         failures: Default::default(),
@@ -151,17 +164,6 @@ pub async fn run(
         http_server::serve(opts.metrics_addr, registry.clone(), readiness.clone()).await?;
     info!(%addr, "serving /metrics, /healthz and /readyz");
     tokio::spawn(server);
-
-    let policies: Api<FailoverPolicy> = match opts.namespaces.as_slice() {
-        [one] => Api::namespaced(client.clone(), one),
-        _ => Api::all(client.clone()),
-    };
-    let mut wc = watcher::Config::default();
-    if let Some(sel) = &opts.policy_selector {
-        wc = wc.labels(sel);
-    }
-    let controller = Controller::new(policies, wc);
-    let pstore = controller.store();
 
     // Probe facts: append to the policy's observation, then ask for its reconcile.
     let (trigger_tx, trigger_rx) = mpsc::unbounded_channel::<ObjectRef<FailoverPolicy>>();

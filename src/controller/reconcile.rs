@@ -14,6 +14,7 @@ use serde_json::json;
 use tracing::{Instrument, info, warn};
 
 use super::actuate::{self, ActuateError, MANAGER};
+use super::claims;
 use super::context::{Context, PolicyRuntime, lock};
 use super::desired::Published;
 use super::effect::{self, InEffect};
@@ -236,50 +237,51 @@ async fn apply(policy: Arc<FailoverPolicy>, ctx: &Context) -> Result<Requeue, Re
         Plan::from(r)
     };
 
+    // One owner per written object: a policy claiming what another owns writes nothing.
+    let conflicts = claims::conflicts(ctx, &policy, &spec);
+    let conflict = (!conflicts.is_empty()).then(|| {
+        let list: Vec<String> = conflicts.iter().map(ToString::to_string).collect();
+        format!(
+            "{}; this policy writes nothing until it owns every object it names (rename its references, or delete the other policy)",
+            list.join("; ")
+        )
+    });
+    let not_ready = match &conflict {
+        Some(m) => Some((reasons::CONFLICT, m.clone())),
+        None if !problems.is_empty() => Some((reasons::REFERENCES_UNRESOLVED, problems.join("; "))),
+        None => None,
+    };
+    announce_conflict(ctx, &policy, &rt, conflict.as_deref()).await;
+
     let mut fx = if plan.dry_run {
         InEffect::default()
+    } else if let Some(message) = &conflict {
+        // The engine's actions describe moves that are not made: their Events would mislead.
+        lock(&rt).pending_events.clear();
+        InEffect {
+            notes: vec![(reasons::CONFLICT, message.clone())],
+            ..Default::default()
+        }
     } else {
         if !ctx.is_leader() {
             return Ok(Requeue::requeue(Duration::from_secs(30)));
         }
-        write_desired(ctx, &policy, &spec, &plan, &rt, now).await
+        // Write-ahead: a decision that moves traffic or capacity is in status before any object
+        // changes, so a crash or a leadership change between the two never undoes it.
+        let recorded =
+            record_decision(ctx, &policy, &spec, &plan, &rt, not_ready.as_ref(), clock).await;
+        write_desired(ctx, &policy, &spec, &plan, &rt, now, recorded).await
     };
-    if plan.dry_run || fx.class.is_none() {
-        fx.class = actuate::class_in_effect(ctx, &ns, &spec);
-    }
-    if let Some(d) = spec
-        .backends
-        .emergency
-        .as_ref()
-        .and_then(|e| e.deployment.as_ref())
-        && fx.replicas.is_none()
-    {
-        fx.replicas = observe::spec_replicas(ctx.stores.deployment(&ns, &d.name).as_deref());
-    }
-
-    let status = {
-        let r = lock(&rt);
-        // Conditions keep their transition times from the newest status known: ours, if the
-        // cache has not caught up with our last write yet.
-        let previous = r.last_status.as_ref().or(policy.status.as_ref());
-        let mut s = render_status(&r.cfg, &r.state, generation, clock, previous);
-        if !problems.is_empty() {
-            mark_unresolved(&mut s, &problems, previous, now);
-        }
-        let facts = effect::Spec {
-            dry_run: plan.dry_run,
-            has_ingress: spec.ingress.is_some(),
-            backup_class: spec.ingress.as_ref().map(|i| i.backup_class.as_str()),
-            standby_replicas: spec
-                .backends
-                .emergency
-                .as_ref()
-                .and_then(|e| e.deployment.as_ref())
-                .map(|d| d.standby_replicas),
-        };
-        effect::apply(&mut s, &facts, &fx, previous, generation, now);
-        s
-    };
+    in_effect_from_caches(ctx, &spec, &ns, plan.dry_run, &mut fx);
+    let status = render(
+        &rt,
+        &policy,
+        &spec,
+        plan.dry_run,
+        not_ready.as_ref(),
+        &fx,
+        clock,
+    );
     // Compare with what this process last wrote as well as with the cache: under load the cache
     // lags behind our own writes, and re-writing an identical status only feeds the lag.
     let mut written = lock(&rt).last_status.as_ref() == Some(&status);
@@ -348,6 +350,177 @@ impl Plan {
     }
 }
 
+/// One Event when a policy starts conflicting with another over an object (or the objects or
+/// owner named change), and a log line when the conflict ends.
+async fn announce_conflict(
+    ctx: &Context,
+    policy: &FailoverPolicy,
+    rt: &std::sync::Mutex<PolicyRuntime>,
+    conflict: Option<&str>,
+) {
+    let before = std::mem::replace(&mut lock(rt).conflict, conflict.map(str::to_string));
+    match (before.as_deref(), conflict) {
+        (b, Some(now)) if b != Some(now) => {
+            warn!(conflict = %now, "conflicting claim: writing nothing");
+            note(
+                ctx,
+                policy,
+                Severity::Warning,
+                reasons::CONFLICT,
+                "Claim",
+                now,
+            )
+            .await;
+        }
+        (Some(_), None) => info!("no longer conflicting: this policy owns every object it names"),
+        _ => {}
+    }
+}
+
+/// Fills what this reconcile's writes did not establish from the caches: the class the managed
+/// Ingresses carry and the replicas the emergency Deployment asks for.
+fn in_effect_from_caches(
+    ctx: &Context,
+    spec: &FailoverPolicySpec,
+    ns: &str,
+    dry_run: bool,
+    fx: &mut InEffect,
+) {
+    if dry_run || fx.class.is_none() {
+        fx.class = actuate::class_in_effect(ctx, ns, spec);
+    }
+    if let Some(d) = spec
+        .backends
+        .emergency
+        .as_ref()
+        .and_then(|e| e.deployment.as_ref())
+        && fx.replicas.is_none()
+    {
+        fx.replicas = observe::spec_replicas(ctx.stores.deployment(ns, &d.name).as_deref());
+    }
+}
+
+/// The status of this reconcile: the engine's rendering, unresolved references, and what is in
+/// effect beside what was decided.
+fn render(
+    rt: &std::sync::Mutex<PolicyRuntime>,
+    policy: &FailoverPolicy,
+    spec: &FailoverPolicySpec,
+    dry_run: bool,
+    not_ready: Option<&(&str, String)>,
+    fx: &InEffect,
+    clock: Now,
+) -> FailoverPolicyStatus {
+    let generation = policy.metadata.generation;
+    let r = lock(rt);
+    // Conditions keep their transition times from the newest status known: ours, if the
+    // cache has not caught up with our last write yet.
+    let previous = r.last_status.as_ref().or(policy.status.as_ref());
+    let mut s = render_status(&r.cfg, &r.state, generation, clock, previous);
+    if let Some((reason, message)) = not_ready {
+        mark_not_ready(&mut s, reason, message, previous, clock.wall);
+    }
+    let facts = effect::Spec {
+        dry_run,
+        has_ingress: spec.ingress.is_some(),
+        backup_class: spec.ingress.as_ref().map(|i| i.backup_class.as_str()),
+        standby_replicas: spec
+            .backends
+            .emergency
+            .as_ref()
+            .and_then(|e| e.deployment.as_ref())
+            .map(|d| d.standby_replicas),
+    };
+    effect::apply(&mut s, &facts, fx, previous, generation, clock.wall);
+    s
+}
+
+/// The part of status a restarted controller (or a new leader) resumes traffic and capacity
+/// from: the decided class and weight, the emergency machine, and the flap budgets that count
+/// the moves. Status is the write-ahead record of these: they are written before any object.
+#[derive(PartialEq)]
+struct Decision<'a> {
+    class: Option<&'a str>,
+    weight: Option<u32>,
+    emergency: Option<(Option<crate::api::EmergencyState>, Option<i32>)>,
+    budgets: &'a [crate::api::FlapBudgetStatus],
+}
+
+impl<'a> Decision<'a> {
+    fn of(s: &'a FailoverPolicyStatus) -> Self {
+        Decision {
+            class: s.decided_class.as_deref(),
+            weight: s.primary_weight_percent,
+            emergency: s.emergency.as_ref().map(|e| (e.state, e.desired_replicas)),
+            budgets: &s.flap_budgets,
+        }
+    }
+}
+
+/// Persists the engine's decision in status before it is acted on, when status does not hold it
+/// yet. Returns whether the decision is recorded: when it is not (the status write failed or
+/// backs off), traffic and capacity keep what they have and only the published endpoints, which
+/// a restart re-derives from probes, are written.
+async fn record_decision(
+    ctx: &Context,
+    policy: &FailoverPolicy,
+    spec: &FailoverPolicySpec,
+    plan: &Plan,
+    rt: &std::sync::Mutex<PolicyRuntime>,
+    not_ready: Option<&(&str, String)>,
+    clock: Now,
+) -> bool {
+    if plan.emergency_replicas.is_none() && plan.ingress.is_none() {
+        return true;
+    }
+    let ns = policy.namespace().unwrap_or_default();
+    let mut fx = InEffect {
+        failures: lock(rt).ledger.failures().map(|f| f.message()).collect(),
+        ..Default::default()
+    };
+    in_effect_from_caches(ctx, spec, &ns, false, &mut fx);
+    fx.notes.push((
+        reasons::APPLYING,
+        "the decision is recorded and its writes are under way".to_string(),
+    ));
+    let status = render(rt, policy, spec, false, not_ready, &fx, clock);
+    let recorded = {
+        let r = lock(rt);
+        r.last_status
+            .as_ref()
+            .or(policy.status.as_ref())
+            .is_some_and(|p| {
+                p.phase != crate::api::Phase::Pending && Decision::of(p) == Decision::of(&status)
+            })
+    };
+    if recorded {
+        return true;
+    }
+    if !lock(rt).ledger.due(Actuation::Status, clock.wall) {
+        return false;
+    }
+    let key = format!("{ns}/{}", policy.name_any());
+    match write_status(ctx, policy, &ns, &status).await {
+        Ok(()) => {
+            let mut r = lock(rt);
+            r.ledger.succeeded(Actuation::Status);
+            r.last_status = Some(status);
+            true
+        }
+        Err(e) => {
+            warn!(error = %e, "recording the decision in status failed; traffic and capacity wait for it");
+            lock(rt).ledger.failed(
+                Actuation::Status,
+                format!("FailoverPolicy {key} status"),
+                e.to_string(),
+                clock.wall,
+            );
+            ctx.metrics.write_failed(&key, Actuation::Status.resource());
+            false
+        }
+    }
+}
+
 /// Whether a decision may fall due with no new fact (a sustained window, hold-down, dwell,
 /// cooldown, thaw or override expiry), so the policy must be re-evaluated every second.
 fn timers_pending(cfg: &EngineConfig, s: &PolicyState) -> bool {
@@ -377,7 +550,17 @@ fn new_runtime(
     // resume its memory instead of re-deciding from scratch. That includes an Invalid status
     // written while holding the last valid decisions: its decided fields are intact.
     let state = match &policy.status {
-        Some(st) if st.phase != crate::api::Phase::Pending => PolicyState::resume(&cfg, st, now),
+        Some(st) if st.phase != crate::api::Phase::Pending => {
+            // Status is the write-ahead record of every decision: what it says is carried out,
+            // whatever the objects show (a crash may have come before their writes).
+            info!(
+                decided_class = st.decided_class.as_deref().unwrap_or("-"),
+                emergency = ?st.emergency.as_ref().and_then(|e| e.state),
+                desired_replicas = ?st.emergency.as_ref().and_then(|e| e.desired_replicas),
+                "resuming the decisions recorded in status"
+            );
+            PolicyState::resume(&cfg, st, now)
+        }
         _ => PolicyState::new(),
     };
     let emergency_replicas_written = spec
@@ -405,6 +588,7 @@ fn new_runtime(
         service_ensured: false,
         slices_synced: None,
         ledger: Default::default(),
+        conflict: None,
     }
 }
 
@@ -514,6 +698,7 @@ fn controller_fact(
 /// Writes the desired state, each actuation on its own: a failing one (a missing Deployment)
 /// is recorded in the ledger, backs off, becomes part of the `InEffect` condition and an
 /// Event, and never keeps the others (above all the traffic move) from being written.
+/// Traffic and capacity are written only once their decision is `recorded` in status.
 async fn write_desired(
     ctx: &Context,
     policy: &FailoverPolicy,
@@ -521,6 +706,7 @@ async fn write_desired(
     plan: &Plan,
     rt: &std::sync::Mutex<PolicyRuntime>,
     now: i64,
+    recorded: bool,
 ) -> InEffect {
     let owner = owner_ref(policy);
     let name = policy.name_any();
@@ -566,6 +752,10 @@ async fn write_desired(
         }
     }
 
+    if !recorded {
+        fx.failures = lock(rt).ledger.failures().map(|f| f.message()).collect();
+        return fx;
+    }
     if let (Some(want), Some(d)) = (
         plan.emergency_replicas,
         spec.backends
@@ -792,9 +982,12 @@ pub(crate) async fn note(
 
 /// Ready=False with the problems that keep the policy from seeing its world. The transition
 /// time is kept while the condition stays the same, so an unresolved policy is not rewritten.
-fn mark_unresolved(
+/// Sets `Ready=False` with `reason` and `message`, keeping the transition time while the same
+/// reason holds.
+fn mark_not_ready(
     status: &mut FailoverPolicyStatus,
-    problems: &[String],
+    reason: &str,
+    message: &str,
     previous: Option<&FailoverPolicyStatus>,
     now: i64,
 ) {
@@ -804,7 +997,7 @@ fn mark_unresolved(
                 .iter()
                 .find(|c| c.type_ == condition_types::READY)
         })
-        .filter(|c| c.status == "False" && c.reason == reasons::REFERENCES_UNRESOLVED)
+        .filter(|c| c.status == "False" && c.reason == reason)
         .map(|c| c.last_transition_time.clone());
     if let Some(c) = status
         .conditions
@@ -812,8 +1005,8 @@ fn mark_unresolved(
         .find(|c| c.type_ == condition_types::READY)
     {
         c.status = "False".into();
-        c.reason = reasons::REFERENCES_UNRESOLVED.into();
-        c.message = problems.join("; ");
+        c.reason = reason.into();
+        c.message = message.into();
         c.last_transition_time = since.unwrap_or_else(|| crate::engine::report::time(now));
     }
 }

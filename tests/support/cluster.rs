@@ -700,3 +700,27 @@ pub fn raw_condition(status: &Value, type_: &str) -> Option<(String, String, Str
             )
         })
 }
+
+/// Deployment + Service in the test namespace whose pods the embedded controller-manager
+/// creates (with loopback IPs the farm then serves).
+pub fn emergency_objects() -> Vec<serde_json::Value> {
+    vec![
+        json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web-emergency"},
+               "spec": {"replicas": 0, "selector": {"matchLabels": {"app": "web-emergency"}},
+                        "template": {"metadata": {"labels": {"app": "web-emergency"}},
+                                     "spec": {"containers": [{"name": "web", "image": pod_image(), "args": ["netexec", "--http-port=8080"], "ports": [{"containerPort": 8080}]}]}}}}),
+        json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web-emergency"},
+               "spec": {"selector": {"app": "web-emergency"}, "ports": [{"name": "http", "port": 80, "targetPort": 8080}]}}),
+    ]
+}
+
+/// Two IngressClasses and the Ingress `web` on `class`, routing to the managed Service.
+pub fn ingress_objects(class: &str) -> Vec<serde_json::Value> {
+    vec![
+        json!({"apiVersion": "networking.k8s.io/v1", "kind": "IngressClass", "metadata": {"name": "nginx-primary"}, "spec": {"controller": "k8s.io/ingress-nginx-primary"}}),
+        json!({"apiVersion": "networking.k8s.io/v1", "kind": "IngressClass", "metadata": {"name": "nginx-backup"}, "spec": {"controller": "k8s.io/ingress-nginx-backup"}}),
+        json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": {"name": "web"},
+               "spec": {"ingressClassName": class, "rules": [{"host": "shop.example", "http": {"paths": [{"path": "/", "pathType": "Prefix",
+                 "backend": {"service": {"name": "web-healthy", "port": {"number": 80}}}}]}}]}}),
+    ]
+}

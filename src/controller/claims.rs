@@ -1,0 +1,239 @@
+//! One owner per written object. Two policies naming the same Ingress, managed Service or
+//! emergency Deployment would take turns overwriting it (thousands of writes a minute when
+//! their decisions differ). Every object the operator writes belongs to exactly one policy:
+//! the one its label names (`ingressfailover.io/claimed-by` on Ingresses and Deployments people
+//! own, `ingressfailover.io/policy` on what the operator created) while that policy claims it,
+//! otherwise the oldest claimant (creation time, then name), so every reconcile of every
+//! policy reaches the same verdict without coordination. A policy that claims an object owned
+//! by another writes nothing at all and says so (`Ready=False`, reason `Conflict`, an Event).
+
+use std::sync::Arc;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::ResourceExt;
+
+use crate::api::{FailoverPolicy, FailoverPolicySpec};
+
+use super::actuate::managed_ingresses;
+use super::context::Context;
+use super::desired::{CLAIM_LABEL, POLICY_LABEL};
+use super::observe::{MANAGED_BY, MANAGED_BY_LABEL, SERVICE_NAME_LABEL};
+
+/// An object a policy writes, in the policy's namespace.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Claim {
+    /// The managed Service and its EndpointSlices.
+    Service(String),
+    /// The emergency Deployment (its replicas).
+    Deployment(String),
+    /// A source Ingress (its class, or the mirror made of it).
+    Ingress(String),
+}
+
+impl Claim {
+    fn kind(&self) -> &'static str {
+        match self {
+            Claim::Service(_) => "Service",
+            Claim::Deployment(_) => "Deployment",
+            Claim::Ingress(_) => "Ingress",
+        }
+    }
+
+    fn name(&self) -> &str {
+        match self {
+            Claim::Service(n) | Claim::Deployment(n) | Claim::Ingress(n) => n,
+        }
+    }
+}
+
+/// An object claimed by this policy and owned by another.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Conflict {
+    pub object: String,
+    pub owner: String,
+}
+
+impl std::fmt::Display for Conflict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} belongs to FailoverPolicy {}",
+            self.object, self.owner
+        )
+    }
+}
+
+/// The objects `spec` makes the operator write (selected Ingresses as the cache shows them).
+pub fn claims(ctx: &Context, ns: &str, spec: &FailoverPolicySpec) -> Vec<Claim> {
+    let mut out = vec![Claim::Service(spec.managed_service.name.clone())];
+    if let Some(d) = spec
+        .backends
+        .emergency
+        .as_ref()
+        .and_then(|e| e.deployment.as_ref())
+    {
+        out.push(Claim::Deployment(d.name.clone()));
+    }
+    out.extend(
+        managed_ingresses(ctx, ns, spec)
+            .iter()
+            .map(|i| Claim::Ingress(i.name_any())),
+    );
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// A policy competing for an object: its name and creation time.
+#[derive(Debug, Clone)]
+pub struct Claimant<'a> {
+    pub name: &'a str,
+    pub created: Option<&'a Time>,
+}
+
+/// The owner among `claimants` (never empty): the recorded one while it still claims the object,
+/// else the oldest (a policy without a creation time, not yet stored, counts as newest).
+pub fn owner<'a>(claimants: &[Claimant<'a>], recorded: Option<&str>) -> &'a str {
+    if let Some(r) = recorded
+        && let Some(c) = claimants.iter().find(|c| c.name == r)
+    {
+        return c.name;
+    }
+    claimants
+        .iter()
+        .min_by_key(|c| (c.created.is_none(), c.created.map(|t| t.0), c.name))
+        .map(|c| c.name)
+        .expect("the policy itself claims the object")
+}
+
+/// The policy an object's label names, as the caches show it.
+fn recorded(ctx: &Context, ns: &str, claim: &Claim) -> Option<String> {
+    match claim {
+        Claim::Ingress(name) => ctx
+            .stores
+            .ingresses
+            .state()
+            .iter()
+            .find(|i| i.metadata.namespace.as_deref() == Some(ns) && i.name_any() == *name)
+            .and_then(|i| i.labels().get(CLAIM_LABEL).cloned()),
+        Claim::Deployment(name) => ctx
+            .stores
+            .deployment(ns, name)
+            .and_then(|d| d.labels().get(CLAIM_LABEL).cloned()),
+        Claim::Service(name) => ctx
+            .stores
+            .slices
+            .state()
+            .iter()
+            .find(|s| {
+                s.metadata.namespace.as_deref() == Some(ns)
+                    && s.labels().get(SERVICE_NAME_LABEL) == Some(name)
+                    && s.labels().get(MANAGED_BY_LABEL).map(String::as_str) == Some(MANAGED_BY)
+            })
+            .and_then(|s| s.labels().get(POLICY_LABEL).cloned()),
+    }
+}
+
+/// The objects `policy` claims that belong to another policy of its namespace.
+pub fn conflicts(
+    ctx: &Context,
+    policy: &FailoverPolicy,
+    spec: &FailoverPolicySpec,
+) -> Vec<Conflict> {
+    let ns = policy.namespace().unwrap_or_default();
+    let me = policy.name_any();
+    let others: Vec<Arc<FailoverPolicy>> = ctx
+        .policies
+        .state()
+        .into_iter()
+        .filter(|p| p.namespace().as_deref() == Some(ns.as_str()) && p.name_any() != me)
+        .collect();
+    if others.is_empty() {
+        return Vec::new();
+    }
+    let their_claims: Vec<(&FailoverPolicy, Vec<Claim>)> = others
+        .iter()
+        .map(|p| (&**p, claims(ctx, &ns, &p.spec)))
+        .collect();
+    let mut out = Vec::new();
+    for claim in claims(ctx, &ns, spec) {
+        let mut claimants = vec![Claimant {
+            name: &me,
+            created: policy.metadata.creation_timestamp.as_ref(),
+        }];
+        for (p, cs) in &their_claims {
+            if cs.contains(&claim) {
+                claimants.push(Claimant {
+                    name: p.metadata.name.as_deref().unwrap_or_default(),
+                    created: p.metadata.creation_timestamp.as_ref(),
+                });
+            }
+        }
+        if claimants.len() == 1 {
+            continue;
+        }
+        let label = recorded(ctx, &ns, &claim);
+        let winner = owner(&claimants, label.as_deref());
+        if winner != me {
+            out.push(Conflict {
+                object: format!("{} {ns}/{}", claim.kind(), claim.name()),
+                owner: format!("{ns}/{winner}"),
+            });
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: &str) -> Time {
+        Time(s.parse().unwrap())
+    }
+
+    #[test]
+    fn the_recorded_owner_keeps_the_object_while_it_claims_it() {
+        let (old, new) = (t("2026-01-01T00:00:00Z"), t("2026-06-01T00:00:00Z"));
+        let c = [
+            Claimant {
+                name: "a",
+                created: Some(&old),
+            },
+            Claimant {
+                name: "b",
+                created: Some(&new),
+            },
+        ];
+        assert_eq!(owner(&c, Some("b")), "b");
+        assert_eq!(owner(&c, None), "a", "the oldest claimant");
+        assert_eq!(
+            owner(&c, Some("gone")),
+            "a",
+            "a label of a policy that no longer claims it"
+        );
+    }
+
+    #[test]
+    fn ties_and_unsaved_policies_are_decided_the_same_way_everywhere() {
+        let same = t("2026-01-01T00:00:00Z");
+        let c = [
+            Claimant {
+                name: "zeta",
+                created: Some(&same),
+            },
+            Claimant {
+                name: "alpha",
+                created: Some(&same),
+            },
+            Claimant {
+                name: "new",
+                created: None,
+            },
+        ];
+        assert_eq!(owner(&c, None), "alpha");
+        let mut reversed = c.to_vec();
+        reversed.reverse();
+        assert_eq!(owner(&reversed, None), "alpha");
+    }
+}
