@@ -557,6 +557,44 @@ pub async fn hand_back_service(
     Ok(())
 }
 
+/// Managed Services the policy published before `spec.managedService.name` was renamed: its
+/// slices (still owned by it, so not yet handed back) under another Service's name, with their
+/// port name. Read from the objects, so a restart between the rename and the hand-back loses
+/// nothing.
+pub fn retired_services(
+    ctx: &Context,
+    ns: &str,
+    policy_uid: &str,
+    current: &str,
+) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = ctx
+        .stores
+        .slices
+        .state_filter(|s| {
+            s.metadata.namespace.as_deref() == Some(ns)
+                && s.labels().get(MANAGED_BY_LABEL).map(String::as_str) == Some(MANAGED_BY)
+                && s.labels()
+                    .get(SERVICE_NAME_LABEL)
+                    .is_some_and(|svc| svc != current)
+                && s.owner_references().iter().any(|o| o.uid == policy_uid)
+        })
+        .iter()
+        .filter_map(|s| {
+            let svc = s.labels().get(SERVICE_NAME_LABEL)?.clone();
+            let port = s
+                .ports
+                .iter()
+                .flatten()
+                .find_map(|p| p.name.clone())
+                .unwrap_or_default();
+            Some((svc, port))
+        })
+        .collect();
+    out.sort();
+    out.dedup_by(|a, b| a.0 == b.0);
+    out
+}
+
 /// Annotation on a managed Service handed back when its policy was deleted.
 pub const HANDED_BACK_ANNOTATION: &str = "ingressfailover.io/handed-back";
 

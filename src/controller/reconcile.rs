@@ -589,6 +589,7 @@ fn new_runtime(
         slices_synced: None,
         ledger: Default::default(),
         conflict: None,
+        retired: Default::default(),
     }
 }
 
@@ -715,6 +716,37 @@ async fn write_desired(
     let mut fx = InEffect::default();
     let due = |what: Actuation| lock(rt).ledger.due(what, now);
 
+    // A renamed managed Service is handed back like on deletion: left alone, it would keep
+    // publishing the last set the policy wrote there, frozen.
+    let uid = policy.metadata.uid.as_deref().unwrap_or_default();
+    for (old, port_name) in actuate::retired_services(ctx, ns, uid, &spec.managed_service.name) {
+        if !due(Actuation::Service) || lock(rt).retired.contains(&old) {
+            continue;
+        }
+        let mut was = spec.clone();
+        was.managed_service.name = old.clone();
+        if !port_name.is_empty() {
+            was.managed_service.port_name = port_name;
+        }
+        match actuate::hand_back_service(ctx, ns, &was, &name).await {
+            Ok(()) => {
+                lock(rt).retired.insert(old.clone());
+                info!(service = %old, "managedService renamed: handed the old Service back");
+                note(
+                    ctx,
+                    policy,
+                    Severity::Normal,
+                    "HandedBack",
+                    "Rename",
+                    &format!(
+                        "spec.managedService.name no longer names Service {ns}/{old}: handed it back publishing the whole primary pool, no longer managed"
+                    ),
+                )
+                .await;
+            }
+            Err(e) => failed(ctx, policy, rt, Actuation::Service, &e, now).await,
+        }
+    }
     if plan.inventory_known {
         if !lock(rt).service_ensured && due(Actuation::Service) {
             match actuate::ensure_service(ctx, ns, spec, &owner, &name).await {

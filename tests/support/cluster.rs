@@ -156,10 +156,12 @@ impl Env {
         let n = self.next_host.fetch_add(1, Ordering::SeqCst);
         match backend_ip() {
             Some(ip) => SocketAddr::new(ip, (20000 + (self.net % 400) * 100 + n % 100) as u16),
+            // The third octet also depends on the process, so that test binaries run side by
+            // side (in development) do not bind the same addresses.
             None => format!(
                 "127.{}.{}.{}:8080",
                 100 + self.net % 100,
-                n / 250,
+                (std::process::id() % 50) * 5 + (n / 250) % 5,
                 1 + n % 250
             )
             .parse()
