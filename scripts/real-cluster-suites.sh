@@ -8,7 +8,10 @@
 # 2. tests/controller.rs, every test but the embedded-only ones below, with the in-process
 #    controller authenticated as the chart's ServiceAccount (chart RBAC rendered by `helm template`
 #    and applied): the real authorizer checks every call the controller makes.
-# 3. tests/controller_people.rs: what people do mid-incident, every test, controller as above.
+# 3. tests/controller_people.rs: what people do mid-incident, every test, controller as above;
+#    tests/controller_conflicts.rs: policies claiming one object, renamed references, likewise.
+#    (tests/controller_crash.rs needs the embedded plane's latency faults to kill the controller
+#    between two writes, and runs in plain `cargo test` only.)
 # 4. tests/rbac.rs: its full policy lifecycle, the controller again as the ServiceAccount; then
 #    from the apiserver's audit log: the ServiceAccount was never forbidden anything, and used
 #    every rule the chart grants.
@@ -79,6 +82,11 @@ section "people mid-incident: invalid edits, dry-run, the reset annotation (cont
 INGRESS_FAILOVER_CONTROLLER_KUBECONFIG="$SA_KUBECONFIG" \
   INGRESS_FAILOVER_TEST_LEASE_NAMESPACE="$OP_NS" \
   timeout "$TEST_TIMEOUT" cargo test --test controller_people
+
+section "conflicts between policies: one owner per object, renamed references (controller as the ServiceAccount)"
+INGRESS_FAILOVER_CONTROLLER_KUBECONFIG="$SA_KUBECONFIG" \
+  INGRESS_FAILOVER_TEST_LEASE_NAMESPACE="$OP_NS" \
+  timeout "$TEST_TIMEOUT" cargo test --test controller_conflicts
 
 section "rbac: the chart's lifecycle test, controller as the ServiceAccount"
 INGRESS_FAILOVER_CONTROLLER_KUBECONFIG="$SA_KUBECONFIG" \

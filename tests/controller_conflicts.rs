@@ -75,15 +75,17 @@ async fn two_policies_naming_one_ingress_never_fight_over_it() {
     env.wait_status("a", T, "a Normal", |s| s.phase == Phase::Normal)
         .await;
     // The owner is recorded on the Ingress.
-    let ing = env.ingress("web").await.unwrap();
-    assert_eq!(
-        ing.metadata
+    eventually(T, || async {
+        let ing = env.ingress("web").await?;
+        (ing.metadata
             .labels
             .as_ref()
             .and_then(|l| l.get("ingressfailover.io/claimed-by"))
-            .map(String::as_str),
-        Some("a")
-    );
+            .map(String::as_str)
+            == Some("a"))
+        .then_some(())
+    })
+    .await;
 
     let mut b = policy("b", &b2, tier(down));
     b["spec"]["managedService"]["name"] = json!("b-healthy");
@@ -206,4 +208,64 @@ async fn a_renamed_managed_service_is_handed_back() {
     })
     .await;
     assert_eq!(env.published("web-healthy").await, set_of(&b));
+}
+
+/// Item 10, the other references: an Ingress removed from `ingresses` mid-incident used to stay
+/// on the backup class for good. It is handed back like on deletion: primary class, claim gone;
+/// the Ingress still named stays where the incident put it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ingress_no_longer_named_is_handed_back() {
+    let mut env = Env::start("release").await;
+    let b = env.backends(2).await;
+    let lb = env.backend_addr();
+    env.set(lb, Behavior::Healthy).await;
+    for o in ingress_objects("nginx-primary") {
+        env.apply_json(o).await;
+    }
+    let mut api_ing = ingress_objects("nginx-primary").pop().unwrap();
+    api_ing["metadata"]["name"] = json!("api");
+    env.apply_json(api_ing).await;
+    let spec = |names: &[&str]| {
+        json!({"ingress": {"ingresses": names, "primaryClass": "nginx-primary", "backupClass": "nginx-backup",
+                           "health": {"url": format!("http://{lb}/healthz")}}})
+    };
+    env.apply_json(policy("web", &b, spec(&["web", "api"])))
+        .await;
+    env.start_controller().await;
+    env.set(lb, Behavior::Status(503)).await;
+    env.wait_status("web", T, "failed over", |s| {
+        is_true(s, ct::FAILOVER_ACTIVE) && is_true(s, ct::IN_EFFECT)
+    })
+    .await;
+    assert_eq!(
+        env.ingress_class("api").await.as_deref(),
+        Some("nginx-backup")
+    );
+
+    env.apply_json(policy("web", &b, spec(&["web"]))).await;
+    eventually(T, || async {
+        (env.ingress_class("api").await.as_deref() == Some("nginx-primary")).then_some(())
+    })
+    .await;
+    let api = env.ingress("api").await.unwrap();
+    assert!(
+        !api.metadata
+            .labels
+            .unwrap_or_default()
+            .contains_key("ingressfailover.io/claimed-by"),
+        "the claim goes with the hand-back"
+    );
+    env.wait_event("web", T, "a hand-back Event", |r, n| {
+        r == "HandedBack" && n.contains("api")
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        env.ingress_class("web").await.as_deref(),
+        Some("nginx-backup")
+    );
+    assert_eq!(
+        env.ingress_class("api").await.as_deref(),
+        Some("nginx-primary")
+    );
 }

@@ -199,7 +199,9 @@ pub struct EmergencyDeployment {
 #[serde(rename_all = "camelCase")]
 pub struct ManagedServiceSpec {
     /// Name of the Service (same namespace as the policy). The operator creates it when absent
-    /// (owned by this policy) and writes its EndpointSlices.
+    /// (owned by this policy) and writes its EndpointSlices. Another policy naming the same
+    /// Service is refused (Ready=False, reason Conflict). Renaming it hands the old Service back
+    /// as deletion with Restore does.
     #[schemars(length(min = 1, max = 63))]
     pub name: String,
 

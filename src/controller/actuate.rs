@@ -595,6 +595,70 @@ pub fn retired_services(
     out
 }
 
+/// Source Ingresses this policy claimed and no longer names (removed from `ingresses`, no
+/// longer matched by the selector, or the whole ingress tier removed): handed back as on
+/// deletion. Each goes back to the primary class (or keeps its class when the tier is gone and
+/// with it the name of the primary class), loses the operator's annotations and claim label,
+/// and its mirror is deleted. Read from the claim labels, so a restart loses nothing. Returns
+/// the names handed back, or the first error (the others are still tried).
+pub async fn release_ingresses(
+    ctx: &Context,
+    ns: &str,
+    spec: &FailoverPolicySpec,
+    policy: &str,
+    already: &std::collections::BTreeSet<String>,
+) -> (Vec<String>, Option<ActuateError>) {
+    let named: Vec<String> = managed_ingresses(ctx, ns, spec)
+        .iter()
+        .map(|i| i.name_any())
+        .collect();
+    let released = ctx.stores.ingresses.state_filter(|i| {
+        i.metadata.namespace.as_deref() == Some(ns)
+            && i.labels().get(desired::CLAIM_LABEL).map(String::as_str) == Some(policy)
+            && !named.contains(&i.name_any())
+            && !already.contains(&format!("Ingress {}", i.name_any()))
+    });
+    let api: Api<Ingress> = Api::namespaced(ctx.client.clone(), ns);
+    let (mut done, mut error) = (Vec::new(), None);
+    for ing in released {
+        let name = ing.name_any();
+        let class = match &spec.ingress {
+            Some(tier) => tier.primary_class.clone(),
+            None => observe::effective_class(&ing)
+                .unwrap_or_default()
+                .to_string(),
+        };
+        let fields = SourceFields {
+            form: observe::class_form(&ing),
+            class,
+            annotations: BTreeMap::new(),
+            owner: None,
+        };
+        if let Err(e) = write_source(ctx, &api, &ing, &fields, &name, ns).await {
+            error.get_or_insert(api_err(format!("Ingress {ns}/{name}"))(e));
+            continue;
+        }
+        let mirror = format!("{name}{}", desired::MIRROR_SUFFIX);
+        let ours = ctx.stores.ingresses.state_filter(|i| {
+            i.metadata.namespace.as_deref() == Some(ns)
+                && i.name_any() == mirror
+                && i.labels().get(POLICY_LABEL).map(String::as_str) == Some(policy)
+        });
+        if !ours.is_empty() {
+            match api.delete(&mirror, &DeleteParams::default()).await {
+                Ok(_) => ctx.metrics.write("ingresses"),
+                Err(kube::Error::Api(e)) if e.code == 404 => {}
+                Err(e) => {
+                    error.get_or_insert(api_err(format!("Ingress {ns}/{mirror}"))(e));
+                    continue;
+                }
+            }
+        }
+        done.push(name);
+    }
+    (done, error)
+}
+
 /// Annotation on a managed Service handed back when its policy was deleted.
 pub const HANDED_BACK_ANNOTATION: &str = "ingressfailover.io/handed-back";
 

@@ -100,8 +100,8 @@ pub struct PolicyRuntime {
     pub ledger: super::ledger::Ledger,
     /// The objects this policy claims that another policy owns, as last announced.
     pub conflict: Option<String>,
-    /// Managed Services handed back after a rename by this process (the slice cache may still
-    /// show their slices for a moment).
+    /// Objects handed back since the last spec change (`Service name`, `Ingress name`): the
+    /// caches may still show them as the policy's for a moment.
     pub retired: std::collections::BTreeSet<String>,
 }
 

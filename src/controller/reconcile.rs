@@ -206,6 +206,7 @@ async fn apply(policy: Arc<FailoverPolicy>, ctx: &Context) -> Result<Requeue, Re
             r.slices_synced = None;
             // A new spec may fix what failed or end a tug-of-war: try again at once.
             r.ledger = Default::default();
+            r.retired.clear();
         }
         r.cfg.flap_budget_reset = policy
             .annotations()
@@ -720,7 +721,7 @@ async fn write_desired(
     // publishing the last set the policy wrote there, frozen.
     let uid = policy.metadata.uid.as_deref().unwrap_or_default();
     for (old, port_name) in actuate::retired_services(ctx, ns, uid, &spec.managed_service.name) {
-        if !due(Actuation::Service) || lock(rt).retired.contains(&old) {
+        if !due(Actuation::Service) || lock(rt).retired.contains(&format!("Service {old}")) {
             continue;
         }
         let mut was = spec.clone();
@@ -730,7 +731,7 @@ async fn write_desired(
         }
         match actuate::hand_back_service(ctx, ns, &was, &name).await {
             Ok(()) => {
-                lock(rt).retired.insert(old.clone());
+                lock(rt).retired.insert(format!("Service {old}"));
                 info!(service = %old, "managedService renamed: handed the old Service back");
                 note(
                     ctx,
@@ -745,6 +746,29 @@ async fn write_desired(
                 .await;
             }
             Err(e) => failed(ctx, policy, rt, Actuation::Service, &e, now).await,
+        }
+    }
+    // Ingresses no longer named are handed back like on deletion, not left on the backup class.
+    if due(Actuation::Ingress) {
+        let already = lock(rt).retired.clone();
+        let (released, error) = actuate::release_ingresses(ctx, ns, spec, &name, &already).await;
+        for ing in released {
+            lock(rt).retired.insert(format!("Ingress {ing}"));
+            info!(ingress = %ing, "no longer named by the policy: handed back");
+            note(
+                ctx,
+                policy,
+                Severity::Normal,
+                "HandedBack",
+                "Release",
+                &format!(
+                    "the policy no longer names Ingress {ns}/{ing}: handed back on its primary class, without the operator's annotations and claim"
+                ),
+            )
+            .await;
+        }
+        if let Some(e) = error {
+            failed(ctx, policy, rt, Actuation::Ingress, &e, now).await;
         }
     }
     if plan.inventory_known {
