@@ -1326,6 +1326,20 @@ async fn another_field_manager_is_named_and_not_fought_forever() {
     .await;
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     let _ = selfheal.await;
+    // The operator's last correction may land just after the self-heal's last write (the two
+    // race): the tool has the last word once more, and from now on nobody writes it back.
+    let api: kube::Api<k8s_openapi::api::apps::v1::Deployment> =
+        kube::Api::namespaced(env.client.clone(), &env.ns);
+    api.patch(
+        "web-emergency",
+        &kube::api::PatchParams {
+            field_manager: Some("argocd-controller".into()),
+            ..Default::default()
+        },
+        &kube::api::Patch::Merge(&json!({"spec": {"replicas": 0}})),
+    )
+    .await
+    .expect("the self-heal's last write");
     tokio::time::sleep(Duration::from_secs(3)).await;
     let replicas = env.deployment_replicas("web-emergency").await;
     let history = env
