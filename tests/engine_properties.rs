@@ -158,6 +158,40 @@ proptest! {
         }
     }
 
+    /// The engine's next deadline is never late: stepping with no new fact at any time before it
+    /// decides nothing (the controller sleeps until the deadline instead of polling).
+    #[test]
+    fn nothing_falls_due_before_the_next_deadline(k in knobs(), events in prop::collection::vec(event(), 1..120), frac in 0.0f64..1.0) {
+        let mut h = build(&k);
+        for e in &events {
+            apply(&mut h, e);
+            let now = ingress_failover::engine::Now::from(h.now);
+            let deadline = h.state.next_deadline(&h.cfg, now);
+            if let Some(d) = deadline {
+                prop_assert!(d > h.now, "deadline {d} not after now {}", h.now);
+            }
+            let last_quiet = deadline.map_or(h.now + 86_400_000, |d| d - 1);
+            // The last quiet moment, and one at random before it.
+            let probe = h.now + 1 + ((last_quiet - h.now - 1) as f64 * frac) as i64;
+            for at in [last_quiet, probe] {
+                if at <= h.now {
+                    continue;
+                }
+                let mut state = h.state.clone();
+                let mut obs = h.obs.clone();
+                obs.clear_checks();
+                let mut actions = Vec::new();
+                ingress_failover::engine::step(&h.cfg, &mut state, &obs, at, &mut actions);
+                prop_assert!(
+                    actions.is_empty(),
+                    "{} ms after {e:?}, before the deadline {deadline:?}: {:?}",
+                    at - h.now,
+                    kinds(&actions)
+                );
+            }
+        }
+    }
+
     /// Emergency replicas stay within [0, maxReplicas] whatever happens.
     #[test]
     fn emergency_replicas_within_bounds(k in knobs(), events in prop::collection::vec(event(), 1..120)) {

@@ -30,8 +30,7 @@ use crate::api::{
 };
 use crate::engine::report::{invalid_status, mark_invalid, render_status};
 use crate::engine::{
-    DeploymentFact, EmergencyPhase, EngineConfig, IngressDesired, IngressPhase, Now, Observation,
-    PolicyState, step,
+    DeploymentFact, EngineConfig, IngressDesired, Now, Observation, PolicyState, step,
 };
 use crate::validation::validate_document;
 
@@ -235,7 +234,7 @@ async fn apply(policy: Arc<FailoverPolicy>, ctx: &Context) -> Result<Requeue, Re
             log_action(a, r.cfg.dry_run);
         }
         r.pending_events.extend(actions);
-        Plan::from(r)
+        Plan::from(r, clock)
     };
 
     // One owner per written object: a policy claiming what another owns writes nothing.
@@ -311,11 +310,15 @@ async fn apply(policy: Arc<FailoverPolicy>, ctx: &Context) -> Result<Requeue, Re
         }
         r.ledger.next_retry()
     };
-    let mut wait = if plan.timers_pending {
-        Duration::from_secs(1)
-    } else {
-        Duration::from_secs(30)
-    };
+    // Periodic resync at most every 30 s; sooner exactly when the engine says a decision may
+    // fall due with no new fact.
+    let mut wait = Duration::from_secs(30);
+    if let Some(at) = plan.deadline {
+        let left = at - (ctx.clock)().mono;
+        wait = wait.min(Duration::from_millis(
+            u64::try_from(left.max(10)).unwrap_or(10),
+        ));
+    }
     if let Some(at) = next_retry {
         wait = wait.min(Duration::from_millis(
             u64::try_from((at - now).max(100)).unwrap_or(100),
@@ -331,11 +334,12 @@ struct Plan {
     inventory_known: bool,
     emergency_replicas: Option<i32>,
     ingress: Option<IngressDesired>,
-    timers_pending: bool,
+    /// When the engine may decide something with no new fact (monotonic).
+    deadline: Option<crate::engine::Millis>,
 }
 
 impl Plan {
-    fn from(r: &PolicyRuntime) -> Self {
+    fn from(r: &PolicyRuntime, now: Now) -> Self {
         let s = &r.state;
         Plan {
             dry_run: r.cfg.dry_run,
@@ -346,7 +350,7 @@ impl Plan {
             inventory_known: s.inventory_known,
             emergency_replicas: s.desired_emergency_replicas(&r.cfg),
             ingress: s.desired_ingress(&r.cfg),
-            timers_pending: timers_pending(&r.cfg, s),
+            deadline: s.next_deadline(&r.cfg, now),
         }
     }
 }
@@ -520,23 +524,6 @@ async fn record_decision(
             false
         }
     }
-}
-
-/// Whether a decision may fall due with no new fact (a sustained window, hold-down, dwell,
-/// cooldown, thaw or override expiry), so the policy must be re-evaluated every second.
-fn timers_pending(cfg: &EngineConfig, s: &PolicyState) -> bool {
-    let emergency_timer = cfg.emergency.is_some()
-        && (s.primary_ratio() < cfg.activate_below
-            || !matches!(s.emergency, EmergencyPhase::Standby));
-    emergency_timer
-        || !matches!(s.ingress, IngressPhase::Primary)
-        || s.frozen()
-        || s.controller_signal.contrary_since.is_some()
-        || s.backup_signal.contrary_since.is_some()
-        || cfg
-            .override_
-            .as_ref()
-            .is_some_and(|o| o.expires_at.is_some())
 }
 
 fn new_runtime(

@@ -7,6 +7,7 @@
 
 pub mod actions;
 pub mod config;
+mod deadline;
 pub mod facts;
 pub mod invariants;
 mod publish;
