@@ -169,6 +169,7 @@ fn main() -> ExitCode {
             let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| "error".into());
             let _ = tracing_subscriber::fmt()
                 .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
                 .with_writer(std::io::stderr)
                 .try_init();
             let opts = ingress_failover::demo::DemoOptions { fast, kubeconfig };
@@ -259,8 +260,10 @@ fn runtime() -> tokio::runtime::Runtime {
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Colour only for a person at a terminal: log files and collectors get plain text.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
         .with_target(false);
     match format {
         LogFormat::Json => builder.json().init(),
