@@ -1645,3 +1645,36 @@ async fn restart_in_dry_run_resumes_the_decision_without_repeating_it() {
     assert_eq!(failovers, 1, "{:?}", s.history);
     assert_eq!(s.active_class.as_deref(), Some("nginx-primary"));
 }
+
+/// `kubectl get fp -w` prints a line per real change: in steady state, with every backend
+/// checked each second, the policy object does not change at all (issue 15).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn steady_state_writes_no_status() {
+    let mut env = Env::start("quiet").await;
+    let b = env.backends(3).await;
+    env.apply_json(policy("web", &b, json!({}))).await;
+    env.start_controller().await;
+    env.wait_status("web", T, "Normal and in effect", |s| {
+        s.phase == Phase::Normal && is_true(s, ct::IN_EFFECT)
+    })
+    .await;
+    // Let the first checks confirm every backend (they start unconfirmed).
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let version = || async {
+        env.policies()
+            .get("web")
+            .await
+            .unwrap()
+            .metadata
+            .resource_version
+    };
+    let before = version().await;
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let after = version().await;
+    assert_eq!(
+        before,
+        after,
+        "the policy changed in steady state: {:?}",
+        env.status("web").await
+    );
+}

@@ -76,13 +76,25 @@ fn crd_names_subresources_and_columns() {
         .flatten()
         .map(|c| (c.name.as_str(), c.json_path.as_str()))
         .collect();
+    // `-o wide` adds LB, Override, Dry-Run and Decided-Class (priority 1).
+    let wide: Vec<&str> = version
+        .additional_printer_columns
+        .iter()
+        .flatten()
+        .filter(|c| c.priority == Some(1))
+        .map(|c| c.name.as_str())
+        .collect();
+    assert_eq!(wide, ["LB", "Override", "Dry-Run", "Decided-Class"]);
     assert_eq!(
         columns,
         vec![
             ("Phase", ".status.phase"),
-            ("Active-Class", ".status.activeClass"),
+            ("Active", ".status.activeClass"),
+            ("Weight", ".status.primaryWeightPercent"),
             ("Healthy", ".status.primary.summary"),
             ("Emergency", ".status.emergency.summary"),
+            ("LB", ".status.loadBalancer.state"),
+            ("Override", ".spec.override.mode"),
             ("Dry-Run", ".spec.dryRun"),
             ("Decided-Class", ".status.decidedClass"),
             ("Age", ".metadata.creationTimestamp"),

@@ -27,11 +27,14 @@ use super::status::FailoverPolicyStatus;
     status = "FailoverPolicyStatus",
     derive = "PartialEq",
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase", description = "Summary of what the policy is doing"),
-    printcolumn(name = "Active-Class", type_ = "string", json_path = ".status.activeClass", description = "Ingress class in effect: what the managed Ingresses say"),
+    printcolumn(name = "Active", type_ = "string", json_path = ".status.activeClass", description = "Where traffic is in effect: the class the managed Ingresses say"),
+    printcolumn(name = "Weight", type_ = "integer", json_path = ".status.primaryWeightPercent", description = "Percent of traffic on the primary tier (a gradual failback's step)"),
     printcolumn(name = "Healthy", type_ = "string", json_path = ".status.primary.summary", description = "Healthy/total primary backends"),
     printcolumn(name = "Emergency", type_ = "string", json_path = ".status.emergency.summary", description = "Emergency capacity: ready/desired replicas, or Standby"),
-    printcolumn(name = "Dry-Run", type_ = "boolean", json_path = ".spec.dryRun", description = "True when the policy only decides and reports; nothing is applied"),
-    printcolumn(name = "Decided-Class", type_ = "string", json_path = ".status.decidedClass", priority = 1, description = "Ingress class the policy decided on (differs from Active-Class in dry-run or while a write fails)"),
+    printcolumn(name = "LB", type_ = "string", json_path = ".status.loadBalancer.state", priority = 1, description = "The primary load balancer's health (Up, Falling, Down, Rising)"),
+    printcolumn(name = "Override", type_ = "string", json_path = ".spec.override.mode", priority = 1, description = "A person's override (ForcePrimary, ForceBackup, Freeze), if any"),
+    printcolumn(name = "Dry-Run", type_ = "boolean", json_path = ".spec.dryRun", priority = 1, description = "True when the policy only decides and reports; nothing is applied"),
+    printcolumn(name = "Decided-Class", type_ = "string", json_path = ".status.decidedClass", priority = 1, description = "Ingress class the policy decided on (differs from Active in dry-run or while a write is under way or fails)"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
     validation = Rule::new("!has(self.spec.recovery) || !has(self.spec.recovery.failbackSteps) || size(self.spec.recovery.failbackSteps) == 0 || (has(self.spec.ingress) && self.spec.ingress.mode == 'HotStandby')").message("spec.recovery.failbackSteps needs spec.ingress.mode HotStandby: only a mirrored backup Ingress can carry a traffic weight").field_path(".spec.recovery.failbackSteps")
 )]
