@@ -10,6 +10,7 @@ pub mod devcluster;
 pub mod engine;
 pub mod health;
 pub mod kubeclient;
+pub mod plugin;
 pub mod probe;
 pub mod simulate;
 pub mod validation;

@@ -1,0 +1,170 @@
+//! `kubectl failover` against a live incident, through its command line (issue 15): the
+//! embedded plane by default, a real cluster when `INGRESS_FAILOVER_KUBECONFIG` is set.
+
+#[path = "support/cluster.rs"]
+mod cluster;
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use cluster::*;
+use ingress_failover::api::{Phase, condition_types as ct};
+use ingress_failover::demo::farm::Behavior;
+use serde_json::json;
+
+const T: Duration = Duration::from_secs(30);
+
+/// A kubeconfig file for the test's cluster.
+fn kubeconfig(env: &Env) -> PathBuf {
+    if let Ok(path) = std::env::var("INGRESS_FAILOVER_KUBECONFIG") {
+        return PathBuf::from(path);
+    }
+    let path = std::env::temp_dir().join(format!("kubectl-failover-{}.yaml", env.ns));
+    std::fs::write(&path, env.cluster.as_ref().unwrap().kubeconfig_yaml()).unwrap();
+    path
+}
+
+/// Runs `kubectl failover ARGS -n NS`; returns (success, stdout, stderr).
+fn plugin(env: &Env, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_kubectl-failover"))
+        .args(args)
+        .args(["-n", &env.ns, "--kubeconfig"])
+        .arg(kubeconfig(env))
+        .output()
+        .expect("kubectl-failover runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn ok(env: &Env, args: &[&str]) -> String {
+    let (success, out, err) = plugin(env, args);
+    assert!(success, "kubectl failover {args:?} failed: {err}");
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_incident_seen_and_steered_from_kubectl_failover() {
+    let mut env = Env::start("plugin").await;
+    let b = env.backends(2).await;
+    let lb = env.backend_addr();
+    env.set(lb, Behavior::Healthy).await;
+    for o in ingress_objects("nginx-primary") {
+        env.apply_json(o).await;
+    }
+    env.apply_json(policy(
+        "web",
+        &b,
+        json!({"ingress": {"ingresses": ["web"], "primaryClass": "nginx-primary", "backupClass": "nginx-backup",
+                           "health": {"url": format!("http://{lb}/healthz")}},
+               "recovery": {"holdDownSeconds": 600}}),
+    ))
+    .await;
+    env.start_controller().await;
+    env.wait_status("web", T, "Normal", |s| s.phase == Phase::Normal)
+        .await;
+
+    // The load balancer dies: status and explain say where traffic is and why.
+    env.set(lb, Behavior::Status(503)).await;
+    env.wait_status("web", T, "failed over", |s| {
+        is_true(s, ct::FAILOVER_ACTIVE) && is_true(s, ct::IN_EFFECT)
+    })
+    .await;
+    let status = ok(&env, &["status", "web"]);
+    eprintln!("$ kubectl failover status web\n{status}");
+    assert!(status.contains("FailedOver"), "{status}");
+    assert!(
+        status.contains("on nginx-backup (decided nginx-backup)"),
+        "{status}"
+    );
+    assert!(status.contains("Primary LB: Down"), "{status}");
+    assert!(
+        status.contains("failback waits for the primary load balancer"),
+        "{status}"
+    );
+    let explain = ok(&env, &["explain", "web"]);
+    eprintln!("$ kubectl failover explain web\n{explain}");
+    assert!(explain.contains("Traffic is on nginx-backup"), "{explain}");
+    assert!(explain.contains("PrimaryLoadBalancerDown"), "{explain}");
+    let history = ok(&env, &["history", "web"]);
+    assert!(history.contains("IngressFailover"), "{history}");
+
+    // It comes back: the hold-down timer is shown.
+    env.set(lb, Behavior::Healthy).await;
+    let status = eventually(T, || async {
+        let s = ok(&env, &["status", "web"]);
+        s.contains("failback in about").then_some(s)
+    })
+    .await;
+    assert!(status.contains("hold-down 600s"), "{status}");
+
+    // A person takes charge, for a while, with a reason.
+    let (success, _, err) = plugin(&env, &["override", "force-primary", "web", "--reason", "x"]);
+    assert!(
+        !success && err.contains("--for"),
+        "an override needs an end: {err}"
+    );
+    let out = ok(
+        &env,
+        &[
+            "override",
+            "force-primary",
+            "web",
+            "--for",
+            "30m",
+            "--reason",
+            "vendor says LB fixed",
+        ],
+    );
+    assert!(out.contains("override ForcePrimary for 30m"), "{out}");
+    eventually(T, || async {
+        (env.ingress_class("web").await.as_deref() == Some("nginx-primary")).then_some(())
+    })
+    .await;
+    let status = ok(&env, &["status", "web"]);
+    assert!(
+        status.contains("override ForcePrimary expires in 2"),
+        "{status}"
+    );
+    let list = ok(&env, &["status"]);
+    assert!(
+        list.lines()
+            .any(|l| l.contains("/web") && l.contains("nginx-primary")),
+        "{list}"
+    );
+
+    // Hand back: the operator decides again; the load balancer is healthy, so traffic stays.
+    ok(&env, &["resume", "web"]);
+    let p = env.policies().get("web").await.unwrap();
+    assert!(p.spec.r#override.is_none());
+    env.wait_status("web", T, "the override gone from status", |s| {
+        s.r#override.is_none()
+    })
+    .await;
+    let explain = ok(&env, &["explain", "web"]);
+    assert!(!explain.contains("A person is in charge"), "{explain}");
+    assert_eq!(env.ingress_class("web").await.as_deref(), Some("nginx-primary"));
+
+    // Reset: the annotation the engine acts on once.
+    ok(&env, &["reset", "web"]);
+    let p = env.policies().get("web").await.unwrap();
+    assert!(
+        p.metadata
+            .annotations
+            .unwrap_or_default()
+            .contains_key("ingressfailover.io/reset-flap-budget")
+    );
+    let s = env
+        .wait_status("web", T, "the reset acted upon", |s| {
+            s.flap_budget_reset.is_some()
+        })
+        .await;
+    assert!(
+        s.flap_budgets.iter().all(|b| b.transitions.is_empty()),
+        "{:?}",
+        s.flap_budgets
+    );
+}
