@@ -155,6 +155,7 @@ async fn bench() {
         identity: "bench".into(),
         lease_seconds: 15,
         prober: Default::default(),
+        trust_unmanaged_endpointslices: false,
     };
     let controller_client = cluster
         .client_with_user_agent("ingress-failover")

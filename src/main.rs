@@ -20,8 +20,10 @@ struct Cli {
 /// same flags as `run` so that its answer is the controller's.
 #[derive(Args, Debug, Clone, Default)]
 struct PolicyRules {
-    /// CIDRs, IPs, host names or .domain suffixes that health URLs may point to (comma-separated
-    /// or repeated). Policies' own endpoint addresses are always allowed.
+    /// CIDRs, IPs, host names or .domain suffixes the operator may probe beyond policies' own
+    /// endpoints (comma-separated or repeated): health URLs, static host names, and loopback,
+    /// link-local, metadata or API server addresses, which are refused from every source unless
+    /// listed here.
     #[arg(long, env = "INGRESS_FAILOVER_PROBE_ALLOWLIST", value_delimiter = ',')]
     probe_allowlist: Vec<String>,
 
@@ -70,6 +72,11 @@ struct RunArgs {
     ingress_selector: Option<String>,
     #[command(flatten)]
     rules: PolicyRules,
+    /// Read EndpointSlices that Kubernetes' EndpointSlice controller does not manage (hand-written
+    /// ones, or another controller's). Off by default: whoever may write an EndpointSlice would
+    /// choose what the operator probes.
+    #[arg(long, env = "INGRESS_FAILOVER_TRUST_UNMANAGED_ENDPOINTSLICES")]
+    trust_unmanaged_endpointslices: bool,
     /// Address serving /metrics, /healthz and /readyz.
     #[arg(
         long,
@@ -297,6 +304,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         identity,
         lease_seconds: args.lease_seconds,
         prober: Default::default(),
+        trust_unmanaged_endpointslices: args.trust_unmanaged_endpointslices,
     };
     ingress_failover::controller::run(
         client,

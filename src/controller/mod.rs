@@ -72,6 +72,10 @@ pub struct Options {
     pub identity: String,
     pub lease_seconds: u64,
     pub prober: ProberConfig,
+    /// Read EndpointSlices that Kubernetes' EndpointSlice controller does not manage (hand-written
+    /// or another controller's): off by default, since whoever may write a slice would choose
+    /// what the operator probes (`observe::EndpointTrust`).
+    pub trust_unmanaged_endpointslices: bool,
 }
 
 /// A running controller's handles, for tests and the demo.
@@ -90,9 +94,9 @@ pub async fn run(
     started: Option<tokio::sync::oneshot::Sender<Running>>,
 ) -> anyhow::Result<()> {
     use anyhow::Context as _;
-    let allowlist = Allowlist::parse(opts.rules.probe_allowlist.iter().map(String::as_str))
-        .context("parsing --probe-allowlist")?;
-    let (prober, facts) = Prober::new(opts.prober.clone(), allowlist);
+    let allowlist =
+        Allowlist::parse(&opts.rules.probe_allowlist).context("parsing --probe-allowlist")?;
+    let (prober, facts) = Prober::new(opts.prober.clone(), allowlist.clone());
 
     let mut registry = Registry::default();
     let metrics = metrics::Metrics::default();
@@ -143,6 +147,8 @@ pub async fn run(
         clock,
         runtimes: Default::default(),
         failures: Default::default(),
+        allowlist: std::sync::Mutex::new(Arc::new(allowlist)),
+        trust_unmanaged_slices: opts.trust_unmanaged_endpointslices,
     });
 
     let readiness = Arc::new(http_server::Readiness::expecting(&CACHES));

@@ -456,7 +456,12 @@ fn gather(
     {
         known = false;
     }
-    let inventory = observe::inventory(spec, ns, &slices, problems);
+    let allowlist = ctx.allowlist();
+    let trust = observe::EndpointTrust {
+        allowlist: &allowlist,
+        unmanaged_slices: ctx.trust_unmanaged_slices,
+    };
+    let inventory = observe::inventory(spec, ns, &slices, trust, problems);
     if known && (inventory != r.inventory || !r.obs.inventory_known) {
         r.obs.set_endpoints(inventory.clone());
         r.inventory = inventory;

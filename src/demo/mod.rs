@@ -159,6 +159,7 @@ fn controller_options() -> crate::controller::Options {
         identity: "demo".into(),
         lease_seconds: 15,
         prober: Default::default(),
+        trust_unmanaged_endpointslices: false,
     }
 }
 

@@ -219,6 +219,7 @@ impl Env {
             identity: format!("test-{}", self.net),
             lease_seconds: 3,
             prober: Default::default(),
+            trust_unmanaged_endpointslices: false,
         }
     }
 
