@@ -160,6 +160,10 @@ async fn hand_written_endpointslice_is_not_probed() {
     env.apply_json(service_policy("web", "evil")).await;
     let _controller = env.spawn_controller(narrow_options(&env)).await;
 
+    env.wait_status("web", T, "reconciled", |s| s.observed_generation.is_some())
+        .await;
+    let witnesses: Vec<&Witness> = std::iter::once(&a).chain(b.as_ref()).collect();
+    assert_never_probed(&env, "web", &witnesses).await;
     let s = env
         .wait_status("web", T, "the slice refused", |s| {
             ready_message(s).contains("evil-by-hand")
@@ -170,8 +174,6 @@ async fn hand_written_endpointslice_is_not_probed() {
         message.contains("refused") && message.contains("not by endpointslice-controller.k8s.io"),
         "{message}"
     );
-    let witnesses: Vec<&Witness> = std::iter::once(&a).chain(b.as_ref()).collect();
-    assert_never_probed(&env, "web", &witnesses).await;
 }
 
 /// Item 11, second half: a slice that claims to be the EndpointSlice controller's (the label is
@@ -197,6 +199,9 @@ async fn forged_managed_slice_obeys_the_deny_rules() {
     env.apply_json(service_policy("web", "evil")).await;
     let _controller = env.spawn_controller(narrow_options(&env)).await;
 
+    env.wait_status("web", T, "reconciled", |s| s.observed_generation.is_some())
+        .await;
+    assert_never_probed(&env, "web", &[&a, &b]).await;
     let s = env
         .wait_status("web", T, "both addresses refused", |s| {
             let m = ready_message(s);
@@ -212,7 +217,6 @@ async fn forged_managed_slice_obeys_the_deny_rules() {
         !message.contains("connection") && !message.contains("refused (os error"),
         "no connect error leaks: {message}"
     );
-    assert_never_probed(&env, "web", &[&a, &b]).await;
 }
 
 /// Item 12: a static host name the allowlist does not name is refused as written, before the
