@@ -149,6 +149,7 @@ async fn bench() {
             probe_allowlist: vec!["127.0.0.0/8".into()],
         },
         metrics_addr: "127.0.0.1:0".parse().expect("address"),
+        metrics_secure: None,
         leader_election: false,
         lease_name: "ingress-failover".into(),
         lease_namespace: "bench".into(),

@@ -84,6 +84,19 @@ struct RunArgs {
         default_value = "0.0.0.0:8080"
     )]
     metrics_addr: std::net::SocketAddr,
+    /// Serve HTTPS, and /metrics only to callers the API server authenticates (TokenReview) and
+    /// authorizes for `get` on the non-resource URL /metrics (SubjectAccessReview). /healthz and
+    /// /readyz stay open for the kubelet. Off: plain HTTP to anyone who can connect.
+    #[arg(long, env = "INGRESS_FAILOVER_METRICS_SECURE")]
+    metrics_secure: bool,
+    /// With --metrics-secure: a directory holding tls.crt and tls.key (a mounted TLS Secret);
+    /// without it a self-signed certificate is generated at start.
+    #[arg(
+        long,
+        env = "INGRESS_FAILOVER_METRICS_CERT_DIR",
+        requires = "metrics_secure"
+    )]
+    metrics_cert_dir: Option<PathBuf>,
     /// Log format.
     #[arg(
         long,
@@ -298,6 +311,11 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         ingress_selector: args.ingress_selector,
         rules,
         metrics_addr: args.metrics_addr,
+        metrics_secure: args.metrics_secure.then(|| {
+            ingress_failover::controller::secure_metrics::SecureMetrics {
+                cert_dir: args.metrics_cert_dir.clone(),
+            }
+        }),
         leader_election: args.leader_election,
         lease_name: args.lease_name,
         lease_namespace: args.lease_namespace,

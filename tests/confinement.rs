@@ -314,3 +314,189 @@ fn crlf_probe_path_is_invalid_for_check() {
     assert!(stdout.contains("spec.probe.http.path"), "{stdout}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+// ---- Item 14: secure metrics. ----
+
+/// Accepts any server certificate (the controller's is self-signed and generated at start):
+/// these tests are about who may read /metrics, not about certificate distribution.
+#[derive(Debug)]
+struct AnyCertificate(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &rustls::pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// An HTTPS GET on loopback with an optional bearer token: (status code, body).
+async fn https_get(addr: SocketAddr, path: &str, token: Option<&str>) -> (u16, String) {
+    use tokio::io::AsyncReadExt;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let name = rustls::pki_types::ServerName::IpAddress(addr.ip().into());
+    let mut tls = connector.connect(name, tcp).await.expect("TLS handshake");
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n");
+    tls.write_all(req.as_bytes()).await.expect("request");
+    let mut buf = Vec::new();
+    let _ = tls.read_to_end(&mut buf).await;
+    let text = String::from_utf8_lossy(&buf).to_string();
+    let code = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (code, body)
+}
+
+/// A ServiceAccount in the test's namespace and a token for it (TokenRequest).
+async fn service_account_token(env: &Env, name: &str) -> String {
+    use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+    use k8s_openapi::api::core::v1::ServiceAccount;
+    let api: kube::Api<ServiceAccount> = kube::Api::namespaced(env.client.clone(), &env.ns);
+    let sa: ServiceAccount = serde_json::from_value(json!({"metadata": {"name": name}})).unwrap();
+    api.create(&Default::default(), &sa)
+        .await
+        .expect("ServiceAccount created");
+    let request = TokenRequest {
+        spec: TokenRequestSpec {
+            audiences: vec![],
+            expiration_seconds: Some(3600),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    api.create_token_request(name, &Default::default(), &request)
+        .await
+        .expect("TokenRequest")
+        .status
+        .expect("token issued")
+        .token
+}
+
+/// Grants `sa` the chart's `metrics-reader` rule (get on the non-resource URL /metrics) through a
+/// ClusterRole and ClusterRoleBinding named after the test's namespace.
+async fn grant_metrics_reader(env: &Env, sa: &str) {
+    use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+    let name = format!("{}-metrics-reader", env.ns);
+    let roles: kube::Api<ClusterRole> = kube::Api::all(env.client.clone());
+    let role: ClusterRole = serde_json::from_value(json!({
+        "metadata": {"name": name},
+        "rules": [{"nonResourceURLs": ["/metrics"], "verbs": ["get"]}]
+    }))
+    .unwrap();
+    roles
+        .create(&Default::default(), &role)
+        .await
+        .expect("ClusterRole created");
+    let bindings: kube::Api<ClusterRoleBinding> = kube::Api::all(env.client.clone());
+    let binding: ClusterRoleBinding = serde_json::from_value(json!({
+        "metadata": {"name": name},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
+        "subjects": [{"kind": "ServiceAccount", "name": sa, "namespace": env.ns}]
+    }))
+    .unwrap();
+    bindings
+        .create(&Default::default(), &binding)
+        .await
+        .expect("ClusterRoleBinding created");
+}
+
+async fn revoke_metrics_reader(env: &Env) {
+    use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+    let name = format!("{}-metrics-reader", env.ns);
+    let _ = kube::Api::<ClusterRoleBinding>::all(env.client.clone())
+        .delete(&name, &Default::default())
+        .await;
+    let _ = kube::Api::<ClusterRole>::all(env.client.clone())
+        .delete(&name, &Default::default())
+        .await;
+}
+
+/// Item 14: with `--metrics-secure`, /metrics answers over HTTPS only, and only to a bearer
+/// token the API server authenticates (TokenReview) for a user allowed `get /metrics`
+/// (SubjectAccessReview); /healthz stays open for the kubelet.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secure_metrics_need_an_authorized_token() {
+    let env = Env::start("confine-metrics").await;
+    let mut opts = env.controller_options();
+    opts.metrics_secure =
+        Some(ingress_failover::controller::secure_metrics::SecureMetrics::default());
+    let controller = env.spawn_controller(opts).await;
+    let addr = controller.running.metrics_addr;
+
+    // Plain HTTP gets no metrics.
+    let (code, body) = http_get(addr, "/metrics").await;
+    assert_ne!(code, 200, "plain HTTP served metrics: {body}");
+    assert!(!body.contains("ingress_failover"), "{body}");
+
+    let (code, body) = https_get(addr, "/metrics", None).await;
+    assert_eq!(code, 401, "{body}");
+    let (code, body) = https_get(addr, "/metrics", Some("not-a-token")).await;
+    assert_eq!(code, 401, "{body}");
+
+    let scraper = service_account_token(&env, "scraper").await;
+    let stranger = service_account_token(&env, "stranger").await;
+    grant_metrics_reader(&env, "scraper").await;
+    let (code, body) = https_get(addr, "/metrics", Some(&stranger)).await;
+    assert_eq!(code, 403, "{body}");
+    let (code, body) = https_get(addr, "/metrics", Some(&scraper)).await;
+    revoke_metrics_reader(&env).await;
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("ingress_failover"), "{body}");
+
+    let (code, _) = https_get(addr, "/healthz", None).await;
+    assert_eq!(code, 200, "the kubelet probes without a token");
+}

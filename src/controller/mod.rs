@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod observe;
 pub mod reconcile;
 mod report;
+pub mod secure_metrics;
 pub mod targets;
 
 use std::net::SocketAddr;
@@ -65,7 +66,11 @@ pub struct Options {
     /// watched namespaces.
     pub ingress_selector: Option<String>,
     pub rules: ValidationContext,
+    /// Where /metrics, /healthz and /readyz are served (`--metrics-addr`).
     pub metrics_addr: SocketAddr,
+    /// `--metrics-secure`: HTTPS, and /metrics only for callers the API server authenticates
+    /// and authorizes (`secure_metrics`); none serves plain HTTP to anyone who can connect.
+    pub metrics_secure: Option<secure_metrics::SecureMetrics>,
     pub leader_election: bool,
     pub lease_name: String,
     pub lease_namespace: String,
@@ -153,8 +158,20 @@ pub async fn run(
 
     let readiness = Arc::new(http_server::Readiness::expecting(&CACHES));
     let registry = Arc::new(registry);
-    let (addr, server) =
-        http_server::serve(opts.metrics_addr, registry.clone(), readiness.clone()).await?;
+    let serving = match &opts.metrics_secure {
+        Some(tls) => http_server::Serving::Secure {
+            tls: tls.clone(),
+            client: client.clone(),
+        },
+        None => http_server::Serving::Plain,
+    };
+    let (addr, server) = http_server::serve(
+        opts.metrics_addr,
+        registry.clone(),
+        readiness.clone(),
+        serving,
+    )
+    .await?;
     info!(%addr, "serving /metrics, /healthz and /readyz");
     tokio::spawn(server);
 

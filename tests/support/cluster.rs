@@ -213,6 +213,7 @@ impl Env {
                 },
             },
             metrics_addr: "127.0.0.1:0".parse().unwrap(),
+            metrics_secure: None,
             leader_election: false,
             lease_name,
             lease_namespace,
