@@ -606,12 +606,15 @@ fn check_health_url(errors: &mut Vec<FieldError>, ctx: &ValidationContext, path:
             ),
         ));
     } else if let Err(refusal) = judge_host(&ctx.allowlist(), &host, true) {
+        let why = match refusal {
+            Refusal::Denied { .. } => format!("host \"{host}\": {refusal}"),
+            Refusal::NameNotAllowed { .. } | Refusal::NotAllowed { .. } => {
+                format!("host \"{host}\" is not in the operator's --probe-allowlist")
+            }
+        };
         errors.push(FieldError::new(
             path,
-            format!(
-                "Forbidden: host \"{host}\": {refusal} ({})",
-                ctx.probe_allowlist.join(", ")
-            ),
+            format!("Forbidden: {why} ({})", ctx.probe_allowlist.join(", ")),
         ));
     }
 }
