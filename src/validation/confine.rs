@@ -14,6 +14,9 @@
 //! - unspecified (`0.0.0.0`, `::`) and multicast;
 //! - the API server's own addresses (its Service IP and endpoints), given at run time.
 //!
+//! Only an allowlist entry inside a denied range lifts its rule (see [`Allowlist::denies`]), so a
+//! broad entry written for backends never opens these addresses by accident.
+//!
 //! Names are judged by name *before* they are resolved (a name the allowlist does not name is
 //! never looked up), and every address a name resolves to is judged by the deny rules before a
 //! connection is opened, so a DNS answer cannot smuggle a forbidden address in. CIDR matching is
@@ -180,12 +183,19 @@ impl Allowlist {
     }
 
     /// The deny rule that refuses `ip`, if any: a special or API server address that no entry
-    /// permits. Ordinary addresses pass (a backend's own address needs no entry).
+    /// lifts. Ordinary addresses pass (a backend's own address needs no entry).
+    ///
+    /// Only an entry that lies wholly inside the denied range lifts a rule (`127.0.0.0/8` or
+    /// `127.0.0.1` for loopback; the exact address for the metadata services and the API
+    /// server): `10.0.0.0/8` written for backends, or `0.0.0.0/0`, never opens the API server's
+    /// Service IP or the node's metadata service by accident.
     pub fn denies(&self, ip: IpAddr) -> Option<DenyRule> {
         let ip = ip.to_canonical();
-        let rule = deny_rule(ip)
-            .or_else(|| self.api_server.contains(&ip).then_some(DenyRule::ApiServer))?;
-        (!self.permits_ip(ip)).then_some(rule)
+        let api_server = self.api_server.contains(&ip).then_some(DenyRule::ApiServer);
+        deny_rule(ip)
+            .into_iter()
+            .chain(api_server)
+            .find(|rule| !self.nets.iter().any(|n| n.contains(&ip) && lifts(n, *rule)))
     }
 
     /// A backend address (static, or from an EndpointSlice): refused only by the deny rules.
@@ -216,12 +226,24 @@ impl Allowlist {
     /// An address that only the allowlist can permit (a health URL outside the policy's own
     /// endpoints): it must be named, and the deny rules still apply unless it is named.
     pub fn judge_listed_ip(&self, ip: IpAddr) -> Result<(), Refusal> {
-        if self.permits_ip(ip) {
-            Ok(())
-        } else if let Some(rule) = self.denies(ip) {
+        if let Some(rule) = self.denies(ip) {
             Err(Refusal::Denied { ip, rule })
+        } else if self.permits_ip(ip) {
+            Ok(())
         } else {
             Err(Refusal::NotAllowed { ip })
+        }
+    }
+}
+
+/// Whether the entry `net` may lift `rule`: it must lie wholly inside the rule's range (its
+/// first and last address fall under the same rule), and for the API server, whose addresses
+/// are single hosts in ordinary ranges, it must be one address.
+fn lifts(net: &IpNet, rule: DenyRule) -> bool {
+    match rule {
+        DenyRule::ApiServer => net.prefix_len() == net.max_prefix_len(),
+        class => {
+            deny_rule(net.network()) == Some(class) && deny_rule(net.broadcast()) == Some(class)
         }
     }
 }
@@ -307,8 +329,49 @@ mod tests {
     }
 
     #[test]
+    fn only_an_entry_inside_a_denied_range_lifts_it() {
+        let everything = Allowlist::parse(["0.0.0.0/0", "::/0"]).unwrap();
+        for special in [
+            "127.0.0.1",
+            "169.254.169.254",
+            "169.254.1.1",
+            "::1",
+            "fe80::1",
+        ] {
+            assert!(
+                everything.judge_listed_ip(ip(special)).is_err(),
+                "{special} under 0.0.0.0/0"
+            );
+        }
+        assert!(everything.judge_listed_ip(ip("8.8.8.8")).is_ok());
+        // The link-local range does not open the metadata address inside it; the address does.
+        let link_local = Allowlist::parse(["169.254.0.0/16"]).unwrap();
+        assert!(link_local.judge_backend_ip(ip("169.254.1.1")).is_ok());
+        assert!(link_local.judge_backend_ip(ip("169.254.169.254")).is_err());
+        let metadata = Allowlist::parse(["169.254.169.254"]).unwrap();
+        assert!(metadata.judge_backend_ip(ip("169.254.169.254")).is_ok());
+        // The API server: its exact address, never the range around it.
+        let ranges = Allowlist::parse(["10.0.0.0/8"])
+            .unwrap()
+            .with_api_server([ip("10.96.0.1")]);
+        assert_eq!(ranges.denies(ip("10.96.0.1")), Some(DenyRule::ApiServer));
+        assert!(ranges.judge_listed_ip(ip("10.96.0.1")).is_err());
+        assert!(ranges.judge_listed_ip(ip("10.96.0.2")).is_ok());
+        let exact = Allowlist::parse(["10.0.0.0/8", "10.96.0.1"])
+            .unwrap()
+            .with_api_server([ip("10.96.0.1")]);
+        assert_eq!(exact.denies(ip("10.96.0.1")), None);
+        // An API server on loopback needs both rules lifted.
+        let both = Allowlist::parse(["127.0.0.0/8"])
+            .unwrap()
+            .with_api_server([ip("127.0.0.1")]);
+        assert_eq!(both.denies(ip("127.0.0.1")), Some(DenyRule::ApiServer));
+        assert_eq!(both.denies(ip("127.0.0.2")), None);
+    }
+
+    #[test]
     fn api_server_addresses_are_refused_unless_allowed() {
-        let l = Allowlist::parse(["192.168.0.0/16"])
+        let l = Allowlist::parse(["192.168.0.0/16", "192.168.5.5"])
             .unwrap()
             .with_api_server([ip("10.96.0.1"), ip("192.168.5.5")]);
         assert_eq!(
