@@ -174,6 +174,10 @@ async fn hand_written_endpointslice_is_not_probed() {
         message.contains("refused") && message.contains("not by endpointslice-controller.k8s.io"),
         "{message}"
     );
+    assert_eq!(
+        condition(&s, ct::READY).map(|c| c.reason.as_str()),
+        Some(reasons::PROBE_REFUSED)
+    );
 }
 
 /// Item 11, second half: a slice that claims to be the EndpointSlice controller's (the label is
@@ -212,6 +216,10 @@ async fn forged_managed_slice_obeys_the_deny_rules() {
     assert!(
         message.contains("loopback address not permitted by --probe-allowlist"),
         "{message}"
+    );
+    assert_eq!(
+        condition(&s, ct::READY).map(|c| c.reason.as_str()),
+        Some(reasons::PROBE_REFUSED)
     );
     assert!(
         !message.contains("connection") && !message.contains("refused (os error"),

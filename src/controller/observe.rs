@@ -20,6 +20,10 @@ pub const MANAGED_BY: &str = "ingress-failover.ingressfailover.io";
 /// from a Service's selector and its pods: the only slices trusted by default.
 pub const KUBERNETES_MANAGED_BY: &str = "endpointslice-controller.k8s.io";
 
+/// How every refusal in `problems` begins, so that status can tell refusals (reason
+/// `ProbeRefused`) from references it could not resolve.
+pub const REFUSED: &str = "refused: ";
+
 /// What the controller believes about endpoints before it probes or publishes them.
 ///
 /// Anyone who may write EndpointSlices in a namespace can hand-write one for a selectorless
@@ -86,7 +90,7 @@ pub fn service_endpoints(
         }
         if !trust.unmanaged_slices && manager.map(String::as_str) != Some(KUBERNETES_MANAGED_BY) {
             problems.push(format!(
-                "refused: EndpointSlice {} of Service {service} is managed by {}, not by {KUBERNETES_MANAGED_BY}: its endpoints are not probed or published (an operator may trust such slices with --trust-unmanaged-endpointslices)",
+                "{REFUSED}EndpointSlice {} of Service {service} is managed by {}, not by {KUBERNETES_MANAGED_BY}: its endpoints are not probed or published (an operator may trust such slices with --trust-unmanaged-endpointslices)",
                 slice.metadata.name.as_deref().unwrap_or("?"),
                 manager.map_or("nobody (no managed-by label)", |m| m.as_str()),
             ));
@@ -116,7 +120,7 @@ pub fn service_endpoints(
             };
             if let Err(refusal) = trust.judge(addr) {
                 problems.push(format!(
-                    "refused: endpoint {} of Service {service} (EndpointSlice {}) is not probed or published: {refusal}",
+                    "{REFUSED}endpoint {} of Service {service} (EndpointSlice {}) is not probed or published: {refusal}",
                     join_host_port(addr, port),
                     slice.metadata.name.as_deref().unwrap_or("?"),
                 ));
@@ -153,7 +157,7 @@ pub fn static_endpoints(
                 Ok(()) => true,
                 Err(refusal) => {
                     problems.push(format!(
-                        "refused: static address {} is not probed or published: {refusal}",
+                        "{REFUSED}static address {} is not probed or published: {refusal}",
                         a.0
                     ));
                     false

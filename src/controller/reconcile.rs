@@ -803,13 +803,18 @@ fn mark_unresolved(
     previous: Option<&FailoverPolicyStatus>,
     now: i64,
 ) {
+    let reason = if problems.iter().all(|p| p.starts_with(observe::REFUSED)) {
+        reasons::PROBE_REFUSED
+    } else {
+        reasons::REFERENCES_UNRESOLVED
+    };
     let since = previous
         .and_then(|p| {
             p.conditions
                 .iter()
                 .find(|c| c.type_ == condition_types::READY)
         })
-        .filter(|c| c.status == "False" && c.reason == reasons::REFERENCES_UNRESOLVED)
+        .filter(|c| c.status == "False" && c.reason == reason)
         .map(|c| c.last_transition_time.clone());
     if let Some(c) = status
         .conditions
@@ -817,7 +822,7 @@ fn mark_unresolved(
         .find(|c| c.type_ == condition_types::READY)
     {
         c.status = "False".into();
-        c.reason = reasons::REFERENCES_UNRESOLVED.into();
+        c.reason = reason.into();
         c.message = problems.join("; ");
         c.last_transition_time = since.unwrap_or_else(|| crate::engine::report::time(now));
     }
