@@ -149,12 +149,14 @@ async fn bench() {
             probe_allowlist: vec!["127.0.0.0/8".into()],
         },
         metrics_addr: "127.0.0.1:0".parse().expect("address"),
+        metrics_secure: None,
         leader_election: false,
         lease_name: "ingress-failover".into(),
         lease_namespace: "bench".into(),
         identity: "bench".into(),
         lease_seconds: 15,
         prober: Default::default(),
+        trust_unmanaged_endpointslices: false,
     };
     let controller_client = cluster
         .client_with_user_agent("ingress-failover")

@@ -15,6 +15,10 @@
 # 4. tests/rbac.rs: its full policy lifecycle, the controller again as the ServiceAccount; then
 #    from the apiserver's audit log: the ServiceAccount was never forbidden anything, and used
 #    every rule the chart grants.
+# 5. tests/confinement.rs: hand-written EndpointSlices and static host names are refused, a CRLF
+#    probe path is Invalid, /metrics needs an authorized token; the controller as the
+#    ServiceAccount with the chart's --metrics-secure RBAC added (after 4, whose audit check
+#    compares against rbac-rules.yaml alone).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -39,6 +43,10 @@ CONTROLLER_EMBEDDED_ONLY=(
   # asserts on the embedded plane's audit log; its admission half runs here as
   # conformance::malformed_policy_corpus_meets_the_recorded_admission
   --skip malformed_policies_are_refused_and_cause_no_managed_write
+)
+CONFINEMENT_EMBEDDED_ONLY=(
+  # lists loopback addresses in an EndpointSlice, which a real apiserver refuses at admission
+  --skip forged_managed_slice_obeys_the_deny_rules
 )
 section() { echo "== real cluster: $*"; }
 
@@ -97,3 +105,11 @@ section "rbac: what the real authorizer allowed the ServiceAccount (audit log)"
 INGRESS_FAILOVER_RBAC_USER="system:serviceaccount:$OP_NS:$SA" \
   timeout "$TEST_TIMEOUT" cargo test --test rbac -- --exact --ignored \
   real_authorizer_allowed_exactly_the_chart_rules
+
+section "confinement (controller as the ServiceAccount, with the chart's metrics RBAC)"
+helm template ingress-failover charts/ingress-failover --namespace "$OP_NS" \
+  --show-only templates/metrics-rbac.yaml |
+  kubectl apply -n "$OP_NS" -f -
+INGRESS_FAILOVER_CONTROLLER_KUBECONFIG="$SA_KUBECONFIG" \
+  INGRESS_FAILOVER_TEST_LEASE_NAMESPACE="$OP_NS" \
+  timeout "$TEST_TIMEOUT" cargo test --test confinement -- --exact "${CONFINEMENT_EMBEDDED_ONLY[@]}"

@@ -20,8 +20,10 @@ struct Cli {
 /// same flags as `run` so that its answer is the controller's.
 #[derive(Args, Debug, Clone, Default)]
 struct PolicyRules {
-    /// CIDRs, IPs, host names or .domain suffixes that health URLs may point to (comma-separated
-    /// or repeated). Policies' own endpoint addresses are always allowed.
+    /// CIDRs, IPs, host names or .domain suffixes the operator may probe beyond policies' own
+    /// endpoints (comma-separated or repeated): health URLs, static host names, and loopback,
+    /// link-local, metadata or API server addresses, which are refused from every source unless
+    /// listed here.
     #[arg(long, env = "INGRESS_FAILOVER_PROBE_ALLOWLIST", value_delimiter = ',')]
     probe_allowlist: Vec<String>,
 
@@ -70,6 +72,11 @@ struct RunArgs {
     ingress_selector: Option<String>,
     #[command(flatten)]
     rules: PolicyRules,
+    /// Read EndpointSlices that Kubernetes' EndpointSlice controller does not manage (hand-written
+    /// ones, or another controller's). Off by default: whoever may write an EndpointSlice would
+    /// choose what the operator probes.
+    #[arg(long, env = "INGRESS_FAILOVER_TRUST_UNMANAGED_ENDPOINTSLICES")]
+    trust_unmanaged_endpointslices: bool,
     /// Address serving /metrics, /healthz and /readyz.
     #[arg(
         long,
@@ -77,6 +84,19 @@ struct RunArgs {
         default_value = "0.0.0.0:8080"
     )]
     metrics_addr: std::net::SocketAddr,
+    /// Serve HTTPS, and /metrics only to callers the API server authenticates (TokenReview) and
+    /// authorizes for `get` on the non-resource URL /metrics (SubjectAccessReview). /healthz and
+    /// /readyz stay open for the kubelet. Off: plain HTTP to anyone who can connect.
+    #[arg(long, env = "INGRESS_FAILOVER_METRICS_SECURE")]
+    metrics_secure: bool,
+    /// With --metrics-secure: a directory holding tls.crt and tls.key (a mounted TLS Secret);
+    /// without it a self-signed certificate is generated at start.
+    #[arg(
+        long,
+        env = "INGRESS_FAILOVER_METRICS_CERT_DIR",
+        requires = "metrics_secure"
+    )]
+    metrics_cert_dir: Option<PathBuf>,
     /// Log format.
     #[arg(
         long,
@@ -294,12 +314,18 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         ingress_selector: args.ingress_selector,
         rules,
         metrics_addr: args.metrics_addr,
+        metrics_secure: args.metrics_secure.then(|| {
+            ingress_failover::controller::secure_metrics::SecureMetrics {
+                cert_dir: args.metrics_cert_dir.clone(),
+            }
+        }),
         leader_election: args.leader_election,
         lease_name: args.lease_name,
         lease_namespace: args.lease_namespace,
         identity,
         lease_seconds: args.lease_seconds,
         prober: Default::default(),
+        trust_unmanaged_endpointslices: args.trust_unmanaged_endpointslices,
     };
     ingress_failover::controller::run(
         client,

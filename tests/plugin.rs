@@ -146,7 +146,10 @@ async fn an_incident_seen_and_steered_from_kubectl_failover() {
     .await;
     let explain = ok(&env, &["explain", "web"]);
     assert!(!explain.contains("A person is in charge"), "{explain}");
-    assert_eq!(env.ingress_class("web").await.as_deref(), Some("nginx-primary"));
+    assert_eq!(
+        env.ingress_class("web").await.as_deref(),
+        Some("nginx-primary")
+    );
 
     // Reset: the annotation the engine acts on once.
     ok(&env, &["reset", "web"]);

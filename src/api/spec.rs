@@ -110,12 +110,16 @@ pub struct BackendsSpec {
 #[x_kube(validation = Rule::new("has(self.service) || (has(self.addresses) && size(self.addresses) > 0)").message("set service and/or addresses: the primary pool cannot be empty"))]
 pub struct PrimaryPool {
     /// A Service in the policy's namespace; its EndpointSlices give the pod addresses and their
-    /// Kubernetes readiness.
+    /// Kubernetes readiness. Only slices Kubernetes' EndpointSlice controller manages are read
+    /// (unless the operator trusts others), and loopback, link-local, metadata and API server
+    /// addresses in them are never probed unless the operator's probe allowlist permits them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service: Option<ServiceBackendRef>,
 
     /// Static `host:port` backends outside the cluster (for example `10.0.1.10:8080`).
-    /// Kubernetes never health-checks these; the operator does.
+    /// Kubernetes never health-checks these; the operator does. A host name must be in the
+    /// operator's probe allowlist (it is checked before it is resolved); loopback, link-local,
+    /// metadata and API server addresses are refused unless the allowlist permits them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 256))]
     pub addresses: Vec<StaticAddress>,
@@ -157,7 +161,8 @@ pub struct EmergencyPool {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deployment: Option<EmergencyDeployment>,
 
-    /// Standby `host:port` backends published (once healthy) only during an emergency.
+    /// Standby `host:port` backends published (once healthy) only during an emergency. The same
+    /// rules as `backends.primary.addresses` apply to them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 256))]
     pub addresses: Vec<StaticAddress>,

@@ -43,6 +43,9 @@ pub mod reasons {
     /// Something the policy references could not be read (a Service without EndpointSlices,
     /// a missing Deployment, an ambiguous port).
     pub const REFERENCES_UNRESOLVED: &str = "ReferencesUnresolved";
+    /// Every problem is an endpoint or EndpointSlice the confinement rules refuse to probe
+    /// (named with its rule in the message); nothing else is unresolved.
+    pub const PROBE_REFUSED: &str = "ProbeRefused";
     pub const DRY_RUN: &str = "DryRun";
     pub const ALL_HEALTHY: &str = "AllHealthy";
     pub const BACKENDS_DOWN: &str = "BackendsDown";

@@ -15,6 +15,7 @@ use tokio::sync::watch;
 use crate::api::FailoverPolicyStatus;
 use crate::engine::{Action, EndpointFact, EngineConfig, Millis, Now, Observation, PolicyState};
 use crate::probe::Prober;
+use crate::validation::Allowlist;
 use crate::validation::ValidationContext;
 
 use super::metrics::Metrics;
@@ -33,6 +34,10 @@ pub fn system_clock() -> Clock {
         wall: jiff::Timestamp::now().as_millisecond(),
     })
 }
+
+/// The Service (in `default`) whose endpoints are the API server's addresses; its
+/// EndpointSlice, written by the API server itself, carries the same name.
+const API_SERVER_SERVICE: &str = "kubernetes";
 
 /// Read-only caches of what policies reference, kept warm on every replica.
 #[derive(Clone)]
@@ -121,9 +126,42 @@ pub struct Context {
     pub runtimes: Mutex<HashMap<String, Arc<Mutex<PolicyRuntime>>>>,
     /// Consecutive reconcile failures per policy (start empty).
     pub failures: Mutex<HashMap<String, u32>>,
+    /// `--probe-allowlist` with the API server's addresses last seen (see [`Self::allowlist`]).
+    pub allowlist: Mutex<Arc<Allowlist>>,
+    /// `--trust-unmanaged-endpointslices`: read EndpointSlices whatever manages them.
+    pub trust_unmanaged_slices: bool,
 }
 
 impl Context {
+    /// The allowlist every endpoint and probe is judged by, with the API server's current
+    /// addresses: its in-cluster Service IP (`KUBERNETES_SERVICE_HOST`) and the endpoints of
+    /// `default/kubernetes` when the slice cache covers that namespace. When they change, the
+    /// prober is told too, so its own check before connecting uses the same addresses.
+    pub fn allowlist(&self) -> Arc<Allowlist> {
+        let slice = self
+            .stores
+            .slices
+            .get(&kube::runtime::reflector::ObjectRef::new(API_SERVER_SERVICE).within("default"));
+        let addresses = std::env::var("KUBERNETES_SERVICE_HOST")
+            .ok()
+            .and_then(|h| h.parse().ok())
+            .into_iter()
+            .chain(
+                slice
+                    .iter()
+                    .flat_map(|s| s.endpoints.iter())
+                    .flat_map(|e| e.addresses.iter())
+                    .filter_map(|a| a.parse().ok()),
+            );
+        let mut current = self.allowlist.lock().unwrap_or_else(|p| p.into_inner());
+        let next = (**current).clone().with_api_server(addresses);
+        if next != **current {
+            *current = Arc::new(next.clone());
+            self.prober.set_allowlist(next);
+        }
+        current.clone()
+    }
+
     pub fn is_leader(&self) -> bool {
         *self.leader.borrow()
     }

@@ -7,10 +7,12 @@ use std::sync::{Arc, Mutex};
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
-use axum::response::IntoResponse;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use prometheus_client::registry::Registry;
+
+use super::secure_metrics::{Authorizer, SecureMetrics, TlsListener};
 
 /// Which caches have completed their initial list. A cache is registered as pending and marked
 /// synced once its store is ready; nothing ever marks it pending again, so a watch restart (a
@@ -94,6 +96,18 @@ impl Readiness {
 struct AppState {
     registry: Arc<Registry>,
     ready: Arc<Readiness>,
+    /// With `--metrics-secure`: who may read /metrics.
+    auth: Option<Arc<Authorizer>>,
+}
+
+/// How the endpoints are served: plain HTTP, or HTTPS with /metrics behind Kubernetes authn/authz.
+pub enum Serving {
+    Plain,
+    Secure {
+        tls: SecureMetrics,
+        /// Asks the API server about bearer tokens (TokenReview, SubjectAccessReview).
+        client: kube::Client,
+    },
 }
 
 /// Binds `addr` and returns the bound address and the server future.
@@ -101,24 +115,47 @@ pub async fn serve(
     addr: SocketAddr,
     registry: Arc<Registry>,
     ready: Arc<Readiness>,
+    serving: Serving,
 ) -> anyhow::Result<(SocketAddr, impl std::future::Future<Output = ()> + Send)> {
-    let app = Router::new()
-        .route("/metrics", get(metrics))
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(readyz))
-        .with_state(AppState { registry, ready });
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| anyhow::anyhow!("binding the metrics address {addr}: {e}"))?;
     let bound = listener.local_addr()?;
+    let (tls, auth) = match serving {
+        Serving::Plain => (None, None),
+        Serving::Secure { tls, client } => (
+            Some(super::secure_metrics::tls_config(&tls, bound)?),
+            Some(Arc::new(Authorizer::new(client))),
+        ),
+    };
+    let app = Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .with_state(AppState {
+            registry,
+            ready,
+            auth,
+        });
+    let server: futures::future::BoxFuture<'static, std::io::Result<()>> = match tls {
+        None => Box::pin(axum::serve(listener, app).into_future()),
+        Some(config) => {
+            Box::pin(axum::serve(TlsListener::new(listener, config)?, app).into_future())
+        }
+    };
     Ok((bound, async move {
-        if let Err(e) = axum::serve(listener, app).await {
+        if let Err(e) = server.await {
             tracing::error!(error = %e, "metrics server stopped");
         }
     }))
 }
 
-async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
+async fn metrics(State(s): State<AppState>, headers: HeaderMap) -> Response {
+    if let Some(auth) = &s.auth
+        && let Err(denied) = auth.check(&headers).await
+    {
+        return denied;
+    }
     let mut body = String::new();
     match prometheus_client::encoding::text::encode(&mut body, &s.registry) {
         Ok(()) => (

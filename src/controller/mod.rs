@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod observe;
 pub mod reconcile;
 mod report;
+pub mod secure_metrics;
 pub mod targets;
 
 use std::net::SocketAddr;
@@ -66,13 +67,21 @@ pub struct Options {
     /// watched namespaces.
     pub ingress_selector: Option<String>,
     pub rules: ValidationContext,
+    /// Where /metrics, /healthz and /readyz are served (`--metrics-addr`).
     pub metrics_addr: SocketAddr,
+    /// `--metrics-secure`: HTTPS, and /metrics only for callers the API server authenticates
+    /// and authorizes (`secure_metrics`); none serves plain HTTP to anyone who can connect.
+    pub metrics_secure: Option<secure_metrics::SecureMetrics>,
     pub leader_election: bool,
     pub lease_name: String,
     pub lease_namespace: String,
     pub identity: String,
     pub lease_seconds: u64,
     pub prober: ProberConfig,
+    /// Read EndpointSlices that Kubernetes' EndpointSlice controller does not manage (hand-written
+    /// or another controller's): off by default, since whoever may write a slice would choose
+    /// what the operator probes (`observe::EndpointTrust`).
+    pub trust_unmanaged_endpointslices: bool,
 }
 
 /// A running controller's handles, for tests and the demo.
@@ -91,9 +100,9 @@ pub async fn run(
     started: Option<tokio::sync::oneshot::Sender<Running>>,
 ) -> anyhow::Result<()> {
     use anyhow::Context as _;
-    let allowlist = Allowlist::parse(opts.rules.probe_allowlist.iter().map(String::as_str))
-        .context("parsing --probe-allowlist")?;
-    let (prober, facts) = Prober::new(opts.prober.clone(), allowlist);
+    let allowlist =
+        Allowlist::parse(&opts.rules.probe_allowlist).context("parsing --probe-allowlist")?;
+    let (prober, facts) = Prober::new(opts.prober.clone(), allowlist.clone());
 
     let mut registry = Registry::default();
     let metrics = metrics::Metrics::default();
@@ -156,12 +165,26 @@ pub async fn run(
         clock,
         runtimes: Default::default(),
         failures: Default::default(),
+        allowlist: std::sync::Mutex::new(Arc::new(allowlist)),
+        trust_unmanaged_slices: opts.trust_unmanaged_endpointslices,
     });
 
     let readiness = Arc::new(http_server::Readiness::expecting(&CACHES));
     let registry = Arc::new(registry);
-    let (addr, server) =
-        http_server::serve(opts.metrics_addr, registry.clone(), readiness.clone()).await?;
+    let serving = match &opts.metrics_secure {
+        Some(tls) => http_server::Serving::Secure {
+            tls: tls.clone(),
+            client: client.clone(),
+        },
+        None => http_server::Serving::Plain,
+    };
+    let (addr, server) = http_server::serve(
+        opts.metrics_addr,
+        registry.clone(),
+        readiness.clone(),
+        serving,
+    )
+    .await?;
     info!(%addr, "serving /metrics, /healthz and /readyz");
     tokio::spawn(server);
 

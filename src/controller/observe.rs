@@ -16,6 +16,41 @@ pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 pub const MANAGED_BY_LABEL: &str = "endpointslice.kubernetes.io/managed-by";
 /// Our value of [`MANAGED_BY_LABEL`] (a domain-qualified name, as Kubernetes recommends).
 pub const MANAGED_BY: &str = "ingress-failover.ingressfailover.io";
+/// The value of [`MANAGED_BY_LABEL`] on slices Kubernetes' EndpointSlice controller derives
+/// from a Service's selector and its pods: the only slices trusted by default.
+pub const KUBERNETES_MANAGED_BY: &str = "endpointslice-controller.k8s.io";
+
+/// How every refusal in `problems` begins, so that status can tell refusals (reason
+/// `ProbeRefused`) from references it could not resolve.
+pub const REFUSED: &str = "refused: ";
+
+/// What the controller believes about endpoints before it probes or publishes them.
+///
+/// Anyone who may write EndpointSlices in a namespace can hand-write one for a selectorless
+/// Service and list any address in it; probing those addresses and reporting Up/Down would give
+/// them a port scanner with the operator's network reach (the class of CVE-2021-25740). So only
+/// slices the EndpointSlice controller manages are read (unless the operator trusts others with
+/// `--trust-unmanaged-endpointslices`), and every address, whatever its source, passes the
+/// confinement rules. A refused endpoint is left out of the inventory (never probed, published
+/// or reported Up/Down) and named, with its rule, in `problems`.
+#[derive(Debug, Clone, Copy)]
+pub struct EndpointTrust<'a> {
+    pub allowlist: &'a crate::validation::Allowlist,
+    /// Read slices whatever manages them (`--trust-unmanaged-endpointslices`).
+    pub unmanaged_slices: bool,
+}
+
+impl EndpointTrust<'_> {
+    /// The confinement verdict on an endpoint's host (an IP, or a name from a static address or
+    /// an FQDN slice): names must be allow-listed, IPs obey the deny rules.
+    fn judge(&self, host: &str) -> Result<(), crate::validation::Refusal> {
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        match host.parse::<std::net::IpAddr>() {
+            Ok(ip) => self.allowlist.judge_backend_ip(ip),
+            Err(_) => self.allowlist.judge_name(host),
+        }
+    }
+}
 
 /// `host:port`, bracketing IPv6 hosts, as endpoints are identified everywhere.
 pub fn join_host_port(host: &str, port: i32) -> String {
@@ -26,7 +61,8 @@ pub fn join_host_port(host: &str, port: i32) -> String {
     }
 }
 
-/// The endpoints of one Service, from its EndpointSlices (excluding any this operator writes).
+/// The endpoints of one Service, from its trusted EndpointSlices (excluding any this operator
+/// writes), less the addresses the confinement rules refuse (see [`EndpointTrust`]).
 ///
 /// The port is the slice port named `port_name`, or the only port when unnamed and alone. A
 /// slice without a usable port contributes nothing (reported through `problems`). Kubernetes'
@@ -37,19 +73,27 @@ pub fn service_endpoints(
     service: &str,
     port_name: Option<&str>,
     pool: Pool,
+    trust: EndpointTrust<'_>,
     problems: &mut Vec<String>,
 ) -> Vec<EndpointFact> {
     let mut out = Vec::new();
     for slice in slices {
         let labels = slice.metadata.labels.as_ref();
-        let ours = labels
-            .and_then(|l| l.get(MANAGED_BY_LABEL))
-            .is_some_and(|v| v == MANAGED_BY);
+        let manager = labels.and_then(|l| l.get(MANAGED_BY_LABEL));
+        let ours = manager.is_some_and(|v| v == MANAGED_BY);
         let belongs = slice.metadata.namespace.as_deref() == Some(namespace)
             && labels
                 .and_then(|l| l.get(SERVICE_NAME_LABEL))
                 .is_some_and(|v| v == service);
         if ours || !belongs {
+            continue;
+        }
+        if !trust.unmanaged_slices && manager.map(String::as_str) != Some(KUBERNETES_MANAGED_BY) {
+            problems.push(format!(
+                "{REFUSED}EndpointSlice {} of Service {service} is managed by {}, not by {KUBERNETES_MANAGED_BY}: its endpoints are not probed or published (an operator may trust such slices with --trust-unmanaged-endpointslices)",
+                slice.metadata.name.as_deref().unwrap_or("?"),
+                manager.map_or("nobody (no managed-by label)", |m| m.as_str()),
+            ));
             continue;
         }
         let ports = slice.ports.as_deref().unwrap_or_default();
@@ -74,6 +118,14 @@ pub fn service_endpoints(
             let Some(addr) = ep.addresses.first() else {
                 continue;
             };
+            if let Err(refusal) = trust.judge(addr) {
+                problems.push(format!(
+                    "{REFUSED}endpoint {} of Service {service} (EndpointSlice {}) is not probed or published: {refusal}",
+                    join_host_port(addr, port),
+                    slice.metadata.name.as_deref().unwrap_or("?"),
+                ));
+                continue;
+            }
             let cond = ep.conditions.as_ref();
             let terminating = cond.and_then(|c| c.terminating).unwrap_or(false);
             let ready = cond.and_then(|c| c.ready).unwrap_or(true) && !terminating;
@@ -88,10 +140,30 @@ pub fn service_endpoints(
     out
 }
 
-/// Static addresses are always "ready": Kubernetes knows nothing about them.
-pub fn static_endpoints(addresses: &[StaticAddress], pool: Pool) -> Vec<EndpointFact> {
+/// Static addresses are always "ready": Kubernetes knows nothing about them. Validation refused
+/// the ones the allowlist does not permit; the API server's addresses are only known here, so
+/// the rules are applied again.
+pub fn static_endpoints(
+    addresses: &[StaticAddress],
+    pool: Pool,
+    trust: EndpointTrust<'_>,
+    problems: &mut Vec<String>,
+) -> Vec<EndpointFact> {
     addresses
         .iter()
+        .filter(|a| {
+            let host = a.0.rsplit_once(':').map_or(a.0.as_str(), |(h, _)| h);
+            match trust.judge(host) {
+                Ok(()) => true,
+                Err(refusal) => {
+                    problems.push(format!(
+                        "{REFUSED}static address {} is not probed or published: {refusal}",
+                        a.0
+                    ));
+                    false
+                }
+            }
+        })
         .map(|a| EndpointFact::ready(a.0.clone(), pool))
         .collect()
 }
@@ -117,6 +189,7 @@ pub fn inventory(
     spec: &FailoverPolicySpec,
     namespace: &str,
     slices: &[std::sync::Arc<EndpointSlice>],
+    trust: EndpointTrust<'_>,
     problems: &mut Vec<String>,
 ) -> Vec<EndpointFact> {
     let mut all = Vec::new();
@@ -128,10 +201,16 @@ pub fn inventory(
             &svc.name,
             svc.port_name.as_deref(),
             Pool::Primary,
+            trust,
             problems,
         ));
     }
-    all.extend(static_endpoints(&primary.addresses, Pool::Primary));
+    all.extend(static_endpoints(
+        &primary.addresses,
+        Pool::Primary,
+        trust,
+        problems,
+    ));
     if let Some(em) = &spec.backends.emergency {
         if let Some(d) = &em.deployment {
             let svc = d.service_name.as_deref().unwrap_or(&d.name);
@@ -141,10 +220,16 @@ pub fn inventory(
                 svc,
                 d.port_name.as_deref(),
                 Pool::Emergency,
+                trust,
                 problems,
             ));
         }
-        all.extend(static_endpoints(&em.addresses, Pool::Emergency));
+        all.extend(static_endpoints(
+            &em.addresses,
+            Pool::Emergency,
+            trust,
+            problems,
+        ));
     }
     all.sort_by(|a, b| (a.pool, &a.address).cmp(&(b.pool, &b.address)));
     all.dedup_by(|a, b| a.pool == b.pool && a.address == b.address);
@@ -290,7 +375,16 @@ mod tests {
             metadata: ObjectMeta {
                 name: Some(name.into()),
                 namespace: Some("shop".into()),
-                labels: Some([(SERVICE_NAME_LABEL.to_string(), svc.to_string())].into()),
+                labels: Some(
+                    [
+                        (SERVICE_NAME_LABEL.to_string(), svc.to_string()),
+                        (
+                            MANAGED_BY_LABEL.to_string(),
+                            KUBERNETES_MANAGED_BY.to_string(),
+                        ),
+                    ]
+                    .into(),
+                ),
                 ..Default::default()
             },
             address_type: "IPv4".into(),
@@ -319,6 +413,111 @@ mod tests {
         })
     }
 
+    static OPEN: std::sync::LazyLock<crate::validation::Allowlist> =
+        std::sync::LazyLock::new(crate::validation::Allowlist::empty);
+
+    fn trust(allowlist: &crate::validation::Allowlist) -> EndpointTrust<'_> {
+        EndpointTrust {
+            allowlist,
+            unmanaged_slices: false,
+        }
+    }
+
+    #[test]
+    fn hand_written_slices_are_not_trusted_by_default() {
+        let mut forged = (*slice(
+            "evil-1",
+            "evil",
+            &[("http", 9999)],
+            &[("10.1.0.1", Some(true), false)],
+        ))
+        .clone();
+        forged
+            .metadata
+            .labels
+            .as_mut()
+            .unwrap()
+            .remove(MANAGED_BY_LABEL);
+        let slices = vec![Arc::new(forged)];
+        let mut problems = Vec::new();
+        let eps = service_endpoints(
+            &slices,
+            "shop",
+            "evil",
+            None,
+            Pool::Primary,
+            trust(&OPEN),
+            &mut problems,
+        );
+        assert!(eps.is_empty(), "{eps:?}");
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(
+            problems[0].contains("EndpointSlice evil-1")
+                && problems[0].contains("--trust-unmanaged-endpointslices"),
+            "{problems:?}"
+        );
+        // Trusted on the operator's say-so, its ordinary addresses are read.
+        let mut t = trust(&OPEN);
+        t.unmanaged_slices = true;
+        let eps = service_endpoints(
+            &slices,
+            "shop",
+            "evil",
+            None,
+            Pool::Primary,
+            t,
+            &mut problems,
+        );
+        assert_eq!(eps.len(), 1);
+    }
+
+    #[test]
+    fn denied_addresses_leave_the_inventory_whatever_their_source() {
+        let slices = vec![slice(
+            "web-1",
+            "web",
+            &[("http", 80)],
+            &[
+                ("10.1.0.1", Some(true), false),
+                ("127.0.0.1", Some(true), false),
+                ("169.254.169.254", Some(true), false),
+                ("10.96.0.1", Some(true), false),
+            ],
+        )];
+        let allow =
+            crate::validation::Allowlist::empty().with_api_server(["10.96.0.1".parse().unwrap()]);
+        let mut problems = Vec::new();
+        let eps = service_endpoints(
+            &slices,
+            "shop",
+            "web",
+            None,
+            Pool::Primary,
+            trust(&allow),
+            &mut problems,
+        );
+        let got: Vec<&str> = eps.iter().map(|e| e.address.as_str()).collect();
+        assert_eq!(got, vec!["10.1.0.1:80"]);
+        assert_eq!(problems.len(), 3, "{problems:?}");
+        assert!(problems[0].contains("127.0.0.1:80") && problems[0].contains("loopback"));
+        assert!(problems[1].contains("cloud metadata"));
+        assert!(problems[2].contains("API server"));
+        let statics = [
+            StaticAddress("10.0.0.1:80".into()),
+            StaticAddress("10.96.0.1:443".into()),
+            StaticAddress("kubernetes.default.svc:443".into()),
+            StaticAddress("[::1]:80".into()),
+        ];
+        let mut problems = Vec::new();
+        let eps = static_endpoints(&statics, Pool::Primary, trust(&allow), &mut problems);
+        assert_eq!(eps.len(), 1);
+        assert_eq!(problems.len(), 3, "{problems:?}");
+        assert!(
+            problems[1].contains("kubernetes.default.svc"),
+            "{problems:?}"
+        );
+    }
+
     #[test]
     fn readiness_and_ports_come_from_the_slice() {
         let slices = vec![
@@ -341,7 +540,15 @@ mod tests {
             ),
         ];
         let mut problems = Vec::new();
-        let eps = service_endpoints(&slices, "shop", "web", None, Pool::Primary, &mut problems);
+        let eps = service_endpoints(
+            &slices,
+            "shop",
+            "web",
+            None,
+            Pool::Primary,
+            trust(&OPEN),
+            &mut problems,
+        );
         let got: Vec<(&str, bool)> = eps.iter().map(|e| (e.address.as_str(), e.ready)).collect();
         assert_eq!(
             got,
@@ -365,8 +572,16 @@ mod tests {
         )];
         let mut problems = Vec::new();
         assert!(
-            service_endpoints(&slices, "shop", "web", None, Pool::Primary, &mut problems)
-                .is_empty()
+            service_endpoints(
+                &slices,
+                "shop",
+                "web",
+                None,
+                Pool::Primary,
+                trust(&OPEN),
+                &mut problems
+            )
+            .is_empty()
         );
         assert_eq!(problems.len(), 1);
         let eps = service_endpoints(
@@ -375,6 +590,7 @@ mod tests {
             "web",
             Some("metrics"),
             Pool::Primary,
+            trust(&OPEN),
             &mut problems,
         );
         assert_eq!(eps[0].address, "10.1.0.1:9090");
@@ -402,6 +618,7 @@ mod tests {
                 "web",
                 None,
                 Pool::Primary,
+                trust(&OPEN),
                 &mut problems
             )
             .is_empty()

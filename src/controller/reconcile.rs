@@ -248,7 +248,15 @@ async fn apply(policy: Arc<FailoverPolicy>, ctx: &Context) -> Result<Requeue, Re
     });
     let not_ready = match &conflict {
         Some(m) => Some((reasons::CONFLICT, m.clone())),
-        None if !problems.is_empty() => Some((reasons::REFERENCES_UNRESOLVED, problems.join("; "))),
+        // Refused probe targets alone are their own reason: the policy is fine, its targets not.
+        None if !problems.is_empty() => Some((
+            if problems.iter().all(|p| p.starts_with(observe::REFUSED)) {
+                reasons::PROBE_REFUSED
+            } else {
+                reasons::REFERENCES_UNRESOLVED
+            },
+            problems.join("; "),
+        )),
         None => None,
     };
     announce_conflict(ctx, &policy, &rt, conflict.as_deref()).await;
@@ -629,7 +637,12 @@ fn gather(
     {
         known = false;
     }
-    let inventory = observe::inventory(spec, ns, &slices, problems);
+    let allowlist = ctx.allowlist();
+    let trust = observe::EndpointTrust {
+        allowlist: &allowlist,
+        unmanaged_slices: ctx.trust_unmanaged_slices,
+    };
+    let inventory = observe::inventory(spec, ns, &slices, trust, problems);
     if known && (inventory != r.inventory || !r.obs.inventory_known) {
         r.obs.set_endpoints(inventory.clone());
         r.inventory = inventory;
@@ -1023,8 +1036,6 @@ pub(crate) async fn note(
     }
 }
 
-/// Ready=False with the problems that keep the policy from seeing its world. The transition
-/// time is kept while the condition stays the same, so an unresolved policy is not rewritten.
 /// Sets `Ready=False` with `reason` and `message`, keeping the transition time while the same
 /// reason holds.
 fn mark_not_ready(

@@ -153,12 +153,14 @@ fn controller_options() -> crate::controller::Options {
             probe_allowlist: vec!["127.0.0.0/8".to_string()],
         },
         metrics_addr: "127.0.0.1:0".parse().expect("address"),
+        metrics_secure: None,
         leader_election: false,
         lease_name: "ingress-failover".into(),
         lease_namespace: NS.into(),
         identity: "demo".into(),
         lease_seconds: 15,
         prober: Default::default(),
+        trust_unmanaged_endpointslices: false,
     }
 }
 

@@ -31,6 +31,8 @@ pub struct State {
     pub rng: fastrand::Rng,
     /// Next Service clusterIP (10.96.x.y).
     pub next_cluster_ip: u32,
+    /// ServiceAccount tokens issued by TokenRequest: token → (namespace, name, uid) (`authn`).
+    pub tokens: std::collections::HashMap<String, (String, String, String)>,
 }
 
 impl State {
@@ -41,6 +43,7 @@ impl State {
             registry: Registry::default(),
             rng: fastrand::Rng::with_seed(seed),
             next_cluster_ip: 1,
+            tokens: Default::default(),
         };
         let info = st
             .registry

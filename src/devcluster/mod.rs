@@ -22,6 +22,7 @@
 mod api;
 mod apply;
 mod audit;
+mod authn;
 mod control;
 mod controller_manager;
 mod convert;

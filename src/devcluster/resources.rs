@@ -285,6 +285,38 @@ fn builtins() -> Vec<Builtin> {
             false,
             false,
         ),
+        // Stored and served only, for the TokenRequests, TokenReviews and SubjectAccessReviews of
+        // `authn` (the plane itself authorizes nothing).
+        b(
+            "",
+            "v1",
+            "serviceaccounts",
+            "ServiceAccount",
+            true,
+            &["sa"],
+            false,
+            false,
+        ),
+        b(
+            "rbac.authorization.k8s.io",
+            "v1",
+            "clusterroles",
+            "ClusterRole",
+            false,
+            &[],
+            false,
+            false,
+        ),
+        b(
+            "rbac.authorization.k8s.io",
+            "v1",
+            "clusterrolebindings",
+            "ClusterRoleBinding",
+            false,
+            &[],
+            false,
+            false,
+        ),
         Builtin {
             columns: vec![col("Group", "string", ".spec.group", 1)],
             ..b(

@@ -244,6 +244,9 @@ async fn resource(
         .await
         .map_err(|e| ApiError::bad_request(e.to_string()))?
         .to_bytes();
+    if let Some(answer) = super::authn::handle(&shared, method, &rr, &bytes) {
+        return answer;
+    }
     let info = shared
         .lock()
         .registry

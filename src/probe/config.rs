@@ -124,12 +124,12 @@ pub struct HttpCheck {
 }
 
 impl HttpCheck {
-    /// A GET of `path` expecting 200-399.
+    /// A GET of `path` expecting 200-399. The path rule is validation's
+    /// ([`crate::validation::semantic::probe_path`]), so a path `check` accepts is one the
+    /// prober sends.
     pub fn get(path: &str) -> Result<Self, ConfigError> {
-        if !path.starts_with('/') {
-            return Err(ConfigError::BadPath(path.to_string()));
-        }
-        let path = PathAndQuery::from_str(path).map_err(|_| ConfigError::BadPath(path.into()))?;
+        let path = crate::validation::semantic::probe_path(path)
+            .map_err(|_| ConfigError::BadPath(path.into()))?;
         Ok(HttpCheck {
             method: Method::GET,
             path,
@@ -308,6 +308,7 @@ mod tests {
         s.jitter = 0.9;
         assert!(matches!(s.validate(), Err(ConfigError::BadJitter(_))));
         assert!(HttpCheck::get("healthz").is_err());
+        assert!(HttpCheck::get("/healthz\r\nX-Injected: 1").is_err());
         assert!(HttpCheck::get("/healthz?x=1").is_ok());
     }
 }

@@ -89,9 +89,12 @@ impl HttpProber {
         if let Some(c) = &self.conn {
             // The allowlist may have changed since the connection was opened; and a target
             // that closed an idle connection is noticed here without a failed request.
-            let permitted = conf
-                .permits_host(host)
-                .unwrap_or_else(|| conf.permits_resolved(c.peer.ip()));
+            let permitted = match host {
+                Host::Ip(ip) => conf.judge_ip(*ip).is_ok(),
+                Host::Name(name) => {
+                    conf.judge_name(name).is_ok() && conf.judge_resolved(c.peer.ip()).is_ok()
+                }
+            };
             let mut probe = [0u8; 1];
             let idle_ok = matches!(c.stream.try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock);
             if !permitted || !idle_ok {

@@ -7,44 +7,70 @@ use super::allowlist::Confinement;
 use super::config::Host;
 use super::outcome;
 use crate::health::{CheckOutcome, FailureKind};
+use std::future::Future;
 use std::net::SocketAddr;
 use tokio::net::TcpStream;
 
-/// Resolves `host` (names via the system resolver) and picks an address the confinement
-/// permits. Names are re-resolved only when a new connection is needed.
+/// Judges `host` and picks an address the confinement permits. A name is judged before it is
+/// resolved (an unlisted name is never looked up) and each address it resolves to before it is
+/// used. Names are re-resolved only when a new connection is needed.
 pub async fn permitted_addr(
     host: &Host,
     port: u16,
     conf: &Confinement,
 ) -> Result<SocketAddr, CheckOutcome> {
-    match (host, conf.permits_host(host)) {
-        (Host::Ip(ip), Some(true)) => Ok(SocketAddr::new(*ip, port)),
-        (Host::Ip(ip), _) => Err(disallowed(&ip.to_string())),
-        (Host::Name(name), verdict) => {
-            let addrs = tokio::net::lookup_host((name.as_str(), port))
-                .await
-                .map_err(|e| {
-                    outcome::failure(FailureKind::Other, format!("cannot resolve {name}: {e}"))
-                })?;
-            let mut first_forbidden = None;
+    permitted_addr_with(host, port, conf, |name, port| async move {
+        tokio::net::lookup_host((name.as_str(), port))
+            .await
+            .map(|addrs| addrs.collect())
+    })
+    .await
+}
+
+/// [`permitted_addr`] with the resolver passed in, so tests can prove what is never resolved.
+pub(super) async fn permitted_addr_with<R, F>(
+    host: &Host,
+    port: u16,
+    conf: &Confinement,
+    resolve: R,
+) -> Result<SocketAddr, CheckOutcome>
+where
+    R: FnOnce(String, u16) -> F,
+    F: Future<Output = std::io::Result<Vec<SocketAddr>>>,
+{
+    match host {
+        Host::Ip(ip) => match conf.judge_ip(*ip) {
+            Ok(()) => Ok(SocketAddr::new(*ip, port)),
+            Err(refusal) => Err(disallowed(&refusal)),
+        },
+        Host::Name(name) => {
+            conf.judge_name(name).map_err(|r| disallowed(&r))?;
+            let addrs = resolve(name.clone(), port).await.map_err(|e| {
+                outcome::failure(FailureKind::Other, format!("cannot resolve {name}: {e}"))
+            })?;
+            let mut first_refusal = None;
             for a in addrs {
-                if verdict == Some(true) || conf.permits_resolved(a.ip()) {
-                    return Ok(a);
+                match conf.judge_resolved(a.ip()) {
+                    Ok(()) => return Ok(a),
+                    Err(r) => {
+                        first_refusal.get_or_insert(r);
+                    }
                 }
-                first_forbidden.get_or_insert(a.ip());
             }
-            Err(match first_forbidden {
-                Some(ip) => disallowed(&format!("{name} ({ip})")),
+            Err(match first_refusal {
+                Some(r) => disallowed(&format!("{name}: {r}")),
                 None => outcome::failure(FailureKind::Other, format!("{name} has no address")),
             })
         }
     }
 }
 
-pub fn disallowed(what: &str) -> CheckOutcome {
+/// A refused destination: the message names it and the rule, and nothing else (there was no
+/// contact, so there is nothing else to say).
+pub fn disallowed(refusal: &dyn std::fmt::Display) -> CheckOutcome {
     outcome::failure(
         FailureKind::Disallowed,
-        format!("{what} not in probe allowlist; not contacted"),
+        format!("refused: {refusal}; not contacted"),
     )
 }
 

@@ -478,12 +478,23 @@ async fn disallowed_target_is_never_contacted() {
         assert_eq!(kind_of(&f), Some(FailureKind::Disallowed), "{f:?}");
         assert_eq!(
             message_of(&f),
-            "127.0.0.1 not in probe allowlist; not contacted"
+            "refused: 127.0.0.1 is a loopback address not permitted by --probe-allowlist; not contacted"
         );
     }
     assert_eq!(s.accepts.load(Ordering::SeqCst), 0);
 
-    // The policy's own endpoint address is permitted without an allowlist entry...
+    // A policy's own endpoint address (an EndpointSlice's, a static one) obeys the deny rules
+    // too: being listed in a slice does not make loopback probe-able...
+    p.set_targets("ns/p", [s.addr.ip()], targets.clone())
+        .unwrap();
+    for _ in 0..4 {
+        let f = next_fact(&mut rx, Duration::from_millis(100) + MARGIN).await;
+        assert_eq!(kind_of(&f), Some(FailureKind::Disallowed), "{f:?}");
+    }
+    assert_eq!(s.accepts.load(Ordering::SeqCst), 0);
+
+    // ...unless the allowlist names it.
+    p.set_allowlist(Allowlist::parse(["127.0.0.1"]).unwrap());
     p.set_targets("ns/p", [s.addr.ip()], targets).unwrap();
     let mut healthy = 0;
     while healthy < 2 {
@@ -509,6 +520,95 @@ async fn disallowed_target_is_never_contacted() {
     };
     assert_eq!(kind_of(&f), Some(FailureKind::Disallowed), "{f:?}");
     assert_eq!(s.accepts.load(Ordering::SeqCst), before);
+}
+
+/// A resolver that records every name it is asked for and answers with `answer`: tests of what
+/// is refused before resolution never reach the system resolver.
+fn recording_resolver(
+    asked: Arc<std::sync::Mutex<Vec<String>>>,
+    answer: Vec<SocketAddr>,
+) -> impl FnOnce(String, u16) -> std::future::Ready<std::io::Result<Vec<SocketAddr>>> {
+    move |name, _port| {
+        asked.lock().unwrap().push(name);
+        std::future::ready(Ok(answer))
+    }
+}
+
+#[tokio::test]
+async fn unlisted_names_are_refused_before_any_lookup() {
+    let conf = crate::probe::Confinement {
+        operator: Arc::new(Allowlist::parse(["127.0.8.0/24"]).unwrap()),
+        own: Default::default(),
+    };
+    let asked = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let answer = vec!["10.96.0.1:443".parse().unwrap()];
+    let got = super::tcp::permitted_addr_with(
+        &Host::Name("kubernetes.default.svc".into()),
+        443,
+        &conf,
+        recording_resolver(asked.clone(), answer),
+    )
+    .await;
+    let outcome = got.expect_err("an unlisted name is refused");
+    assert!(
+        matches!(&outcome, CheckOutcome::Unhealthy { kind: FailureKind::Disallowed, message } if message.contains("kubernetes.default.svc") && message.contains("before they are resolved")),
+        "{outcome:?}"
+    );
+    assert!(asked.lock().unwrap().is_empty(), "looked up: {asked:?}");
+}
+
+#[tokio::test]
+async fn every_resolved_address_obeys_the_deny_rules() {
+    let conf = crate::probe::Confinement {
+        operator: Arc::new(
+            Allowlist::parse(["lb.example.com"])
+                .unwrap()
+                .with_api_server(["10.96.0.1".parse().unwrap()]),
+        ),
+        own: Default::default(),
+    };
+    for forbidden in [
+        "169.254.169.254:80",
+        "127.0.0.1:80",
+        "10.96.0.1:80",
+        "[fd00:ec2::254]:80",
+    ] {
+        let asked = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let got = super::tcp::permitted_addr_with(
+            &Host::Name("lb.example.com".into()),
+            80,
+            &conf,
+            recording_resolver(asked.clone(), vec![forbidden.parse().unwrap()]),
+        )
+        .await;
+        assert!(
+            matches!(
+                &got,
+                Err(CheckOutcome::Unhealthy {
+                    kind: FailureKind::Disallowed,
+                    ..
+                })
+            ),
+            "{forbidden}: {got:?}"
+        );
+        assert_eq!(*asked.lock().unwrap(), vec!["lb.example.com".to_string()]);
+    }
+    // The first permitted answer is used.
+    let asked = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let got = super::tcp::permitted_addr_with(
+        &Host::Name("lb.example.com".into()),
+        80,
+        &conf,
+        recording_resolver(
+            asked,
+            vec![
+                "127.0.0.1:80".parse().unwrap(),
+                "10.0.0.7:80".parse().unwrap(),
+            ],
+        ),
+    )
+    .await;
+    assert_eq!(got, Ok("10.0.0.7:80".parse().unwrap()));
 }
 
 #[tokio::test]

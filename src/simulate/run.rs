@@ -398,6 +398,21 @@ impl Operator {
                 }
             }
         }
+        // Static addresses the original policy lists were permitted too (a host name must be
+        // named by the allowlist, a special address covered by it).
+        let backends = &spec.backends;
+        for address in backends
+            .primary
+            .addresses
+            .iter()
+            .chain(backends.emergency.iter().flat_map(|e| e.addresses.iter()))
+        {
+            if let Some(entry) =
+                crate::validation::semantic::static_address_allowlist_entry(&address.0)
+            {
+                rules.probe_allowlist.push(entry);
+            }
+        }
         Operator {
             document,
             cfg: EngineConfig::from_spec(spec),

@@ -14,6 +14,7 @@
 //! `Ready=False, reason=InvalidSpec` when it returns anything.
 
 pub mod cel;
+pub mod confine;
 pub mod openapi;
 pub mod semantic;
 
@@ -25,6 +26,7 @@ use serde_json::Value;
 use crate::api::FailoverPolicy;
 use crate::api::crd::openapi_schema;
 
+pub use confine::{Allowlist, AllowlistError, DenyRule, Refusal};
 pub use semantic::{ContextError, ValidationContext, policy_warnings, validate_policy};
 
 /// API version the operator serves.

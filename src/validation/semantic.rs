@@ -10,23 +10,26 @@
 //!   they live in [`policy_warnings`], apart from the pure [`validate_policy`].
 //! - `failbackSteps` that do not end at 100 are a **warning**: after the last step's dwell the
 //!   engine must complete the failback at 100 %, which is what such a list can only mean.
-//! - Static addresses on loopback, link-local (including the cloud metadata address
-//!   169.254.169.254), unspecified or multicast IPs — and `localhost` — are refused unless the
-//!   operator's probe allowlist permits them: the operator would otherwise probe its own pod or
-//!   the node's metadata service on a namespaced user's behalf (SSRF). The demo, whose backends
-//!   listen on loopback, must therefore run with `--probe-allowlist 127.0.0.0/8`.
-//! - Host names in static addresses and health URLs are matched by name only; what they resolve
-//!   to is a run-time concern of the prober.
+//! - Static addresses and health URLs follow the confinement rules of [`super::confine`] (one
+//!   copy for `check`, `simulate`, the controller and the prober): loopback, link-local,
+//!   metadata, unspecified and multicast IPs are refused unless the operator's probe allowlist
+//!   permits them, and so is every host name the allowlist does not name (a name is checked
+//!   before it is ever resolved; what it resolves to is judged by the prober before it
+//!   connects). The demo, whose backends listen on loopback, runs with
+//!   `--probe-allowlist 127.0.0.0/8`.
+//! - `spec.probe.http.path` must be a request target the prober can send as it is: the same
+//!   rule ([`probe_path`]) builds the prober's request, so what `check` accepts the controller
+//!   probes, and what the controller could not probe is Invalid everywhere.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr};
 
-use ipnet::IpNet;
 use jiff::Timestamp;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
 use super::FieldError;
+use super::confine::{Allowlist, Refusal, is_hostname};
 use crate::api::{FailoverPolicy, IngressMode, OverrideMode, StaticAddress, StatusRange};
 
 /// Operator-wide settings that decide what a namespaced policy may reference. Built from the
@@ -95,13 +98,9 @@ impl ValidationContext {
     /// Checks the settings themselves; the controller and `check` call this once at start-up.
     /// (An entry that fails here would simply never match anything.)
     pub fn check(&self) -> Result<(), ContextError> {
-        for entry in &self.probe_allowlist {
-            if AllowEntry::parse(entry).is_none() {
-                return Err(ContextError::AllowlistEntry {
-                    entry: entry.clone(),
-                });
-            }
-        }
+        Allowlist::parse(&self.probe_allowlist).map_err(|e| ContextError::AllowlistEntry {
+            entry: e.0.trim().to_string(),
+        })?;
         for namespace in &self.allowed_ingress_controller_namespaces {
             if dns1123_label(namespace).is_err() {
                 return Err(ContextError::Namespace {
@@ -112,43 +111,17 @@ impl ValidationContext {
         Ok(())
     }
 
-    fn allows_host(&self, host: &Host) -> bool {
-        self.probe_allowlist
-            .iter()
-            .filter_map(|e| AllowEntry::parse(e))
-            .any(|e| e.matches(host))
-    }
-}
-
-enum AllowEntry {
-    Net(IpNet),
-    Name(String),
-    Suffix(String),
-}
-
-impl AllowEntry {
-    fn parse(entry: &str) -> Option<AllowEntry> {
-        let entry = entry.trim();
-        if let Ok(net) = entry.parse::<IpNet>() {
-            return Some(AllowEntry::Net(net));
-        }
-        if let Ok(ip) = entry.parse::<IpAddr>() {
-            return Some(AllowEntry::Net(IpNet::from(ip)));
-        }
-        let lower = entry.to_ascii_lowercase();
-        if let Some(rest) = lower.strip_prefix('.') {
-            return is_hostname(rest).then(|| AllowEntry::Suffix(format!(".{rest}")));
-        }
-        is_hostname(&lower).then_some(AllowEntry::Name(lower))
-    }
-
-    fn matches(&self, host: &Host) -> bool {
-        match (self, host) {
-            (AllowEntry::Net(net), Host::Ip(ip)) => net.contains(ip),
-            (AllowEntry::Name(name), Host::Name(host)) => name == host,
-            (AllowEntry::Suffix(suffix), Host::Name(host)) => host.ends_with(suffix.as_str()),
-            _ => false,
-        }
+    /// The allowlist these settings describe (entries that do not parse permit nothing; the
+    /// controller and `check` refuse such settings at start-up through [`Self::check`]).
+    pub fn allowlist(&self) -> Allowlist {
+        Allowlist::parse(&self.probe_allowlist).unwrap_or_else(|_| {
+            Allowlist::parse(
+                self.probe_allowlist
+                    .iter()
+                    .filter(|e| Allowlist::parse([e.as_str()]).is_ok()),
+            )
+            .unwrap_or_default()
+        })
     }
 }
 
@@ -312,6 +285,12 @@ pub fn validate_policy(policy: &FailoverPolicy, ctx: &ValidationContext) -> Vec<
 
     // Probes.
     if let Some(http) = &spec.probe.http {
+        if let Err(why) = probe_path(&http.path) {
+            errors.push(FieldError::new(
+                "spec.probe.http.path",
+                format!("Invalid value: {:?}: {why}", http.path),
+            ));
+        }
         if let Some(host) = &http.host
             && parse_host_header(host).is_none()
         {
@@ -447,6 +426,7 @@ fn check_addresses(
     addresses: &[StaticAddress],
     seen: &mut HashMap<(Host, u16), String>,
 ) {
+    let allowlist = ctx.allowlist();
     for (i, address) in addresses.iter().enumerate() {
         let path = format!("{base}[{i}]");
         let (host, port) = match parse_host_port(&address.0) {
@@ -459,15 +439,10 @@ fn check_addresses(
                 continue;
             }
         };
-        if let Some(kind) = special_host(&host)
-            && !ctx.allows_host(&host)
-        {
+        if let Err(refusal) = judge_host(&allowlist, &host, false) {
             errors.push(FieldError::new(
                 &path,
-                format!(
-                    "Forbidden: \"{}\" is a {kind} address: the operator would probe itself or its node; allow it explicitly with --probe-allowlist",
-                    address.0
-                ),
+                format!("Forbidden: \"{}\": {refusal}", address.0),
             ));
         }
         if let Some(first) = seen.get(&(host.clone(), port)) {
@@ -484,25 +459,26 @@ fn check_addresses(
     }
 }
 
-/// Why a host may not be probed without explicit permission, if it is special.
-fn special_host(host: &Host) -> Option<&'static str> {
+/// The confinement verdict on a host as written in a policy. Names must be named by the
+/// allowlist (`localhost` included); IPs of backends are
+/// refused by the deny rules only, IPs of health URLs (`listed`) need an allowlist entry.
+fn judge_host(allowlist: &Allowlist, host: &Host, listed: bool) -> Result<(), Refusal> {
     match host {
-        Host::Name(name) if name == "localhost" || name.ends_with(".localhost") => Some("loopback"),
-        Host::Name(_) => None,
-        Host::Ip(ip) if ip.is_loopback() => Some("loopback"),
-        Host::Ip(ip) if ip.is_unspecified() => Some("unspecified"),
-        Host::Ip(ip) if ip.is_multicast() => Some("multicast"),
-        Host::Ip(IpAddr::V4(v4)) if v4.is_link_local() => Some("link-local"),
-        Host::Ip(IpAddr::V6(v6)) if is_v6_link_local(v6) => Some("link-local"),
-        Host::Ip(IpAddr::V6(v6)) => v6
-            .to_ipv4_mapped()
-            .and_then(|v4| special_host(&Host::Ip(IpAddr::V4(v4)))),
-        Host::Ip(_) => None,
+        Host::Name(name) => allowlist.judge_name(name),
+        Host::Ip(ip) if listed => allowlist.judge_listed_ip(*ip),
+        Host::Ip(ip) => allowlist.judge_backend_ip(*ip),
     }
 }
 
-fn is_v6_link_local(ip: &Ipv6Addr) -> bool {
-    (ip.segments()[0] & 0xffc0) == 0xfe80
+/// The one rule for `spec.probe.http.path`: it must start with `/` and be a valid origin-form
+/// request target (no spaces, no CR/LF, nothing that would let a policy write its own header
+/// lines into the request). The prober builds its request from the value this returns.
+pub fn probe_path(path: &str) -> Result<http::uri::PathAndQuery, String> {
+    if !path.starts_with('/') {
+        return Err("must start with '/'".into());
+    }
+    path.parse::<http::uri::PathAndQuery>()
+        .map_err(|_| "is not a valid request target: spaces, control characters (CR, LF) and non-ASCII bytes must be percent-encoded".into())
 }
 
 /// `host:port` with IPv6 in brackets; the port must be 1–65535.
@@ -567,21 +543,6 @@ fn parse_host_header(value: &str) -> Option<Host> {
     }
 }
 
-/// RFC 1123 host name, lower-cased: dot-separated labels of letters, digits and `-`.
-fn is_hostname(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 253
-        && name.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-        })
-}
-
 /// The rules of one tier's health signals (`spec.ingress.health` or `spec.ingress.backupHealth`):
 /// one copy for both.
 fn check_tier_health(
@@ -644,13 +605,16 @@ fn check_health_url(errors: &mut Vec<FieldError>, ctx: &ValidationContext, path:
                 "Forbidden: the operator probes no health URL unless its host is allowed with --probe-allowlist (none is configured); \"{host}\" is not allowed"
             ),
         ));
-    } else if !ctx.allows_host(&host) {
+    } else if let Err(refusal) = judge_host(&ctx.allowlist(), &host, true) {
+        let why = match refusal {
+            Refusal::Denied { .. } => format!("host \"{host}\": {refusal}"),
+            Refusal::NameNotAllowed { .. } | Refusal::NotAllowed { .. } => {
+                format!("host \"{host}\" is not in the operator's --probe-allowlist")
+            }
+        };
         errors.push(FieldError::new(
             path,
-            format!(
-                "Forbidden: host \"{host}\" is not in the operator's --probe-allowlist ({})",
-                ctx.probe_allowlist.join(", ")
-            ),
+            format!("Forbidden: {why} ({})", ctx.probe_allowlist.join(", ")),
         ));
     }
 }
@@ -662,6 +626,15 @@ fn check_health_url(errors: &mut Vec<FieldError>, ctx: &ValidationContext, path:
 /// rules for validating spec edits from it.
 pub fn health_url_allowlist_entry(url: &str) -> Option<String> {
     match parse_health_url(url).ok()? {
+        Host::Ip(ip) => Some(ip.to_string()),
+        Host::Name(name) => Some(name),
+    }
+}
+
+/// The `--probe-allowlist` entry that permits exactly the host of a static `host:port` address,
+/// or None when it does not parse. The simulator permits the original policy's addresses with it.
+pub fn static_address_allowlist_entry(address: &str) -> Option<String> {
+    match parse_host_port(address).ok()?.0 {
         Host::Ip(ip) => Some(ip.to_string()),
         Host::Name(name) => Some(name),
     }
@@ -965,7 +938,7 @@ mod tests {
             "10.0.1.1:80", "[2001:db8::1]:443", "backend-1.example.com:8080",
             "127.0.0.1:8080", "[::1]:80", "localhost:80", "0.0.0.0:80", "[::ffff:169.254.169.254]:80"
         ]}}}));
-        let errors = validate_policy(&p, &ctx(&[]));
+        let errors = validate_policy(&p, &ctx(&["backend-1.example.com"]));
         assert_eq!(
             paths(&errors),
             vec![
@@ -982,6 +955,38 @@ mod tests {
             json!({"backends": {"primary": {"addresses": ["127.0.0.1:8080", "localhost:8081"]}}}),
         );
         assert!(validate_policy(&p, &ctx(&["127.0.0.0/8", "localhost"])).is_empty());
+    }
+
+    #[test]
+    fn static_host_names_are_refused_unless_the_allowlist_names_them() {
+        let p = policy(json!({"backends": {"primary": {"addresses": [
+            "kubernetes.default.svc:443", "backend-1.example.com:8080"
+        ]}}}));
+        let errors = validate_policy(&p, &ctx(&["127.0.8.0/24", "*.example.com"]));
+        assert_eq!(
+            paths(&errors),
+            vec!["spec.backends.primary.addresses[0]"],
+            "{errors:#?}"
+        );
+        assert!(
+            errors[0].message.starts_with("Forbidden")
+                && errors[0]
+                    .message
+                    .contains("\"kubernetes.default.svc\" is not in --probe-allowlist"),
+            "{errors:?}"
+        );
+    }
+
+    #[test]
+    fn a_probe_path_that_would_inject_header_lines_is_invalid() {
+        for bad in ["/healthz\r\nX-Injected: 1", "/a b", "healthz"] {
+            let p = policy(json!({"probe": {"http": {"path": bad}}}));
+            let errors = validate_policy(&p, &ctx(&[]));
+            assert_eq!(paths(&errors), vec!["spec.probe.http.path"], "{bad:?}");
+            assert!(errors[0].message.starts_with("Invalid value"), "{errors:?}");
+        }
+        let ok = policy(json!({"probe": {"http": {"path": "/healthz?full=1"}}}));
+        assert!(validate_policy(&ok, &ctx(&[])).is_empty());
     }
 
     #[test]
@@ -1006,7 +1011,7 @@ mod tests {
             "primary": {"addresses": ["Backend.example.com:80", "10.0.0.1:80"]},
             "emergency": {"addresses": ["backend.example.com:80", "10.0.0.1:81"]}
         }}));
-        let errors = validate_policy(&p, &ctx(&[]));
+        let errors = validate_policy(&p, &ctx(&[".example.com"]));
         assert_eq!(paths(&errors), vec!["spec.backends.emergency.addresses[0]"]);
     }
 

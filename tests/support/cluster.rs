@@ -215,12 +215,14 @@ impl Env {
                 },
             },
             metrics_addr: "127.0.0.1:0".parse().unwrap(),
+            metrics_secure: None,
             leader_election: false,
             lease_name,
             lease_namespace,
             identity: format!("test-{}", self.net),
             lease_seconds: 3,
             prober: Default::default(),
+            trust_unmanaged_endpointslices: false,
         }
     }
 
