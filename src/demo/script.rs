@@ -186,7 +186,11 @@ pub fn report(outcome: &Outcome, seen: &Seen) -> bool {
         println!("  ✗ the incident was cut short");
     }
     ok &= steps_complete;
-    println!("  {} backend ejections observed", seen.endpoints_down);
+    println!(
+        "  {} of {} primary backends were ejected at some point",
+        seen.primaries_ejected.len(),
+        seen.primaries.len()
+    );
     println!(
         "{}",
         if ok {

@@ -16,7 +16,10 @@ use super::{NS, POLICY};
 pub struct Seen {
     pub actions: BTreeSet<String>,
     pub phases: Vec<Phase>,
-    pub endpoints_down: usize,
+    /// Primary backends the operator ejected at least once (by address).
+    pub primaries_ejected: BTreeSet<String>,
+    /// Primary backends listed in status.
+    pub primaries: BTreeSet<String>,
 }
 
 pub struct Timeline {
@@ -68,7 +71,14 @@ async fn follow(client: Client, seen: Arc<Mutex<Seen>>, started: Instant) {
             let mut seen = seen.lock().unwrap_or_else(|p| p.into_inner());
             for ep in &st.endpoints {
                 let before = states.insert(ep.address.clone(), ep.state);
-                if before != Some(ep.state) && (before.is_some() || ep.state != EndpointState::Up) {
+                let primary = ep.pool == "primary";
+                if primary {
+                    seen.primaries.insert(ep.address.clone());
+                }
+                // A new emergency pod starts Down until its first good checks: that is not news
+                // (it did not exist before); its first Up is.
+                let first_sight_news = ep.state != EndpointState::Up && primary;
+                if before != Some(ep.state) && (before.is_some() || first_sight_news) {
                     let why = ep
                         .last_error
                         .as_deref()
@@ -82,8 +92,8 @@ async fn follow(client: Client, seen: Arc<Mutex<Seen>>, started: Instant) {
                         ep.address,
                         ep.state
                     );
-                    if ep.state == EndpointState::Down {
-                        seen.endpoints_down += 1;
+                    if ep.state == EndpointState::Down && primary {
+                        seen.primaries_ejected.insert(ep.address.clone());
                     }
                 }
             }
