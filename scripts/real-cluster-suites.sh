@@ -9,7 +9,9 @@
 #    controller authenticated as the chart's ServiceAccount (chart RBAC rendered by `helm template`
 #    and applied): the real authorizer checks every call the controller makes.
 # 3. tests/controller_people.rs: what people do mid-incident, every test, controller as above.
-# 4. tests/rbac.rs: its full policy lifecycle, the controller again as the ServiceAccount; then
+# 4. tests/controller_ha.rs: leader takeover after a kill and after a graceful stop, SIGTERM with
+#    the API unreachable, the controller as above; the embedded-only tests below are skipped.
+# 5. tests/rbac.rs: its full policy lifecycle, the controller again as the ServiceAccount; then
 #    from the apiserver's audit log: the ServiceAccount was never forbidden anything, and used
 #    every rule the chart grants.
 set -euo pipefail
@@ -36,6 +38,21 @@ CONTROLLER_EMBEDDED_ONLY=(
   # asserts on the embedded plane's audit log; its admission half runs here as
   # conformance::malformed_policy_corpus_meets_the_recorded_admission
   --skip malformed_policies_are_refused_and_cause_no_managed_write
+)
+# The same for tests/controller_ha.rs.
+HA_EMBEDDED_ONLY=(
+  # injects a 60 s API outage through the embedded plane; judges writers by its audit log
+  --skip sixty_second_outage_with_two_replicas_keeps_one_writer_at_a_time
+  # injects 50 % errors on Lease calls through the embedded plane
+  --skip leader_keeps_its_lease_with_half_of_lease_calls_failing
+  # forces a 410 by compacting the embedded plane's watch log
+  --skip a_watch_410_does_not_hold_decisions
+  # injects a 60 s API outage through the embedded plane
+  --skip converges_within_seconds_after_a_sixty_second_outage
+  # injects errors on Event creation through the embedded plane
+  --skip events_are_retried_through_api_errors
+  # needs a plane without the CRD (the real one is shared) and an injected outage
+  --skip sigterm_stops_run_within_bounds_without_the_crd_and_during_an_outage
 )
 section() { echo "== real cluster: $*"; }
 
@@ -79,6 +96,11 @@ section "people mid-incident: invalid edits, dry-run, the reset annotation (cont
 INGRESS_FAILOVER_CONTROLLER_KUBECONFIG="$SA_KUBECONFIG" \
   INGRESS_FAILOVER_TEST_LEASE_NAMESPACE="$OP_NS" \
   timeout "$TEST_TIMEOUT" cargo test --test controller_people
+
+section "high availability: takeover, release, bounded shutdown (controller as the ServiceAccount)"
+INGRESS_FAILOVER_CONTROLLER_KUBECONFIG="$SA_KUBECONFIG" \
+  INGRESS_FAILOVER_TEST_LEASE_NAMESPACE="$OP_NS" \
+  timeout "$TEST_TIMEOUT" cargo test --test controller_ha -- --exact "${HA_EMBEDDED_ONLY[@]}"
 
 section "rbac: the chart's lifecycle test, controller as the ServiceAccount"
 INGRESS_FAILOVER_CONTROLLER_KUBECONFIG="$SA_KUBECONFIG" \
