@@ -11,9 +11,13 @@
 //! Delivery is queued: a reconcile hands its Events to one background sender and goes on, and
 //! the sender retries a failed creation with backoff (API errors, throttling, a dropped
 //! connection), a bounded number of times, in order. Before, an Event whose one creation
-//! failed was lost (issue 12: 5 lost at 30 % injected API errors, 14 at 50 %).
+//! failed was lost (issue 12: 5 lost at 30 % injected API errors, 14 at 50 %). Events of a
+//! leadership term that has ended are dropped, not delivered late: the next term resumes from
+//! status and announces its own decisions (otherwise a failover decided just before an outage
+//! cost the lease was announced twice).
 
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::ObjectReference;
@@ -21,7 +25,7 @@ use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use kube::api::PostParams;
 use kube::{Api, Client};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tracing::{debug, warn};
 
 use super::metrics::Metrics;
@@ -57,7 +61,8 @@ pub enum Severity {
 /// Writes Events as the controller (`reportingController`) and this replica
 /// (`reportingInstance`).
 pub struct EventSink {
-    queue: mpsc::Sender<Event>,
+    queue: mpsc::Sender<(u64, Event)>,
+    term: Term,
     controller: String,
     instance: String,
     /// Last name suffix handed out: names are strictly increasing within a process.
@@ -66,11 +71,19 @@ pub struct EventSink {
 
 impl EventSink {
     /// Starts the background sender (on the current runtime).
-    pub fn new(client: Client, controller: &str, instance: &str, metrics: Metrics) -> Self {
+    pub fn new(
+        client: Client,
+        controller: &str,
+        instance: &str,
+        metrics: Metrics,
+        leader: watch::Receiver<bool>,
+    ) -> Self {
         let (queue, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(deliver_all(client, rx, metrics));
+        let term = Term::follow(leader);
+        tokio::spawn(deliver_all(client, rx, metrics, term.clone()));
         EventSink {
             queue,
+            term,
             controller: controller.to_string(),
             instance: instance.to_string(),
             last: AtomicI64::new(0),
@@ -137,28 +150,73 @@ impl EventSink {
             reporting_instance: Some(truncate(&self.instance, 128)),
             ..Default::default()
         };
-        self.queue.try_send(ev).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => EventError::QueueFull,
-            mpsc::error::TrySendError::Closed(_) => EventError::Closed,
-        })
+        self.queue
+            .try_send((self.term.current(), ev))
+            .map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => EventError::QueueFull,
+                mpsc::error::TrySendError::Closed(_) => EventError::Closed,
+            })
+    }
+}
+
+/// The leadership term: bumped on every change of the leadership flag, so an Event queued in
+/// one term is recognised as stale in any later one (even a later term of this replica).
+#[derive(Clone)]
+struct Term {
+    count: Arc<AtomicU64>,
+    leader: watch::Receiver<bool>,
+}
+
+impl Term {
+    fn follow(mut leader: watch::Receiver<bool>) -> Self {
+        let count = Arc::new(AtomicU64::new(0));
+        let term = Term {
+            count: count.clone(),
+            leader: leader.clone(),
+        };
+        tokio::spawn(async move {
+            while leader.changed().await.is_ok() {
+                count.fetch_add(1, Ordering::SeqCst);
+            }
+        });
+        term
+    }
+
+    fn current(&self) -> u64 {
+        self.count.load(Ordering::SeqCst)
+    }
+
+    /// Whether an Event queued in `term` may still be delivered.
+    fn live(&self, term: u64) -> bool {
+        term == self.current() && *self.leader.borrow()
     }
 }
 
 /// The background sender: one Event at a time, in the order queued.
-async fn deliver_all(client: Client, mut rx: mpsc::Receiver<Event>, metrics: Metrics) {
-    while let Some(ev) = rx.recv().await {
-        deliver(&client, &ev, &metrics).await;
+async fn deliver_all(
+    client: Client,
+    mut rx: mpsc::Receiver<(u64, Event)>,
+    metrics: Metrics,
+    term: Term,
+) {
+    while let Some((queued_in, ev)) = rx.recv().await {
+        deliver(&client, &ev, &metrics, || term.live(queued_in)).await;
     }
 }
 
 /// Creates `ev`, retrying what may succeed later. `AlreadyExists` after a retry means an
 /// earlier attempt was created (its answer was lost): the name is unique per Event.
-async fn deliver(client: &Client, ev: &Event, metrics: &Metrics) {
+async fn deliver(client: &Client, ev: &Event, metrics: &Metrics, live: impl Fn() -> bool) {
     let ns = ev.metadata.namespace.clone().unwrap_or_default();
     let name = ev.metadata.name.clone().unwrap_or_default();
     let api = Api::<Event>::namespaced(client.clone(), &ns);
     let mut delay = FIRST_RETRY_DELAY;
     for attempt in 1..=MAX_ATTEMPTS {
+        if !live() {
+            metrics.events_dropped.inc();
+            debug!(event = %name, "leadership term over; Event dropped");
+            return;
+        }
         match api.create(&PostParams::default(), ev).await {
             Ok(_) => {
                 metrics.write("events");

@@ -69,7 +69,7 @@ pub struct Metrics {
     pub leader: Gauge,
     /// 1 while the FailoverPolicy CRD is not installed (the policy list answers 404).
     pub crd_missing: Gauge,
-    /// Events given up on after their bounded retries.
+    /// Events given up on after their bounded retries, or dropped with the term that queued them.
     pub events_dropped: Counter,
     /// Event creations retried after an API error.
     pub events_retried: Counter,
@@ -149,7 +149,7 @@ impl Metrics {
         );
         r.register(
             "events_dropped",
-            "Events given up on after their bounded retries",
+            "Events given up on after their bounded retries, or dropped when the leadership term that queued them ended",
             self.events_dropped.clone(),
         );
         r.register(

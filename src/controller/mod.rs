@@ -168,6 +168,7 @@ pub async fn run(
         actuate::MANAGER,
         &opts.identity,
         metrics.clone(),
+        leader_rx.clone(),
     );
     let ctx = Arc::new(Context {
         client: client.clone(),
