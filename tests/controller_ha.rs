@@ -210,13 +210,32 @@ async fn sixty_second_outage_with_two_replicas_keeps_one_writer_at_a_time() {
         );
     };
     eprintln!("MEASURE converged {converged:?} after the outage ended");
-    // Let a late writer show itself, then judge.
+    // Let a late writer show itself.
     tokio::time::sleep(Duration::from_secs(5)).await;
+    // (A killed replica's flag keeps its last value: sampling ends before the kill.)
     stop_sampling.store(true, Ordering::SeqCst);
     assert!(
         !two_leaders.load(Ordering::SeqCst),
         "both replicas held leadership at the same moment"
     );
+    // Then the leader dies: the other replica takes over, resumes from status (no second
+    // failover) and writes what changes next, so the log holds a change of writer too.
+    let (leader, standby) = if a.running.ctx.is_leader() {
+        (a, second)
+    } else {
+        (second, a)
+    };
+    leader.kill().await;
+    eventually(T, || async {
+        standby.running.ctx.is_leader().then_some(())
+    })
+    .await;
+    env.set(b[0], Behavior::Healthy).await;
+    env.wait_status("web", T, "2/4 written by the new leader", |s| {
+        s.primary.as_ref().is_some_and(|p| p.summary == "2/4")
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
     let writes = controller_writes(&plane);
     let runs = assert_one_writer_at_a_time(&writes);
     eprintln!(
@@ -244,12 +263,12 @@ async fn sixty_second_outage_with_two_replicas_keeps_one_writer_at_a_time() {
         .filter(|(r, _)| r == "IngressFailover")
         .count();
     assert_eq!(failovers, 1, "one IngressFailover Event: {events:#?}");
+    assert_eq!(runs.len(), 2, "one handover between two writers: {runs:?}");
     assert!(
         converged <= Duration::from_secs(10),
         "converged {converged:?} after the outage"
     );
-    a.kill().await;
-    second.kill().await;
+    standby.kill().await;
 }
 
 fn ingress_objects() -> Vec<serde_json::Value> {
