@@ -260,9 +260,13 @@ impl Env {
                         .expect("client"),
                     // The controller's own identity (e.g. the chart's ServiceAccount token), so
                     // that the real authorizer checks every call it makes.
-                    (None, Some(path)) => ingress_failover::kubeclient::client(Some(path.as_ref()))
-                        .await
-                        .expect("client for INGRESS_FAILOVER_CONTROLLER_KUBECONFIG"),
+                    // User-Agent as `run` sends it, so the apiserver's audit log names the replica.
+                    (None, Some(path)) => ingress_failover::kubeclient::client_as(
+                        Some(path.as_ref()),
+                        Some(&controller_user_agent(&opts.identity)),
+                    )
+                    .await
+                    .expect("client for INGRESS_FAILOVER_CONTROLLER_KUBECONFIG"),
                     (None, None) => real_client,
                 };
                 let shutdown = async move {
