@@ -155,6 +155,8 @@ async fn bench() {
         lease_namespace: "bench".into(),
         identity: "bench".into(),
         lease_seconds: 15,
+        lease_renew_deadline: std::time::Duration::from_secs(10),
+        lease_retry_period: std::time::Duration::from_secs(2),
         prober: Default::default(),
         trust_unmanaged_endpointslices: false,
     };

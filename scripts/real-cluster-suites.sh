@@ -12,12 +12,14 @@
 #    tests/controller_conflicts.rs: policies claiming one object, renamed references, likewise.
 #    (tests/controller_crash.rs needs the embedded plane's latency faults to kill the controller
 #    between two writes, and runs in plain `cargo test` only.)
-# 4. tests/rbac.rs: its full policy lifecycle, the controller again as the ServiceAccount; then
+# 4. tests/controller_ha.rs: leader takeover after a kill and after a graceful stop, SIGTERM with
+#    the API unreachable, the controller as above; the embedded-only tests below are skipped.
+# 5. tests/rbac.rs: its full policy lifecycle, the controller again as the ServiceAccount; then
 #    from the apiserver's audit log: the ServiceAccount was never forbidden anything, and used
 #    every rule the chart grants.
-# 5. tests/confinement.rs: hand-written EndpointSlices and static host names are refused, a CRLF
+# 6. tests/confinement.rs: hand-written EndpointSlices and static host names are refused, a CRLF
 #    probe path is Invalid, /metrics needs an authorized token; the controller as the
-#    ServiceAccount with the chart's --metrics-secure RBAC added (after 4, whose audit check
+#    ServiceAccount with the chart's --metrics-secure RBAC added (after 5, whose audit check
 #    compares against rbac-rules.yaml alone).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -47,6 +49,21 @@ CONTROLLER_EMBEDDED_ONLY=(
 CONFINEMENT_EMBEDDED_ONLY=(
   # lists loopback addresses in an EndpointSlice, which a real apiserver refuses at admission
   --skip forged_managed_slice_obeys_the_deny_rules
+)
+# The same for tests/controller_ha.rs.
+HA_EMBEDDED_ONLY=(
+  # injects a 60 s API outage through the embedded plane; judges writers by its audit log
+  --skip sixty_second_outage_with_two_replicas_keeps_one_writer_at_a_time
+  # injects 50 % errors on Lease calls through the embedded plane
+  --skip leader_keeps_its_lease_with_half_of_lease_calls_failing
+  # forces a 410 by compacting the embedded plane's watch log
+  --skip a_watch_410_does_not_hold_decisions
+  # injects a 60 s API outage through the embedded plane
+  --skip converges_within_seconds_after_a_sixty_second_outage
+  # injects errors on Event creation through the embedded plane
+  --skip events_are_retried_through_api_errors
+  # needs a plane without the CRD (the real one is shared) and an injected outage
+  --skip sigterm_stops_run_within_bounds_without_the_crd_and_during_an_outage
 )
 section() { echo "== real cluster: $*"; }
 
@@ -95,6 +112,11 @@ section "conflicts between policies: one owner per object, renamed references (c
 INGRESS_FAILOVER_CONTROLLER_KUBECONFIG="$SA_KUBECONFIG" \
   INGRESS_FAILOVER_TEST_LEASE_NAMESPACE="$OP_NS" \
   timeout "$TEST_TIMEOUT" cargo test --test controller_conflicts
+
+section "high availability: takeover, release, bounded shutdown (controller as the ServiceAccount)"
+INGRESS_FAILOVER_CONTROLLER_KUBECONFIG="$SA_KUBECONFIG" \
+  INGRESS_FAILOVER_TEST_LEASE_NAMESPACE="$OP_NS" \
+  timeout "$TEST_TIMEOUT" cargo test --test controller_ha -- --exact "${HA_EMBEDDED_ONLY[@]}"
 
 section "rbac: the chart's lifecycle test, controller as the ServiceAccount"
 INGRESS_FAILOVER_CONTROLLER_KUBECONFIG="$SA_KUBECONFIG" \

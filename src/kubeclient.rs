@@ -19,6 +19,18 @@ pub fn controller_user_agent(identity: &str) -> String {
     )
 }
 
+/// The controller's client configuration: kube's default retry layer off. kube-client 5
+/// retries 429/503/504 inside the request, up to 15 times with a backoff growing from 5 ms to
+/// 1000 s, so during a 503 outage one request hung for minutes: the lease renewal could not
+/// reach its renew deadline, a reconcile held SIGTERM, and requests caught mid-backoff kept
+/// sleeping long after the API answered again (issue 12). Every caller in the controller
+/// retries on its own terms (renew deadline, per-write backoff, watcher backoff, Event
+/// retries), so a request answers with the API's answer at once.
+pub fn without_default_retry(mut config: Config) -> Config {
+    config.default_retry = false;
+    config
+}
+
 /// Like [`client`], sending `user_agent` on every request when given.
 pub async fn client_as(
     kubeconfig: Option<&Path>,
@@ -34,7 +46,7 @@ pub async fn client_as(
         }
         None => Config::infer().await?,
     };
-    let mut config = config;
+    let mut config = without_default_retry(config);
     if let Some(ua) = user_agent {
         let value = http::HeaderValue::from_str(ua)
             .map_err(|e| anyhow::anyhow!("invalid User-Agent {ua:?}: {e}"))?;

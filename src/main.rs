@@ -120,6 +120,14 @@ struct RunArgs {
     /// Lease duration: how long a dead leader blocks the others.
     #[arg(long, default_value_t = 15)]
     lease_seconds: u64,
+    /// How long the leader keeps acting without a successful renewal of its Lease; must be
+    /// shorter than --lease-seconds (client-go's renewDeadline). Past it, it stops writing at once.
+    #[arg(long, default_value_t = 10)]
+    lease_renew_deadline_seconds: u64,
+    /// How often the leader renews its Lease and a standby tries to take it (client-go's
+    /// retryPeriod); a failed renewal is retried sooner, until the renew deadline.
+    #[arg(long, default_value_t = 2)]
+    lease_retry_period_seconds: u64,
 }
 
 #[derive(clap::ValueEnum, Debug, Clone, Copy)]
@@ -324,6 +332,8 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         lease_namespace: args.lease_namespace,
         identity,
         lease_seconds: args.lease_seconds,
+        lease_renew_deadline: std::time::Duration::from_secs(args.lease_renew_deadline_seconds),
+        lease_retry_period: std::time::Duration::from_secs(args.lease_retry_period_seconds),
         prober: Default::default(),
         trust_unmanaged_endpointslices: args.trust_unmanaged_endpointslices,
     };

@@ -129,7 +129,7 @@ async fn chart_rbac_equals_the_verbs_the_controller_uses() {
     let observed: BTreeSet<(String, String, String)> = cluster
         .audit()
         .into_iter()
-        .filter(|e| e.user_agent == CONTROLLER_AGENT)
+        .filter(|e| is_controller_agent(&e.user_agent))
         .map(|e| {
             let resource = if e.subresource.is_empty() {
                 e.resource

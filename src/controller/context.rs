@@ -166,12 +166,25 @@ impl Context {
         *self.leader.borrow()
     }
 
+    /// Resolves as soon as this replica is not the leader (at once if it is not now, or if the
+    /// election has ended). Reconciles race their writes against it, so a lost lease cancels
+    /// every write still in flight.
+    pub async fn leadership_lost(&self) {
+        let mut leader = self.leader.clone();
+        let _ = leader.wait_for(|is| !*is).await;
+    }
+
     fn map(&self) -> MutexGuard<'_, HashMap<String, Arc<Mutex<PolicyRuntime>>>> {
         self.runtimes.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub fn runtime(&self, key: &str) -> Option<Arc<Mutex<PolicyRuntime>>> {
         self.map().get(key).cloned()
+    }
+
+    /// Every policy's memory, e.g. to reset write backoff once the API answers again.
+    pub fn all_runtimes(&self) -> Vec<Arc<Mutex<PolicyRuntime>>> {
+        self.map().values().cloned().collect()
     }
 
     pub fn insert_runtime(&self, key: String, rt: PolicyRuntime) -> Arc<Mutex<PolicyRuntime>> {

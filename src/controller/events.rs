@@ -7,17 +7,49 @@
 //! Pending → Normal`. Every action here is a distinct Event instead, created with a name that
 //! sorts in the order the actions happened and a microsecond `eventTime`, so the story reads in
 //! order.
+//!
+//! Delivery is queued: a reconcile hands its Events to one background sender and goes on, and
+//! the sender retries a failed creation with backoff (API errors, throttling, a dropped
+//! connection), a bounded number of times, in order. Before, an Event whose one creation
+//! failed was lost (issue 12: 5 lost at 30 % injected API errors, 14 at 50 %). Events of a
+//! leadership term that has ended are dropped, not delivered late: the next term resumes from
+//! status and announces its own decisions (otherwise a failover decided just before an outage
+//! cost the lease was announced twice).
 
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::Duration;
 
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use kube::api::PostParams;
 use kube::{Api, Client};
+use tokio::sync::{mpsc, watch};
+use tracing::{debug, warn};
+
+use super::metrics::Metrics;
 
 /// Kubernetes caps an Event's note at 1 kB.
 const MAX_NOTE: usize = 1024;
+
+/// Creation attempts per Event before it is given up (and counted in `events_dropped`).
+const MAX_ATTEMPTS: u32 = 8;
+/// Delay before the first retry; doubled per attempt up to [`MAX_RETRY_DELAY`]. With 8
+/// attempts an Event is given up about 12 s after its first failure.
+const FIRST_RETRY_DELAY: Duration = Duration::from_millis(200);
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(3);
+/// Events waiting for delivery; beyond it new ones are refused (and logged by the caller).
+const QUEUE: usize = 1024;
+
+/// Why an Event was not queued.
+#[derive(Debug, thiserror::Error)]
+pub enum EventError {
+    #[error("event queue full ({QUEUE} waiting): the API has been failing for a while")]
+    QueueFull,
+    #[error("event sender stopped")]
+    Closed,
+}
 
 /// `Normal` or `Warning`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,7 +61,8 @@ pub enum Severity {
 /// Writes Events as the controller (`reportingController`) and this replica
 /// (`reportingInstance`).
 pub struct EventSink {
-    client: Client,
+    queue: mpsc::Sender<(u64, Event)>,
+    term: Term,
     controller: String,
     instance: String,
     /// Last name suffix handed out: names are strictly increasing within a process.
@@ -37,9 +70,20 @@ pub struct EventSink {
 }
 
 impl EventSink {
-    pub fn new(client: Client, controller: &str, instance: &str) -> Self {
+    /// Starts the background sender (on the current runtime).
+    pub fn new(
+        client: Client,
+        controller: &str,
+        instance: &str,
+        metrics: Metrics,
+        leader: watch::Receiver<bool>,
+    ) -> Self {
+        let (queue, rx) = mpsc::channel(QUEUE);
+        let term = Term::follow(leader);
+        tokio::spawn(deliver_all(client, rx, metrics, term.clone()));
         EventSink {
-            client,
+            queue,
+            term,
             controller: controller.to_string(),
             instance: instance.to_string(),
             last: AtomicI64::new(0),
@@ -62,7 +106,8 @@ impl EventSink {
         }
     }
 
-    /// Creates one Event about `regarding`.
+    /// Queues one Event about `regarding`; it is created in order with the others, retried on
+    /// API errors.
     pub async fn publish(
         &self,
         regarding: &ObjectReference,
@@ -70,7 +115,7 @@ impl EventSink {
         reason: &str,
         action: &str,
         note: &str,
-    ) -> Result<(), kube::Error> {
+    ) -> Result<(), EventError> {
         let ns = regarding
             .namespace
             .clone()
@@ -105,10 +150,104 @@ impl EventSink {
             reporting_instance: Some(truncate(&self.instance, 128)),
             ..Default::default()
         };
-        Api::<Event>::namespaced(self.client.clone(), &ns)
-            .create(&PostParams::default(), &ev)
-            .await
-            .map(|_| ())
+        self.queue
+            .try_send((self.term.current(), ev))
+            .map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => EventError::QueueFull,
+                mpsc::error::TrySendError::Closed(_) => EventError::Closed,
+            })
+    }
+}
+
+/// The leadership term: bumped on every change of the leadership flag, so an Event queued in
+/// one term is recognised as stale in any later one (even a later term of this replica).
+#[derive(Clone)]
+struct Term {
+    count: Arc<AtomicU64>,
+    leader: watch::Receiver<bool>,
+}
+
+impl Term {
+    fn follow(mut leader: watch::Receiver<bool>) -> Self {
+        let count = Arc::new(AtomicU64::new(0));
+        let term = Term {
+            count: count.clone(),
+            leader: leader.clone(),
+        };
+        tokio::spawn(async move {
+            while leader.changed().await.is_ok() {
+                count.fetch_add(1, Ordering::SeqCst);
+            }
+        });
+        term
+    }
+
+    fn current(&self) -> u64 {
+        self.count.load(Ordering::SeqCst)
+    }
+
+    /// Whether an Event queued in `term` may still be delivered.
+    fn live(&self, term: u64) -> bool {
+        term == self.current() && *self.leader.borrow()
+    }
+}
+
+/// The background sender: one Event at a time, in the order queued.
+async fn deliver_all(
+    client: Client,
+    mut rx: mpsc::Receiver<(u64, Event)>,
+    metrics: Metrics,
+    term: Term,
+) {
+    while let Some((queued_in, ev)) = rx.recv().await {
+        deliver(&client, &ev, &metrics, || term.live(queued_in)).await;
+    }
+}
+
+/// Creates `ev`, retrying what may succeed later. `AlreadyExists` after a retry means an
+/// earlier attempt was created (its answer was lost): the name is unique per Event.
+async fn deliver(client: &Client, ev: &Event, metrics: &Metrics, live: impl Fn() -> bool) {
+    let ns = ev.metadata.namespace.clone().unwrap_or_default();
+    let name = ev.metadata.name.clone().unwrap_or_default();
+    let api = Api::<Event>::namespaced(client.clone(), &ns);
+    let mut delay = FIRST_RETRY_DELAY;
+    for attempt in 1..=MAX_ATTEMPTS {
+        if !live() {
+            metrics.events_dropped.inc();
+            debug!(event = %name, "leadership term over; Event dropped");
+            return;
+        }
+        match api.create(&PostParams::default(), ev).await {
+            Ok(_) => {
+                metrics.write("events");
+                return;
+            }
+            Err(kube::Error::Api(e)) if e.code == 409 && attempt > 1 => {
+                metrics.write("events");
+                return;
+            }
+            Err(e) if retryable(&e) && attempt < MAX_ATTEMPTS => {
+                debug!(event = %name, attempt, error = %e, retry_in = ?delay, "creating an Event failed; retrying");
+                metrics.events_retried.inc();
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(MAX_RETRY_DELAY);
+            }
+            Err(e) => {
+                metrics.events_dropped.inc();
+                warn!(event = %name, attempts = attempt, error = %e, "could not publish event; giving up");
+                return;
+            }
+        }
+    }
+}
+
+/// Errors worth another attempt: the API failing or throttling, or the connection.
+fn retryable(e: &kube::Error) -> bool {
+    match e {
+        kube::Error::Api(s) => s.code >= 500 || s.code == 429,
+        // Transport errors: the request may not have reached the API.
+        kube::Error::HyperError(_) | kube::Error::Service(_) | kube::Error::ReadEvents(_) => true,
+        _ => false,
     }
 }
 

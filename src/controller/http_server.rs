@@ -20,6 +20,8 @@ use super::secure_metrics::{Authorizer, SecureMetrics, TlsListener};
 #[derive(Default)]
 pub struct Readiness {
     caches: Mutex<BTreeMap<&'static str, bool>>,
+    /// Why a cache cannot sync (e.g. its CRD is not installed), said by /readyz.
+    problems: Mutex<BTreeMap<&'static str, String>>,
 }
 
 impl Readiness {
@@ -27,6 +29,7 @@ impl Readiness {
     pub fn expecting(names: &[&'static str]) -> Self {
         Readiness {
             caches: Mutex::new(names.iter().map(|n| (*n, false)).collect()),
+            problems: Mutex::default(),
         }
     }
 
@@ -78,6 +81,25 @@ impl Readiness {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(name, synced);
+    }
+
+    /// Sets (or clears, with `None`) why the cache `name` cannot sync.
+    pub fn set_problem(&self, name: &'static str, problem: Option<String>) {
+        let mut p = self.problems.lock().unwrap_or_else(|p| p.into_inner());
+        match problem {
+            Some(text) => p.insert(name, text),
+            None => p.remove(name),
+        };
+    }
+
+    /// The problems said by /readyz, `cache: why` each.
+    pub fn problems(&self) -> Vec<String> {
+        self.problems
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(n, why)| format!("{n}: {why}"))
+            .collect()
     }
 
     /// The caches still waiting for their initial list (empty when ready).
@@ -173,12 +195,18 @@ async fn metrics(State(s): State<AppState>, headers: HeaderMap) -> Response {
 
 async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
     let pending = s.ready.pending();
-    if pending.is_empty() {
+    let problems = s.ready.problems();
+    if pending.is_empty() && problems.is_empty() {
         (StatusCode::OK, "ready".to_string())
     } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("caches not synced: {}", pending.join(", ")),
-        )
+        let mut body = if pending.is_empty() {
+            "not ready".to_string()
+        } else {
+            format!("caches not synced: {}", pending.join(", "))
+        };
+        for p in problems {
+            body.push_str(&format!("\n{p}"));
+        }
+        (StatusCode::SERVICE_UNAVAILABLE, body)
     }
 }

@@ -131,6 +131,16 @@ impl Ledger {
             .map(|(_, f)| f)
     }
 
+    /// Makes every failing write due now: the API answers again after failing, so backoff
+    /// grown during an outage (up to minutes) must not hold the catch-up (issue 12: recovery
+    /// after a 60 s outage took 43 s). Attempt counts are kept, so a write that still fails
+    /// backs off from where it was.
+    pub fn retry_now(&mut self, now: Millis) {
+        for f in self.failing.values_mut() {
+            f.next_at = f.next_at.min(now);
+        }
+    }
+
     /// The earliest time a failing write (status included) may be tried again.
     pub fn next_retry(&self) -> Option<Millis> {
         self.failing.values().map(|f| f.next_at).min()

@@ -67,6 +67,12 @@ pub struct Metrics {
     pub api_writes: Family<ResourceLabels, Counter>,
     pub write_failures: Family<PolicyResourceLabels, Counter>,
     pub leader: Gauge,
+    /// 1 while the FailoverPolicy CRD is not installed (the policy list answers 404).
+    pub crd_missing: Gauge,
+    /// Events given up on after their bounded retries, or dropped with the term that queued them.
+    pub events_dropped: Counter,
+    /// Event creations retried after an API error.
+    pub events_retried: Counter,
     pub policy_phase: Family<PolicyPhaseLabels, Gauge>,
     pub healthy_ratio: Family<PolicyTierLabels, Gauge<f64, AtomicU64>>,
     pub healthy_endpoints: Family<PolicyTierLabels, Gauge>,
@@ -88,6 +94,9 @@ impl Default for Metrics {
             api_writes: Family::default(),
             write_failures: Family::default(),
             leader: Gauge::default(),
+            crd_missing: Gauge::default(),
+            events_dropped: Counter::default(),
+            events_retried: Counter::default(),
             policy_phase: Family::default(),
             healthy_ratio: Family::default(),
             healthy_endpoints: Family::default(),
@@ -132,6 +141,21 @@ impl Metrics {
             "leader",
             "1 while this replica holds the leader lease",
             self.leader.clone(),
+        );
+        r.register(
+            "crd_missing",
+            "1 while the FailoverPolicy CustomResourceDefinition is not installed",
+            self.crd_missing.clone(),
+        );
+        r.register(
+            "events_dropped",
+            "Events given up on after their bounded retries, or dropped when the leadership term that queued them ended",
+            self.events_dropped.clone(),
+        );
+        r.register(
+            "events_retried",
+            "Event creations retried after an API error",
+            self.events_retried.clone(),
         );
         r.register(
             "policy_phase",

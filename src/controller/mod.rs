@@ -23,19 +23,22 @@ pub mod targets;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
-use futures::{Stream, StreamExt};
+use futures::{FutureExt, Stream, StreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::utils::Backoff;
 use kube::runtime::{Controller, WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use prometheus_client::registry::Registry;
 use serde::de::DeserializeOwned;
 use tokio::sync::mpsc;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::api::FailoverPolicy;
 use crate::engine::{CheckFact, Pool};
@@ -77,12 +80,25 @@ pub struct Options {
     pub lease_namespace: String,
     pub identity: String,
     pub lease_seconds: u64,
+    /// How long a leader keeps acting without a successful renewal; shorter than the lease.
+    pub lease_renew_deadline: Duration,
+    /// How often the leader renews and a standby tries to acquire.
+    pub lease_retry_period: Duration,
     pub prober: ProberConfig,
     /// Read EndpointSlices that Kubernetes' EndpointSlice controller does not manage (hand-written
     /// or another controller's): off by default, since whoever may write a slice would choose
     /// what the operator probes (`observe::EndpointTrust`).
     pub trust_unmanaged_endpointslices: bool,
 }
+
+/// How long `run` waits for in-flight reconciles after the shutdown signal before returning
+/// anyway: a reconcile blocked on an unreachable API must not keep a SIGTERMed pod alive
+/// (issue 12: still alive 11 minutes later). Writes stop at once regardless (leadership ends
+/// first).
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
+/// The CRD whose absence /readyz, the log and `ingress_failover_crd_missing` report.
+const CRD_NAME: &str = "failoverpolicies.ingressfailover.io";
 
 /// A running controller's handles, for tests and the demo.
 pub struct Running {
@@ -91,7 +107,10 @@ pub struct Running {
     pub registry: Arc<Registry>,
 }
 
-/// Builds everything and runs until `shutdown` resolves.
+/// Builds everything and runs until `shutdown` resolves. Returns within [`SHUTDOWN_GRACE`]
+/// plus the Lease release after it, whatever the API does. `client` should be configured with
+/// [`crate::kubeclient::without_default_retry`] (as `kubeclient::client_as` does): with kube's
+/// default retry one request may wait out an outage for minutes, past the renew deadline.
 pub async fn run(
     client: Client,
     opts: Options,
@@ -100,6 +119,7 @@ pub async fn run(
     started: Option<tokio::sync::oneshot::Sender<Running>>,
 ) -> anyhow::Result<()> {
     use anyhow::Context as _;
+    let shutdown = shutdown.boxed().shared();
     let allowlist =
         Allowlist::parse(&opts.rules.probe_allowlist).context("parsing --probe-allowlist")?;
     let (prober, facts) = Prober::new(opts.prober.clone(), allowlist.clone());
@@ -109,12 +129,15 @@ pub async fn run(
     metrics.register(&mut registry);
     prober.metrics().register(&mut registry);
 
-    let (leader_rx, leader_task) = leader::start(&client, &opts).await?;
+    // Never waits on the API: an unreachable API must not delay the shutdown handling below.
+    let (leader_rx, election) = leader::start(&client, &opts)?;
 
+    let health = Arc::new(ApiHealth::default());
     let (slices, slice_stream) = reflect::<EndpointSlice>(
         &client,
         &opts.namespaces,
         watcher::Config::default().labels(observe::SERVICE_NAME_LABEL),
+        &health,
     );
     let labelled = |sel: &Option<String>| match sel {
         Some(sel) => watcher::Config::default().labels(sel),
@@ -124,11 +147,20 @@ pub async fn run(
         &client,
         &opts.namespaces,
         labelled(&opts.deployment_selector),
+        &health,
     );
-    let (ingresses, ingress_stream) =
-        reflect::<Ingress>(&client, &opts.namespaces, labelled(&opts.ingress_selector));
-    let (autoscalers, autoscaler_stream) =
-        reflect::<HorizontalPodAutoscaler>(&client, &opts.namespaces, watcher::Config::default());
+    let (ingresses, ingress_stream) = reflect::<Ingress>(
+        &client,
+        &opts.namespaces,
+        labelled(&opts.ingress_selector),
+        &health,
+    );
+    let (autoscalers, autoscaler_stream) = reflect::<HorizontalPodAutoscaler>(
+        &client,
+        &opts.namespaces,
+        watcher::Config::default(),
+        &health,
+    );
     // Nothing reconciles on an autoscaler change (the next reconcile sees it); the stream only
     // keeps the cache.
     tokio::spawn(autoscaler_stream.for_each(|_| async {}));
@@ -141,6 +173,7 @@ pub async fn run(
         autoscalers: autoscalers.clone(),
     };
 
+    let readiness = Arc::new(http_server::Readiness::expecting(&CACHES));
     let policies: Api<FailoverPolicy> = match opts.namespaces.as_slice() {
         [one] => Api::namespaced(client.clone(), one),
         _ => Api::all(client.clone()),
@@ -149,10 +182,28 @@ pub async fn run(
     if let Some(sel) = &opts.policy_selector {
         wc = wc.labels(sel);
     }
-    let controller = Controller::new(policies, wc);
-    let pstore = controller.store();
+    // The policy reflector is ours (not `Controller::new`'s) so that its errors can be read: a
+    // missing CRD is said in the log, /readyz and a metric instead of waiting in silence.
+    let (pstore, pwriter) = reflector::store();
+    let crd = CrdPresence {
+        readiness: readiness.clone(),
+        metrics: metrics.clone(),
+        missing: AtomicBool::new(false),
+    };
+    let policy_stream = reflector::reflector(
+        pwriter,
+        watched(watcher(policies, wc), &health).inspect(move |r| crd.observe(r)),
+    )
+    .applied_objects();
+    let controller = Controller::for_stream(policy_stream, pstore.clone());
 
-    let events = events::EventSink::new(client.clone(), actuate::MANAGER, &opts.identity);
+    let events = events::EventSink::new(
+        client.clone(),
+        actuate::MANAGER,
+        &opts.identity,
+        metrics.clone(),
+        leader_rx.clone(),
+    );
     let ctx = Arc::new(Context {
         client: client.clone(),
         rules: opts.rules.clone(),
@@ -169,7 +220,6 @@ pub async fn run(
         trust_unmanaged_slices: opts.trust_unmanaged_endpointslices,
     });
 
-    let readiness = Arc::new(http_server::Readiness::expecting(&CACHES));
     let registry = Arc::new(registry);
     let serving = match &opts.metrics_secure {
         Some(tls) => http_server::Serving::Secure {
@@ -199,8 +249,11 @@ pub async fn run(
         opts.leader_election,
         leader_rx,
         ctx.clone(),
-        all_tx,
+        all_tx.clone(),
     ));
+    // The API answers again after failing: every write held by backoff is due now and every
+    // policy is reconciled, instead of waiting out backoff grown during the outage.
+    tokio::spawn(catch_up_after_outages(health.clone(), ctx.clone(), all_tx));
 
     let namespaces = opts.namespaces.clone();
     let in_scope = move |ns: Option<&str>| {
@@ -238,7 +291,19 @@ pub async fn run(
         });
     }
 
-    controller
+    // On the signal, leadership ends first (in-flight reconciles are cancelled by it, so no
+    // write starts after the signal), then the Lease is handed back.
+    let election_stopped = {
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            shutdown.await;
+            if let Some(election) = election {
+                election.stop().await;
+            }
+        })
+    };
+
+    let controller = controller
         .watches_stream(slice_stream, move |s: EndpointSlice| {
             if !f1(s.metadata.namespace.as_deref()) {
                 return Vec::new();
@@ -266,20 +331,129 @@ pub async fn run(
         })
         .reconcile_on(tokio_stream(trigger_rx))
         .reconcile_all_on(tokio_stream(all_rx))
-        .graceful_shutdown_on(shutdown)
+        .trigger_backoff(NoPause)
+        .graceful_shutdown_on(shutdown.clone())
         .run(reconcile::reconcile, reconcile::error_policy, ctx.clone())
         .for_each(|res| async move {
             if let Err(e) = res {
                 tracing::debug!(error = %e, "reconcile loop");
             }
-        })
-        .await;
-
-    info!("controller stopped");
-    if let Some(task) = leader_task {
-        task.abort();
+        });
+    // kube-runtime's graceful shutdown waits for every in-flight reconcile, and a runner held
+    // "until the store is ready" (CRD missing, API unreachable) never finishes: bounded here.
+    let grace_over = async {
+        shutdown.await;
+        tokio::time::sleep(SHUTDOWN_GRACE).await;
+    };
+    tokio::select! {
+        () = controller => info!("controller stopped"),
+        () = grace_over => warn!(
+            grace = ?SHUTDOWN_GRACE,
+            "reconciles still in flight after the shutdown grace period; stopping without them"
+        ),
     }
+    // The election stops (and releases the Lease) within its own bound.
+    let _ = tokio::time::timeout(Duration::from_secs(3), election_stopped).await;
     Ok(())
+}
+
+/// Whether the API is failing, as the watches see it: a failing list or watch marks it down;
+/// [`catch_up_after_outages`] then asks the API itself until it answers. (A watch that
+/// reconnects after an outage yields no event when nothing changed, so the watches alone
+/// cannot tell that the API is back.)
+#[derive(Default)]
+struct ApiHealth {
+    failing_since: std::sync::Mutex<Option<std::time::Instant>>,
+}
+
+impl ApiHealth {
+    /// Failing this long is an outage worth a catch-up; a lone watch error (a 410, a dropped
+    /// connection) is not, and resets no backoff.
+    const OUTAGE: Duration = Duration::from_secs(3);
+    /// How often the API is asked while failing.
+    const POLL: Duration = Duration::from_millis(500);
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<std::time::Instant>> {
+        self.failing_since.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn observe<T>(&self, r: &Result<T, watcher::Error>) {
+        if r.is_err() {
+            self.lock().get_or_insert_with(std::time::Instant::now);
+        }
+    }
+}
+
+/// Once the API answers again after an outage, every write held by backoff is due at once
+/// and every policy is reconciled, instead of waiting out backoff grown during the outage.
+async fn catch_up_after_outages(
+    health: Arc<ApiHealth>,
+    ctx: Arc<Context>,
+    all: mpsc::UnboundedSender<()>,
+) {
+    loop {
+        tokio::time::sleep(ApiHealth::POLL).await;
+        let Some(since) = *health.lock() else {
+            continue;
+        };
+        let answered = tokio::time::timeout(ApiHealth::POLL, ctx.client.apiserver_version()).await;
+        if !matches!(answered, Ok(Ok(_))) {
+            continue;
+        }
+        health.lock().take();
+        if since.elapsed() < ApiHealth::OUTAGE {
+            continue;
+        }
+        info!(
+            failing_for = ?since.elapsed(),
+            "the API answers again; retrying held writes and reconciling every policy"
+        );
+        let now = (ctx.clock)().wall;
+        for rt in ctx.all_runtimes() {
+            context::lock(&rt).ledger.retry_now(now);
+        }
+        if all.send(()).is_err() {
+            return;
+        }
+    }
+}
+
+/// Reports a missing FailoverPolicy CRD (the policy list answering 404) once per change: an
+/// error in the log, the reason in /readyz, `ingress_failover_crd_missing` 1.
+struct CrdPresence {
+    readiness: Arc<http_server::Readiness>,
+    metrics: metrics::Metrics,
+    missing: AtomicBool,
+}
+
+impl CrdPresence {
+    fn observe<T>(&self, r: &Result<T, watcher::Error>) {
+        let missing = match r {
+            Err(
+                watcher::Error::InitialListFailed(kube::Error::Api(s))
+                | watcher::Error::WatchStartFailed(kube::Error::Api(s)),
+            ) => s.code == 404,
+            Err(_) => return, // another failure says nothing about the CRD
+            Ok(_) => false,
+        };
+        if self.missing.swap(missing, Ordering::SeqCst) == missing {
+            return;
+        }
+        self.metrics.crd_missing.set(i64::from(missing));
+        if missing {
+            let why = format!(
+                "the CustomResourceDefinition {CRD_NAME} is not installed (the policy list answers 404): install the chart's CRD (crds/)"
+            );
+            error!(
+                crd = CRD_NAME,
+                "{why}; no policy can be managed until it is"
+            );
+            self.readiness.set_problem("failoverpolicies", Some(why));
+        } else {
+            info!(crd = CRD_NAME, "the FailoverPolicy CRD is installed");
+            self.readiness.set_problem("failoverpolicies", None);
+        }
+    }
 }
 
 fn tokio_stream<T: Send + 'static>(
@@ -288,12 +462,83 @@ fn tokio_stream<T: Send + 'static>(
     futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
 
+/// Watcher backoff: 250 ms doubling to at most 2 s, with jitter. kube-runtime's
+/// `default_backoff()` grows to 30 s (plus up to as much jitter): after a 60 s outage a
+/// reflector could sleep most of a minute more before it listed again (issue 12: 43 s to
+/// converge). Reset on every successful event by `StreamBackoff`.
+struct WatchBackoff {
+    next: Duration,
+}
+
+impl WatchBackoff {
+    const FIRST: Duration = Duration::from_millis(250);
+    const MAX: Duration = Duration::from_secs(2);
+}
+
+impl Default for WatchBackoff {
+    fn default() -> Self {
+        WatchBackoff { next: Self::FIRST }
+    }
+}
+
+impl Iterator for WatchBackoff {
+    type Item = Duration;
+
+    fn next(&mut self) -> Option<Duration> {
+        let base = self.next;
+        self.next = (self.next * 2).min(Self::MAX);
+        Some(base.mul_f64(0.75 + fastrand::f64() * 0.5))
+    }
+}
+
+impl Backoff for WatchBackoff {
+    fn reset(&mut self) {
+        self.next = Self::FIRST;
+    }
+}
+
+/// The Controller's trigger backoff: none. kube-runtime merges every trigger (the policy
+/// watch, each `watches_stream`, and `reconcile_on`: the probe facts) into one stream and, by
+/// default, pauses *all* of it after an error from *any* of them, with a backoff that grows
+/// from 0.8 s to 30 s. One compaction gives each of the five reflectors a 410, each error
+/// doubled the pause, and every decision waited 16–20 s (issue 12, item 5); an outage grew it
+/// to 30 s. Each reflector backs off on its own ([`WatchBackoff`], applied before it), so the
+/// merged stream has nothing left to pause for.
+struct NoPause;
+
+impl Iterator for NoPause {
+    type Item = Duration;
+
+    fn next(&mut self) -> Option<Duration> {
+        Some(Duration::ZERO)
+    }
+}
+
+impl Backoff for NoPause {
+    fn reset(&mut self) {}
+}
+
+/// A watcher with [`WatchBackoff`], reporting to `health`.
+fn watched<K>(
+    events: impl Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static,
+    health: &Arc<ApiHealth>,
+) -> impl Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static
+where
+    K: Send + 'static,
+{
+    let health = health.clone();
+    events
+        .backoff(WatchBackoff::default())
+        .inspect(move |r| health.observe(r))
+}
+
 /// A reflector over the watched namespaces: a cache plus the stream of touched objects that
 /// drives it (the Controller polls the stream).
 fn reflect<K>(
     client: &Client,
     namespaces: &[String],
     wc: watcher::Config,
+    health: &Arc<ApiHealth>,
 ) -> (
     Store<K>,
     impl Stream<Item = Result<K, watcher::Error>> + Send + 'static,
@@ -312,7 +557,7 @@ where
         _ => Api::all(client.clone()),
     };
     let (store, writer) = reflector::store();
-    let stream = reflector::reflector(writer, watcher(api, wc).default_backoff()).touched_objects();
+    let stream = reflector::reflector(writer, watched(watcher(api, wc), health)).touched_objects();
     (store, stream)
 }
 

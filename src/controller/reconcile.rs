@@ -84,14 +84,25 @@ pub async fn reconcile(
         }
         let started = Instant::now();
         let api: Api<FailoverPolicy> = Api::namespaced(ctx.client.clone(), &ns);
-        let result = finalizer(&api, FINALIZER, policy, |event| async {
+        let work = finalizer(&api, FINALIZER, policy, |event| async {
             match event {
                 Finalizer::Apply(p) => apply(p, &ctx).await,
                 Finalizer::Cleanup(p) => cleanup(p, &ctx).await,
             }
-        })
-        .await
-        .map_err(|e| match e {
+        });
+        // Leadership can end mid-reconcile (renew deadline passed, lease taken, shutdown):
+        // dropping the reconcile there cancels its writes in flight and every later one, so
+        // a former leader never writes beside the next (issue 12). The next term resumes from
+        // status.
+        let result = tokio::select! {
+            biased;
+            () = ctx.leadership_lost() => {
+                warn!("leadership lost mid-reconcile; its remaining writes are cancelled");
+                return Ok(Requeue::await_change());
+            }
+            r = work => r,
+        };
+        let result = result.map_err(|e| match e {
             kube::runtime::finalizer::Error::ApplyFailed(e)
             | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
             other => ReconcileError::Finalizer(other.to_string()),
@@ -1026,13 +1037,13 @@ pub(crate) async fn note(
     action: &str,
     message: &str,
 ) {
-    match ctx
+    // Queued; the sender retries and counts it once created.
+    if let Err(e) = ctx
         .events
         .publish(&policy.object_ref(&()), severity, reason, action, message)
         .await
     {
-        Ok(()) => ctx.metrics.write("events"),
-        Err(e) => warn!(error = %e, "could not publish event"),
+        warn!(error = %e, "could not publish event");
     }
 }
 

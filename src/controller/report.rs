@@ -79,7 +79,7 @@ pub(crate) async fn publish_events(
         } else {
             Severity::Normal
         };
-        match ctx
+        if let Err(e) = ctx
             .events
             .publish(
                 &reference,
@@ -90,8 +90,7 @@ pub(crate) async fn publish_events(
             )
             .await
         {
-            Ok(()) => ctx.metrics.write("events"),
-            Err(e) => warn!(error = %e, "could not publish event"),
+            warn!(error = %e, "could not publish event");
         }
     }
 }

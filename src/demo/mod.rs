@@ -118,7 +118,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<bool> {
     ));
 
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
-    let controller_client = cluster.client_with_user_agent("ingress-failover")?;
+    let controller_client = cluster.controller_client("ingress-failover")?;
     let controller = tokio::spawn(crate::controller::run(
         controller_client,
         controller_options(),
@@ -159,6 +159,8 @@ fn controller_options() -> crate::controller::Options {
         lease_namespace: NS.into(),
         identity: "demo".into(),
         lease_seconds: 15,
+        lease_renew_deadline: std::time::Duration::from_secs(10),
+        lease_retry_period: std::time::Duration::from_secs(2),
         prober: Default::default(),
         trust_unmanaged_endpointslices: false,
     }

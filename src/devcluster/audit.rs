@@ -1,7 +1,9 @@
 //! Who called what: per user agent, each (group, resource, subresource, verb) with a count.
 //!
 //! The set of entries for the operator's user agent is exactly the RBAC rules its Helm chart
-//! needs; the counts let tests assert things like "the watcher listed once".
+//! needs; the counts let tests assert things like "the watcher listed once". Writes are also
+//! kept in order with their time and answer ([`Audit::writes`]), so a test can tell which
+//! replica wrote when (one writer at a time across a leader change).
 
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
@@ -23,10 +25,42 @@ pub struct AuditEntry {
     pub verb: String,
 }
 
+/// One write (create, update, patch, delete) as it was answered, in arrival order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditWrite {
+    /// When the answer was sent.
+    pub at: std::time::Instant,
+    /// `User-Agent` header.
+    pub user_agent: String,
+    /// Plural resource.
+    pub resource: String,
+    /// Subresource or empty.
+    pub subresource: String,
+    /// Namespace or empty.
+    pub namespace: String,
+    /// Object name or empty.
+    pub name: String,
+    /// Kubernetes verb.
+    pub verb: String,
+    /// HTTP status of the answer.
+    pub code: u16,
+}
+
+impl AuditWrite {
+    /// Whether the write changed (or may have changed) something: a 2xx answer.
+    pub fn succeeded(&self) -> bool {
+        (200..300).contains(&self.code)
+    }
+}
+
+/// Writes kept in order; the oldest are dropped beyond this.
+const MAX_WRITES: usize = 200_000;
+
 /// The audit log of one DevCluster.
 #[derive(Debug, Default)]
 pub struct Audit {
     counts: Mutex<BTreeMap<AuditEntry, u64>>,
+    writes: Mutex<std::collections::VecDeque<AuditWrite>>,
 }
 
 impl Audit {
@@ -58,8 +92,31 @@ impl Audit {
             .sum()
     }
 
+    /// Records one answered write.
+    pub fn record_write(&self, write: AuditWrite) {
+        let mut w = self.writes.lock().unwrap_or_else(|e| e.into_inner());
+        if w.len() >= MAX_WRITES {
+            w.pop_front();
+        }
+        w.push_back(write);
+    }
+
+    /// The writes answered so far, oldest first.
+    pub fn writes(&self) -> Vec<AuditWrite> {
+        self.writes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .cloned()
+            .collect()
+    }
+
     /// Forgets everything.
     pub fn clear(&self) {
         self.lock().clear();
+        self.writes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
     }
 }

@@ -46,7 +46,7 @@ mod store;
 mod table;
 mod watch;
 
-pub use audit::{Audit, AuditEntry};
+pub use audit::{Audit, AuditEntry, AuditWrite};
 pub use faults::{ErrorRule, FaultConfig, Faults, LatencyRule, OutageMode};
 
 use server::Shared;
@@ -245,6 +245,16 @@ impl DevCluster {
     /// the empty user agent; see [`DevCluster::client_with_user_agent`].
     pub fn client(&self) -> Result<kube::Client, DevClusterError> {
         Ok(kube::Client::try_from(self.config())?)
+    }
+
+    /// A client configured like the controller's (kube's default retry off, see
+    /// [`crate::kubeclient::without_default_retry`]), identifying itself with `user_agent`.
+    pub fn controller_client(&self, user_agent: &str) -> Result<kube::Client, DevClusterError> {
+        let mut config = crate::kubeclient::without_default_retry(self.config());
+        if let Ok(v) = http::HeaderValue::from_str(user_agent) {
+            config.headers.push((http::header::USER_AGENT, v));
+        }
+        Ok(kube::Client::try_from(config)?)
     }
 
     /// A kube client that identifies itself with `user_agent` (for the audit log).

@@ -2,7 +2,7 @@
 //! stream). Everything stateful lives in [`Shared`].
 
 use super::api::{self, Ctx, ListOptions, State, Target};
-use super::audit::{Audit, AuditEntry};
+use super::audit::{Audit, AuditEntry, AuditWrite};
 use super::control;
 use super::discovery;
 use super::faults::{Faults, OutageMode};
@@ -146,7 +146,22 @@ async fn handle(
             "the embedded control plane speaks JSON only; protobuf request bodies are not supported",
         )),
         Route::Resource(rr) => {
-            resource(
+            let verb = router::verb(&parts.method, &rr, false);
+            let write = matches!(
+                verb,
+                "create" | "update" | "patch" | "delete" | "deletecollection"
+            )
+            .then(|| AuditWrite {
+                at: std::time::Instant::now(),
+                user_agent: header_str(&parts.headers, header::USER_AGENT).to_string(),
+                resource: rr.resource.clone(),
+                subresource: rr.subresource.clone().unwrap_or_default(),
+                namespace: rr.namespace.clone().unwrap_or_default(),
+                name: rr.name.clone().unwrap_or_default(),
+                verb: verb.to_string(),
+                code: 0,
+            });
+            let r = resource(
                 shared.clone(),
                 &parts.method,
                 &parts.headers,
@@ -154,7 +169,16 @@ async fn handle(
                 rr,
                 body,
             )
-            .await
+            .await;
+            if let Some(mut w) = write {
+                w.at = std::time::Instant::now();
+                w.code = match &r {
+                    Ok(resp) => resp.status().as_u16(),
+                    Err(e) => e.code,
+                };
+                shared.audit.record_write(w);
+            }
+            r
         }
         Route::OpenApi | Route::Unknown | Route::Control(_) => Err(ApiError::no_route()),
     };

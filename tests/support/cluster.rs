@@ -27,6 +27,11 @@ use tokio::sync::oneshot;
 pub const TEST_AGENT: &str = "ingress-failover-tests";
 pub const CONTROLLER_AGENT: &str = "ingress-failover";
 
+/// Whether a User-Agent is a controller replica's (`ingress-failover/<version> (<identity>)`).
+pub fn is_controller_agent(ua: &str) -> bool {
+    ua.starts_with(&format!("{CONTROLLER_AGENT}/"))
+}
+
 static NEXT: AtomicU32 = AtomicU32::new(1);
 
 /// One test's world.
@@ -221,6 +226,9 @@ impl Env {
             lease_namespace,
             identity: format!("test-{}", self.net),
             lease_seconds: 3,
+            // client-go's proportions (15 s / 10 s / 2 s) for a 3 s lease.
+            lease_renew_deadline: Duration::from_millis(2000),
+            lease_retry_period: Duration::from_millis(400),
             prober: Default::default(),
             trust_unmanaged_endpointslices: false,
         }
@@ -235,6 +243,7 @@ impl Env {
     pub async fn spawn_controller(&self, opts: Options) -> ControllerHandle {
         let cluster = self.cluster.clone();
         let real_client = self.client.clone();
+        let controller_user_agent = ingress_failover::kubeclient::controller_user_agent;
         let controller_kubeconfig = std::env::var("INGRESS_FAILOVER_CONTROLLER_KUBECONFIG").ok();
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let (kill_tx, kill_rx) = oneshot::channel::<()>();
@@ -248,12 +257,20 @@ impl Env {
             rt.block_on(async move {
                 // The client must be built on this runtime: its connections live here.
                 let client = match (&cluster, controller_kubeconfig) {
-                    (Some(c), _) => c.client_with_user_agent(CONTROLLER_AGENT).expect("client"),
+                    // As `run` does: the product, version and replica identity, so the audit log
+                    // tells the replicas apart.
+                    (Some(c), _) => c
+                        .controller_client(&controller_user_agent(&opts.identity))
+                        .expect("client"),
                     // The controller's own identity (e.g. the chart's ServiceAccount token), so
                     // that the real authorizer checks every call it makes.
-                    (None, Some(path)) => ingress_failover::kubeclient::client(Some(path.as_ref()))
-                        .await
-                        .expect("client for INGRESS_FAILOVER_CONTROLLER_KUBECONFIG"),
+                    // User-Agent as `run` sends it, so the apiserver's audit log names the replica.
+                    (None, Some(path)) => ingress_failover::kubeclient::client_as(
+                        Some(path.as_ref()),
+                        Some(&controller_user_agent(&opts.identity)),
+                    )
+                    .await
+                    .expect("client for INGRESS_FAILOVER_CONTROLLER_KUBECONFIG"),
                     (None, None) => real_client,
                 };
                 let shutdown = async move {
@@ -343,7 +360,7 @@ impl Env {
         cluster
             .audit()
             .into_iter()
-            .filter(|e| e.user_agent == CONTROLLER_AGENT)
+            .filter(|e| is_controller_agent(&e.user_agent))
             .filter(|e| matches!(e.verb.as_str(), "create" | "update" | "patch" | "delete"))
             .filter(|e| !matches!(e.resource.as_str(), "failoverpolicies" | "events"))
             .collect()
