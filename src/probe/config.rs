@@ -232,17 +232,8 @@ impl FromStr for Host {
             return Ok(Host::Ip(ip));
         }
         let name = s.trim_end_matches('.').to_ascii_lowercase();
-        let valid = !name.is_empty()
-            && name.len() <= 253
-            && name.split('.').all(|label| {
-                !label.is_empty()
-                    && label.len() <= 63
-                    && label
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-                    && !label.starts_with('-')
-                    && !label.ends_with('-')
-            });
+        // The one host-name rule, shared with validation and the allowlist.
+        let valid = crate::validation::confine::is_hostname(&name);
         if valid {
             Ok(Host::Name(name))
         } else {
