@@ -938,7 +938,7 @@ async fn missing_emergency_deployment_blocks_neither_failover_nor_status() {
         metric_value(
             &metrics,
             "ingress_failover_write_failures_total",
-            &format!("policy=\"{}/web\"", env.ns)
+            &format!("namespace=\"{}\",name=\"web\"", env.ns)
         ) >= 1.0,
         "{metrics}"
     );
@@ -966,7 +966,7 @@ async fn failed_writes_back_off_while_probe_facts_still_update_status() {
         metric_value(
             text,
             "ingress_failover_write_failures_total",
-            &format!("policy=\"{ns}/web\""),
+            &format!("namespace=\"{ns}\",name=\"web\""),
         )
     };
     eventually(T, || async {
@@ -1676,5 +1676,43 @@ async fn steady_state_writes_no_status() {
         after,
         "the policy changed in steady state: {:?}",
         env.status("web").await
+    );
+}
+
+/// Metrics an SRE can route (issue 15): policies by `namespace` and `name` (never one combined
+/// label), emergency ready beside desired replicas, override and dry-run gauges, and error
+/// counters present at zero before the first error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_name_policies_by_namespace_and_name() {
+    let (env, _b, _pods) = emergency_env("metrics").await;
+    let text = env.metrics_text().await;
+    let me = format!("namespace=\"{}\",name=\"web\"", env.ns);
+    for (family, want) in [
+        ("ingress_failover_emergency_desired_replicas", Some(2.0)),
+        ("ingress_failover_emergency_ready_replicas", None),
+        ("ingress_failover_dry_run", Some(0.0)),
+        ("ingress_failover_override_active", Some(0.0)),
+        ("ingress_failover_probe_checks_total", None),
+    ] {
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(family) && l.contains(&me))
+            .unwrap_or_else(|| panic!("no {family} series for {me}:\n{text}"));
+        if let Some(v) = want {
+            assert_eq!(metric_value(line, family, &me), v, "{line}");
+        }
+    }
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("ingress_failover_write_failures_total") && l.contains(&me)),
+        "write failures exist at zero: {text}"
+    );
+    assert!(
+        text.contains("ingress_failover_reconcile_errors_total{kind=\"api\"}"),
+        "reconcile errors exist at zero: {text}"
+    );
+    assert!(
+        !text.contains("policy=\""),
+        "no combined policy label: {text}"
     );
 }

@@ -1,5 +1,5 @@
-//! The controller's Prometheus metrics. Labels are bounded: policy (`namespace/name`, one per
-//! policy), tier, action kind, resource and phase — never an endpoint address.
+//! The controller's Prometheus metrics. Labels are bounded: the policy (`namespace` and `name`),
+//! tier, action kind, resource and phase — never an endpoint address.
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -13,6 +13,7 @@ use prometheus_client::registry::Registry;
 
 use crate::api::Phase;
 use crate::engine::ActionKind;
+pub use crate::probe::metrics::PolicyId;
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct KindLabels {
@@ -26,24 +27,28 @@ pub struct ResourceLabels {
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PolicyLabels {
-    pub policy: Arc<str>,
+    #[prometheus(flatten)]
+    pub policy: PolicyId,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PolicyResourceLabels {
-    pub policy: Arc<str>,
+    #[prometheus(flatten)]
+    pub policy: PolicyId,
     pub resource: &'static str,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PolicyTierLabels {
-    pub policy: Arc<str>,
+    #[prometheus(flatten)]
+    pub policy: PolicyId,
     pub tier: &'static str,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PolicyPhaseLabels {
-    pub policy: Arc<str>,
+    #[prometheus(flatten)]
+    pub policy: PolicyId,
     pub phase: &'static str,
 }
 
@@ -57,6 +62,26 @@ const PHASES: [Phase; 8] = [
     Phase::Frozen,
     Phase::Invalid,
 ];
+
+/// The resources a policy writes, as the `resource` label of its write failures.
+const WRITTEN: [&str; 5] = [
+    "services",
+    "endpointslices",
+    "deployments/scale",
+    "ingresses",
+    "failoverpolicies/status",
+];
+
+/// The `kind` label of `reconcile_errors` (see `ReconcileError::kind`).
+pub struct ReconcileErrorKind;
+
+impl ReconcileErrorKind {
+    pub const API: &'static str = "api";
+    pub const CONFLICT: &'static str = "conflict";
+    pub const STATUS: &'static str = "status";
+    pub const FINALIZER: &'static str = "finalizer";
+    pub const ALL: [&'static str; 4] = [Self::API, Self::CONFLICT, Self::STATUS, Self::FINALIZER];
+}
 
 /// Every family the controller exports.
 #[derive(Debug, Clone)]
@@ -80,7 +105,14 @@ pub struct Metrics {
     pub load_balancer_up: Family<PolicyLabels, Gauge>,
     pub backup_load_balancer_up: Family<PolicyLabels, Gauge>,
     pub emergency_desired_replicas: Family<PolicyLabels, Gauge>,
+    /// Ready replicas of the emergency Deployment, beside the desired ones: capacity asked for
+    /// but not arriving is what an on-call engineer must see.
+    pub emergency_ready_replicas: Family<PolicyLabels, Gauge>,
     pub primary_weight_percent: Family<PolicyLabels, Gauge>,
+    /// 1 while a person's override (anything but Auto) is in the spec.
+    pub override_active: Family<PolicyLabels, Gauge>,
+    /// 1 while the policy is in dry-run.
+    pub dry_run: Family<PolicyLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -104,7 +136,10 @@ impl Default for Metrics {
             load_balancer_up: Family::default(),
             backup_load_balancer_up: Family::default(),
             emergency_desired_replicas: Family::default(),
+            emergency_ready_replicas: Family::default(),
             primary_weight_percent: Family::default(),
+            override_active: Family::default(),
+            dry_run: Family::default(),
         }
     }
 }
@@ -193,10 +228,30 @@ impl Metrics {
             self.emergency_desired_replicas.clone(),
         );
         r.register(
+            "emergency_ready_replicas",
+            "Ready replicas of the policy's emergency Deployment",
+            self.emergency_ready_replicas.clone(),
+        );
+        r.register(
             "primary_weight_percent",
             "Share of traffic the policy sends to the primary ingress class",
             self.primary_weight_percent.clone(),
         );
+        r.register(
+            "override_active",
+            "1 while a person's override (ForcePrimary, ForceBackup, Freeze) is set on the policy",
+            self.override_active.clone(),
+        );
+        r.register(
+            "dry_run",
+            "1 while the policy only decides and reports (spec.dryRun)",
+            self.dry_run.clone(),
+        );
+        // Present from the start at zero, so that rate() and absent() behave before the first
+        // error.
+        for kind in ReconcileErrorKind::ALL {
+            let _ = self.reconcile_errors.get_or_create(&KindLabels { kind });
+        }
         for k in ActionKind::ALL {
             let _ = self
                 .transitions
@@ -213,31 +268,35 @@ impl Metrics {
     pub fn write_failed(&self, policy: &str, resource: &'static str) {
         self.write_failures
             .get_or_create(&PolicyResourceLabels {
-                policy: Arc::from(policy),
+                policy: PolicyId::from_key(policy),
                 resource,
             })
             .inc();
     }
 
+    /// Creates a policy's write-failure counters at zero (see [`Self::write_failures_of`]).
+    pub fn touch_write_failures(&self, policy: &str) {
+        for resource in WRITTEN {
+            let _ = self.write_failures.get_or_create(&PolicyResourceLabels {
+                policy: PolicyId::from_key(policy),
+                resource,
+            });
+        }
+    }
+
     /// Failed writes of one policy so far (all resources).
     pub fn write_failures_of(&self, policy: &str) -> u64 {
-        [
-            "services",
-            "endpointslices",
-            "deployments/scale",
-            "ingresses",
-            "failoverpolicies/status",
-        ]
-        .iter()
-        .map(|&resource| {
-            self.write_failures
-                .get_or_create(&PolicyResourceLabels {
-                    policy: Arc::from(policy),
-                    resource,
-                })
-                .get()
-        })
-        .sum()
+        WRITTEN
+            .iter()
+            .map(|&resource| {
+                self.write_failures
+                    .get_or_create(&PolicyResourceLabels {
+                        policy: PolicyId::from_key(policy),
+                        resource,
+                    })
+                    .get()
+            })
+            .sum()
     }
 
     /// Total writes so far (all resources), for the steady-state benchmark and tests.
@@ -263,7 +322,7 @@ impl Metrics {
         for p in PHASES {
             self.policy_phase
                 .get_or_create(&PolicyPhaseLabels {
-                    policy: policy.clone(),
+                    policy: PolicyId::from_key(policy),
                     phase: p.as_str(),
                 })
                 .set(i64::from(p == phase));
@@ -274,13 +333,13 @@ impl Metrics {
     pub fn forget(&self, policy: &Arc<str>) {
         for p in PHASES {
             self.policy_phase.remove(&PolicyPhaseLabels {
-                policy: policy.clone(),
+                policy: PolicyId::from_key(policy),
                 phase: p.as_str(),
             });
         }
         for tier in ["primary", "emergency"] {
             let l = PolicyTierLabels {
-                policy: policy.clone(),
+                policy: PolicyId::from_key(policy),
                 tier,
             };
             self.healthy_ratio.remove(&l);
@@ -288,20 +347,17 @@ impl Metrics {
             self.total_endpoints.remove(&l);
         }
         let l = PolicyLabels {
-            policy: policy.clone(),
+            policy: PolicyId::from_key(policy),
         };
         self.load_balancer_up.remove(&l);
         self.emergency_desired_replicas.remove(&l);
+        self.emergency_ready_replicas.remove(&l);
         self.primary_weight_percent.remove(&l);
-        for resource in [
-            "services",
-            "endpointslices",
-            "deployments/scale",
-            "ingresses",
-            "failoverpolicies/status",
-        ] {
+        self.override_active.remove(&l);
+        self.dry_run.remove(&l);
+        for resource in WRITTEN {
             self.write_failures.remove(&PolicyResourceLabels {
-                policy: policy.clone(),
+                policy: PolicyId::from_key(policy),
                 resource,
             });
         }

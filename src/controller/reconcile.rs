@@ -20,7 +20,7 @@ use super::desired::Published;
 use super::effect::{self, InEffect};
 use super::events::Severity;
 use super::ledger::{Actuation, Correction, MAX_CORRECTIONS};
-use super::metrics::KindLabels;
+use super::metrics::{KindLabels, ReconcileErrorKind};
 use super::observe;
 use super::report::{export_gauges, log_action, publish_events};
 use super::targets;
@@ -60,10 +60,10 @@ impl ReconcileError {
     /// Bounded metric label.
     pub fn kind(&self) -> &'static str {
         match self {
-            ReconcileError::Actuate(ActuateError::Api { .. }) => "api",
-            ReconcileError::Actuate(ActuateError::Conflict { .. }) => "conflict",
-            ReconcileError::Status { .. } => "status",
-            ReconcileError::Finalizer(_) => "finalizer",
+            ReconcileError::Actuate(ActuateError::Api { .. }) => ReconcileErrorKind::API,
+            ReconcileError::Actuate(ActuateError::Conflict { .. }) => ReconcileErrorKind::CONFLICT,
+            ReconcileError::Status { .. } => ReconcileErrorKind::STATUS,
+            ReconcileError::Finalizer(_) => ReconcileErrorKind::FINALIZER,
         }
     }
 }

@@ -9,7 +9,7 @@ use tracing::{info, warn};
 use super::context::{Context, PolicyRuntime, lock};
 use super::effect::InEffect;
 use super::events::Severity;
-use super::metrics::{PolicyLabels, PolicyTierLabels};
+use super::metrics::{PolicyId, PolicyLabels, PolicyTierLabels};
 use crate::api::FailoverPolicy;
 use crate::engine::{Action, ActionKind, Affected, DRY_RUN_PREFIX};
 
@@ -139,7 +139,11 @@ pub(crate) fn export_gauges(ctx: &Context, key: &str, rt: &std::sync::Mutex<Poli
     let r = lock(rt);
     let policy: Arc<str> = Arc::from(key);
     let m = &ctx.metrics;
+    let id = PolicyId::from_key(key);
     m.set_phase(&policy, r.state.phase);
+    // Error counters exist from the first reconcile, at zero: a rate() over them works before
+    // the first failure, and an alert can tell "no failures" from "no data".
+    m.touch_write_failures(key);
     for (tier, healthy, total) in [
         ("primary", r.state.primary_healthy, r.state.primary_total),
         (
@@ -149,7 +153,7 @@ pub(crate) fn export_gauges(ctx: &Context, key: &str, rt: &std::sync::Mutex<Poli
         ),
     ] {
         let l = PolicyTierLabels {
-            policy: policy.clone(),
+            policy: id.clone(),
             tier,
         };
         m.healthy_endpoints
@@ -163,7 +167,14 @@ pub(crate) fn export_gauges(ctx: &Context, key: &str, rt: &std::sync::Mutex<Poli
         };
         m.healthy_ratio.get_or_create(&l).set(ratio);
     }
-    let l = PolicyLabels { policy };
+    let l = PolicyLabels { policy: id };
+    m.dry_run.get_or_create(&l).set(i64::from(r.cfg.dry_run));
+    m.override_active.get_or_create(&l).set(i64::from(
+        r.cfg
+            .override_
+            .as_ref()
+            .is_some_and(|o| o.mode != crate::api::OverrideMode::Auto),
+    ));
     if let Some(ing) = &r.cfg.ingress {
         m.load_balancer_up
             .get_or_create(&l)
@@ -178,6 +189,9 @@ pub(crate) fn export_gauges(ctx: &Context, key: &str, rt: &std::sync::Mutex<Poli
         m.emergency_desired_replicas
             .get_or_create(&l)
             .set(i64::from(d));
+        m.emergency_ready_replicas
+            .get_or_create(&l)
+            .set(i64::from(r.state.emergency_ready_replicas.unwrap_or(0)));
     }
     if let Some(i) = r.state.desired_ingress(&r.cfg) {
         m.primary_weight_percent

@@ -1,6 +1,7 @@
 //! Prometheus metrics of the prober, with bounded label sets only.
 //!
-//! Labels are policy (namespace/name), tier and result kind — never the endpoint: endpoints come
+//! Labels are the policy (`namespace` and `name`, two labels so that dashboards and alerts can
+//! filter by namespace), tier and result kind — never the endpoint: endpoints come
 //! and go with pods and would grow the series count without bound. Per-endpoint detail lives in
 //! the policy status instead. Each target task caches its own metric handles, so the hot path is
 //! an atomic add, not a hash-map lookup under a lock.
@@ -15,16 +16,36 @@ use prometheus_client::registry::Registry;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// A policy as metric labels: `namespace` and `name`, never one combined label.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PolicyId {
+    pub namespace: Arc<str>,
+    pub name: Arc<str>,
+}
+
+impl PolicyId {
+    /// From the `namespace/name` key the controller and the prober use.
+    pub fn from_key(key: &str) -> Self {
+        let (namespace, name) = key.split_once('/').unwrap_or(("", key));
+        PolicyId {
+            namespace: Arc::from(namespace),
+            name: Arc::from(name),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ResultLabels {
-    policy: Arc<str>,
+    #[prometheus(flatten)]
+    policy: PolicyId,
     tier: &'static str,
     result: &'static str,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TierLabels {
-    policy: Arc<str>,
+    #[prometheus(flatten)]
+    policy: PolicyId,
     tier: &'static str,
 }
 
@@ -95,7 +116,7 @@ impl ProbeMetrics {
     pub(crate) fn for_target(&self, policy: &Arc<str>, tier: Tier) -> TargetMetrics {
         let counter = |result: &'static str| {
             self.checks.get_or_create_owned(&ResultLabels {
-                policy: policy.clone(),
+                policy: PolicyId::from_key(policy),
                 tier: tier.as_str(),
                 result,
             })
@@ -105,7 +126,7 @@ impl ProbeMetrics {
         TargetMetrics {
             by_result: by_result.into_boxed_slice(),
             latency: self.latency.get_or_create_owned(&TierLabels {
-                policy: policy.clone(),
+                policy: PolicyId::from_key(policy),
                 tier: tier.as_str(),
             }),
             lag: self.lag.clone(),
@@ -116,14 +137,14 @@ impl ProbeMetrics {
     pub(crate) fn forget_policy(&self, policy: &Arc<str>) {
         for tier in Tier::ALL {
             self.latency.remove(&TierLabels {
-                policy: policy.clone(),
+                policy: PolicyId::from_key(policy),
                 tier: tier.as_str(),
             });
             let results =
                 std::iter::once("healthy").chain(FailureKind::ALL.iter().map(|k| k.as_str()));
             for result in results {
                 self.checks.remove(&ResultLabels {
-                    policy: policy.clone(),
+                    policy: PolicyId::from_key(policy),
                     tier: tier.as_str(),
                     result,
                 });
@@ -183,10 +204,10 @@ mod tests {
         let mut out = String::new();
         encode(&mut out, &reg).unwrap();
         assert!(out.contains(
-            r#"ingress_failover_probe_checks_total{policy="shop/web",tier="primary",result="healthy"} 1"#
+            r#"ingress_failover_probe_checks_total{namespace="shop",name="web",tier="primary",result="healthy"} 1"#
         ), "{out}");
         assert!(out.contains(r#"result="bad_status"} 1"#), "{out}");
-        assert!(out.contains(r#"ingress_failover_probe_check_latency_seconds_count{policy="shop/web",tier="primary"} 2"#), "{out}");
+        assert!(out.contains(r#"ingress_failover_probe_check_latency_seconds_count{namespace="shop",name="web",tier="primary"} 2"#), "{out}");
         assert!(!out.contains("endpoint"));
 
         m.forget_policy(&policy);

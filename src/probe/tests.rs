@@ -790,7 +790,9 @@ async fn metrics_count_by_policy_tier_and_result() {
     let mut out = String::new();
     prometheus_client::encoding::text::encode(&mut out, &reg).unwrap();
     assert!(
-        out.contains(r#"checks_total{policy="ns/p",tier="loadbalancer",result="bad_status"}"#),
+        out.contains(
+            r#"checks_total{namespace="ns",name="p",tier="loadbalancer",result="bad_status"}"#
+        ),
         "{out}"
     );
 }
