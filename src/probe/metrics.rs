@@ -133,6 +133,16 @@ impl ProbeMetrics {
         }
     }
 
+    /// Gives every family a series of `policy` (for the generated metrics reference).
+    pub fn sample(&self, policy: &str) {
+        let _ = self.for_target(&Arc::from(policy), Tier::Primary);
+        let _ = self.checks.get_or_create(&ResultLabels {
+            policy: PolicyId::from_key(policy),
+            tier: Tier::Primary.as_str(),
+            result: "healthy",
+        });
+    }
+
     /// Drops a removed policy's series so a deleted policy does not linger in /metrics.
     pub(crate) fn forget_policy(&self, policy: &Arc<str>) {
         for tier in Tier::ALL {
