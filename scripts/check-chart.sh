@@ -31,7 +31,7 @@ VARIANTS=(
   "monitoring-networkpolicy|--set metrics.serviceMonitor.enabled=true --set prometheusRule.enabled=true --set networkPolicy.enabled=true --set networkPolicy.apiServerCIDRs={172.18.0.0/16} --set networkPolicy.probeEgress[0].cidr=10.244.0.0/16 --set networkPolicy.probeEgress[0].ports={8080} --set networkPolicy.metricsFrom[0].namespaceSelector.matchLabels.name=monitoring"
   "plain-metrics|--set metrics.secure=false"
   "metrics-cert-secret|--set metrics.certSecret=ingress-failover-metrics-tls --set trustUnmanagedEndpointSlices=true --set metrics.serviceMonitor.enabled=true"
-  "everything-namespaced|--set rbac.scope=namespace --set watchNamespaces={shop} --set ingressControllerNamespaces={ingress-nginx} --set probeAllowlist={10.0.0.0/8} --set policySelector=team=web --set metrics.serviceMonitor.enabled=true --set prometheusRule.enabled=true --set networkPolicy.enabled=true --set spreadPolicy=hard"
+  "everything-namespaced|--set rbac.scope=namespace --set watchNamespaces={shop} --set ingressControllerNamespaces={ingress-nginx} --set probeAllowlist={10.0.0.0/8} --set policySelector=team=web --set metrics.serviceMonitor.enabled=true --set prometheusRule.enabled=true --set networkPolicy.enabled=true --set networkPolicy.probeEgress[0].cidr=10.0.0.0/8 --set spreadPolicy=hard"
 )
 
 PASS=0
@@ -111,8 +111,9 @@ def norm(r):
 want = sorted(norm(r) for r in rules)
 got = []
 # The --metrics-secure roles (templates/metrics-rbac.yaml: TokenReview/SubjectAccessReview for
-# the controller, get /metrics for scrapers) are not what the controller does with policies.
-METRICS_ROLES = ("-metrics-auth", "-metrics-reader")
+# the controller, get /metrics for scrapers) and the roles aggregated into view/edit/admin for
+# people (templates/aggregated-roles.yaml) are not what the controller does with policies.
+METRICS_ROLES = ("-metrics-auth", "-metrics-reader", "-aggregate-view", "-aggregate-edit")
 for d in docs:
     if d["kind"] not in ("Role", "ClusterRole") or d["metadata"]["name"].endswith(METRICS_ROLES):
         continue
@@ -195,6 +196,22 @@ if missing:
 PY
 check "values.schema.json rejects an unknown value" \
   bash -c "! helm template x $CHART --set nosuchvalue=1 >/dev/null 2>&1"
+check "a NetworkPolicy with no probeEgress (it would block every probe) is refused, saying why" \
+  bash -c "helm template x $CHART --set networkPolicy.enabled=true 2>&1 >/dev/null | grep -q 'would block every health check'"
+check "aggregated roles: view reads FailoverPolicies, edit and admin change them" \
+  "$PY" - "$WORK/default.yaml" <<'PY'
+import sys, yaml
+docs = {d["metadata"]["name"]: d for d in yaml.safe_load_all(open(sys.argv[1])) if d and d["kind"] == "ClusterRole"}
+view = next(d for n, d in docs.items() if n.endswith("-aggregate-view"))
+edit = next(d for n, d in docs.items() if n.endswith("-aggregate-edit"))
+assert view["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-view"] == "true", view
+assert set(view["rules"][0]["verbs"]) == {"get", "list", "watch"}, view
+labels = edit["metadata"]["labels"]
+assert labels["rbac.authorization.k8s.io/aggregate-to-edit"] == "true", edit
+assert labels["rbac.authorization.k8s.io/aggregate-to-admin"] == "true", edit
+assert "patch" in edit["rules"][0]["verbs"] and "failoverpolicies" in edit["rules"][0]["resources"], edit
+print("view:", view["rules"], "edit:", edit["rules"])
+PY
 check "rbac.scope=namespace without exactly one watchNamespaces entry is refused" \
   bash -c "! helm template x $CHART --set rbac.scope=namespace >/dev/null 2>&1"
 
