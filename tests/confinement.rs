@@ -396,17 +396,7 @@ async fn https_get(addr: SocketAddr, path: &str, token: Option<&str>) -> (u16, S
     tls.write_all(req.as_bytes()).await.expect("request");
     let mut buf = Vec::new();
     let _ = tls.read_to_end(&mut buf).await;
-    let text = String::from_utf8_lossy(&buf).to_string();
-    let code = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (code, body)
+    http_response(&buf)
 }
 
 /// A ServiceAccount in the test's namespace and a token for it (TokenRequest).

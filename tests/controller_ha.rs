@@ -127,7 +127,7 @@ async fn sixty_second_outage_with_two_replicas_keeps_one_writer_at_a_time() {
     let b = env.backends(4).await;
     let lb = env.backend_addr();
     env.set(lb, Behavior::Healthy).await;
-    for o in ingress_objects() {
+    for o in ingress_objects("nginx-primary") {
         env.apply_json(o).await;
     }
     env.apply_json(policy(
@@ -262,16 +262,6 @@ async fn sixty_second_outage_with_two_replicas_keeps_one_writer_at_a_time() {
         "converged {converged:?} after the outage"
     );
     standby.kill().await;
-}
-
-fn ingress_objects() -> Vec<serde_json::Value> {
-    vec![
-        json!({"apiVersion": "networking.k8s.io/v1", "kind": "IngressClass", "metadata": {"name": "nginx-primary"}, "spec": {"controller": "k8s.io/ingress-nginx-primary"}}),
-        json!({"apiVersion": "networking.k8s.io/v1", "kind": "IngressClass", "metadata": {"name": "nginx-backup"}, "spec": {"controller": "k8s.io/ingress-nginx-backup"}}),
-        json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": {"name": "web"},
-               "spec": {"ingressClassName": "nginx-primary", "rules": [{"host": "shop.example", "http": {"paths": [{"path": "/", "pathType": "Prefix",
-                 "backend": {"service": {"name": "web-healthy", "port": {"number": 80}}}}]}}]}}),
-    ]
 }
 
 /// Item 2: with half of all Lease calls failing, the leader keeps its lease: a failed renewal

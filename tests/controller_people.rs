@@ -16,16 +16,6 @@ use serde_json::{Value, json};
 
 const T: Duration = Duration::from_secs(20);
 
-fn ingress_objects() -> Vec<Value> {
-    vec![
-        json!({"apiVersion": "networking.k8s.io/v1", "kind": "IngressClass", "metadata": {"name": "nginx-primary"}, "spec": {"controller": "k8s.io/ingress-nginx-primary"}}),
-        json!({"apiVersion": "networking.k8s.io/v1", "kind": "IngressClass", "metadata": {"name": "nginx-backup"}, "spec": {"controller": "k8s.io/ingress-nginx-backup"}}),
-        json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": {"name": "web"},
-               "spec": {"ingressClassName": "nginx-primary", "rules": [{"host": "shop.example", "http": {"paths": [{"path": "/", "pathType": "Prefix",
-                 "backend": {"service": {"name": "web-healthy", "port": {"number": 80}}}}]}}]}}),
-    ]
-}
-
 /// A policy over two healthy backends whose primary tier is judged by `health` (with `{lb}`
 /// replaced by a loopback health server's address), merged with `extra`.
 async fn start(name: &str, health: Value, extra: Value) -> (Env, std::net::SocketAddr) {
@@ -33,7 +23,7 @@ async fn start(name: &str, health: Value, extra: Value) -> (Env, std::net::Socke
     let b = env.backends(2).await;
     let lb = env.backend_addr();
     env.set(lb, Behavior::Healthy).await;
-    for o in ingress_objects() {
+    for o in ingress_objects("nginx-primary") {
         env.apply_json(o).await;
     }
     let health =
@@ -285,7 +275,7 @@ async fn traffic_never_moves_to_a_backup_judged_down() {
     let (lb, backup) = (env.backend_addr(), env.backend_addr());
     env.set(lb, Behavior::Healthy).await;
     env.set(backup, Behavior::Status(503)).await;
-    for o in ingress_objects() {
+    for o in ingress_objects("nginx-primary") {
         env.apply_json(o).await;
     }
     let spec = json!({"ingress": {"ingresses": ["web"], "primaryClass": "nginx-primary", "backupClass": "nginx-backup",

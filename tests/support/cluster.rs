@@ -686,7 +686,12 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
     }
     let mut buf = Vec::new();
     let _ = s.read_to_end(&mut buf).await;
-    let text = String::from_utf8_lossy(&buf).to_string();
+    http_response(&buf)
+}
+
+/// (status code, body) of a raw HTTP/1.1 response read to its end (0 when unparsable).
+pub fn http_response(buf: &[u8]) -> (u16, String) {
+    let text = String::from_utf8_lossy(buf).to_string();
     let code = text
         .split_whitespace()
         .nth(1)
