@@ -148,6 +148,10 @@ enum Command {
         /// Where to write the kubeconfig of the embedded control plane (for kubectl).
         #[arg(long, default_value_os_t = std::env::temp_dir().join("ingress-failover-demo.kubeconfig"))]
         kubeconfig: PathBuf,
+        /// After the story, keep the control plane, backends and controller running for
+        /// inspection (kubectl, kubectl failover) until Ctrl-C.
+        #[arg(long)]
+        keep: bool,
     },
     /// Serve the embedded Kubernetes control plane until SIGINT/SIGTERM.
     Devcluster {
@@ -193,14 +197,22 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Demo { fast, kubeconfig } => {
+        Command::Demo {
+            fast,
+            kubeconfig,
+            keep,
+        } => {
             let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| "error".into());
             let _ = tracing_subscriber::fmt()
                 .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
                 .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
                 .with_writer(std::io::stderr)
                 .try_init();
-            let opts = ingress_failover::demo::DemoOptions { fast, kubeconfig };
+            let opts = ingress_failover::demo::DemoOptions {
+                fast,
+                kubeconfig,
+                keep,
+            };
             match runtime().block_on(ingress_failover::demo::run(opts)) {
                 Ok(true) => ExitCode::SUCCESS,
                 Ok(false) => ExitCode::FAILURE,

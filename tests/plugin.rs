@@ -171,3 +171,92 @@ async fn an_incident_seen_and_steered_from_kubectl_failover() {
         s.flap_budgets
     );
 }
+
+/// `demo --keep` leaves everything running after the story, and `kubectl failover` reads it:
+/// the policy back to Normal, with the whole incident in its history (issue 15).
+#[test]
+fn kubectl_failover_reads_the_demo_kept_running() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    if std::env::var_os("INGRESS_FAILOVER_KUBECONFIG").is_some() {
+        return; // the demo brings its own embedded plane
+    }
+    let kubeconfig =
+        std::env::temp_dir().join(format!("demo-keep-{}.kubeconfig", std::process::id()));
+    let mut demo = Command::new(env!("CARGO_BIN_EXE_ingress-failover"))
+        .args(["demo", "--fast", "--keep", "--kubeconfig"])
+        .arg(&kubeconfig)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("demo starts");
+    let mut lines = BufReader::new(demo.stdout.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    let kept = loop {
+        match lines.next() {
+            Some(Ok(line)) => {
+                let done = line.starts_with("kept running for inspection");
+                seen.push(line);
+                if done {
+                    break true;
+                }
+            }
+            _ => break false,
+        }
+    };
+    assert!(kept, "the demo did not stay up:\n{}", seen.join("\n"));
+    assert!(
+        seen.iter().any(|l| l.starts_with("demo passed")),
+        "{}",
+        seen.join("\n")
+    );
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_kubectl-failover"))
+            .args(args)
+            .args(["-n", "demo", "--kubeconfig"])
+            .arg(&kubeconfig)
+            .output()
+            .expect("kubectl-failover runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let status = run(&["status", "web"]);
+    eprintln!("$ kubectl failover status web -n demo\n{status}");
+    assert!(
+        status.starts_with("FailoverPolicy demo/web: Normal"),
+        "{status}"
+    );
+    let history = run(&["history", "web"]);
+    eprintln!("$ kubectl failover history web -n demo\n{history}");
+    for action in [
+        "EmergencyActivate",
+        "IngressFailover",
+        "FailbackComplete",
+        "EmergencyScaleDown",
+    ] {
+        assert!(history.contains(action), "{action} missing:\n{history}");
+    }
+    // SIGTERM ends the kept demo cleanly.
+    let _ = Command::new("kill")
+        .args(["-TERM", &demo.id().to_string()])
+        .status();
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let code = loop {
+        if let Some(code) = demo.try_wait().expect("wait") {
+            break Some(code);
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = demo.kill();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(
+        code.is_some_and(|c| c.success()),
+        "the kept demo ends on SIGTERM with its verdict: {code:?}"
+    );
+}

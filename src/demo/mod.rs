@@ -29,6 +29,9 @@ pub struct DemoOptions {
     pub fast: bool,
     /// Where to write the kubeconfig of the embedded control plane.
     pub kubeconfig: PathBuf,
+    /// After the story, leave the control plane, backends and controller running for
+    /// inspection (kubectl, `kubectl failover`, /metrics) until SIGINT or SIGTERM.
+    pub keep: bool,
 }
 
 /// Timings of one run.
@@ -132,14 +135,42 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<bool> {
     let timeline = timeline::Timeline::start(client.clone());
     let outcome = script::play(&client, &farm, lb, &pace, &timeline).await;
     let seen = timeline.stop().await;
+    let ok = script::report(&outcome, &seen);
+
+    if opts.keep {
+        let kc = opts.kubeconfig.display();
+        println!();
+        println!("kept running for inspection; Ctrl-C (or SIGTERM) stops everything:");
+        println!("  embedded control plane:  {}", cluster.url());
+        println!(
+            "  policy and its objects:  kubectl --kubeconfig {kc} -n {NS} get fp,ingress,deploy,endpointslices"
+        );
+        println!(
+            "  the on-call view:        kubectl failover status {POLICY} -n {NS} --kubeconfig {kc}"
+        );
+        println!(
+            "  what happened, and why:  kubectl failover history {POLICY} -n {NS} --kubeconfig {kc}"
+        );
+        println!("  the load balancer:       http://{lb}/healthz (a loopback backend of the demo)");
+        wait_for_signal().await?;
+    }
 
     let _ = stop_tx.send(());
     let _ = tokio::time::timeout(Duration::from_secs(5), controller).await;
     pods.abort();
     drop(cluster);
-
-    let ok = script::report(&outcome, &seen);
     Ok(ok)
+}
+
+/// Returns at SIGINT or SIGTERM.
+async fn wait_for_signal() -> anyhow::Result<()> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("waiting for SIGTERM")?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r.context("waiting for SIGINT")?,
+        _ = term.recv() => {}
+    }
+    Ok(())
 }
 
 fn controller_options() -> crate::controller::Options {
