@@ -108,6 +108,9 @@ pub struct PolicyRuntime {
     /// Objects handed back since the last spec change (`Service name`, `Ingress name`): the
     /// caches may still show them as the policy's for a moment.
     pub retired: std::collections::BTreeSet<String>,
+    /// When renamed or removed references were last looked for (None: look on the next
+    /// reconcile, as after a spec change or a restart).
+    pub references_checked: Option<i64>,
 }
 
 /// Shared by all reconciles.

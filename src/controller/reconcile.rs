@@ -217,6 +217,7 @@ async fn apply(policy: Arc<FailoverPolicy>, ctx: &Context) -> Result<Requeue, Re
             // A new spec may fix what failed or end a tug-of-war: try again at once.
             r.ledger = Default::default();
             r.retired.clear();
+            r.references_checked = None;
         }
         r.cfg.flap_budget_reset = policy
             .annotations()
@@ -597,6 +598,7 @@ fn new_runtime(
         ledger: Default::default(),
         conflict: None,
         retired: Default::default(),
+        references_checked: None,
     }
 }
 
@@ -728,58 +730,81 @@ async fn write_desired(
     let mut fx = InEffect::default();
     let due = |what: Actuation| lock(rt).ledger.due(what, now);
 
-    // A renamed managed Service is handed back like on deletion: left alone, it would keep
-    // publishing the last set the policy wrote there, frozen.
-    let uid = policy.metadata.uid.as_deref().unwrap_or_default();
-    for (old, port_name) in actuate::retired_services(ctx, ns, uid, &spec.managed_service.name) {
-        if !due(Actuation::Service) || lock(rt).retired.contains(&format!("Service {old}")) {
-            continue;
+    // References renamed or removed since the last look are handed back. The objects are read
+    // from the caches, not the spec, so a restart loses nothing; looked at after a spec change,
+    // after a restart and then at the resync period, never on every probe-triggered reconcile.
+    let look = lock(rt)
+        .references_checked
+        .is_none_or(|at| now - at >= RESYNC_MS);
+    if look {
+        let mut clean = true;
+        // A renamed managed Service is handed back like on deletion: left alone, it would keep
+        // publishing the last set the policy wrote there, frozen.
+        let uid = policy.metadata.uid.as_deref().unwrap_or_default();
+        for (old, port_name) in actuate::retired_services(ctx, ns, uid, &spec.managed_service.name)
+        {
+            if lock(rt).retired.contains(&format!("Service {old}")) {
+                continue;
+            }
+            if !due(Actuation::Service) {
+                clean = false;
+                continue;
+            }
+            let mut was = spec.clone();
+            was.managed_service.name = old.clone();
+            if !port_name.is_empty() {
+                was.managed_service.port_name = port_name;
+            }
+            match actuate::hand_back_service(ctx, ns, &was, &name).await {
+                Ok(()) => {
+                    lock(rt).retired.insert(format!("Service {old}"));
+                    info!(service = %old, "managedService renamed: handed the old Service back");
+                    note(
+                        ctx,
+                        policy,
+                        Severity::Normal,
+                        "HandedBack",
+                        "Rename",
+                        &format!(
+                            "spec.managedService.name no longer names Service {ns}/{old}: handed it back publishing the whole primary pool, no longer managed"
+                        ),
+                    )
+                    .await;
+                }
+                Err(e) => {
+                    clean = false;
+                    failed(ctx, policy, rt, Actuation::Service, &e, now).await
+                }
+            }
         }
-        let mut was = spec.clone();
-        was.managed_service.name = old.clone();
-        if !port_name.is_empty() {
-            was.managed_service.port_name = port_name;
-        }
-        match actuate::hand_back_service(ctx, ns, &was, &name).await {
-            Ok(()) => {
-                lock(rt).retired.insert(format!("Service {old}"));
-                info!(service = %old, "managedService renamed: handed the old Service back");
+        // Ingresses no longer named are handed back like on deletion, not left on the backup class.
+        clean &= due(Actuation::Ingress);
+        if due(Actuation::Ingress) {
+            let already = lock(rt).retired.clone();
+            let (released, error) =
+                actuate::release_ingresses(ctx, ns, spec, &name, &already).await;
+            for ing in released {
+                lock(rt).retired.insert(format!("Ingress {ing}"));
+                info!(ingress = %ing, "no longer named by the policy: handed back");
                 note(
                     ctx,
                     policy,
                     Severity::Normal,
                     "HandedBack",
-                    "Rename",
+                    "Release",
                     &format!(
-                        "spec.managedService.name no longer names Service {ns}/{old}: handed it back publishing the whole primary pool, no longer managed"
+                        "the policy no longer names Ingress {ns}/{ing}: handed back on its primary class, without the operator's annotations and claim"
                     ),
                 )
                 .await;
             }
-            Err(e) => failed(ctx, policy, rt, Actuation::Service, &e, now).await,
+            if let Some(e) = error {
+                clean = false;
+                failed(ctx, policy, rt, Actuation::Ingress, &e, now).await;
+            }
         }
-    }
-    // Ingresses no longer named are handed back like on deletion, not left on the backup class.
-    if due(Actuation::Ingress) {
-        let already = lock(rt).retired.clone();
-        let (released, error) = actuate::release_ingresses(ctx, ns, spec, &name, &already).await;
-        for ing in released {
-            lock(rt).retired.insert(format!("Ingress {ing}"));
-            info!(ingress = %ing, "no longer named by the policy: handed back");
-            note(
-                ctx,
-                policy,
-                Severity::Normal,
-                "HandedBack",
-                "Release",
-                &format!(
-                    "the policy no longer names Ingress {ns}/{ing}: handed back on its primary class, without the operator's annotations and claim"
-                ),
-            )
-            .await;
-        }
-        if let Some(e) = error {
-            failed(ctx, policy, rt, Actuation::Ingress, &e, now).await;
+        if clean {
+            lock(rt).references_checked = Some(now);
         }
     }
     if plan.inventory_known {
