@@ -56,6 +56,8 @@ HA_EMBEDDED_ONLY=(
   --skip sixty_second_outage_with_two_replicas_keeps_one_writer_at_a_time
   # injects 50 % errors on Lease calls through the embedded plane
   --skip leader_keeps_its_lease_with_half_of_lease_calls_failing
+  # injects errors on every Lease call through the embedded plane to take the lease away
+  --skip a_replica_that_loses_the_lease_stops_exporting_policy_series
   # forces a 410 by compacting the embedded plane's watch log
   --skip a_watch_410_does_not_hold_decisions
   # injects a 60 s API outage through the embedded plane

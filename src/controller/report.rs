@@ -168,6 +168,9 @@ pub(crate) fn export_gauges(ctx: &Context, key: &str, rt: &std::sync::Mutex<Poli
         m.healthy_ratio.get_or_create(&l).set(ratio);
     }
     let l = PolicyLabels { policy: id };
+    m.published_endpoints
+        .get_or_create(&l)
+        .set(i64::try_from(r.state.published_count()).unwrap_or(i64::MAX));
     m.dry_run.get_or_create(&l).set(i64::from(r.cfg.dry_run));
     m.override_active.get_or_create(&l).set(i64::from(
         r.cfg
