@@ -7,7 +7,9 @@
 #   - helm template | kubernetes-validate --strict against the oldest and newest Kubernetes
 #     versions we support; CRD kinds (FailoverPolicy, ServiceMonitor, PrometheusRule) are filtered
 #     out explicitly (the CRD itself is validated as a CustomResourceDefinition)
-#   - PrometheusRule alerts carry severity, summary, description and runbook_url
+#   - PrometheusRule alerts carry severity, summary, description and runbook_url; promtool checks
+#     and unit-tests them, and each runbook_url is a heading of docs/runbook.md
+#     (scripts/check-alerts.sh)
 #   - checkov on the rendered manifests (every finding fixed or waived in the chart with a reason)
 #   - manifests/install.yaml drift (re-rendered into a temp file and diffed)
 # Exits non-zero if anything failed; prints "chart checks: N passed, M failed" at the end.
@@ -61,7 +63,7 @@ for cand in "$HOME/.local/share/ingress-failover-tools/venv/bin/python" python3;
   if "$cand" -c 'import yaml, jsonschema' >/dev/null 2>&1; then PY="$cand"; break; fi
 done
 
-for tool in helm kubernetes-validate checkov; do
+for tool in helm kubernetes-validate checkov promtool; do
   check "tool present: $tool" command -v "$tool"
 done
 
@@ -175,6 +177,8 @@ for v in "${VARIANTS[@]}"; do
   check "checkov ($name)" checkov -f "$rendered" --framework kubernetes --skip-download --compact --quiet
 done
 
+check "alerting rules: promtool check rules, promtool test rules tests/alerts/rules.test.yaml, runbook anchors (scripts/check-alerts.sh)" \
+  scripts/check-alerts.sh
 check "every value in values.yaml is documented in $CHART/README.md" \
   "$PY" - "$CHART/values.yaml" "$CHART/README.md" <<'PY'
 import sys, yaml
