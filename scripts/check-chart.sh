@@ -30,7 +30,7 @@ CRD_KINDS="FailoverPolicy ServiceMonitor PrometheusRule"
 VARIANTS=(
   "default|"
   "namespaced-rbac|--set rbac.scope=namespace --set watchNamespaces={shop}"
-  "monitoring-networkpolicy|--set metrics.serviceMonitor.enabled=true --set prometheusRule.enabled=true --set networkPolicy.enabled=true --set networkPolicy.apiServerCIDRs={172.18.0.0/16} --set networkPolicy.probeEgress[0].cidr=10.244.0.0/16 --set networkPolicy.probeEgress[0].ports={8080} --set networkPolicy.metricsFrom[0].namespaceSelector.matchLabels.name=monitoring"
+  "monitoring-networkpolicy|--set metrics.serviceMonitor.enabled=true --set prometheusRule.enabled=true --set grafana.dashboard.enabled=true --set networkPolicy.enabled=true --set networkPolicy.apiServerCIDRs={172.18.0.0/16} --set networkPolicy.probeEgress[0].cidr=10.244.0.0/16 --set networkPolicy.probeEgress[0].ports={8080} --set networkPolicy.metricsFrom[0].namespaceSelector.matchLabels.name=monitoring"
   "plain-metrics|--set metrics.secure=false"
   "metrics-cert-secret|--set metrics.certSecret=ingress-failover-metrics-tls --set trustUnmanagedEndpointSlices=true --set metrics.serviceMonitor.enabled=true"
   "everything-namespaced|--set rbac.scope=namespace --set watchNamespaces={shop} --set ingressControllerNamespaces={ingress-nginx} --set probeAllowlist={10.0.0.0/8} --set policySelector=team=web --set metrics.serviceMonitor.enabled=true --set prometheusRule.enabled=true --set networkPolicy.enabled=true --set networkPolicy.probeEgress[0].cidr=10.0.0.0/8 --set spreadPolicy=hard"
@@ -179,6 +179,22 @@ done
 
 check "alerting rules: promtool check rules, promtool test rules tests/alerts/rules.test.yaml, runbook anchors (scripts/check-alerts.sh)" \
   scripts/check-alerts.sh
+dashboard_configmap() { # the ConfigMap only when enabled, with the sidecar label and valid JSON
+  ! grep -q "name: $RELEASE-dashboard" "$WORK/default.yaml" || { echo "rendered by default"; return 1; }
+  helm template "$RELEASE" "$CHART" -n "$NAMESPACE" --set grafana.dashboard.enabled=true \
+    --set grafana.dashboard.folder=SRE --show-only templates/grafana-dashboard.yaml >"$WORK/dashboard.yaml"
+  "$PY" - "$WORK/dashboard.yaml" <<'PY'
+import json, sys, yaml
+cm = yaml.safe_load(open(sys.argv[1]))
+assert cm["metadata"]["labels"]["grafana_dashboard"] == "1", cm["metadata"]
+assert cm["metadata"]["annotations"]["grafana_folder"] == "SRE", cm["metadata"]
+d = json.loads(cm["data"]["ingress-failover.json"])
+assert d["uid"] == "ingress-failover" and len(d["panels"]) > 5, d.keys()
+print(len(d["panels"]), "panels")
+PY
+}
+check "Grafana dashboard: a ConfigMap with the sidecar label and valid dashboard JSON, only when enabled" \
+  dashboard_configmap
 check "every value in values.yaml is documented in $CHART/README.md" \
   "$PY" - "$CHART/values.yaml" "$CHART/README.md" <<'PY'
 import sys, yaml
