@@ -152,6 +152,10 @@ enum Command {
         /// inspection (kubectl, kubectl failover) until Ctrl-C.
         #[arg(long)]
         keep: bool,
+        /// Where the controller serves /metrics (plain HTTP; loopback only). Port 0: any free
+        /// port; the address is printed either way (scripts/render-dashboard.sh scrapes it).
+        #[arg(long, default_value = "127.0.0.1:0")]
+        metrics_addr: std::net::SocketAddr,
     },
     /// Serve the embedded Kubernetes control plane until SIGINT/SIGTERM.
     Devcluster {
@@ -201,6 +205,7 @@ fn main() -> ExitCode {
             fast,
             kubeconfig,
             keep,
+            metrics_addr,
         } => {
             let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| "error".into());
             let _ = tracing_subscriber::fmt()
@@ -212,6 +217,7 @@ fn main() -> ExitCode {
                 fast,
                 kubeconfig,
                 keep,
+                metrics_addr,
             };
             match runtime().block_on(ingress_failover::demo::run(opts)) {
                 Ok(true) => ExitCode::SUCCESS,
