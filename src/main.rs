@@ -128,6 +128,14 @@ struct RunArgs {
     /// retryPeriod); a failed renewal is retried sooner, until the renew deadline.
     #[arg(long, default_value_t = 2)]
     lease_retry_period_seconds: u64,
+    /// Client-side limit of API requests per second, sustained (client-go's QPS): a mass
+    /// incident queues its writes here rather than burst them at the apiserver. 0: no limit.
+    /// Lease renewals are never held.
+    #[arg(long, default_value_t = 50)]
+    kube_api_qps: u32,
+    /// Requests allowed at once above --kube-api-qps after a quiet period (client-go's burst).
+    #[arg(long, default_value_t = 100)]
+    kube_api_burst: u32,
 }
 
 #[derive(clap::ValueEnum, Debug, Clone, Copy)]
@@ -329,10 +337,19 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         )
     });
     let user_agent = ingress_failover::kubeclient::controller_user_agent(&identity);
-    let client =
-        ingress_failover::kubeclient::client_as(args.kubeconfig.as_deref(), Some(&user_agent))
-            .await
-            .context("connecting to the Kubernetes API")?;
+    let limit = std::num::NonZeroU32::new(args.kube_api_qps).map(|qps| {
+        ingress_failover::kubeclient::RateLimit {
+            qps,
+            burst: std::num::NonZeroU32::new(args.kube_api_burst).unwrap_or(qps),
+        }
+    });
+    let client = ingress_failover::kubeclient::client_limited(
+        args.kubeconfig.as_deref(),
+        Some(&user_agent),
+        limit,
+    )
+    .await
+    .context("connecting to the Kubernetes API")?;
     let opts = ingress_failover::controller::Options {
         namespaces: args.namespaces,
         policy_selector: args.policy_selector,
