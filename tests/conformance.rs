@@ -6,8 +6,8 @@
 //! namespace and deletes it at the end. The test CRD (`widgets.conformance.ingressfailover.io`)
 //! is cluster-scoped state and is left installed on a real cluster.
 
+use devcluster::{DevCluster, DevClusterOptions};
 use futures::{StreamExt, TryStreamExt};
-use ingress_failover::devcluster::{DevCluster, DevClusterOptions};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, Event, Namespace, Service};

@@ -2,10 +2,8 @@
 //! cannot force on a real cluster (410 Gone, bookmarks on cue, dropped streams), fault
 //! injection, the audit log, Table output, kubectl, and the controller-manager's timing.
 
+use devcluster::{DevCluster, DevClusterOptions, ErrorRule, FaultConfig, LatencyRule, OutageMode};
 use futures::{StreamExt, TryStreamExt};
-use ingress_failover::devcluster::{
-    DevCluster, DevClusterOptions, ErrorRule, FaultConfig, LatencyRule, OutageMode,
-};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;

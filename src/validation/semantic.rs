@@ -28,6 +28,8 @@ use jiff::Timestamp;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
+use k8s_rules::names::{dns1035_label, dns1123_label, dns1123_subdomain, label_key, label_value};
+
 use super::FieldError;
 use super::confine::{Allowlist, Refusal, is_hostname};
 use crate::api::{FailoverPolicy, IngressMode, OverrideMode, StaticAddress, StatusRange};
@@ -705,7 +707,7 @@ fn check_selector(errors: &mut Vec<FieldError>, base: &str, selector: &LabelSele
                 format!("Invalid value: \"{key}\": not a valid label key"),
             ));
         }
-        if !label_value_ok(value) {
+        if label_value(value).is_err() {
             errors.push(FieldError::new(
                 format!("{base}.matchLabels[{key}]"),
                 format!("Invalid value: \"{value}\": not a valid label value (at most 63 alphanumerics, '-', '_' or '.', starting and ending alphanumeric)"),
@@ -739,33 +741,6 @@ fn check_selector(errors: &mut Vec<FieldError>, base: &str, selector: &LabelSele
     }
 }
 
-/// A label key: an optional DNS subdomain prefix and `/`, then a name of at most 63
-/// alphanumerics, `-`, `_` or `.`, starting and ending alphanumeric.
-fn label_key(key: &str) -> Result<(), ()> {
-    let name = match key.split_once('/') {
-        Some((prefix, name)) => {
-            dns1123_subdomain(prefix).map_err(|_| ())?;
-            name
-        }
-        None => key,
-    };
-    if !name.is_empty() && label_value_ok(name) {
-        Ok(())
-    } else {
-        Err(())
-    }
-}
-
-fn label_value_ok(value: &str) -> bool {
-    value.is_empty()
-        || (value.len() <= 63
-            && value
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-            && value.starts_with(|c: char| c.is_ascii_alphanumeric())
-            && value.ends_with(|c: char| c.is_ascii_alphanumeric()))
-}
-
 type NameCheck = fn(&str) -> Result<(), &'static str>;
 
 fn check_name(errors: &mut Vec<FieldError>, path: &str, value: &str, check: NameCheck) {
@@ -775,54 +750,6 @@ fn check_name(errors: &mut Vec<FieldError>, path: &str, value: &str, check: Name
             format!("Invalid value: \"{value}\": {why}"),
         ));
     }
-}
-
-fn label_chars_ok(label: &str) -> bool {
-    label
-        .bytes()
-        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !label.starts_with('-')
-        && !label.ends_with('-')
-        && !label.is_empty()
-}
-
-/// Kubernetes' RFC 1123 label (namespaces, port names).
-pub(crate) fn dns1123_label(value: &str) -> Result<(), &'static str> {
-    if value.len() > 63 {
-        return Err("must be no more than 63 characters");
-    }
-    if !label_chars_ok(value) {
-        return Err(
-            "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name' or '123-abc')",
-        );
-    }
-    Ok(())
-}
-
-/// Kubernetes' RFC 1123 subdomain (most object names: Deployments, Ingresses, IngressClasses).
-pub(crate) fn dns1123_subdomain(value: &str) -> Result<(), &'static str> {
-    if value.len() > 253 {
-        return Err("must be no more than 253 characters");
-    }
-    if !value.split('.').all(label_chars_ok) {
-        return Err(
-            "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com')",
-        );
-    }
-    Ok(())
-}
-
-/// Kubernetes' RFC 1035 label (Service names: they become DNS names and must start with a letter).
-pub(crate) fn dns1035_label(value: &str) -> Result<(), &'static str> {
-    if value.len() > 63 {
-        return Err("must be no more than 63 characters");
-    }
-    if !label_chars_ok(value) || !value.starts_with(|c: char| c.is_ascii_lowercase()) {
-        return Err(
-            "a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character (e.g. 'my-name' or 'abc-123')",
-        );
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -1143,16 +1070,5 @@ mod tests {
             paths(&validate_policy(&p, &ctx(&[]))),
             vec!["spec.backends.emergency.deployment.name"]
         );
-    }
-
-    #[test]
-    fn name_rules() {
-        assert!(dns1123_label("a-1").is_ok());
-        assert!(dns1123_label("-a").is_err());
-        assert!(dns1123_label(&"a".repeat(64)).is_err());
-        assert!(dns1123_subdomain("a.b-c.d").is_ok());
-        assert!(dns1123_subdomain("a..b").is_err());
-        assert!(dns1035_label("web").is_ok());
-        assert!(dns1035_label("1web").is_err());
     }
 }

@@ -11,17 +11,17 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+use devcluster::{DevCluster, DevClusterOptions};
 use ingress_failover::api::{FailoverPolicy, FailoverPolicyStatus};
 use ingress_failover::controller::{self, Options, Running};
-use ingress_failover::demo::farm::{Behavior, Farm};
-use ingress_failover::demo::pods::{serve_pods, slice_addresses};
-use ingress_failover::devcluster::{DevCluster, DevClusterOptions};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{ListParams, Patch, PatchParams};
 use kube::{Api, Client};
 use serde_json::{Value, json};
+use testkit::farm::{Behavior, Farm};
+use testkit::pods::{serve_pods, slice_addresses};
 use tokio::sync::oneshot;
 
 pub const TEST_AGENT: &str = "ingress-failover-tests";
@@ -259,9 +259,12 @@ impl Env {
                 let client = match (&cluster, controller_kubeconfig) {
                     // As `run` does: the product, version and replica identity, so the audit log
                     // tells the replicas apart.
-                    (Some(c), _) => c
-                        .controller_client(&controller_user_agent(&opts.identity))
-                        .expect("client"),
+                    (Some(c), _) => {
+                        kube::Client::try_from(ingress_failover::kubeclient::without_default_retry(
+                            c.config_with_user_agent(&controller_user_agent(&opts.identity)),
+                        ))
+                        .expect("client")
+                    }
                     // The controller's own identity (e.g. the chart's ServiceAccount token), so
                     // that the real authorizer checks every call it makes.
                     // User-Agent as `run` sends it, so the apiserver's audit log names the replica.
@@ -352,7 +355,7 @@ impl Env {
 
     /// Writes the controller made to anything but its policies and Events, per the embedded
     /// plane's audit log.
-    pub fn managed_writes(&self) -> Vec<ingress_failover::devcluster::AuditEntry> {
+    pub fn managed_writes(&self) -> Vec<devcluster::AuditEntry> {
         let cluster = self
             .cluster
             .as_ref()

@@ -413,7 +413,7 @@ pub fn apply(base: &Value, req: &ApplyRequest<'_>) -> Result<Value, Vec<Conflict
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::devcluster::managed::{read_managed, record_update};
+    use crate::managed::{read_managed, record_update};
     use serde_json::json;
 
     const MAIN: Scope = Scope::Main {

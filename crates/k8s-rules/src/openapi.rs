@@ -496,7 +496,7 @@ fn bound(schema: &Value, key: &str) -> String {
 
 /// Compiled patterns, shared: the API server validates every write against the same few.
 /// (Also used by the embedded control plane's CRD validation.)
-pub(crate) fn compiled(pattern: &str) -> Result<Regex, String> {
+pub fn compiled(pattern: &str) -> Result<Regex, String> {
     static CACHE: OnceLock<Mutex<HashMap<String, Result<Regex, String>>>> = OnceLock::new();
     let cache = CACHE.get_or_init(Default::default);
     let mut cache = cache

@@ -132,7 +132,7 @@ fn walk(schema: &Value, v: &mut Value, path: &str, out: &mut Vec<FieldCause>) {
                 ));
             }
             if let Some(pattern) = schema.get("pattern").and_then(Value::as_str)
-                && crate::validation::openapi::compiled(pattern).is_ok_and(|re| !re.is_match(s))
+                && k8s_rules::openapi::compiled(pattern).is_ok_and(|re| !re.is_match(s))
             {
                 out.push(FieldCause::new(
                     "FieldValueInvalid",
