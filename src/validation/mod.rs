@@ -53,7 +53,7 @@ pub fn validate_document(
     let schema = policy_schema();
     let prepared = openapi::prepare(schema, value);
     let schema_errors = openapi::validate_custom_resource(schema, &prepared);
-    let cel_outcome = POLICY_CEL.with(|rules| rules.validate(&prepared));
+    let cel_outcome = cel::cached(schema).validate(&prepared);
     let schema_ok = schema_errors.is_empty();
     errors.extend(schema_errors);
     errors.extend(cel_outcome.violations);
@@ -90,11 +90,6 @@ pub fn validate_document(
 fn policy_schema() -> &'static Value {
     static SCHEMA: OnceLock<Value> = OnceLock::new();
     SCHEMA.get_or_init(openapi_schema)
-}
-
-thread_local! {
-    /// The CRD's CEL rules, compiled once per thread (compiled CEL programs are not `Sync`).
-    static POLICY_CEL: cel::CelValidator = cel::CelValidator::new(policy_schema());
 }
 
 /// `apiVersion` and `kind`, checked first so that a wrong one gives one clear line instead of a

@@ -11,6 +11,7 @@
 pub mod cel;
 pub mod names;
 pub mod openapi;
+pub mod reason;
 
 use std::fmt;
 
@@ -43,4 +44,13 @@ impl fmt::Display for FieldError {
             write!(f, "{}: {}", self.path, self.message)
         }
     }
+}
+
+/// A [`FieldError`] with the reason of the `StatusCause` an API server answers it with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cause {
+    /// One of [`reason`]'s constants, e.g. `FieldValueInvalid`.
+    pub reason: &'static str,
+    /// The field and the message, which starts with the reason's [`reason::label`].
+    pub error: FieldError,
 }
