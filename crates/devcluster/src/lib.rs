@@ -31,16 +31,21 @@ mod defaults;
 mod delete;
 mod discovery;
 mod faults;
+mod fields;
 mod managed;
 mod meta;
 mod openapi;
 mod patch;
+mod read;
 mod resources;
+mod response;
 mod router;
 mod scale;
 mod schema;
 mod selectors;
 mod server;
+mod shared;
+mod state;
 mod status;
 mod store;
 mod table;
@@ -49,7 +54,7 @@ mod watch;
 pub use audit::{Audit, AuditEntry, AuditWrite};
 pub use faults::{ErrorRule, FaultConfig, Faults, LatencyRule, OutageMode};
 
-use server::Shared;
+use shared::Shared;
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -198,7 +203,7 @@ impl DevCluster {
                 source,
             })?;
         let shared = Arc::new(Shared {
-            state: Mutex::new(api::State::new(opts.watch_window, opts.seed)),
+            state: Mutex::new(state::State::new(opts.watch_window, opts.seed)),
             faults: Faults::default(),
             audit: Audit::default(),
             bookmark_interval: opts.bookmark_interval,
