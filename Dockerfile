@@ -11,8 +11,11 @@ RUN apt-get update \
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
+COPY crates ./crates
 COPY benches ./benches
-RUN cargo build --release --locked --target x86_64-unknown-linux-musl \
+# Without the default `devcluster` feature: no embedded control plane, no demo in the image
+# (scripts/check-image.sh reads these flags and checks that).
+RUN cargo build --release --locked --no-default-features --target x86_64-unknown-linux-musl \
  && cp target/x86_64-unknown-linux-musl/release/ingress-failover /ingress-failover
 
 FROM gcr.io/distroless/static-debian12:nonroot
