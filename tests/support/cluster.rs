@@ -5,7 +5,6 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeSet;
-use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -23,6 +22,13 @@ use serde_json::{Value, json};
 use testkit::farm::{Behavior, Farm};
 use testkit::pods::{serve_pods, slice_addresses};
 use tokio::sync::oneshot;
+
+// The kit's loopback HTTP client and polling, under the names the tests use (each test binary
+// uses a subset).
+#[allow(unused_imports)]
+pub use testkit::http::{get as http_get, response as http_response};
+#[allow(unused_imports)]
+pub use testkit::wait::eventually;
 
 pub const TEST_AGENT: &str = "ingress-failover-tests";
 pub const CONTROLLER_AGENT: &str = "ingress-failover";
@@ -494,24 +500,6 @@ pub fn pod_image() -> String {
     std::env::var("INGRESS_FAILOVER_TEST_POD_IMAGE").unwrap_or_else(|_| "web:1".into())
 }
 
-/// Polls `f` until it returns Some, or panics after `timeout`.
-pub async fn eventually<T, F, Fut>(timeout: Duration, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        if Instant::now() > deadline {
-            panic!("condition not reached within {timeout:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 pub fn addrs(list: &[SocketAddr]) -> Vec<String> {
     list.iter().map(|a| a.to_string()).collect()
 }
@@ -675,36 +663,6 @@ impl Env {
             .metrics_addr;
         http_get(addr, "/metrics").await.1
     }
-}
-
-/// A minimal HTTP/1.1 GET on loopback: (status code, body).
-pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let Ok(mut s) = tokio::net::TcpStream::connect(addr).await else {
-        return (0, String::new());
-    };
-    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    if s.write_all(req.as_bytes()).await.is_err() {
-        return (0, String::new());
-    }
-    let mut buf = Vec::new();
-    let _ = s.read_to_end(&mut buf).await;
-    http_response(&buf)
-}
-
-/// (status code, body) of a raw HTTP/1.1 response read to its end (0 when unparsable).
-pub fn http_response(buf: &[u8]) -> (u16, String) {
-    let text = String::from_utf8_lossy(buf).to_string();
-    let code = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (code, body)
 }
 
 /// The value of one metric sample (`name{labels}`) in a text exposition, 0 when absent.
