@@ -14,13 +14,13 @@ use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use devcluster::{DevCluster, DevClusterOptions};
 use ingress_failover::api::{FailoverPolicy, Phase};
 use ingress_failover::controller::{self, Options};
-use ingress_failover::demo::farm::{Behavior, Farm};
-use ingress_failover::devcluster::{DevCluster, DevClusterOptions};
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use serde_json::json;
+use testkit::farm::{Behavior, Farm};
 
 fn env_num(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -45,7 +45,7 @@ fn policy(name: &str, backends: &[SocketAddr]) -> FailoverPolicy {
 
 async fn published(client: &Client, service: &str) -> BTreeSet<String> {
     let selector = format!("kubernetes.io/service-name={service}");
-    ingress_failover::demo::pods::slice_addresses(client, "bench", &selector)
+    testkit::pods::slice_addresses(client, "bench", &selector)
         .await
         .iter()
         .map(ToString::to_string)

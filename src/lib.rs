@@ -5,8 +5,8 @@
 pub mod api;
 pub mod check;
 pub mod controller;
+#[cfg(feature = "devcluster")]
 pub mod demo;
-pub mod devcluster;
 pub mod engine;
 pub mod health;
 pub mod kubeclient;

@@ -149,6 +149,7 @@ enum Command {
     /// The embedded default: an in-memory control plane, real loopback backends and the real
     /// controller playing the runbook's incident live. Exits 0 when every expected transition
     /// happened.
+    #[cfg(feature = "devcluster")]
     Demo {
         /// A shorter run (about a minute).
         #[arg(long)]
@@ -166,13 +167,19 @@ enum Command {
         metrics_addr: std::net::SocketAddr,
     },
     /// Serve the embedded Kubernetes control plane until SIGINT/SIGTERM.
+    #[cfg(feature = "devcluster")]
     Devcluster {
         /// Where to write a kubeconfig for it.
         #[arg(long)]
         kubeconfig: PathBuf,
-        /// Listen address (default: 127.0.0.1 on a free port).
+        /// Listen address (default: 127.0.0.1 on a free port). Only loopback addresses are
+        /// accepted unless --allow-non-loopback is given.
         #[arg(long)]
         listen: Option<std::net::SocketAddr>,
+        /// Accept a --listen address that is not loopback. The plane has no authentication and
+        /// no TLS: whoever can reach the address can read and write everything in it.
+        #[arg(long)]
+        allow_non_loopback: bool,
     },
     /// Run the controller.
     Run(Box<RunArgs>),
@@ -209,6 +216,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        #[cfg(feature = "devcluster")]
         Command::Demo {
             fast,
             kubeconfig,
@@ -236,11 +244,17 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Devcluster { kubeconfig, listen } => {
+        #[cfg(feature = "devcluster")]
+        Command::Devcluster {
+            kubeconfig,
+            listen,
+            allow_non_loopback,
+        } => {
             init_logging(LogFormat::Text);
-            match runtime().block_on(ingress_failover::devcluster::serve_command(
+            match runtime().block_on(devcluster::serve_command(
                 &kubeconfig,
                 listen,
+                allow_non_loopback,
             )) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {

@@ -5,8 +5,8 @@
 
 use std::time::{Duration, Instant};
 
+use devcluster::{DevCluster, DevClusterOptions};
 use futures::future::join_all;
-use ingress_failover::devcluster::{DevCluster, DevClusterOptions};
 use ingress_failover::kubeclient::{RateLimit, rate_limited, without_default_retry};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::ConfigMap;

@@ -6,8 +6,8 @@
 //! namespace and deletes it at the end. The test CRD (`widgets.conformance.ingressfailover.io`)
 //! is cluster-scoped state and is left installed on a real cluster.
 
+use devcluster::{DevCluster, DevClusterOptions};
 use futures::{StreamExt, TryStreamExt};
-use ingress_failover::devcluster::{DevCluster, DevClusterOptions};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, Event, Namespace, Service};
@@ -23,6 +23,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::time::Duration;
+use testkit::wait::eventually;
 
 /// A test cluster: a real one from `INGRESS_FAILOVER_KUBECONFIG`, or an embedded plane.
 struct Cluster {
@@ -106,25 +107,6 @@ fn deployment(name: &str, replicas: i32) -> Deployment {
             ]}}
         }
     }))
-}
-
-/// Polls `f` until it returns `Some` or `secs` pass.
-async fn eventually<T, F, Fut>(secs: u64, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "condition not reached within {secs}s"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 #[tokio::test]
@@ -747,7 +729,7 @@ async fn finalizers_hold_deletion_until_removed() {
     )
     .await
     .unwrap();
-    eventually(10, || async {
+    eventually(Duration::from_secs(10), || async {
         cms.get_opt("held").await.unwrap().is_none().then_some(())
     })
     .await;
@@ -771,7 +753,7 @@ async fn deleting_an_owner_cascades_to_dependents() {
     cms.delete("owner", &DeleteParams::background())
         .await
         .unwrap();
-    eventually(30, || async {
+    eventually(Duration::from_secs(30), || async {
         cms.get_opt("dependent")
             .await
             .unwrap()
@@ -799,7 +781,7 @@ async fn foreground_deletion_waits_for_dependents() {
     cms.delete("owner", &DeleteParams::foreground())
         .await
         .unwrap();
-    let waiting = eventually(30, || async {
+    let waiting = eventually(Duration::from_secs(30), || async {
         let d = cms.get("dependent").await.unwrap();
         d.metadata
             .deletion_timestamp
@@ -823,7 +805,7 @@ async fn foreground_deletion_waits_for_dependents() {
     )
     .await
     .unwrap();
-    eventually(30, || async {
+    eventually(Duration::from_secs(30), || async {
         cms.get_opt("owner").await.unwrap().is_none().then_some(())
     })
     .await;
@@ -845,13 +827,13 @@ async fn deployment_becomes_ready_and_publishes_endpoint_slices() {
         "ports": [{"name": "http", "port": 80, "targetPort": "http"}]}}),
     );
     svcs.create(&PostParams::default(), &svc).await.unwrap();
-    eventually(120, || async {
+    eventually(Duration::from_secs(120), || async {
         let d = deps.get("web").await.unwrap();
         (d.status.and_then(|s| s.ready_replicas) == Some(2)).then_some(())
     })
     .await;
     let lp = ListParams::default().labels("kubernetes.io/service-name=web");
-    let slice = eventually(60, || async {
+    let slice = eventually(Duration::from_secs(60), || async {
         let list = slices.list(&lp).await.unwrap();
         list.items.into_iter().find(|s| {
             s.endpoints
@@ -876,7 +858,7 @@ async fn deployment_becomes_ready_and_publishes_endpoint_slices() {
     )
     .await
     .unwrap();
-    eventually(60, || async {
+    eventually(Duration::from_secs(60), || async {
         let list = slices.list(&lp).await.unwrap();
         let n: usize = list.items.iter().map(|s| s.endpoints.len()).sum();
         (n == 1).then_some(())
@@ -966,7 +948,7 @@ async fn recorded_events_are_visible_as_core_events() {
     recorder.publish(&ev, &cm.object_ref(&())).await.unwrap();
     // kubectl describe reads core/v1 Events by involvedObject.
     let core: Api<Event> = c.api();
-    let found = eventually(10, || async {
+    let found = eventually(Duration::from_secs(10), || async {
         let l = core
             .list(&ListParams::default().fields(&format!(
                 "involvedObject.name=subject,involvedObject.uid={}",
@@ -1105,7 +1087,7 @@ async fn custom_resources_are_served_validated_and_have_status() {
     let w: Widget = from(
         json!({"apiVersion": "conformance.ingressfailover.io/v1", "kind": "Widget", "metadata": {"name": "w"}, "spec": {"size": 3}}),
     );
-    let created = eventually(30, || async {
+    let created = eventually(Duration::from_secs(30), || async {
         widgets.create(&PostParams::default(), &w).await.ok()
     })
     .await;
@@ -1274,7 +1256,7 @@ async fn malformed_policy_corpus_meets_the_recorded_admission() {
     .expect("FailoverPolicy CRD applies");
     let ar = kube::core::ApiResource::erase::<ingress_failover::api::FailoverPolicy>(&());
     let api: Api<DynamicObject> = Api::namespaced_with(c.client.clone(), &c.ns, &ar);
-    eventually(30, || async {
+    eventually(Duration::from_secs(30), || async {
         api.list(&ListParams::default().limit(1)).await.ok()
     })
     .await;

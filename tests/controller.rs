@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use cluster::*;
 use ingress_failover::api::{Phase, condition_types as ct, reasons};
-use ingress_failover::demo::farm::Behavior;
 use serde_json::json;
+use testkit::farm::Behavior;
 
 const T: Duration = Duration::from_secs(20);
 
@@ -457,9 +457,9 @@ async fn converges_with_twenty_percent_of_api_calls_failing() {
         .as_ref()
         .unwrap()
         .faults()
-        .set(ingress_failover::devcluster::FaultConfig {
+        .set(devcluster::FaultConfig {
             seed: 7,
-            errors: vec![ingress_failover::devcluster::ErrorRule {
+            errors: vec![devcluster::ErrorRule {
                 verb: None,
                 resource: None,
                 code: 500,
@@ -566,10 +566,9 @@ async fn survives_an_api_outage_and_catches_up_after_it() {
     // The API goes away (connections refused) while a backend dies; the decision is taken
     // locally and written once the API is back, and nothing else is lost.
     let plane = env.cluster.clone().unwrap();
-    plane.faults().outage(
-        Duration::from_secs(8),
-        ingress_failover::devcluster::OutageMode::Refuse,
-    );
+    plane
+        .faults()
+        .outage(Duration::from_secs(8), devcluster::OutageMode::Refuse);
     env.set(b[1], Behavior::Refuse).await;
     tokio::time::sleep(Duration::from_secs(9)).await;
     env.wait_published(
@@ -1458,19 +1457,17 @@ async fn readiness_follows_the_initial_lists_and_survives_watch_restarts() {
     // The policy list is the last to complete (the others are done while it fails): the case
     // in which /readyz used to stay "caches not synced" for good.
     if let Some(plane) = &env.cluster {
-        plane
-            .faults()
-            .set(ingress_failover::devcluster::FaultConfig {
-                seed: 1,
-                errors: vec![ingress_failover::devcluster::ErrorRule {
-                    verb: Some("list".into()),
-                    resource: Some("failoverpolicies".into()),
-                    code: 500,
-                    rate: 1.0,
-                    retry_after_seconds: None,
-                }],
-                latency: vec![],
-            });
+        plane.faults().set(devcluster::FaultConfig {
+            seed: 1,
+            errors: vec![devcluster::ErrorRule {
+                verb: Some("list".into()),
+                resource: Some("failoverpolicies".into()),
+                code: 500,
+                rate: 1.0,
+                retry_after_seconds: None,
+            }],
+            latency: vec![],
+        });
     }
     env.start_controller().await;
     let addr = env.controller.as_ref().unwrap().running.metrics_addr;

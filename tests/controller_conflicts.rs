@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use cluster::*;
 use ingress_failover::api::{Phase, condition_types as ct, reasons};
-use ingress_failover::demo::farm::Behavior;
 use serde_json::json;
+use testkit::farm::Behavior;
 
 const T: Duration = Duration::from_secs(30);
 

@@ -13,10 +13,10 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use cluster::*;
+use devcluster::{FaultConfig, LatencyRule};
 use ingress_failover::api::{FailoverPolicyStatus, Phase};
-use ingress_failover::demo::farm::Behavior;
-use ingress_failover::devcluster::{FaultConfig, LatencyRule};
 use serde_json::json;
+use testkit::farm::Behavior;
 
 const T: Duration = Duration::from_secs(30);
 /// How long a write is held back by the plane: the window in which the controller is killed.

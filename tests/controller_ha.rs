@@ -18,12 +18,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use cluster::*;
+use devcluster::{AuditWrite, DevCluster, DevClusterOptions, ErrorRule, FaultConfig, OutageMode};
 use ingress_failover::api::Phase;
-use ingress_failover::demo::farm::Behavior;
-use ingress_failover::devcluster::{
-    AuditWrite, DevCluster, DevClusterOptions, ErrorRule, FaultConfig, OutageMode,
-};
 use serde_json::json;
+use testkit::farm::Behavior;
 
 const T: Duration = Duration::from_secs(20);
 
@@ -645,7 +643,7 @@ async fn sigterm_stops_run_within_bounds_while_the_api_is_unreachable() {
     let kubeconfig = dir.join("kubeconfig");
     std::fs::write(
         &kubeconfig,
-        ingress_failover::devcluster::kubeconfig_yaml(&format!("http://{nowhere}")),
+        devcluster::kubeconfig_yaml(&format!("http://{nowhere}")),
     )
     .unwrap();
     let bin = start_binary(&kubeconfig, &dir, &[]);

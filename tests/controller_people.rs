@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use cluster::*;
 use ingress_failover::api::{Phase, condition_types as ct, reasons};
-use ingress_failover::demo::farm::Behavior;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use serde_json::{Value, json};
+use testkit::farm::Behavior;
 
 const T: Duration = Duration::from_secs(20);
 

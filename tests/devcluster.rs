@@ -2,10 +2,8 @@
 //! cannot force on a real cluster (410 Gone, bookmarks on cue, dropped streams), fault
 //! injection, the audit log, Table output, kubectl, and the controller-manager's timing.
 
+use devcluster::{DevCluster, DevClusterOptions, ErrorRule, FaultConfig, LatencyRule, OutageMode};
 use futures::{StreamExt, TryStreamExt};
-use ingress_failover::devcluster::{
-    DevCluster, DevClusterOptions, ErrorRule, FaultConfig, LatencyRule, OutageMode,
-};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -921,4 +919,75 @@ async fn hundreds_of_deployments_converge_quickly() {
         "{n} deployments + services ready in {:?}",
         started.elapsed()
     );
+}
+
+/// `ingress-failover devcluster` with a `--listen` address.
+fn devcluster_command(listen: &str, extra: &[&str]) -> std::process::Command {
+    let kubeconfig = std::env::temp_dir().join(format!(
+        "devcluster-listen-{}-{}.kubeconfig",
+        std::process::id(),
+        extra.len()
+    ));
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_ingress-failover"));
+    cmd.arg("devcluster")
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .arg("--listen")
+        .arg(listen)
+        .args(extra);
+    cmd
+}
+
+#[test]
+fn the_command_refuses_a_non_loopback_address_unless_told() {
+    // Every address but loopback is refused before anything is bound or written.
+    for listen in ["0.0.0.0:0", "[::]:0", "192.0.2.1:6443"] {
+        let mut child = devcluster_command(listen, &[])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while child.try_wait().expect("wait").is_none() {
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("devcluster --listen {listen} served instead of refusing");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let out = child.wait_with_output().expect("output");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{listen}: {stderr}");
+        assert!(
+            stderr.contains(&format!("refusing to listen on {listen}"))
+                && stderr.contains("no authentication and no TLS")
+                && stderr.contains("--allow-non-loopback"),
+            "{listen}: {stderr}"
+        );
+    }
+
+    // With the flag (and on loopback without it) the plane serves until it is stopped.
+    for (listen, extra) in [
+        ("0.0.0.0:0", &["--allow-non-loopback"][..]),
+        ("127.0.0.1:0", &[][..]),
+    ] {
+        let mut child = devcluster_command(listen, extra)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn");
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.take().expect("stdout")),
+            &mut line,
+        )
+        .expect("read");
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(
+            line.starts_with("devcluster listening on http://"),
+            "{listen} {extra:?}: {line:?}"
+        );
+    }
 }

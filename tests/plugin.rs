@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use cluster::*;
 use ingress_failover::api::{Phase, condition_types as ct};
-use ingress_failover::demo::farm::Behavior;
 use serde_json::json;
+use testkit::farm::Behavior;
 
 const T: Duration = Duration::from_secs(30);
 

@@ -12,9 +12,9 @@ use std::time::Duration;
 
 use cluster::*;
 use ingress_failover::api::{Phase, condition_types as ct};
-use ingress_failover::demo::farm::Behavior;
 use serde::Deserialize;
 use serde_json::json;
+use testkit::farm::Behavior;
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]

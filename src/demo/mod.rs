@@ -4,8 +4,6 @@
 //! and traffic moving to the backup class, recovery and gradual return — printing a live
 //! timeline. Exits 0 when every expected transition happened.
 
-pub mod farm;
-pub mod pods;
 mod script;
 mod timeline;
 
@@ -19,8 +17,9 @@ use kube::{Api, Client};
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
-use crate::devcluster::{DevCluster, DevClusterOptions};
-use farm::Farm;
+use devcluster::{DevCluster, DevClusterOptions};
+use testkit::farm::{self, Farm};
+use testkit::pods;
 
 /// How the demo runs.
 #[derive(Debug, Clone)]
@@ -129,7 +128,9 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<bool> {
 
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let (started_tx, started_rx) = oneshot::channel();
-    let controller_client = cluster.controller_client("ingress-failover")?;
+    let controller_client = Client::try_from(crate::kubeclient::without_default_retry(
+        cluster.config_with_user_agent("ingress-failover"),
+    ))?;
     let controller = tokio::spawn(crate::controller::run(
         controller_client,
         controller_options(opts.metrics_addr),

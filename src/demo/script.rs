@@ -8,9 +8,9 @@ use kube::{Api, Client};
 
 use crate::api::{FailoverPolicy, FailoverPolicyStatus, Phase, condition_types as ct};
 
-use super::farm::{Behavior, Farm};
 use super::timeline::{Seen, Timeline};
 use super::{NS, POLICY, Pace};
+use testkit::farm::{Behavior, Farm};
 
 /// Steps `play` checks when the incident runs to its end.
 const STEPS: usize = 9;
@@ -49,7 +49,7 @@ fn is_true(s: &FailoverPolicyStatus, t: &str) -> bool {
 }
 
 async fn primary_pods(client: &Client) -> Vec<SocketAddr> {
-    super::pods::slice_addresses(client, NS, "kubernetes.io/service-name=web").await
+    testkit::pods::slice_addresses(client, NS, "kubernetes.io/service-name=web").await
 }
 
 pub async fn play(

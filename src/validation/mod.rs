@@ -13,18 +13,17 @@
 //! is why the controller must call [`semantic::validate_policy`] itself and refuse the policy with
 //! `Ready=False, reason=InvalidSpec` when it returns anything.
 
-pub mod cel;
 pub mod confine;
-pub mod openapi;
 pub mod semantic;
 
-use std::fmt;
 use std::sync::OnceLock;
 
 use serde_json::Value;
 
 use crate::api::FailoverPolicy;
 use crate::api::crd::openapi_schema;
+
+pub use k8s_rules::{FieldError, cel, openapi};
 
 pub use confine::{Allowlist, AllowlistError, DenyRule, Refusal};
 pub use semantic::{ContextError, ValidationContext, policy_warnings, validate_policy};
@@ -33,37 +32,6 @@ pub use semantic::{ContextError, ValidationContext, policy_warnings, validate_po
 pub const API_VERSION: &str = "ingressfailover.io/v1alpha1";
 /// Kind the operator manages.
 pub const KIND: &str = "FailoverPolicy";
-
-/// One problem with one field, in the apiserver's words: `path: message`, where `path` is the
-/// Kubernetes field path (`spec.probe.intervalSeconds`, `spec.ingress.ingresses[0]`) and empty
-/// for the object as a whole.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct FieldError {
-    /// Kubernetes-style field path of the offending value.
-    pub path: String,
-    /// What is wrong with it.
-    pub message: String,
-}
-
-impl FieldError {
-    /// A problem at `path`.
-    pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
-        FieldError {
-            path: path.into(),
-            message: message.into(),
-        }
-    }
-}
-
-impl fmt::Display for FieldError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.path.is_empty() {
-            f.write_str(&self.message)
-        } else {
-            write!(f, "{}: {}", self.path, self.message)
-        }
-    }
-}
 
 /// Validates one parsed document (YAML or JSON, already turned into a JSON value) as a
 /// FailoverPolicy, with every layer the apiserver and the operator apply, and returns the typed
@@ -85,7 +53,7 @@ pub fn validate_document(
     let schema = policy_schema();
     let prepared = openapi::prepare(schema, value);
     let schema_errors = openapi::validate_custom_resource(schema, &prepared);
-    let cel_outcome = POLICY_CEL.with(|rules| rules.validate(&prepared));
+    let cel_outcome = cel::cached(schema).validate(&prepared);
     let schema_ok = schema_errors.is_empty();
     errors.extend(schema_errors);
     errors.extend(cel_outcome.violations);
@@ -122,11 +90,6 @@ pub fn validate_document(
 fn policy_schema() -> &'static Value {
     static SCHEMA: OnceLock<Value> = OnceLock::new();
     SCHEMA.get_or_init(openapi_schema)
-}
-
-thread_local! {
-    /// The CRD's CEL rules, compiled once per thread (compiled CEL programs are not `Sync`).
-    static POLICY_CEL: cel::CelValidator = cel::CelValidator::new(policy_schema());
 }
 
 /// `apiVersion` and `kind`, checked first so that a wrong one gives one clear line instead of a

@@ -28,9 +28,14 @@ use jiff::Timestamp;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
+use k8s_rules::names::{dns1035_label, dns1123_label, dns1123_subdomain, label_key, label_value};
+
 use super::FieldError;
 use super::confine::{Allowlist, Refusal, is_hostname};
-use crate::api::{FailoverPolicy, IngressMode, OverrideMode, StaticAddress, StatusRange};
+use crate::api::{
+    EmergencyDeployment, FailoverPolicy, FailoverPolicySpec, IngressMode, IngressTierSpec,
+    OverrideMode, StaticAddress, StatusRange,
+};
 
 /// Operator-wide settings that decide what a namespaced policy may reference. Built from the
 /// controller's flags (`--ingress-controller-namespace`, `--probe-allowlist`) and passed to
@@ -149,27 +154,50 @@ pub fn validate_policy(policy: &FailoverPolicy, ctx: &ValidationContext) -> Vec<
     let mut errors = Vec::new();
     let own_namespace = policy.metadata.namespace.as_deref().unwrap_or("default");
     let spec = &policy.spec;
+    check_metadata(&mut errors, policy);
+    let emergency_service = check_backends(&mut errors, ctx, spec);
+    check_managed_service(&mut errors, spec, emergency_service);
+    check_probe(&mut errors, spec);
+    if let Some(ingress) = &spec.ingress {
+        check_ingress_tier(&mut errors, ctx, own_namespace, ingress);
+    }
+    check_failback(&mut errors, spec);
+    errors
+}
 
+/// The policy's own name and namespace.
+fn check_metadata(errors: &mut Vec<FieldError>, policy: &FailoverPolicy) {
     match policy.metadata.name.as_deref() {
         None | Some("") => errors.push(FieldError::new("metadata.name", "Required value")),
-        Some(name) => check_name(&mut errors, "metadata.name", name, dns1123_subdomain),
+        Some(name) => check_name(errors, "metadata.name", name, dns1123_subdomain),
     }
     if let Some(ns) = &policy.metadata.namespace {
-        check_name(&mut errors, "metadata.namespace", ns, dns1123_label);
+        check_name(errors, "metadata.namespace", ns, dns1123_label);
     }
+}
 
-    // Backends.
+/// The emergency pool's Service, as the path that names it and the name: the Service named by
+/// `serviceName`, else the Deployment's own name.
+type EmergencyService<'a> = Option<(String, &'a str)>;
+
+/// The primary and emergency pools: Service, Deployment and port names, static addresses (each
+/// confined by the probe allowlist, none listed twice across pools), replicas that add capacity.
+fn check_backends<'a>(
+    errors: &mut Vec<FieldError>,
+    ctx: &ValidationContext,
+    spec: &'a FailoverPolicySpec,
+) -> EmergencyService<'a> {
     let primary = &spec.backends.primary;
     if let Some(service) = &primary.service {
         check_name(
-            &mut errors,
+            errors,
             "spec.backends.primary.service.name",
             &service.name,
             dns1035_label,
         );
         if let Some(port) = &service.port_name {
             check_name(
-                &mut errors,
+                errors,
                 "spec.backends.primary.service.portName",
                 port,
                 dns1123_label,
@@ -178,74 +206,80 @@ pub fn validate_policy(policy: &FailoverPolicy, ctx: &ValidationContext) -> Vec<
     }
     let mut seen: HashMap<(Host, u16), String> = HashMap::new();
     check_addresses(
-        &mut errors,
+        errors,
         ctx,
         "spec.backends.primary.addresses",
         &primary.addresses,
         &mut seen,
     );
-    let mut emergency_service = None;
-    if let Some(emergency) = &spec.backends.emergency {
-        check_addresses(
-            &mut errors,
-            ctx,
-            "spec.backends.emergency.addresses",
-            &emergency.addresses,
-            &mut seen,
-        );
-        if let Some(deployment) = &emergency.deployment {
-            let base = "spec.backends.emergency.deployment";
-            check_name(
-                &mut errors,
-                &format!("{base}.name"),
-                &deployment.name,
-                dns1123_subdomain,
-            );
-            match &deployment.service_name {
-                Some(service) => {
-                    check_name(
-                        &mut errors,
-                        &format!("{base}.serviceName"),
-                        service,
-                        dns1035_label,
-                    );
-                    emergency_service = Some((format!("{base}.serviceName"), service.as_str()));
-                }
-                None => {
-                    emergency_service = Some((format!("{base}.name"), deployment.name.as_str()))
-                }
-            }
-            if let Some(port) = &deployment.port_name {
-                check_name(
-                    &mut errors,
-                    &format!("{base}.portName"),
-                    port,
-                    dns1123_label,
-                );
-            }
-            if deployment.active_replicas <= 0 {
-                errors.push(FieldError::new(
-                    format!("{base}.activeReplicas"),
-                    format!(
-                        "Invalid value: {}: must be greater than 0: an emergency that adds no replica adds no capacity",
-                        deployment.active_replicas
-                    ),
-                ));
-            }
-        }
-    }
+    let emergency = spec.backends.emergency.as_ref()?;
+    check_addresses(
+        errors,
+        ctx,
+        "spec.backends.emergency.addresses",
+        &emergency.addresses,
+        &mut seen,
+    );
+    check_emergency_deployment(errors, emergency.deployment.as_ref()?)
+}
 
-    // The managed Service: the operator owns its EndpointSlices, so it must not be a Service
-    // that Kubernetes or someone else already fills.
+/// The emergency Deployment: its names, and replicas that add capacity. Returns the emergency
+/// pool's Service.
+fn check_emergency_deployment<'a>(
+    errors: &mut Vec<FieldError>,
+    deployment: &'a EmergencyDeployment,
+) -> EmergencyService<'a> {
+    let base = "spec.backends.emergency.deployment";
+    check_name(
+        errors,
+        &format!("{base}.name"),
+        &deployment.name,
+        dns1123_subdomain,
+    );
+    if let Some(service) = &deployment.service_name {
+        check_name(
+            errors,
+            &format!("{base}.serviceName"),
+            service,
+            dns1035_label,
+        );
+    }
+    if let Some(port) = &deployment.port_name {
+        check_name(errors, &format!("{base}.portName"), port, dns1123_label);
+    }
+    if deployment.active_replicas <= 0 {
+        errors.push(FieldError::new(
+            format!("{base}.activeReplicas"),
+            format!(
+                "Invalid value: {}: must be greater than 0: an emergency that adds no replica adds no capacity",
+                deployment.active_replicas
+            ),
+        ));
+    }
+    Some(match &deployment.service_name {
+        Some(service) => (format!("{base}.serviceName"), service.as_str()),
+        None => (format!("{base}.name"), deployment.name.as_str()),
+    })
+}
+
+/// The managed Service: the operator owns its EndpointSlices, so it must not be a Service that
+/// Kubernetes or someone else already fills (the primary's or the emergency pool's), and the
+/// two pools must not be the same Service.
+fn check_managed_service(
+    errors: &mut Vec<FieldError>,
+    spec: &FailoverPolicySpec,
+    emergency_service: EmergencyService<'_>,
+) {
+    let primary = &spec.backends.primary;
     let managed = &spec.managed_service;
     check_name(
-        &mut errors,
+        errors,
         "spec.managedService.name",
         &managed.name,
         dns1035_label,
     );
     check_name(
-        &mut errors,
+        errors,
         "spec.managedService.portName",
         &managed.port_name,
         dns1123_label,
@@ -282,8 +316,10 @@ pub fn validate_policy(policy: &FailoverPolicy, ctx: &ValidationContext) -> Vec<
             ),
         ));
     }
+}
 
-    // Probes.
+/// The HTTP probe: a path the prober can send as it is, a Host header, expected statuses.
+fn check_probe(errors: &mut Vec<FieldError>, spec: &FailoverPolicySpec) {
     if let Some(http) = &spec.probe.http {
         if let Err(why) = probe_path(&http.path) {
             errors.push(FieldError::new(
@@ -300,60 +336,68 @@ pub fn validate_policy(policy: &FailoverPolicy, ctx: &ValidationContext) -> Vec<
             ));
         }
         check_statuses(
-            &mut errors,
+            errors,
             "spec.probe.http.expectedStatuses",
             &http.expected_statuses,
         );
     }
+}
 
-    // Ingress tier.
-    if let Some(ingress) = &spec.ingress {
-        let mut names: HashMap<&str, usize> = HashMap::new();
-        for (i, name) in ingress.ingresses.iter().enumerate() {
-            let path = format!("spec.ingress.ingresses[{i}]");
-            check_name(&mut errors, &path, name, dns1123_subdomain);
-            if let Some(first) = names.insert(name, i) {
-                errors.push(FieldError::new(
-                    path,
-                    format!("Duplicate value: \"{name}\" is already listed at spec.ingress.ingresses[{first}]"),
-                ));
-            }
-        }
-        check_name(
-            &mut errors,
-            "spec.ingress.primaryClass",
-            &ingress.primary_class,
-            dns1123_subdomain,
-        );
-        check_name(
-            &mut errors,
-            "spec.ingress.backupClass",
-            &ingress.backup_class,
-            dns1123_subdomain,
-        );
-        if let Some(selector) = &ingress.selector {
-            check_selector(&mut errors, "spec.ingress.selector", selector);
-        }
-        check_tier_health(
-            &mut errors,
-            ctx,
-            own_namespace,
-            "spec.ingress.health",
-            &ingress.health,
-        );
-        if let Some(backup) = &ingress.backup_health {
-            check_tier_health(
-                &mut errors,
-                ctx,
-                own_namespace,
-                "spec.ingress.backupHealth",
-                backup,
-            );
+/// The ingress tier: Ingress and class names, the selector, and where each tier's health is
+/// read (controller Deployments, health URLs).
+fn check_ingress_tier(
+    errors: &mut Vec<FieldError>,
+    ctx: &ValidationContext,
+    own_namespace: &str,
+    ingress: &IngressTierSpec,
+) {
+    let mut names: HashMap<&str, usize> = HashMap::new();
+    for (i, name) in ingress.ingresses.iter().enumerate() {
+        let path = format!("spec.ingress.ingresses[{i}]");
+        check_name(errors, &path, name, dns1123_subdomain);
+        if let Some(first) = names.insert(name, i) {
+            errors.push(FieldError::new(
+                path,
+                format!("Duplicate value: \"{name}\" is already listed at spec.ingress.ingresses[{first}]"),
+            ));
         }
     }
+    check_name(
+        errors,
+        "spec.ingress.primaryClass",
+        &ingress.primary_class,
+        dns1123_subdomain,
+    );
+    check_name(
+        errors,
+        "spec.ingress.backupClass",
+        &ingress.backup_class,
+        dns1123_subdomain,
+    );
+    if let Some(selector) = &ingress.selector {
+        check_selector(errors, "spec.ingress.selector", selector);
+    }
+    check_tier_health(
+        errors,
+        ctx,
+        own_namespace,
+        "spec.ingress.health",
+        &ingress.health,
+    );
+    if let Some(backup) = &ingress.backup_health {
+        check_tier_health(
+            errors,
+            ctx,
+            own_namespace,
+            "spec.ingress.backupHealth",
+            backup,
+        );
+    }
+}
 
-    // failbackSteps without HotStandby is a root CEL rule; repeat it here for objects that
-    // reached the controller past an older CRD.
+/// failbackSteps without HotStandby is a root CEL rule; repeated here for objects that reached
+/// the controller past an older CRD.
+fn check_failback(errors: &mut Vec<FieldError>, spec: &FailoverPolicySpec) {
     if !spec.recovery.failback_steps.is_empty()
         && spec.ingress.as_ref().map(|i| i.mode) != Some(IngressMode::HotStandby)
     {
@@ -362,8 +406,6 @@ pub fn validate_policy(policy: &FailoverPolicy, ctx: &ValidationContext) -> Vec<
             "Forbidden: gradual failback needs spec.ingress.mode HotStandby: only a mirrored backup Ingress can carry a traffic weight",
         ));
     }
-
-    errors
 }
 
 /// Things worth saying that do not make the policy invalid. `now` is injected so that the
@@ -705,7 +747,7 @@ fn check_selector(errors: &mut Vec<FieldError>, base: &str, selector: &LabelSele
                 format!("Invalid value: \"{key}\": not a valid label key"),
             ));
         }
-        if !label_value_ok(value) {
+        if label_value(value).is_err() {
             errors.push(FieldError::new(
                 format!("{base}.matchLabels[{key}]"),
                 format!("Invalid value: \"{value}\": not a valid label value (at most 63 alphanumerics, '-', '_' or '.', starting and ending alphanumeric)"),
@@ -739,33 +781,6 @@ fn check_selector(errors: &mut Vec<FieldError>, base: &str, selector: &LabelSele
     }
 }
 
-/// A label key: an optional DNS subdomain prefix and `/`, then a name of at most 63
-/// alphanumerics, `-`, `_` or `.`, starting and ending alphanumeric.
-fn label_key(key: &str) -> Result<(), ()> {
-    let name = match key.split_once('/') {
-        Some((prefix, name)) => {
-            dns1123_subdomain(prefix).map_err(|_| ())?;
-            name
-        }
-        None => key,
-    };
-    if !name.is_empty() && label_value_ok(name) {
-        Ok(())
-    } else {
-        Err(())
-    }
-}
-
-fn label_value_ok(value: &str) -> bool {
-    value.is_empty()
-        || (value.len() <= 63
-            && value
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-            && value.starts_with(|c: char| c.is_ascii_alphanumeric())
-            && value.ends_with(|c: char| c.is_ascii_alphanumeric()))
-}
-
 type NameCheck = fn(&str) -> Result<(), &'static str>;
 
 fn check_name(errors: &mut Vec<FieldError>, path: &str, value: &str, check: NameCheck) {
@@ -775,54 +790,6 @@ fn check_name(errors: &mut Vec<FieldError>, path: &str, value: &str, check: Name
             format!("Invalid value: \"{value}\": {why}"),
         ));
     }
-}
-
-fn label_chars_ok(label: &str) -> bool {
-    label
-        .bytes()
-        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !label.starts_with('-')
-        && !label.ends_with('-')
-        && !label.is_empty()
-}
-
-/// Kubernetes' RFC 1123 label (namespaces, port names).
-pub(crate) fn dns1123_label(value: &str) -> Result<(), &'static str> {
-    if value.len() > 63 {
-        return Err("must be no more than 63 characters");
-    }
-    if !label_chars_ok(value) {
-        return Err(
-            "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name' or '123-abc')",
-        );
-    }
-    Ok(())
-}
-
-/// Kubernetes' RFC 1123 subdomain (most object names: Deployments, Ingresses, IngressClasses).
-pub(crate) fn dns1123_subdomain(value: &str) -> Result<(), &'static str> {
-    if value.len() > 253 {
-        return Err("must be no more than 253 characters");
-    }
-    if !value.split('.').all(label_chars_ok) {
-        return Err(
-            "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com')",
-        );
-    }
-    Ok(())
-}
-
-/// Kubernetes' RFC 1035 label (Service names: they become DNS names and must start with a letter).
-pub(crate) fn dns1035_label(value: &str) -> Result<(), &'static str> {
-    if value.len() > 63 {
-        return Err("must be no more than 63 characters");
-    }
-    if !label_chars_ok(value) || !value.starts_with(|c: char| c.is_ascii_lowercase()) {
-        return Err(
-            "a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character (e.g. 'my-name' or 'abc-123')",
-        );
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -1143,16 +1110,5 @@ mod tests {
             paths(&validate_policy(&p, &ctx(&[]))),
             vec!["spec.backends.emergency.deployment.name"]
         );
-    }
-
-    #[test]
-    fn name_rules() {
-        assert!(dns1123_label("a-1").is_ok());
-        assert!(dns1123_label("-a").is_err());
-        assert!(dns1123_label(&"a".repeat(64)).is_err());
-        assert!(dns1123_subdomain("a.b-c.d").is_ok());
-        assert!(dns1123_subdomain("a..b").is_err());
-        assert!(dns1035_label("web").is_ok());
-        assert!(dns1035_label("1web").is_err());
     }
 }

@@ -5,24 +5,30 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeSet;
-use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+use devcluster::{DevCluster, DevClusterOptions};
 use ingress_failover::api::{FailoverPolicy, FailoverPolicyStatus};
 use ingress_failover::controller::{self, Options, Running};
-use ingress_failover::demo::farm::{Behavior, Farm};
-use ingress_failover::demo::pods::{serve_pods, slice_addresses};
-use ingress_failover::devcluster::{DevCluster, DevClusterOptions};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{ListParams, Patch, PatchParams};
 use kube::{Api, Client};
 use serde_json::{Value, json};
+use testkit::farm::{Behavior, Farm};
+use testkit::pods::{serve_pods, slice_addresses};
 use tokio::sync::oneshot;
+
+// The kit's loopback HTTP client and polling, under the names the tests use (each test binary
+// uses a subset).
+#[allow(unused_imports)]
+pub use testkit::http::{get as http_get, response as http_response};
+#[allow(unused_imports)]
+pub use testkit::wait::eventually;
 
 pub const TEST_AGENT: &str = "ingress-failover-tests";
 pub const CONTROLLER_AGENT: &str = "ingress-failover";
@@ -259,9 +265,12 @@ impl Env {
                 let client = match (&cluster, controller_kubeconfig) {
                     // As `run` does: the product, version and replica identity, so the audit log
                     // tells the replicas apart.
-                    (Some(c), _) => c
-                        .controller_client(&controller_user_agent(&opts.identity))
-                        .expect("client"),
+                    (Some(c), _) => {
+                        kube::Client::try_from(ingress_failover::kubeclient::without_default_retry(
+                            c.config_with_user_agent(&controller_user_agent(&opts.identity)),
+                        ))
+                        .expect("client")
+                    }
                     // The controller's own identity (e.g. the chart's ServiceAccount token), so
                     // that the real authorizer checks every call it makes.
                     // User-Agent as `run` sends it, so the apiserver's audit log names the replica.
@@ -352,7 +361,7 @@ impl Env {
 
     /// Writes the controller made to anything but its policies and Events, per the embedded
     /// plane's audit log.
-    pub fn managed_writes(&self) -> Vec<ingress_failover::devcluster::AuditEntry> {
+    pub fn managed_writes(&self) -> Vec<devcluster::AuditEntry> {
         let cluster = self
             .cluster
             .as_ref()
@@ -489,24 +498,6 @@ fn backend_ip() -> Option<std::net::IpAddr> {
 /// nothing); a real cluster needs a server answering `/healthz` on 8080.
 pub fn pod_image() -> String {
     std::env::var("INGRESS_FAILOVER_TEST_POD_IMAGE").unwrap_or_else(|_| "web:1".into())
-}
-
-/// Polls `f` until it returns Some, or panics after `timeout`.
-pub async fn eventually<T, F, Fut>(timeout: Duration, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        if Instant::now() > deadline {
-            panic!("condition not reached within {timeout:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 pub fn addrs(list: &[SocketAddr]) -> Vec<String> {
@@ -672,36 +663,6 @@ impl Env {
             .metrics_addr;
         http_get(addr, "/metrics").await.1
     }
-}
-
-/// A minimal HTTP/1.1 GET on loopback: (status code, body).
-pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let Ok(mut s) = tokio::net::TcpStream::connect(addr).await else {
-        return (0, String::new());
-    };
-    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    if s.write_all(req.as_bytes()).await.is_err() {
-        return (0, String::new());
-    }
-    let mut buf = Vec::new();
-    let _ = s.read_to_end(&mut buf).await;
-    http_response(&buf)
-}
-
-/// (status code, body) of a raw HTTP/1.1 response read to its end (0 when unparsable).
-pub fn http_response(buf: &[u8]) -> (u16, String) {
-    let text = String::from_utf8_lossy(buf).to_string();
-    let code = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (code, body)
 }
 
 /// The value of one metric sample (`name{labels}`) in a text exposition, 0 when absent.

@@ -7,8 +7,9 @@
 //! recent version instead of re-listing. A version older than the retained log yields an ERROR
 //! event carrying a 410 Status — the signal for kube-runtime's watcher to re-list.
 
-use super::api::{Ctx, ListOptions, present, selected};
-use super::server::Shared;
+use super::read::{present, selected};
+use super::shared::Shared;
+use super::state::{Ctx, ListOptions};
 use super::status::ApiError;
 use super::store::{EventType, StoredEvent};
 use super::table::{self, Render};

@@ -1,39 +1,25 @@
-//! The verbs: get, list, create, update, patch, delete, deletecollection — as functions over
+//! The writing verbs: create, update, patch (server-side apply included) — as functions over
 //! the locked [`State`], independent of HTTP so the controller-manager can use the very same
-//! semantics (resourceVersion, generation, finalizers, cascade) for its own writes.
+//! semantics (resourceVersion, generation, finalizers, admission) for its own writes. Reads
+//! (get, list) are in `read`, delete and deletecollection (finalizers, cascade) in `delete`;
+//! what they all work on (`State`, `Ctx`) in `state`.
 
-use super::apply::{self, ApplyRequest, Scope};
-use super::convert;
+use super::apply::{self, ApplyRequest};
 use super::crd;
 use super::defaults;
-use super::delete;
-pub use super::delete::{Propagation, delete, delete_collection};
+use super::delete::{self, Propagation};
 use super::managed;
 use super::meta::{
     self, carry_over_identity, finalizers, meta_mut, meta_str, same_content, spec_changed,
 };
 use super::patch::{self, PatchKind};
-use super::resources::{Registry, ResourceInfo};
+use super::read::{get, not_found, present, storage_form};
+use super::resources::Registry;
 use super::schema;
-use super::selectors::{FieldSelector, LabelSelector};
+use super::state::{CONTROLLER_MANAGER, Ctx, Managed, State, Target};
 use super::status::{ApiError, ApiResult, FieldCause};
 use super::store::{ObjKey, Store};
 use serde_json::{Value, json};
-
-/// Everything behind the lock.
-#[derive(Debug)]
-pub struct State {
-    /// Objects and the event log.
-    pub store: Store,
-    /// Served resources.
-    pub registry: Registry,
-    /// Seeded randomness for uids, names and IPs.
-    pub rng: fastrand::Rng,
-    /// Next Service clusterIP (10.96.x.y).
-    pub next_cluster_ip: u32,
-    /// ServiceAccount tokens issued by TokenRequest: token → (namespace, name, uid) (`authn`).
-    pub tokens: std::collections::HashMap<String, (String, String, String)>,
-}
 
 impl State {
     /// A fresh cluster with the namespaces every cluster has.
@@ -56,193 +42,6 @@ impl State {
         }
         st
     }
-}
-
-/// Who is asking for what, for one request.
-#[derive(Debug, Clone)]
-pub struct Ctx {
-    /// The resource.
-    pub info: ResourceInfo,
-    /// Requested API version.
-    pub version: String,
-    /// Namespace from the URL.
-    pub namespace: Option<String>,
-    /// Field manager for managedFields.
-    pub manager: String,
-    /// `dryRun=All`: validate and answer, but store nothing.
-    pub dry_run: bool,
-    /// `force=true` for apply.
-    pub force: bool,
-    /// `fieldValidation=Strict`: unknown fields in custom resources are an error.
-    pub strict: bool,
-}
-
-impl Ctx {
-    /// A context with defaults.
-    pub fn new(info: ResourceInfo, version: &str, namespace: Option<&str>, manager: &str) -> Self {
-        Self {
-            info,
-            version: version.into(),
-            namespace: namespace.map(String::from),
-            manager: manager.into(),
-            dry_run: false,
-            force: false,
-            strict: false,
-        }
-    }
-
-    fn ns(&self) -> &str {
-        if self.info.namespaced {
-            self.namespace.as_deref().unwrap_or("")
-        } else {
-            ""
-        }
-    }
-
-    /// Store key of `name` in this context.
-    pub fn key(&self, name: &str) -> ObjKey {
-        let (group, plural) = self.storage();
-        ObjKey::new(group, plural, self.ns(), name)
-    }
-
-    /// (group, plural) the objects are stored under.
-    pub fn storage(&self) -> (&str, &str) {
-        match &self.info.storage {
-            Some((g, p, _)) => (g, p),
-            None => (&self.info.group, &self.info.plural),
-        }
-    }
-
-    /// `group/version` as requested.
-    pub fn api_version(&self) -> String {
-        self.info.api_version(&self.version)
-    }
-
-    fn scope(&self, status: bool) -> Scope {
-        if status {
-            Scope::Status
-        } else {
-            Scope::Main {
-                exclude_status: self.info.status,
-            }
-        }
-    }
-}
-
-/// The stored object in the form the client asked for (apiVersion, kind, field names).
-pub fn present(ctx: &Ctx, obj: Value) -> Value {
-    let mut obj = convert::from_storage(&ctx.info, obj);
-    if let Some(m) = obj.as_object_mut() {
-        m.insert("apiVersion".into(), json!(ctx.api_version()));
-        m.insert("kind".into(), json!(ctx.info.kind));
-    }
-    obj
-}
-
-/// The client's object in the form it is stored in.
-fn storage_form(ctx: &Ctx, obj: Value) -> Value {
-    let mut obj = convert::to_storage(&ctx.info, obj);
-    let api_version = match &ctx.info.storage {
-        Some((_, _, v)) => v.clone(),
-        None => ctx.api_version(),
-    };
-    if let Some(m) = obj.as_object_mut() {
-        m.insert("apiVersion".into(), json!(api_version));
-        m.insert("kind".into(), json!(ctx.info.kind));
-    }
-    obj
-}
-
-/// Do selectors pass on the object as the client sees it?
-fn selected_as_presented(ctx: &Ctx, opts: &ListOptions, stored: &Value) -> bool {
-    if ctx.info.storage.is_some() {
-        selected(opts, &present(ctx, stored.clone()))
-    } else {
-        selected(opts, stored)
-    }
-}
-
-/// 404 for `name` in this context.
-pub fn not_found(ctx: &Ctx, name: &str) -> ApiError {
-    ApiError::not_found((&ctx.info.group, &ctx.info.plural, name))
-}
-
-/// GET one object.
-pub fn get(st: &State, ctx: &Ctx, name: &str) -> ApiResult<Value> {
-    st.store
-        .get(&ctx.key(name))
-        .map(|o| present(ctx, o.clone()))
-        .ok_or_else(|| not_found(ctx, name))
-}
-
-/// List options from the query string.
-#[derive(Debug, Clone, Default)]
-pub struct ListOptions {
-    /// `labelSelector`.
-    pub labels: LabelSelector,
-    /// `fieldSelector`.
-    pub fields: FieldSelector,
-    /// `limit` (0 = unlimited).
-    pub limit: usize,
-    /// `continue` token.
-    pub continue_token: Option<String>,
-}
-
-/// Does `obj` pass the selectors?
-pub fn selected(opts: &ListOptions, obj: &Value) -> bool {
-    opts.labels.matches_object(obj) && opts.fields.matches(obj)
-}
-
-/// LIST, with selectors and limit/continue pagination. Returns (items, list metadata).
-pub fn list(st: &State, ctx: &Ctx, opts: &ListOptions) -> ApiResult<(Vec<Value>, Value)> {
-    let ns = ctx
-        .info
-        .namespaced
-        .then_some(ctx.namespace.as_deref())
-        .flatten();
-    let (rv, after) = match &opts.continue_token {
-        Some(tok) => {
-            let mut parts = tok.splitn(3, ':');
-            let rv = parts.next().and_then(|r| r.parse::<u64>().ok());
-            match (rv, parts.next(), parts.next()) {
-                (Some(rv), Some(ns), Some(name)) => (rv, Some((ns.to_string(), name.to_string()))),
-                _ => return Err(ApiError::bad_request("invalid continue token")),
-            }
-        }
-        None => (st.store.rv(), None),
-    };
-    let mut matching = st
-        .store
-        .list(ctx.storage().0, ctx.storage().1, ns)
-        .into_iter()
-        .filter(|(k, _)| {
-            after.as_ref().is_none_or(|(ans, an)| {
-                (k.namespace.as_str(), k.name.as_str()) > (ans.as_str(), an.as_str())
-            })
-        })
-        .filter(|(_, o)| selected_as_presented(ctx, opts, o));
-    let mut items = Vec::new();
-    let mut last = None;
-    for (k, o) in matching.by_ref() {
-        if opts.limit > 0 && items.len() == opts.limit {
-            last = Some(k);
-            break;
-        }
-        items.push(present(ctx, o.clone()));
-    }
-    let mut list_meta = json!({"resourceVersion": rv.to_string()});
-    if last.is_some() {
-        let remaining = 1 + matching.count();
-        let final_item = items.last().cloned().unwrap_or_default();
-        let tok = format!(
-            "{rv}:{}:{}",
-            meta_str(&final_item, "namespace").unwrap_or(""),
-            meta_str(&final_item, "name").unwrap_or("")
-        );
-        list_meta["continue"] = json!(tok);
-        list_meta["remainingItemCount"] = json!(remaining);
-    }
-    Ok((items, list_meta))
 }
 
 /// metadata, spec and status of built-in objects must be objects: everything downstream
@@ -273,7 +72,10 @@ fn check_shape(ctx: &Ctx, obj: &Value) -> ApiResult<()> {
     Ok(())
 }
 
-/// Name, labels, CRD schema (with defaults and pruning, applied to `obj`) and CRD objects.
+/// Admission of a write: name and labels ([`k8s_rules::names`]), a custom resource's schema and
+/// CEL rules (defaults and pruning applied to `obj`; a pruned field refuses the write under
+/// `fieldValidation=Strict`), CustomResourceDefinitions themselves, and the Ingress and
+/// IngressClass rules of kube-apiserver.
 fn validate(ctx: &Ctx, obj: &mut Value, old: Option<&Value>) -> ApiResult<()> {
     let name = meta_str(obj, "name").unwrap_or("").to_string();
     let subject = (
@@ -476,27 +278,6 @@ fn create_with(st: &mut State, ctx: &Ctx, mut obj: Value, managed: Managed) -> A
         return get(st, ctx, &name);
     }
     Ok(present(ctx, stored))
-}
-
-/// The field manager the controller-manager writes with (it may set status on create).
-pub const CONTROLLER_MANAGER: &str = "devcluster-controller-manager";
-
-/// Which part of the object a write goes to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Target {
-    /// The main resource (status preserved when it is a subresource).
-    Main,
-    /// `/status` (everything but status preserved).
-    Status,
-}
-
-/// How managedFields are maintained for a write.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Managed {
-    /// An ordinary write by `ctx.manager`.
-    Update,
-    /// Server-side apply already computed them.
-    Preserve,
 }
 
 /// The shared tail of update, patch and apply: isolation of status, identity, optimistic

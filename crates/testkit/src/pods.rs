@@ -1,6 +1,7 @@
 //! Reading endpoint addresses out of EndpointSlices, and serving the loopback "pods" the
 //! embedded control plane hands out (they have IPs in 127.0.0.0/8 but no process behind them).
 //! Shared by the demo, the integration tests and the controller benchmark.
+//! The embedded plane hands out IP addresses only, so an address that is not an IP is skipped.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -9,7 +10,7 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::ListParams;
 use kube::{Api, Client};
 
-use super::farm::{Behavior, Farm};
+use crate::farm::{Behavior, Farm};
 
 /// Every `address:port` listed by the EndpointSlices in `ns` matching `selector` (the port is
 /// each slice's first), sorted and without duplicates. An API error reads as no address.
@@ -30,10 +31,8 @@ pub async fn slice_addresses(client: &Client, ns: &str, selector: &str) -> Vec<S
                 .and_then(|p| p.port)
                 .unwrap_or(0);
             s.endpoints.iter().filter_map(move |e| {
-                let host = e.addresses.first()?;
-                crate::controller::observe::join_host_port(host, port)
-                    .parse()
-                    .ok()
+                let ip: std::net::IpAddr = e.addresses.first()?.parse().ok()?;
+                Some(SocketAddr::new(ip, u16::try_from(port).ok()?))
             })
         })
         .collect();

@@ -3,11 +3,13 @@
 //! Reads and writes go through the main object, so the resourceVersion of a Scale is the
 //! object's and a stale Scale update gets the same 409 as a stale object update.
 
-use super::api::{self, Ctx, Managed, State, Target};
+use super::api;
 use super::meta::meta_str;
 use super::patch::{self, PatchKind};
+use super::read;
 use super::resources::ScalePaths;
 use super::selectors::LabelSelector;
+use super::state::{Ctx, Managed, State, Target};
 use super::status::{ApiError, ApiResult};
 use super::table::json_path;
 use serde_json::{Value, json};
@@ -64,14 +66,14 @@ pub fn scale_of(paths: &ScalePaths, obj: &Value) -> Value {
 
 /// GET .../scale
 pub fn get(st: &State, ctx: &Ctx, name: &str) -> ApiResult<Value> {
-    let obj = api::get(st, ctx, name)?;
+    let obj = read::get(st, ctx, name)?;
     Ok(scale_of(paths(ctx)?, &obj))
 }
 
 /// PUT .../scale
 pub fn update(st: &mut State, ctx: &Ctx, name: &str, scale: &Value) -> ApiResult<Value> {
     let p = paths(ctx)?.clone();
-    let old = api::get(st, ctx, name)?;
+    let old = read::get(st, ctx, name)?;
     // A missing spec.replicas is 0, as Go's int32 in kube-apiserver decodes it.
     let replicas = scale.pointer("/spec/replicas").unwrap_or(&json!(0)).clone();
     let Some(replicas) = replicas.as_i64() else {

@@ -1,73 +1,37 @@
 //! HTTP glue: request → audit → faults → route → verb handler → JSON (or Table, or a watch
 //! stream). Everything stateful lives in [`Shared`].
 
-use super::api::{self, Ctx, ListOptions, State, Target};
-use super::audit::{Audit, AuditEntry, AuditWrite};
+use super::api;
+use super::audit::{AuditEntry, AuditWrite};
 use super::control;
+use super::delete;
 use super::discovery;
-use super::faults::{Faults, OutageMode};
+use super::faults::OutageMode;
 use super::openapi;
 use super::patch::PatchKind;
+use super::read;
+use super::response::{error_response, json_response};
 use super::router::{self, ResourceRoute, Route};
 use super::scale;
 use super::selectors::{FieldSelector, LabelSelector};
+use super::shared::Shared;
+use super::state::{Ctx, ListOptions, Target};
 use super::status::{ApiError, ApiResult};
 use super::table::{self, Render};
 use super::watch::{self, WatchParams};
 use axum::body::Body;
 use axum::extract::Request;
 use axum::response::Response;
-use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use http::{HeaderMap, HeaderValue, Method, header};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::Duration;
-
-/// State shared by all requests of one DevCluster.
-#[derive(Debug)]
-pub struct Shared {
-    /// Objects, registry, RNG.
-    pub state: Mutex<State>,
-    /// Fault switchboard.
-    pub faults: Faults,
-    /// Call log.
-    pub audit: Audit,
-    /// Idle time after which a watch with `allowWatchBookmarks` gets a bookmark.
-    pub bookmark_interval: Duration,
-}
-
-impl Shared {
-    /// Locks the state (a poisoned lock is recovered: a panicking handler leaves valid JSON).
-    pub fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
 
 /// The axum router serving everything.
 pub fn router(shared: Arc<Shared>) -> axum::Router {
     axum::Router::new().fallback(handle).with_state(shared)
-}
-
-/// A JSON response.
-pub fn json_response(code: u16, v: &Value) -> Response {
-    let mut r = Response::new(Body::from(serde_json::to_vec(v).unwrap_or_default()));
-    *r.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    r
-}
-
-/// A Status response for an error.
-pub fn error_response(e: &ApiError) -> Response {
-    let mut r = json_response(e.code, &e.to_status());
-    if let Some(secs) = e.retry_after {
-        r.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
-    }
-    r
 }
 
 fn header_str(h: &HeaderMap, name: header::HeaderName) -> &str {
@@ -342,7 +306,7 @@ async fn resource(
     let (code, out) = match (verb, sub.as_str()) {
         ("get", "scale") => (200, scale::get(&st, &ctx, &name)?),
         ("get", _) => {
-            let obj = api::get(&st, &ctx, &name)?;
+            let obj = read::get(&st, &ctx, &name)?;
             let out = match &render {
                 Render::Table(include) => {
                     let rv = obj["metadata"]["resourceVersion"].clone();
@@ -360,7 +324,7 @@ async fn resource(
             (200, out)
         }
         ("list", _) => {
-            let (items, meta) = api::list(&st, &ctx, &list_options(q)?)?;
+            let (items, meta) = read::list(&st, &ctx, &list_options(q)?)?;
             let out = match &render {
                 Render::Table(include) => table::table(&ctx.info, &items, meta, include, true),
                 Render::Metadata => {
@@ -400,11 +364,11 @@ async fn resource(
         }
         ("delete", "") => (
             200,
-            api::delete(&mut st, &ctx, &name, &delete_options(&bytes, q)?)?,
+            delete::delete(&mut st, &ctx, &name, &delete_options(&bytes, q)?)?,
         ),
         ("deletecollection", "") => (
             200,
-            api::delete_collection(
+            delete::delete_collection(
                 &mut st,
                 &ctx,
                 &list_options(q)?,

@@ -12,8 +12,8 @@
 //! call is audited per user agent. See `docs/devcluster.md` for what it does not emulate.
 //!
 //! ```no_run
-//! # async fn demo() -> Result<(), ingress_failover::devcluster::DevClusterError> {
-//! use ingress_failover::devcluster::{DevCluster, DevClusterOptions};
+//! # async fn demo() -> Result<(), devcluster::DevClusterError> {
+//! use devcluster::{DevCluster, DevClusterOptions};
 //! let cluster = DevCluster::start(DevClusterOptions::default()).await?;
 //! let client = cluster.client()?;
 //! # let _ = client; Ok(()) }
@@ -31,16 +31,21 @@ mod defaults;
 mod delete;
 mod discovery;
 mod faults;
+mod fields;
 mod managed;
 mod meta;
 mod openapi;
 mod patch;
+mod read;
 mod resources;
+mod response;
 mod router;
 mod scale;
 mod schema;
 mod selectors;
 mod server;
+mod shared;
+mod state;
 mod status;
 mod store;
 mod table;
@@ -49,7 +54,7 @@ mod watch;
 pub use audit::{Audit, AuditEntry, AuditWrite};
 pub use faults::{ErrorRule, FaultConfig, Faults, LatencyRule, OutageMode};
 
-use server::Shared;
+use shared::Shared;
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -111,6 +116,12 @@ pub enum DevClusterError {
     /// A kube client could not be built.
     #[error("cannot build a kube client: {0}")]
     Client(#[from] kube::Error),
+    /// `devcluster --listen` was given an address other than loopback without
+    /// `--allow-non-loopback`.
+    #[error(
+        "refusing to listen on {0}: the embedded control plane has no authentication and no TLS, so anyone who can reach that address could read and change everything in it; listen on a loopback address (127.0.0.1, ::1) or pass --allow-non-loopback"
+    )]
+    NonLoopback(SocketAddr),
     /// Waiting for a shutdown signal failed.
     #[error("cannot wait for a shutdown signal: {0}")]
     Signal(std::io::Error),
@@ -192,7 +203,7 @@ impl DevCluster {
                 source,
             })?;
         let shared = Arc::new(Shared {
-            state: Mutex::new(api::State::new(opts.watch_window, opts.seed)),
+            state: Mutex::new(state::State::new(opts.watch_window, opts.seed)),
             faults: Faults::default(),
             audit: Audit::default(),
             bookmark_interval: opts.bookmark_interval,
@@ -247,14 +258,15 @@ impl DevCluster {
         Ok(kube::Client::try_from(self.config())?)
     }
 
-    /// A client configured like the controller's (kube's default retry off, see
-    /// [`crate::kubeclient::without_default_retry`]), identifying itself with `user_agent`.
-    pub fn controller_client(&self, user_agent: &str) -> Result<kube::Client, DevClusterError> {
-        let mut config = crate::kubeclient::without_default_retry(self.config());
+    /// A kube config pointing at this plane whose requests identify themselves with
+    /// `user_agent` (for the audit log). The controller's tests turn kube's default retry off
+    /// in it, as the controller does with its own.
+    pub fn config_with_user_agent(&self, user_agent: &str) -> kube::Config {
+        let mut config = self.config();
         if let Ok(v) = http::HeaderValue::from_str(user_agent) {
             config.headers.push((http::header::USER_AGENT, v));
         }
-        Ok(kube::Client::try_from(config)?)
+        config
     }
 
     /// A kube client that identifies itself with `user_agent` (for the audit log).
@@ -262,11 +274,9 @@ impl DevCluster {
         &self,
         user_agent: &str,
     ) -> Result<kube::Client, DevClusterError> {
-        let mut config = self.config();
-        if let Ok(v) = http::HeaderValue::from_str(user_agent) {
-            config.headers.push((http::header::USER_AGENT, v));
-        }
-        Ok(kube::Client::try_from(config)?)
+        Ok(kube::Client::try_from(
+            self.config_with_user_agent(user_agent),
+        )?)
     }
 
     /// A kubeconfig for kubectl and other clients.
@@ -340,13 +350,19 @@ current-context: devcluster
 
 /// The `devcluster` command: starts a plane on `listen` (default `127.0.0.1:0`, a free port),
 /// writes a kubeconfig for it to `kubeconfig_path`, prints the address, and serves until
-/// SIGINT or SIGTERM. Faults are controlled over HTTP, see the `control` module docs.
+/// SIGINT or SIGTERM. Faults are controlled over HTTP, see the `control` module docs. An
+/// address that is not loopback is refused unless `allow_non_loopback`: the plane has no
+/// authentication and no TLS.
 pub async fn serve_command(
     kubeconfig_path: &Path,
     listen: Option<SocketAddr>,
+    allow_non_loopback: bool,
 ) -> Result<(), DevClusterError> {
     let mut opts = DevClusterOptions::default();
     if let Some(l) = listen {
+        if !l.ip().is_loopback() && !allow_non_loopback {
+            return Err(DevClusterError::NonLoopback(l));
+        }
         opts.listen = l;
     }
     let cluster = DevCluster::start(opts).await?;

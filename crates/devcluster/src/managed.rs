@@ -1,7 +1,7 @@
 //! `metadata.managedFields`: reading and writing the per-manager field sets, and recording
 //! ordinary (non-apply) writes, which take ownership of the fields they change.
 
-use super::apply::{FieldPath, FieldSet, Scope, get_at, leaves};
+use super::fields::{FieldPath, FieldSet, Scope, get_at, leaves};
 use serde_json::{Value, json};
 
 /// One `managedFields` entry.

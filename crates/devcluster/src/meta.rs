@@ -1,5 +1,6 @@
 //! Object metadata rules shared by every write: identity, timestamps, generation, names.
 
+use k8s_rules::names;
 use serde_json::{Map, Value, json};
 
 /// Current time as a Kubernetes `Time` (RFC 3339, seconds, UTC).
@@ -36,46 +37,15 @@ pub fn name_suffix(rng: &mut fastrand::Rng) -> String {
 
 /// Why `name` is not a valid object name for `plural`, if it is not. Most resources need a
 /// DNS-1123 subdomain; Namespaces a DNS-1123 label; Services a DNS-1035 label (they become DNS
-/// names), which is where a generated name most often goes wrong.
+/// names), which is where a generated name most often goes wrong. The rules themselves are
+/// [`k8s_rules::names`], the ones `ingress-failover check` applies.
 pub fn invalid_name(plural: &str, name: &str) -> Option<String> {
-    let lower_alnum = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
-    let ends_ok = |first_ok: &dyn Fn(char) -> bool| {
-        name.chars().next().is_some_and(first_ok) && name.chars().last().is_some_and(lower_alnum)
+    let rule = match plural {
+        "services" => names::dns1035_label,
+        "namespaces" => names::dns1123_label,
+        _ => names::dns1123_subdomain,
     };
-    match plural {
-        "services" => {
-            let ok = name.len() <= 63
-                && name.chars().all(|c| lower_alnum(c) || c == '-')
-                && ends_ok(&|c: char| c.is_ascii_lowercase());
-            (!ok).then(|| format!(
-                "\"{name}\": a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character"
-            ))
-        }
-        "namespaces" => {
-            let ok = name.len() <= 63
-                && name.chars().all(|c| lower_alnum(c) || c == '-')
-                && ends_ok(&lower_alnum);
-            (!ok).then(|| format!(
-                "\"{name}\": a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character"
-            ))
-        }
-        _ => {
-            let ok = name.len() <= 253
-                && name.chars().all(|c| lower_alnum(c) || c == '-' || c == '.')
-                && ends_ok(&lower_alnum);
-            (!ok).then(|| format!(
-                "\"{name}\": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character"
-            ))
-        }
-    }
-}
-
-fn qualified_name_ok(s: &str) -> bool {
-    let ok_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
-    s.len() <= 63
-        && s.chars().all(ok_char)
-        && s.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
-        && s.chars().last().is_some_and(|c| c.is_ascii_alphanumeric())
+    rule(name).err().map(|why| format!("\"{name}\": {why}"))
 }
 
 /// Label keys (`[prefix/]name`) and values must be valid, as the apiserver checks on every write.
@@ -85,20 +55,17 @@ pub fn invalid_labels(obj: &Value) -> Vec<(String, String)> {
         return out;
     };
     for (k, v) in labels {
-        let (prefix, name) = k
-            .rsplit_once('/')
-            .map_or((None, k.as_str()), |(p, n)| (Some(p), n));
-        if !qualified_name_ok(name) || prefix.is_some_and(|p| invalid_name("", p).is_some()) {
-            out.push((
-                "metadata.labels".to_string(),
-                format!("\"{k}\": name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (max 63 characters)"),
-            ));
+        if let Err(why) = names::label_key(k) {
+            out.push(("metadata.labels".to_string(), format!("\"{k}\": {why}")));
         }
         let value = v.as_str().unwrap_or("");
-        if !value.is_empty() && !qualified_name_ok(value) || !v.is_string() {
+        if let Some(why) = names::label_value(value)
+            .err()
+            .or((!v.is_string()).then_some("a label value must be a string"))
+        {
             out.push((
                 format!("metadata.labels[{k}]"),
-                format!("\"{value}\": a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (max 63 characters)"),
+                format!("\"{value}\": {why}"),
             ));
         }
     }

@@ -4,9 +4,9 @@
 //! Establishment is immediate: the CRD's status gets `NamesAccepted` and `Established` in the
 //! same request, so `await_condition(crd_established)` returns at once.
 
-use super::api::State;
 use super::meta::{meta_str, now};
 use super::resources::{PrinterColumn, ResourceInfo, ScalePaths};
+use super::state::State;
 use super::status::FieldCause;
 use super::store::ObjKey;
 use serde_json::{Value, json};

@@ -1,9 +1,10 @@
 //! DELETE and garbage collection: finalizers and deletionTimestamp, preconditions, background
 //! and orphan propagation through ownerReferences, namespace contents.
 
-use super::api::{Ctx, ListOptions, State, list, not_found, present};
 use super::crd;
 use super::meta::{self, finalizers, meta_mut, meta_str};
+use super::read::{list, not_found, present};
+use super::state::{Ctx, ListOptions, State};
 use super::status::{ApiError, ApiResult};
 use super::store::ObjKey;
 use serde_json::{Value, json};

@@ -1,7 +1,7 @@
 //! The few defaults the plane applies to built-in types on create (the apiserver applies many
 //! more; these are the ones clients visibly rely on).
 
-use super::api::{Ctx, State};
+use super::state::{Ctx, State};
 use serde_json::{Value, json};
 
 /// Defaults for Namespaces (phase), Services (clusterIP, type, protocol, targetPort) and

@@ -13,7 +13,8 @@
 //! | GET | `/_devcluster/audit` | `[{userAgent, group, resource, subresource, verb, count}]` |
 
 use super::faults::{FaultConfig, OutageMode};
-use super::server::{Shared, error_response, json_response};
+use super::response::{error_response, json_response};
+use super::shared::Shared;
 use super::status::ApiError;
 use axum::response::Response;
 use http::Method;

@@ -54,7 +54,7 @@ pub fn from_storage(info: &ResourceInfo, obj: Value) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::devcluster::resources::Registry;
+    use crate::resources::Registry;
     use serde_json::json;
 
     #[test]

@@ -18,8 +18,9 @@ use axum::http::Method;
 use axum::response::Response;
 use serde_json::{Value, json};
 
+use super::response::json_response;
 use super::router::ResourceRoute;
-use super::server::{Shared, json_response};
+use super::shared::Shared;
 use super::status::{ApiError, ApiResult};
 use super::store::ObjKey;
 

@@ -1,8 +1,9 @@
 //! Validation of a JSON value against a Kubernetes *structural* `openAPIV3Schema`, as a CRD
 //! carries it, with the apiserver's error wording.
 //!
-//! This module knows nothing about FailoverPolicy: the offline `check` command uses it with the
-//! FailoverPolicy CRD, and the embedded API server uses it for any CRD it serves. It covers the
+//! This module knows nothing about FailoverPolicy: `ingress-failover check` and the controller
+//! use it with the FailoverPolicy CRD, and the embedded control plane (`crates/devcluster`,
+//! `schema.rs`) with any CRD it serves, so both admit the same objects. It covers the
 //! subset of OpenAPI v3 that structural schemas allow (type, nullable, properties, required,
 //! additionalProperties, items, length/item/property bounds, pattern, enum, numeric bounds,
 //! formats `int32`/`int64`/`date-time`, and the `x-kubernetes-*` extensions that change
@@ -11,7 +12,9 @@
 //! reported on the field rather than silently ignored.
 //!
 //! Order matters and mirrors the apiserver: [`prepare`] first (drop `null`s the schema does not
-//! allow, normalise numbers, apply `default`s), then [`validate`] on the prepared value.
+//! allow, normalise numbers, apply `default`s), then, for a server that prunes,
+//! [`prune_custom_resource`], then [`validate`] (or [`custom_resource_causes`], with each
+//! error's `StatusCause` reason) on the prepared value.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
@@ -19,7 +22,7 @@ use std::sync::{Mutex, OnceLock};
 use regex::Regex;
 use serde_json::{Map, Number, Value};
 
-use super::FieldError;
+use crate::{Cause, FieldError, reason};
 
 /// Keys every Kubernetes object has at its root; the apiserver validates them itself, so a CRD's
 /// schema does not have to declare them.
@@ -30,13 +33,22 @@ const ROOT_OBJECT_KEYS: [&str; 3] = ["apiVersion", "kind", "metadata"];
 pub fn validate(schema: &Value, value: &Value) -> Vec<FieldError> {
     let mut errors = Vec::new();
     walk(schema, value, "", false, &mut errors);
-    errors
+    errors.into_iter().map(|c| c.error).collect()
 }
 
 /// Validates a whole custom resource: like [`validate`], except that `apiVersion`, `kind` and
 /// `metadata` at the root are accepted even when the schema does not declare them (the apiserver
 /// handles those itself, and generated CRD schemas usually leave them out).
 pub fn validate_custom_resource(schema: &Value, object: &Value) -> Vec<FieldError> {
+    custom_resource_causes(schema, object)
+        .into_iter()
+        .map(|c| c.error)
+        .collect()
+}
+
+/// Like [`validate_custom_resource`], each error with the reason of the `StatusCause` an API
+/// server answers it with.
+pub fn custom_resource_causes(schema: &Value, object: &Value) -> Vec<Cause> {
     let mut errors = Vec::new();
     walk(schema, object, "", true, &mut errors);
     errors
@@ -127,11 +139,14 @@ fn show(value: &Value) -> String {
     }
 }
 
-fn push(errors: &mut Vec<FieldError>, path: &str, message: String) {
-    errors.push(FieldError::new(path, message));
+fn push(errors: &mut Vec<Cause>, reason: &'static str, path: &str, message: String) {
+    errors.push(Cause {
+        reason,
+        error: FieldError::new(path, message),
+    });
 }
 
-fn walk(schema: &Value, value: &Value, path: &str, is_root: bool, errors: &mut Vec<FieldError>) {
+fn walk(schema: &Value, value: &Value, path: &str, is_root: bool, errors: &mut Vec<Cause>) {
     let int_or_string = flag(schema, "x-kubernetes-int-or-string");
     if value.is_null() {
         if !is_nullable(schema) {
@@ -142,6 +157,7 @@ fn walk(schema: &Value, value: &Value, path: &str, is_root: bool, errors: &mut V
             };
             push(
                 errors,
+                reason::TYPE_INVALID,
                 path,
                 format!("Invalid value: null: must be of type {expected}"),
             );
@@ -162,6 +178,7 @@ fn walk(schema: &Value, value: &Value, path: &str, is_root: bool, errors: &mut V
             _ => {
                 push(
                     errors,
+                    reason::TYPE_INVALID,
                     path,
                     format!(
                         "Invalid value: {}: must be of type integer or string",
@@ -197,6 +214,7 @@ fn walk(schema: &Value, value: &Value, path: &str, is_root: bool, errors: &mut V
             (Some(expected), _) => {
                 push(
                     errors,
+                    reason::TYPE_INVALID,
                     path,
                     format!("Invalid value: {}: must be of type {expected}", show(value)),
                 );
@@ -214,6 +232,7 @@ fn walk(schema: &Value, value: &Value, path: &str, is_root: bool, errors: &mut V
         let list: Vec<String> = allowed.iter().map(Value::to_string).collect();
         push(
             errors,
+            reason::NOT_SUPPORTED,
             path,
             format!(
                 "Unsupported value: {}: supported values: {}",
@@ -233,7 +252,7 @@ fn check_object(
     map: &Map<String, Value>,
     path: &str,
     is_root: bool,
-    errors: &mut Vec<FieldError>,
+    errors: &mut Vec<Cause>,
 ) {
     let empty = Map::new();
     let props = schema
@@ -241,12 +260,16 @@ fn check_object(
         .and_then(Value::as_object)
         .unwrap_or(&empty);
     let embedded = flag(schema, "x-kubernetes-embedded-resource");
-    let preserve = flag(schema, "x-kubernetes-preserve-unknown-fields");
 
     if let Some(required) = schema.get("required").and_then(Value::as_array) {
         for name in required.iter().filter_map(Value::as_str) {
             if !map.contains_key(name) {
-                push(errors, &join(path, name), "Required value".into());
+                push(
+                    errors,
+                    reason::REQUIRED,
+                    &join(path, name),
+                    "Required value".into(),
+                );
             }
         }
     }
@@ -261,6 +284,7 @@ fn check_object(
             {
                 push(
                     errors,
+                    reason::REQUIRED,
                     &join(path, name),
                     "Required value: must not be empty".into(),
                 );
@@ -272,6 +296,7 @@ fn check_object(
     {
         push(
             errors,
+            reason::INVALID,
             path,
             format!(
                 "Invalid value: {}: should have at least {min} properties",
@@ -284,6 +309,7 @@ fn check_object(
     {
         push(
             errors,
+            reason::TOO_MANY,
             path,
             format!(
                 "Too many: {}: must have at most {max} properties",
@@ -292,30 +318,109 @@ fn check_object(
         );
     }
 
-    let additional = schema.get("additionalProperties");
     for (key, child) in map {
-        if let Some(child_schema) = props.get(key) {
-            walk(child_schema, child, &join(path, key), false, errors);
-            continue;
-        }
-        match additional {
-            Some(add @ Value::Object(_)) => {
-                walk(add, child, &format!("{path}[{key}]"), false, errors);
+        match field(schema, path, key, is_root || embedded) {
+            Field::Declared(child_schema, child_path) => {
+                walk(child_schema, child, &child_path, false, errors)
             }
-            Some(Value::Bool(true)) => {}
-            _ if preserve => {}
-            _ if (is_root || embedded) && ROOT_OBJECT_KEYS.contains(&key.as_str()) => {}
-            _ => push(errors, &join(path, key), format!("unknown field \"{key}\"")),
+            Field::Kept => {}
+            Field::Undeclared => push(
+                errors,
+                reason::UNKNOWN_FIELD,
+                &join(path, key),
+                format!("unknown field \"{key}\""),
+            ),
         }
     }
 }
 
-fn check_array(schema: &Value, items: &[Value], path: &str, errors: &mut Vec<FieldError>) {
+/// What an object's schema says about one of its fields.
+enum Field<'s> {
+    /// Declared, by a property or `additionalProperties`: its schema and its path.
+    Declared(&'s Value, String),
+    /// Not declared, but kept as it is: `additionalProperties: true`,
+    /// `x-kubernetes-preserve-unknown-fields`, or `apiVersion`/`kind`/`metadata` of an object.
+    Kept,
+    /// Not declared: unknown to validation, pruned from a custom resource.
+    Undeclared,
+}
+
+/// The one rule deciding whether a field is declared, for validation and for pruning.
+/// `root_like`: the object is a whole resource (the root or an embedded resource).
+fn field<'s>(schema: &'s Value, path: &str, key: &str, root_like: bool) -> Field<'s> {
+    if let Some(child) = schema.get("properties").and_then(|p| p.get(key)) {
+        return Field::Declared(child, join(path, key));
+    }
+    match schema.get("additionalProperties") {
+        Some(add @ Value::Object(_)) => Field::Declared(add, format!("{path}[{key}]")),
+        Some(Value::Bool(true)) => Field::Kept,
+        _ if flag(schema, "x-kubernetes-preserve-unknown-fields") => Field::Kept,
+        _ if root_like && ROOT_OBJECT_KEYS.contains(&key) => Field::Kept,
+        _ => Field::Undeclared,
+    }
+}
+
+/// Removes every field `schema` does not declare from a custom resource, as the apiserver prunes
+/// it before validating, and returns the path of each removed field. What is undeclared is
+/// decided by the rule that makes [`validate`] report `unknown field`. The root's `apiVersion`,
+/// `kind` and `metadata` are the server's business and are left alone.
+pub fn prune_custom_resource(schema: &Value, object: &mut Value) -> Vec<String> {
+    let mut pruned = Vec::new();
+    if let Value::Object(map) = object {
+        for (key, child) in map.iter_mut() {
+            if ROOT_OBJECT_KEYS.contains(&key.as_str()) {
+                continue;
+            }
+            if let Field::Declared(child_schema, child_path) = field(schema, "", key, true) {
+                prune(child_schema, child, &child_path, &mut pruned);
+            }
+        }
+        map.retain(|key, _| {
+            ROOT_OBJECT_KEYS.contains(&key.as_str())
+                || !matches!(field(schema, "", key, true), Field::Undeclared)
+                || {
+                    pruned.push(key.clone());
+                    false
+                }
+        });
+    }
+    pruned
+}
+
+fn prune(schema: &Value, value: &mut Value, path: &str, pruned: &mut Vec<String>) {
+    match value {
+        Value::Object(map) if matches!(type_of(schema), Some("object") | None) => {
+            let root_like = flag(schema, "x-kubernetes-embedded-resource");
+            map.retain(|key, child| match field(schema, path, key, root_like) {
+                Field::Declared(child_schema, child_path) => {
+                    prune(child_schema, child, &child_path, pruned);
+                    true
+                }
+                Field::Kept => true,
+                Field::Undeclared => {
+                    pruned.push(join(path, key));
+                    false
+                }
+            });
+        }
+        Value::Array(items) if matches!(type_of(schema), Some("array") | None) => {
+            if let Some(item_schema) = schema.get("items") {
+                for (i, item) in items.iter_mut().enumerate() {
+                    prune(item_schema, item, &format!("{path}[{i}]"), pruned);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+fn check_array(schema: &Value, items: &[Value], path: &str, errors: &mut Vec<Cause>) {
     if let Some(min) = schema.get("minItems").and_then(Value::as_u64)
         && (items.len() as u64) < min
     {
         push(
             errors,
+            reason::INVALID,
             path,
             format!(
                 "Invalid value: {}: should have at least {min} items",
@@ -328,6 +433,7 @@ fn check_array(schema: &Value, items: &[Value], path: &str, errors: &mut Vec<Fie
     {
         push(
             errors,
+            reason::TOO_MANY,
             path,
             format!("Too many: {}: must have at most {max} items", items.len()),
         );
@@ -339,6 +445,7 @@ fn check_array(schema: &Value, items: &[Value], path: &str, errors: &mut Vec<Fie
             if items[..i].contains(item) {
                 push(
                     errors,
+                    reason::DUPLICATE,
                     &format!("{path}[{i}]"),
                     format!("Duplicate value: {}", show(item)),
                 );
@@ -352,7 +459,7 @@ fn check_array(schema: &Value, items: &[Value], path: &str, errors: &mut Vec<Fie
     }
 }
 
-fn check_string(schema: &Value, s: &str, value: &Value, path: &str, errors: &mut Vec<FieldError>) {
+fn check_string(schema: &Value, s: &str, value: &Value, path: &str, errors: &mut Vec<Cause>) {
     // OpenAPI lengths count characters, not bytes.
     let len = s.chars().count() as u64;
     if let Some(min) = schema.get("minLength").and_then(Value::as_u64)
@@ -360,6 +467,7 @@ fn check_string(schema: &Value, s: &str, value: &Value, path: &str, errors: &mut
     {
         push(
             errors,
+            reason::INVALID,
             path,
             format!(
                 "Invalid value: {}: should be at least {min} chars long",
@@ -372,6 +480,7 @@ fn check_string(schema: &Value, s: &str, value: &Value, path: &str, errors: &mut
     {
         push(
             errors,
+            reason::TOO_LONG,
             path,
             format!("Too long: may not be longer than {max}"),
         );
@@ -380,12 +489,14 @@ fn check_string(schema: &Value, s: &str, value: &Value, path: &str, errors: &mut
         match compiled(pattern) {
             Ok(re) if !re.is_match(s) => push(
                 errors,
+                reason::INVALID,
                 path,
                 format!("Invalid value: {}: should match '{pattern}'", show(value)),
             ),
             Ok(_) => {}
             Err(e) => push(
                 errors,
+                reason::INVALID,
                 path,
                 format!("schema pattern '{pattern}' cannot be evaluated: {e}"),
             ),
@@ -396,6 +507,7 @@ fn check_string(schema: &Value, s: &str, value: &Value, path: &str, errors: &mut
     {
         push(
             errors,
+            reason::INVALID,
             path,
             format!(
                 "Invalid value: {}: must be an RFC 3339 date-time such as 2026-01-02T15:04:05Z",
@@ -405,13 +517,7 @@ fn check_string(schema: &Value, s: &str, value: &Value, path: &str, errors: &mut
     }
 }
 
-fn check_number(
-    schema: &Value,
-    n: &Number,
-    value: &Value,
-    path: &str,
-    errors: &mut Vec<FieldError>,
-) {
+fn check_number(schema: &Value, n: &Number, value: &Value, path: &str, errors: &mut Vec<Cause>) {
     let Some(x) = n.as_f64() else { return };
     let exclusive_min = flag(schema, "exclusiveMinimum");
     let exclusive_max = flag(schema, "exclusiveMaximum");
@@ -419,6 +525,7 @@ fn check_number(
         if exclusive_min && x <= min {
             push(
                 errors,
+                reason::INVALID,
                 path,
                 format!(
                     "Invalid value: {}: should be greater than {}",
@@ -429,6 +536,7 @@ fn check_number(
         } else if x < min {
             push(
                 errors,
+                reason::INVALID,
                 path,
                 format!(
                     "Invalid value: {}: should be greater than or equal to {}",
@@ -442,6 +550,7 @@ fn check_number(
         if exclusive_max && x >= max {
             push(
                 errors,
+                reason::INVALID,
                 path,
                 format!(
                     "Invalid value: {}: should be less than {}",
@@ -452,6 +561,7 @@ fn check_number(
         } else if x > max {
             push(
                 errors,
+                reason::INVALID,
                 path,
                 format!(
                     "Invalid value: {}: should be less than or equal to {}",
@@ -471,6 +581,7 @@ fn check_number(
         if !fits {
             push(
                 errors,
+                reason::INVALID,
                 path,
                 format!("Invalid value: {}: does not fit in {name}", show(value)),
             );
@@ -494,9 +605,8 @@ fn bound(schema: &Value, key: &str) -> String {
     }
 }
 
-/// Compiled patterns, shared: the API server validates every write against the same few.
-/// (Also used by the embedded control plane's CRD validation.)
-pub(crate) fn compiled(pattern: &str) -> Result<Regex, String> {
+/// Compiled patterns, shared: a server validates every write against the same few.
+fn compiled(pattern: &str) -> Result<Regex, String> {
     static CACHE: OnceLock<Mutex<HashMap<String, Result<Regex, String>>>> = OnceLock::new();
     let cache = CACHE.get_or_init(Default::default);
     let mut cache = cache
@@ -692,5 +802,76 @@ mod tests {
         assert!(prepared["f"].is_f64());
         assert!(validate(&schema, &prepared).is_empty());
         assert_eq!(validate(&schema, &json!({"i": 3.5})).len(), 1);
+    }
+
+    #[test]
+    fn pruning_removes_what_validation_calls_unknown() {
+        let schema = json!({"type": "object", "properties": {
+            "spec": {"type": "object", "properties": {
+                "n": {"type": "integer"},
+                "items": {"type": "array", "items": {"type": "object", "properties": {"a": {"type": "string"}}}},
+                "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+                "free": {"type": "object", "x-kubernetes-preserve-unknown-fields": true},
+                "obj": {"type": "object", "x-kubernetes-embedded-resource": true,
+                        "properties": {"spec": {"type": "object"}}}
+            }}
+        }});
+        let object = json!({"apiVersion": "x/v1", "kind": "T", "metadata": {"name": "a", "any": 1},
+            "extra": 1,
+            "spec": {"n": 1, "bad": true, "items": [{"a": "x", "b": 2}], "labels": {"k": "v"},
+                     "free": {"whatever": [1]},
+                     "obj": {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": {"x": 1}, "y": 2}}});
+        let unknown: Vec<String> = validate_custom_resource(&schema, &object)
+            .into_iter()
+            .filter(|e| e.message.starts_with("unknown field"))
+            .map(|e| e.path)
+            .collect();
+        let mut pruned_object = object.clone();
+        let mut pruned = prune_custom_resource(&schema, &mut pruned_object);
+        pruned.sort();
+        let mut unknown_sorted = unknown.clone();
+        unknown_sorted.sort();
+        assert_eq!(pruned, unknown_sorted);
+        assert_eq!(
+            pruned,
+            [
+                "extra",
+                "spec.bad",
+                "spec.items[0].b",
+                "spec.obj.spec.x",
+                "spec.obj.y"
+            ]
+        );
+        assert!(validate_custom_resource(&schema, &pruned_object).is_empty());
+        assert_eq!(pruned_object["metadata"]["any"], 1);
+        assert_eq!(pruned_object["spec"]["free"]["whatever"], json!([1]));
+    }
+
+    #[test]
+    fn causes_carry_the_status_reason() {
+        let schema = json!({"type": "object", "required": ["spec"], "properties": {"spec": {"type": "object", "properties": {
+            "n": {"type": "integer", "maximum": 3},
+            "s": {"type": "string", "maxLength": 1},
+            "e": {"type": "string", "enum": ["A"]},
+            "t": {"type": "integer"}
+        }}}});
+        let reasons = |object: Value| -> Vec<(&'static str, String)> {
+            let mut got: Vec<_> = custom_resource_causes(&schema, &object)
+                .into_iter()
+                .map(|c| (c.reason, c.error.path))
+                .collect();
+            got.sort();
+            got
+        };
+        assert_eq!(reasons(json!({})), [(reason::REQUIRED, "spec".to_string())]);
+        assert_eq!(
+            reasons(json!({"spec": {"n": 4, "s": "ab", "e": "B", "t": "x"}})),
+            [
+                (reason::INVALID, "spec.n".to_string()),
+                (reason::NOT_SUPPORTED, "spec.e".to_string()),
+                (reason::TOO_LONG, "spec.s".to_string()),
+                (reason::TYPE_INVALID, "spec.t".to_string()),
+            ]
+        );
     }
 }

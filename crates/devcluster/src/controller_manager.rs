@@ -14,10 +14,12 @@
 //!   ports from `targetPort`, named ports resolved against the container ports). Selectorless
 //!   Services are left alone — their slices belong to whoever manages them.
 
-use super::api::{self, CONTROLLER_MANAGER, Ctx, Managed, State, Target};
+use super::api;
+use super::delete;
 use super::meta::{self, meta_str};
 use super::selectors::LabelSelector;
-use super::server::Shared;
+use super::shared::Shared;
+use super::state::{CONTROLLER_MANAGER, Ctx, Managed, State, Target};
 use super::store::ObjKey;
 use serde_json::{Value, json};
 use std::collections::{HashMap, HashSet};
@@ -293,13 +295,13 @@ impl Manager {
         });
         while new.len() > desired {
             let p = new.remove(0);
-            let _ = api::delete(st, &pod_ctx, meta_str(&p, "name").unwrap_or(""), &json!({}));
+            let _ = delete::delete(st, &pod_ctx, meta_str(&p, "name").unwrap_or(""), &json!({}));
         }
         let new_ready = new.iter().filter(|p| is_ready(p)).count();
         let mut remaining_old = old.clone();
         if new_ready >= desired {
             for p in &old {
-                let _ = api::delete(st, &pod_ctx, meta_str(p, "name").unwrap_or(""), &json!({}));
+                let _ = delete::delete(st, &pod_ctx, meta_str(p, "name").unwrap_or(""), &json!({}));
             }
             remaining_old.clear();
         }

@@ -185,7 +185,7 @@ impl ApiError {
 /// One field-level validation failure (a `StatusCause`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct FieldCause {
-    /// `FieldValueInvalid`, `FieldValueRequired`, `FieldValueNotSupported`, `FieldValueTypeInvalid`.
+    /// One of [`k8s_rules::reason`]'s: `FieldValueInvalid`, `FieldValueRequired`, ...
     pub reason: &'static str,
     /// Dotted field path, e.g. `spec.replicas`.
     pub field: String,
@@ -210,13 +210,7 @@ impl FieldCause {
 
     /// The cause message (without the field, which is separate in a StatusCause).
     fn message(&self) -> String {
-        let label = match self.reason {
-            "FieldValueRequired" => "Required value",
-            "FieldValueNotSupported" => "Unsupported value",
-            "FieldValueTypeInvalid" => "Invalid value",
-            "FieldValueForbidden" => "Forbidden",
-            _ => "Invalid value",
-        };
+        let label = k8s_rules::reason::label(self.reason);
         if self.detail.is_empty() {
             label.to_string()
         } else {
