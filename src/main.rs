@@ -20,10 +20,12 @@ struct Cli {
 /// same flags as `run` so that its answer is the controller's.
 #[derive(Args, Debug, Clone, Default)]
 struct PolicyRules {
-    /// CIDRs, IPs, host names or .domain suffixes the operator may probe beyond policies' own
-    /// endpoints (comma-separated or repeated): health URLs, static host names, and loopback,
-    /// link-local, metadata or API server addresses, which are refused from every source unless
-    /// listed here.
+    /// What the operator may probe beyond policies' own endpoints (comma-separated or
+    /// repeated): health URLs, static host names, and loopback, link-local, metadata or API
+    /// server addresses, which are refused from every source unless listed here. Entries: a
+    /// CIDR (10.0.0.0/8), an IP address, a host name (lb.example.com), or a domain suffix
+    /// (.example.com, also written *.example.com: every name below example.com); anything else
+    /// is refused at start-up (docs/security.md).
     #[arg(long, env = "INGRESS_FAILOVER_PROBE_ALLOWLIST", value_delimiter = ',')]
     probe_allowlist: Vec<String>,
 

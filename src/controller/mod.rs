@@ -118,10 +118,8 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
     started: Option<tokio::sync::oneshot::Sender<Running>>,
 ) -> anyhow::Result<()> {
-    use anyhow::Context as _;
     let shutdown = shutdown.boxed().shared();
-    let allowlist =
-        Allowlist::parse(&opts.rules.probe_allowlist).context("parsing --probe-allowlist")?;
+    let allowlist = Allowlist::parse(&opts.rules.probe_allowlist)?;
     let (prober, facts) = Prober::new(opts.prober.clone(), allowlist.clone());
 
     let mut registry = Registry::default();

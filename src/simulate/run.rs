@@ -385,7 +385,8 @@ impl Operator {
                 if let Some(entry) = health
                     .url
                     .as_deref()
-                    .and_then(crate::validation::semantic::health_url_allowlist_entry)
+                    .and_then(|url| crate::validation::address::parse_health_url(url).ok())
+                    .map(|url| url.host.allowlist_entry())
                 {
                     rules.probe_allowlist.push(entry);
                 }
@@ -407,10 +408,8 @@ impl Operator {
             .iter()
             .chain(backends.emergency.iter().flat_map(|e| e.addresses.iter()))
         {
-            if let Some(entry) =
-                crate::validation::semantic::static_address_allowlist_entry(&address.0)
-            {
-                rules.probe_allowlist.push(entry);
+            if let Ok((host, _)) = crate::validation::address::parse_host_port(&address.0) {
+                rules.probe_allowlist.push(host.allowlist_entry());
             }
         }
         Operator {
