@@ -7,6 +7,7 @@ pub mod check;
 pub mod controller;
 pub mod demo;
 pub mod devcluster;
+pub mod duration;
 pub mod engine;
 pub mod health;
 pub mod kubeclient;

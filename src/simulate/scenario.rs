@@ -1103,38 +1103,9 @@ fn parse_start(s: &str) -> Result<(Millis, Offset), String> {
     Ok((ts.as_millisecond(), offset))
 }
 
-/// Parses `90m`, `2h`, `45s`, `500ms`, `1h30m` (units ms, s, m, h, d; no sign).
-pub fn parse_duration(s: &str) -> Result<Millis, String> {
-    let s = s.trim();
-    let bad = || format!("{s:?} is not a duration like 45s, 90m, 2h or 1h30m");
-    if s.is_empty() {
-        return Err(bad());
-    }
-    let mut total: i64 = 0;
-    let mut rest = s;
-    while !rest.is_empty() {
-        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-        if digits == 0 {
-            return Err(bad());
-        }
-        let n: i64 = rest[..digits].parse().map_err(|_| bad())?;
-        rest = &rest[digits..];
-        let unit_len = rest.bytes().take_while(u8::is_ascii_alphabetic).count();
-        let unit = match &rest[..unit_len] {
-            "ms" => 1,
-            "s" => 1000,
-            "m" => 60_000,
-            "h" => 3_600_000,
-            "d" => 86_400_000,
-            _ => return Err(bad()),
-        };
-        rest = &rest[unit_len..];
-        total = n
-            .checked_mul(unit)
-            .and_then(|v| total.checked_add(v))
-            .ok_or_else(bad)?;
-    }
-    Ok(total)
+/// A duration in the scenario's milliseconds, by the one duration rule ([`crate::duration`]).
+fn parse_duration(s: &str) -> Result<Millis, String> {
+    crate::duration::parse_millis(s).map_err(|e| e.to_string())
 }
 
 /// `10.0.2.0/24` → the first usable address (network + 1) and how many follow it.
@@ -1155,19 +1126,6 @@ fn parse_cidr(s: &str) -> Result<(Ipv4Addr, u32), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("45s"), Ok(45_000));
-        assert_eq!(parse_duration("90m"), Ok(5_400_000));
-        assert_eq!(parse_duration("1h30m"), Ok(5_400_000));
-        assert_eq!(parse_duration("250ms"), Ok(250));
-        assert!(parse_duration("10").is_err());
-        assert!(parse_duration("m").is_err());
-        assert!(parse_duration("-5s").is_err());
-        assert!(parse_duration("5 s").is_err());
-        assert!(parse_duration("99999999999999999999h").is_err());
-    }
 
     #[test]
     fn wall_clock_keeps_the_start_offset_and_wraps_midnight() {
