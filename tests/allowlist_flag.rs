@@ -1,6 +1,6 @@
 //! `--probe-allowlist` through the real binary (issue 13): `run` and `check` accept exactly the
-//! forms docs/security.md documents and refuse every other one with the same message, before
-//! doing anything else. (`run` once refused `.example.com`, the documented form, while `check`
+//! forms docs/security.md documents and refuse every other one with the same message (as does
+//! `simulate`, which takes the same flags), before doing anything else. (`run` once refused `.example.com`, the documented form, while `check`
 //! refused `*.example.com`.)
 //!
 //! `run` is pointed at a kubeconfig whose API server is a closed loopback port: an entry it
@@ -163,6 +163,24 @@ fn run_and_check_refuse_the_other_forms_with_the_same_message() {
             entry.trim()
         );
         assert!(check_err.starts_with(&want), "check {entry:?}: {check_err}");
+        let simulate = Command::new(BIN)
+            .args([
+                "simulate",
+                "--probe-allowlist",
+                entry,
+                "--scenario",
+                "unread.yaml",
+            ])
+            .arg("--policy")
+            .arg(&file)
+            .output()
+            .expect("simulate runs");
+        assert_eq!(simulate.status.code(), Some(2), "simulate {entry:?}");
+        assert_eq!(
+            String::from_utf8_lossy(&simulate.stderr).trim(),
+            check_err.trim(),
+            "simulate and check say the same"
+        );
         let (code, run_err) = run(entry, &kubeconfig).expect_err("run must refuse the entry");
         assert_eq!(code, Some(1), "run {entry:?}: {run_err}");
         assert_eq!(
