@@ -626,9 +626,7 @@ async fn pump_facts(
                 }),
             }
         }
-        if let Some((ns, name)) = fact.key.policy.split_once('/') {
-            let _ = trigger.send(ObjectRef::new(name).within(ns));
-        }
+        let _ = trigger.send(fact.key.policy.object_ref());
     }
 }
 

@@ -26,7 +26,7 @@ use super::report::{export_gauges, log_action, publish_events};
 use super::targets;
 use crate::api::{
     DeletionPolicy, FailoverPolicy, FailoverPolicySpec, FailoverPolicyStatus, IngressMode,
-    condition_types, reasons,
+    PolicyId, condition_types, reasons,
 };
 use crate::engine::report::{invalid_status, mark_invalid, render_status};
 use crate::engine::{
@@ -111,7 +111,7 @@ pub async fn reconcile(
             .reconcile_duration
             .observe(started.elapsed().as_secs_f64());
         if result.is_ok() {
-            ctx.record_success(&format!("{ns}/{name}"));
+            ctx.record_success(&PolicyId::new(&ns, &name));
         }
         result
     }
@@ -125,11 +125,7 @@ pub fn error_policy(
     error: &ReconcileError,
     ctx: Arc<Context>,
 ) -> Requeue {
-    let key = format!(
-        "{}/{}",
-        policy.namespace().unwrap_or_default(),
-        policy.name_any()
-    );
+    let key = PolicyId::of(&policy);
     let n = ctx.record_failure(&key);
     ctx.metrics
         .reconcile_errors
@@ -149,7 +145,7 @@ fn owner_ref(p: &FailoverPolicy) -> OwnerReference {
 
 async fn apply(policy: Arc<FailoverPolicy>, ctx: &Context) -> Result<Requeue, ReconcileError> {
     let ns = policy.namespace().unwrap_or_default();
-    let key = format!("{ns}/{}", policy.name_any());
+    let key = PolicyId::of(&policy);
     let clock = (ctx.clock)();
     let now = clock.wall;
     let generation = policy.metadata.generation;
@@ -524,7 +520,7 @@ async fn record_decision(
     if !lock(rt).ledger.due(Actuation::Status, clock.wall) {
         return false;
     }
-    let key = format!("{ns}/{}", policy.name_any());
+    let key = PolicyId::of(&policy);
     match write_status(ctx, policy, &ns, &status).await {
         Ok(()) => {
             let mut r = lock(rt);
@@ -1030,11 +1026,7 @@ async fn failed(
     e: &ActuateError,
     now: i64,
 ) {
-    let key = format!(
-        "{}/{}",
-        policy.namespace().unwrap_or_default(),
-        policy.name_any()
-    );
+    let key = PolicyId::of(policy);
     let news = lock(rt)
         .ledger
         .failed(what, e.object().to_string(), e.cause(), now);
@@ -1123,7 +1115,7 @@ async fn write_status(
     )
     .await
     .map_err(|source| ReconcileError::Status {
-        policy: format!("{ns}/{}", policy.name_any()),
+        policy: PolicyId::of(policy).to_string(),
         source,
     })?;
     ctx.metrics.write("failoverpolicies/status");
@@ -1149,7 +1141,7 @@ async fn hold_invalid(
     now: i64,
 ) -> Result<Requeue, ReconcileError> {
     let ns = policy.namespace().unwrap_or_default();
-    let key = format!("{ns}/{}", policy.name_any());
+    let key = PolicyId::of(&policy);
     let status = {
         let mut guard = lock(&rt);
         let r = &mut *guard;
@@ -1183,8 +1175,7 @@ async fn hold_invalid(
     let dry_run = lock(&rt).cfg.dry_run;
     publish_events(ctx, policy, &rt, dry_run, &InEffect::default()).await;
     lock(&rt).last_status = Some(status);
-    ctx.metrics
-        .set_phase(&Arc::from(key.as_str()), crate::api::Phase::Invalid);
+    ctx.metrics.set_phase(&key, crate::api::Phase::Invalid);
     Ok(Requeue::await_change())
 }
 
@@ -1194,7 +1185,7 @@ async fn hold_invalid(
 async fn refuse(
     policy: &FailoverPolicy,
     ctx: &Context,
-    key: &str,
+    key: &PolicyId,
     message: &str,
     now: i64,
 ) -> Result<Requeue, ReconcileError> {
@@ -1223,8 +1214,7 @@ async fn refuse(
         )
         .await;
     }
-    ctx.metrics
-        .set_phase(&Arc::from(key), crate::api::Phase::Invalid);
+    ctx.metrics.set_phase(key, crate::api::Phase::Invalid);
     Ok(Requeue::await_change())
 }
 
@@ -1236,7 +1226,7 @@ async fn refuse(
 /// leaves an Ingress routing to a Service with no endpoints while primary backends exist.
 async fn cleanup(policy: Arc<FailoverPolicy>, ctx: &Context) -> Result<Requeue, ReconcileError> {
     let ns = policy.namespace().unwrap_or_default();
-    let key = format!("{ns}/{}", policy.name_any());
+    let key = PolicyId::of(&policy);
     let spec = &policy.spec;
     if spec.deletion_policy == DeletionPolicy::Restore && !spec.dry_run {
         let owner = owner_ref(&policy);
@@ -1289,6 +1279,6 @@ async fn cleanup(policy: Arc<FailoverPolicy>, ctx: &Context) -> Result<Requeue, 
     }
     ctx.remove_runtime(&key);
     ctx.prober.remove_policy(&key);
-    ctx.metrics.forget(&Arc::from(key.as_str()));
+    ctx.metrics.forget(&key);
     Ok(Requeue::await_change())
 }
