@@ -520,7 +520,7 @@ async fn record_decision(
     if !lock(rt).ledger.due(Actuation::Status, clock.wall) {
         return false;
     }
-    let key = PolicyId::of(&policy);
+    let key = PolicyId::of(policy);
     match write_status(ctx, policy, &ns, &status).await {
         Ok(()) => {
             let mut r = lock(rt);
@@ -1141,7 +1141,7 @@ async fn hold_invalid(
     now: i64,
 ) -> Result<Requeue, ReconcileError> {
     let ns = policy.namespace().unwrap_or_default();
-    let key = PolicyId::of(&policy);
+    let key = PolicyId::of(policy);
     let status = {
         let mut guard = lock(&rt);
         let r = &mut *guard;
