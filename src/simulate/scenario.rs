@@ -307,6 +307,26 @@ fn field_err(field: impl Into<String>, message: impl Into<String>) -> SimulateEr
 }
 
 fn resolve(raw: RawScenario, spec: &FailoverPolicySpec) -> Result<Scenario, SimulateError> {
+    let (clock, resolution_ms) = resolve_clock(&raw)?;
+    let (primary, emergency_static) = resolve_backends(&raw, spec, clock.start)?;
+    let emergency_pods = resolve_emergency(&raw, spec, &primary, &emergency_static)?;
+    let events = resolve_events(&raw, spec, &clock, &primary, &emergency_static)?;
+    Ok(Scenario {
+        description: raw.description,
+        start: clock.start,
+        end: clock.end,
+        resolution_ms,
+        offset: clock.offset,
+        seed: raw.seed.unwrap_or(1),
+        primary,
+        emergency_static,
+        emergency_pods,
+        events,
+    })
+}
+
+/// `start`, `duration` and `resolution`: the scenario's clock and its step.
+fn resolve_clock(raw: &RawScenario) -> Result<(Clock, Millis), SimulateError> {
     let (start, offset) = parse_start(&raw.start).map_err(|m| field_err("start", m))?;
     let duration = parse_duration(&raw.duration).map_err(|m| field_err("duration", m))?;
     if duration <= 0 {
@@ -324,7 +344,7 @@ fn resolve(raw: RawScenario, spec: &FailoverPolicySpec) -> Result<Scenario, Simu
             "resolution",
             format!(
                 "{} is longer than the duration {}",
-                raw.resolution.unwrap_or_default(),
+                raw.resolution.clone().unwrap_or_default(),
                 raw.duration
             ),
         ));
@@ -334,15 +354,22 @@ fn resolve(raw: RawScenario, spec: &FailoverPolicySpec) -> Result<Scenario, Simu
             "resolution",
             format!(
                 "{} over {} is {} steps; at most {MAX_STEPS} are allowed",
-                raw.resolution.unwrap_or_default(),
+                raw.resolution.clone().unwrap_or_default(),
                 raw.duration,
                 duration / resolution_ms
             ),
         ));
     }
     let end = start + duration;
-    let clock = Clock { start, end, offset };
+    Ok((Clock { start, end, offset }, resolution_ms))
+}
 
+/// The primary pool and the static emergency addresses, with their initial behaviour.
+fn resolve_backends(
+    raw: &RawScenario,
+    spec: &FailoverPolicySpec,
+    start: Millis,
+) -> Result<(Vec<BackendInit>, Vec<BackendInit>), SimulateError> {
     // Primary pool: the policy's static addresses, plus (for a Service-backed pool) the pods the
     // scenario lists. Initial behaviour from `backends[]`.
     let policy_primary: BTreeSet<&str> = spec
@@ -452,6 +479,16 @@ fn resolve(raw: RawScenario, spec: &FailoverPolicySpec) -> Result<Scenario, Simu
         ));
     }
 
+    Ok((primary, emergency_static))
+}
+
+/// The emergency Deployment's pods, in a range that overlaps no static backend.
+fn resolve_emergency(
+    raw: &RawScenario,
+    spec: &FailoverPolicySpec,
+    primary: &[BackendInit],
+    emergency_static: &[BackendInit],
+) -> Result<PodTemplate, SimulateError> {
     let deployment = spec
         .backends
         .emergency
@@ -459,7 +496,7 @@ fn resolve(raw: RawScenario, spec: &FailoverPolicySpec) -> Result<Scenario, Simu
         .and_then(|e| e.deployment.as_ref());
     let emergency_pods = resolve_pods(raw.emergency.as_ref(), deployment.map(|d| d.max_replicas))?;
 
-    for b in primary.iter().chain(&emergency_static) {
+    for b in primary.iter().chain(emergency_static) {
         if deployment.is_some() && emergency_pods.contains(&b.address) {
             return Err(field_err(
                 "emergency.podRange",
@@ -471,37 +508,29 @@ fn resolve(raw: RawScenario, spec: &FailoverPolicySpec) -> Result<Scenario, Simu
         }
     }
 
+    Ok(emergency_pods)
+}
+
+/// The scripted events, in time order (simultaneous ones in file order).
+fn resolve_events(
+    raw: &RawScenario,
+    spec: &FailoverPolicySpec,
+    clock: &Clock,
+    primary: &[BackendInit],
+    emergency_static: &[BackendInit],
+) -> Result<Vec<Event>, SimulateError> {
     let mut events = Vec::with_capacity(raw.events.len());
     for (i, ev) in raw.events.iter().enumerate() {
         let field = format!("events[{i}]");
         let at = clock
             .parse_at(&ev.at)
             .map_err(|m| field_err(format!("{field}.at"), m))?;
-        resolve_event(
-            &field,
-            ev,
-            at,
-            spec,
-            &primary,
-            &emergency_static,
-            &mut events,
-        )?;
+        resolve_event(&field, ev, at, spec, primary, emergency_static, &mut events)?;
     }
     // Stable: simultaneous facts keep file order.
     events.sort_by_key(|e| e.at);
 
-    Ok(Scenario {
-        description: raw.description,
-        start,
-        end,
-        resolution_ms,
-        offset,
-        seed: raw.seed.unwrap_or(1),
-        primary,
-        emergency_static,
-        emergency_pods,
-        events,
-    })
+    Ok(events)
 }
 
 fn resolve_pods(
