@@ -131,14 +131,11 @@ pub async fn sync_slices(
             && s.labels().get(SERVICE_NAME_LABEL).map(String::as_str) == Some(service)
             && s.labels().get(MANAGED_BY_LABEL).map(String::as_str) == Some(MANAGED_BY)
     });
+    let plan = desired::plan_slices(want, &have);
     let api: Api<EndpointSlice> = Api::namespaced(ctx.client.clone(), ns);
     let mut writes = 0;
-    for slice in &want {
+    for slice in &plan.apply {
         let name = slice.metadata.name.as_deref().unwrap_or_default();
-        let current = have.iter().find(|h| h.name_any() == name);
-        if current.is_some_and(|c| desired::slice_matches(c, slice)) {
-            continue;
-        }
         let what = format!("EndpointSlice {ns}/{name}");
         api.patch(
             name,
@@ -150,13 +147,8 @@ pub async fn sync_slices(
         ctx.metrics.write("endpointslices");
         writes += 1;
     }
-    for stale in have.iter().filter(|h| {
-        !want
-            .iter()
-            .any(|w| w.metadata.name.as_deref() == Some(&h.name_any()))
-    }) {
-        let name = stale.name_any();
-        match api.delete(&name, &DeleteParams::default()).await {
+    for name in &plan.delete {
+        match api.delete(name, &DeleteParams::default()).await {
             Ok(_) => {}
             Err(kube::Error::Api(e)) if e.code == 404 => {}
             Err(e) => return Err(api_err(format!("EndpointSlice {ns}/{name}"))(e)),

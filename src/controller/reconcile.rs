@@ -925,7 +925,6 @@ async fn scale_emergency(
     let dep = ctx.stores.deployment(ns, deployment);
     let have = observe::spec_replicas(dep.as_deref());
     let field = format!("spec.replicas of Deployment {ns}/{deployment}");
-    let written = lock(rt).emergency_replicas_written;
     lock(rt).ledger.expect(&field, &want.to_string());
     let autoscaler = observe::autoscaler_of(&ctx.stores.autoscalers.state(), ns, deployment);
     if let Some(hpa) = &autoscaler {
@@ -937,69 +936,76 @@ async fn scale_emergency(
             ),
         ));
     }
-    if have == Some(want) {
-        let mut r = lock(rt);
-        r.emergency_replicas_written = Some(want);
-        r.ledger.succeeded(Actuation::Scale);
-        return;
-    }
     let cached_rv = dep
         .as_deref()
         .and_then(|d| d.metadata.resource_version.clone());
-    if written == Some(want) && cached_rv.is_some() && lock(rt).emergency_written_over == cached_rv
-    {
-        return; // the cache has not caught up with our own write yet
-    }
-    // The operator wrote `want` before and the Deployment says otherwise: another writer.
-    let external = written == Some(want) && dep.is_some();
-    if external {
-        if autoscaler.is_some() {
+    let step = {
+        let r = lock(rt);
+        scale_step(&ScaleFacts {
+            have,
+            want,
+            exists: dep.is_some(),
+            cached_rv: cached_rv.as_deref(),
+            autoscaled: autoscaler.is_some(),
+            written: r.emergency_replicas_written,
+            written_over: r.emergency_written_over.as_deref(),
+        })
+    };
+    match step {
+        ScaleStep::InPlace => {
+            let mut r = lock(rt);
+            r.emergency_replicas_written = Some(want);
+            r.ledger.succeeded(Actuation::Scale);
             return;
         }
-        let managers = dep
-            .as_deref()
-            .map(|d| observe::other_managers(&d.metadata, &["f:spec", "f:replicas"], MANAGER))
-            .unwrap_or_default();
-        let manager = if managers.is_empty() {
-            "unknown".to_string()
-        } else {
-            managers.join(", ")
-        };
-        let verdict = lock(rt)
-            .ledger
-            .correction(&field, &want.to_string(), &manager);
-        match verdict {
-            Correction::Correct(n) => {
-                note(
-                    ctx,
-                    policy,
-                    Severity::Warning,
-                    reasons::OTHER_WRITER,
-                    "Correct",
-                    &format!(
-                        "{field} was changed to {} by field manager {manager:?}; setting it back to {want} (correction {n} of {MAX_CORRECTIONS})",
-                        have.map_or("?".to_string(), |h| h.to_string())
-                    ),
-                )
-                .await;
-            }
-            Correction::GiveUp { first } => {
-                if first {
+        ScaleStep::AwaitCache | ScaleStep::LeaveToAutoscaler => return,
+        ScaleStep::CorrectOtherWriter => {
+            let managers = dep
+                .as_deref()
+                .map(|d| observe::other_managers(&d.metadata, &["f:spec", "f:replicas"], MANAGER))
+                .unwrap_or_default();
+            let manager = if managers.is_empty() {
+                "unknown".to_string()
+            } else {
+                managers.join(", ")
+            };
+            let verdict = lock(rt)
+                .ledger
+                .correction(&field, &want.to_string(), &manager);
+            match verdict {
+                Correction::Correct(n) => {
                     note(
                         ctx,
                         policy,
                         Severity::Warning,
                         reasons::OTHER_WRITER,
-                        "StopCorrecting",
+                        "Correct",
                         &format!(
-                            "{field} keeps being changed by field manager {manager:?}; stopped correcting it after {MAX_CORRECTIONS} corrections"
+                            "{field} was changed to {} by field manager {manager:?}; setting it back to {want} (correction {n} of {MAX_CORRECTIONS})",
+                            have.map_or("?".to_string(), |h| h.to_string())
                         ),
                     )
                     .await;
                 }
-                return;
+                Correction::GiveUp { first } => {
+                    if first {
+                        note(
+                            ctx,
+                            policy,
+                            Severity::Warning,
+                            reasons::OTHER_WRITER,
+                            "StopCorrecting",
+                            &format!(
+                                "{field} keeps being changed by field manager {manager:?}; stopped correcting it after {MAX_CORRECTIONS} corrections"
+                            ),
+                        )
+                        .await;
+                    }
+                    return;
+                }
             }
         }
+        ScaleStep::Write => {}
     }
     if !lock(rt).ledger.due(Actuation::Scale, now) {
         return;
@@ -1015,6 +1021,61 @@ async fn scale_emergency(
         }
         Err(e) => failed(ctx, policy, rt, Actuation::Scale, &e, now).await,
     }
+}
+
+/// What the emergency Deployment's replica count is observed to be, and what this operator
+/// last wrote to it: all [`scale_step`] decides from.
+#[derive(Debug, Clone, Copy)]
+struct ScaleFacts<'a> {
+    /// `spec.replicas` in the cache (None: no Deployment, or no count).
+    have: Option<i32>,
+    /// What the engine wants.
+    want: i32,
+    exists: bool,
+    /// The cached Deployment's resourceVersion.
+    cached_rv: Option<&'a str>,
+    /// A HorizontalPodAutoscaler scales it.
+    autoscaled: bool,
+    /// The count this operator last wrote, and the resourceVersion it wrote over.
+    written: Option<i32>,
+    written_over: Option<&'a str>,
+}
+
+/// What [`scale_emergency`] does about the replica count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ScaleStep {
+    /// The Deployment already has the wanted count: nothing to write.
+    InPlace,
+    /// This operator wrote the count and the cache has not caught up with that write yet.
+    AwaitCache,
+    /// Another writer changed the count this operator wrote, and an autoscaler scales the
+    /// Deployment: the count is the autoscaler's between decisions.
+    LeaveToAutoscaler,
+    /// Another writer changed the count this operator wrote: set it back, within the ledger's
+    /// limit of corrections.
+    CorrectOtherWriter,
+    /// Write the wanted count (when the ledger's backoff allows).
+    Write,
+}
+
+/// The pure part of [`scale_emergency`]: from what is observed and remembered, what to do.
+fn scale_step(f: &ScaleFacts<'_>) -> ScaleStep {
+    if f.have == Some(f.want) {
+        return ScaleStep::InPlace;
+    }
+    let ours = f.written == Some(f.want);
+    if ours && f.cached_rv.is_some() && f.written_over == f.cached_rv {
+        return ScaleStep::AwaitCache;
+    }
+    // The operator wrote `want` before and the Deployment says otherwise: another writer.
+    if ours && f.exists {
+        return if f.autoscaled {
+            ScaleStep::LeaveToAutoscaler
+        } else {
+            ScaleStep::CorrectOtherWriter
+        };
+    }
+    ScaleStep::Write
 }
 
 /// A failed write: ledger (backoff), metric, log and — when it is news — an Event.
@@ -1281,4 +1342,102 @@ async fn cleanup(policy: Arc<FailoverPolicy>, ctx: &Context) -> Result<Requeue, 
     ctx.prober.remove_policy(&key);
     ctx.metrics.forget(&key);
     Ok(Requeue::await_change())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The emergency scale as a table: what is observed and remembered → what is done.
+    #[test]
+    fn scale_steps() {
+        use ScaleStep::*;
+        let base = ScaleFacts {
+            have: Some(0),
+            want: 3,
+            exists: true,
+            cached_rv: Some("7"),
+            autoscaled: false,
+            written: None,
+            written_over: None,
+        };
+        let cases = [
+            (
+                "already there",
+                ScaleFacts {
+                    have: Some(3),
+                    ..base
+                },
+                InPlace,
+            ),
+            (
+                "already there, autoscaled",
+                ScaleFacts {
+                    have: Some(3),
+                    autoscaled: true,
+                    ..base
+                },
+                InPlace,
+            ),
+            ("a new decision", base, Write),
+            (
+                "a new decision, autoscaled",
+                ScaleFacts {
+                    autoscaled: true,
+                    ..base
+                },
+                Write,
+            ),
+            (
+                "a different earlier write",
+                ScaleFacts {
+                    written: Some(1),
+                    ..base
+                },
+                Write,
+            ),
+            (
+                "no Deployment yet",
+                ScaleFacts {
+                    exists: false,
+                    have: None,
+                    cached_rv: None,
+                    written: Some(3),
+                    ..base
+                },
+                Write,
+            ),
+            (
+                "our write, cache behind",
+                ScaleFacts {
+                    written: Some(3),
+                    written_over: Some("7"),
+                    ..base
+                },
+                AwaitCache,
+            ),
+            (
+                "our write, changed since",
+                ScaleFacts {
+                    written: Some(3),
+                    written_over: Some("5"),
+                    ..base
+                },
+                CorrectOtherWriter,
+            ),
+            (
+                "our write, changed by the autoscaler",
+                ScaleFacts {
+                    written: Some(3),
+                    written_over: Some("5"),
+                    autoscaled: true,
+                    ..base
+                },
+                LeaveToAutoscaler,
+            ),
+        ];
+        for (what, facts, step) in cases {
+            assert_eq!(scale_step(&facts), step, "{what}");
+        }
+    }
 }
