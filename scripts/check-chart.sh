@@ -7,7 +7,9 @@
 #   - helm template | kubernetes-validate --strict against the oldest and newest Kubernetes
 #     versions we support; CRD kinds (FailoverPolicy, ServiceMonitor, PrometheusRule) are filtered
 #     out explicitly (the CRD itself is validated as a CustomResourceDefinition)
-#   - PrometheusRule alerts carry severity, summary, description and runbook_url
+#   - PrometheusRule alerts carry severity, summary, description and runbook_url; promtool checks
+#     and unit-tests them, and each runbook_url is a heading of docs/runbook.md
+#     (scripts/check-alerts.sh)
 #   - checkov on the rendered manifests (every finding fixed or waived in the chart with a reason)
 #   - manifests/install.yaml drift (re-rendered into a temp file and diffed)
 # Exits non-zero if anything failed; prints "chart checks: N passed, M failed" at the end.
@@ -28,8 +30,8 @@ CRD_KINDS="FailoverPolicy ServiceMonitor PrometheusRule"
 VARIANTS=(
   "default|"
   "namespaced-rbac|--set rbac.scope=namespace --set watchNamespaces={shop}"
-  "monitoring-networkpolicy|--set metrics.serviceMonitor.enabled=true --set prometheusRule.enabled=true --set networkPolicy.enabled=true --set networkPolicy.apiServerCIDRs={172.18.0.0/16} --set networkPolicy.probeEgress[0].cidr=10.244.0.0/16 --set networkPolicy.probeEgress[0].ports={8080} --set networkPolicy.metricsFrom[0].namespaceSelector.matchLabels.name=monitoring"
-  "plain-metrics|--set metrics.secure=false"
+  "monitoring-networkpolicy|--set metrics.serviceMonitor.enabled=true --set prometheusRule.enabled=true --set grafana.dashboard.enabled=true --set networkPolicy.enabled=true --set networkPolicy.apiServerCIDRs={172.18.0.0/16} --set networkPolicy.probeEgress[0].cidr=10.244.0.0/16 --set networkPolicy.probeEgress[0].ports={8080} --set networkPolicy.metricsFrom[0].namespaceSelector.matchLabels.name=monitoring"
+  "plain-metrics|--set metrics.secure=false --set kubeApi.priorityAndFairness.enabled=true --set kubeApi.qps=0"
   "metrics-cert-secret|--set metrics.certSecret=ingress-failover-metrics-tls --set trustUnmanagedEndpointSlices=true --set metrics.serviceMonitor.enabled=true"
   "everything-namespaced|--set rbac.scope=namespace --set watchNamespaces={shop} --set ingressControllerNamespaces={ingress-nginx} --set probeAllowlist={10.0.0.0/8} --set policySelector=team=web --set metrics.serviceMonitor.enabled=true --set prometheusRule.enabled=true --set networkPolicy.enabled=true --set networkPolicy.probeEgress[0].cidr=10.0.0.0/8 --set spreadPolicy=hard"
 )
@@ -61,7 +63,7 @@ for cand in "$HOME/.local/share/ingress-failover-tools/venv/bin/python" python3;
   if "$cand" -c 'import yaml, jsonschema' >/dev/null 2>&1; then PY="$cand"; break; fi
 done
 
-for tool in helm kubernetes-validate checkov; do
+for tool in helm kubernetes-validate checkov promtool; do
   check "tool present: $tool" command -v "$tool"
 done
 
@@ -175,6 +177,24 @@ for v in "${VARIANTS[@]}"; do
   check "checkov ($name)" checkov -f "$rendered" --framework kubernetes --skip-download --compact --quiet
 done
 
+check "alerting rules: promtool check rules, promtool test rules tests/alerts/rules.test.yaml, runbook anchors (scripts/check-alerts.sh)" \
+  scripts/check-alerts.sh
+dashboard_configmap() { # the ConfigMap only when enabled, with the sidecar label and valid JSON
+  ! grep -q "name: $RELEASE-dashboard" "$WORK/default.yaml" || { echo "rendered by default"; return 1; }
+  helm template "$RELEASE" "$CHART" -n "$NAMESPACE" --set grafana.dashboard.enabled=true \
+    --set grafana.dashboard.folder=SRE --show-only templates/grafana-dashboard.yaml >"$WORK/dashboard.yaml"
+  "$PY" - "$WORK/dashboard.yaml" <<'PY'
+import json, sys, yaml
+cm = yaml.safe_load(open(sys.argv[1]))
+assert cm["metadata"]["labels"]["grafana_dashboard"] == "1", cm["metadata"]
+assert cm["metadata"]["annotations"]["grafana_folder"] == "SRE", cm["metadata"]
+d = json.loads(cm["data"]["ingress-failover.json"])
+assert d["uid"] == "ingress-failover" and len(d["panels"]) > 5, d.keys()
+print(len(d["panels"]), "panels")
+PY
+}
+check "Grafana dashboard: a ConfigMap with the sidecar label and valid dashboard JSON, only when enabled" \
+  dashboard_configmap
 check "every value in values.yaml is documented in $CHART/README.md" \
   "$PY" - "$CHART/values.yaml" "$CHART/README.md" <<'PY'
 import sys, yaml

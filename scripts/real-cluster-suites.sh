@@ -5,6 +5,7 @@
 # INGRESS_FAILOVER_TEST_BACKEND_IP set. Needs helm (scripts/install-tools.sh) for the chart's RBAC.
 #
 # 1. tests/conformance.rs, every test.
+# (after the chart RBAC, its API Priority and Fairness objects are applied and must bind)
 # 2. tests/controller.rs, every test but the embedded-only ones below, with the in-process
 #    controller authenticated as the chart's ServiceAccount (chart RBAC rendered by `helm template`
 #    and applied): the real authorizer checks every call the controller makes.
@@ -56,6 +57,8 @@ HA_EMBEDDED_ONLY=(
   --skip sixty_second_outage_with_two_replicas_keeps_one_writer_at_a_time
   # injects 50 % errors on Lease calls through the embedded plane
   --skip leader_keeps_its_lease_with_half_of_lease_calls_failing
+  # injects errors on every Lease call through the embedded plane to take the lease away
+  --skip a_replica_that_loses_the_lease_stops_exporting_policy_series
   # forces a 410 by compacting the embedded plane's watch log
   --skip a_watch_410_does_not_hold_decisions
   # injects a 60 s API outage through the embedded plane
@@ -77,6 +80,23 @@ kubectl create namespace "$OP_NS" --dry-run=client -o yaml | kubectl apply -f -
 helm template ingress-failover charts/ingress-failover --namespace "$OP_NS" \
   --show-only templates/serviceaccount.yaml --show-only templates/rbac.yaml |
   kubectl apply -n "$OP_NS" -f -
+
+section "chart API Priority and Fairness (applied; every suite below runs under it)"
+helm template ingress-failover charts/ingress-failover --namespace "$OP_NS" \
+  --set kubeApi.priorityAndFairness.enabled=true \
+  --show-only templates/priority-and-fairness.yaml |
+  kubectl apply -f -
+# The apiserver accepted both FlowSchemas and found their priority levels (Dangling=False).
+for fs in ingress-failover ingress-failover-leases; do
+  dangling=""
+  for _ in $(seq 1 30); do
+    dangling="$(kubectl get flowschema "$fs" -o jsonpath='{.status.conditions[?(@.type=="Dangling")].status}')"
+    [ -n "$dangling" ] && break
+    sleep 1
+  done
+  echo "flowschema $fs: Dangling=$dangling"
+  [ "$dangling" = "False" ] || { echo "flowschema $fs is not bound to its priority level"; exit 1; }
+done
 TOKEN="$(kubectl -n "$OP_NS" create token "$SA" --duration=3h)"
 SA_KUBECONFIG="$REAL_CLUSTER_DIR/controller.kubeconfig"
 SERVER="$(kubectl config view --minify -o jsonpath='{.clusters[0].cluster.server}')"

@@ -1,7 +1,15 @@
-//! Building a Kubernetes client from an explicit kubeconfig or the usual defaults.
+//! Building a Kubernetes client from an explicit kubeconfig or the usual defaults, and the
+//! controller's client-side rate limit.
 
+use std::future::Future;
+use std::num::NonZeroU32;
 use std::path::Path;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
 
+use governor::{DefaultDirectRateLimiter, Quota};
+use kube::client::ClientBuilder;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 
@@ -36,6 +44,15 @@ pub async fn client_as(
     kubeconfig: Option<&Path>,
     user_agent: Option<&str>,
 ) -> anyhow::Result<Client> {
+    client_limited(kubeconfig, user_agent, None).await
+}
+
+/// The controller's client: like [`client_as`], with requests held to `limit` when given.
+pub async fn client_limited(
+    kubeconfig: Option<&Path>,
+    user_agent: Option<&str>,
+    limit: Option<RateLimit>,
+) -> anyhow::Result<Client> {
     let config = match kubeconfig {
         Some(path) => {
             let kc = Kubeconfig::read_from(path)
@@ -52,5 +69,83 @@ pub async fn client_as(
             .map_err(|e| anyhow::anyhow!("invalid User-Agent {ua:?}: {e}"))?;
         config.headers.push((http::header::USER_AGENT, value));
     }
-    Ok(Client::try_from(config)?)
+    match limit {
+        Some(limit) => rate_limited(config, limit),
+        None => Ok(Client::try_from(config)?),
+    }
+}
+
+/// Client-side rate limit of API requests (client-go's QPS and burst): a mass incident — a
+/// fifth of ten thousand policies deciding at once — queues its writes here instead of
+/// bursting them at the apiserver. Lease requests are never held: leader election must renew
+/// within its deadline whatever else is queued (the chart's FlowSchema gives them the
+/// apiserver's `leader-election` priority level for the same reason).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    /// Sustained requests per second.
+    pub qps: NonZeroU32,
+    /// Requests allowed at once after a quiet period.
+    pub burst: NonZeroU32,
+}
+
+/// A client for `config` whose requests (but Lease requests) pass `limit` first.
+pub fn rate_limited(config: Config, limit: RateLimit) -> anyhow::Result<Client> {
+    let limiter = Arc::new(DefaultDirectRateLimiter::direct(
+        Quota::per_second(limit.qps).allow_burst(limit.burst),
+    ));
+    Ok(ClientBuilder::try_from(config)?
+        .with_layer(&ThrottleLayer { limiter })
+        .build())
+}
+
+/// The path prefix of coordination.k8s.io, whose Leases are exempt from the limit.
+const LEASES: &str = "/apis/coordination.k8s.io/";
+
+struct ThrottleLayer {
+    limiter: Arc<DefaultDirectRateLimiter>,
+}
+
+impl<S> tower::Layer<S> for ThrottleLayer {
+    type Service = Throttle<S>;
+    fn layer(&self, inner: S) -> Throttle<S> {
+        Throttle {
+            inner,
+            limiter: self.limiter.clone(),
+        }
+    }
+}
+
+/// Holds each request (but Lease requests) until the limiter allows it. The inner future is
+/// created at once and awaited after the permit: the stack's futures are lazy, so nothing is
+/// sent before that, and the buffer kube's client drives its stack through never waits on us.
+struct Throttle<S> {
+    inner: S,
+    limiter: Arc<DefaultDirectRateLimiter>,
+}
+
+impl<S, B> tower::Service<http::Request<B>> for Throttle<S>
+where
+    S: tower::Service<http::Request<B>>,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<S::Response, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        let exempt = req.uri().path().starts_with(LEASES);
+        let response = self.inner.call(req);
+        if exempt {
+            return Box::pin(response);
+        }
+        let limiter = self.limiter.clone();
+        Box::pin(async move {
+            limiter.until_ready().await;
+            response.await
+        })
+    }
 }

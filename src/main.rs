@@ -130,6 +130,14 @@ struct RunArgs {
     /// retryPeriod); a failed renewal is retried sooner, until the renew deadline.
     #[arg(long, default_value_t = 2)]
     lease_retry_period_seconds: u64,
+    /// Client-side limit of API requests per second, sustained (client-go's QPS): a mass
+    /// incident queues its writes here rather than burst them at the apiserver. 0: no limit.
+    /// Lease renewals are never held.
+    #[arg(long, default_value_t = 50)]
+    kube_api_qps: u32,
+    /// Requests allowed at once above --kube-api-qps after a quiet period (client-go's burst).
+    #[arg(long, default_value_t = 100)]
+    kube_api_burst: u32,
 }
 
 #[derive(clap::ValueEnum, Debug, Clone, Copy)]
@@ -154,6 +162,10 @@ enum Command {
         /// inspection (kubectl, kubectl failover) until Ctrl-C.
         #[arg(long)]
         keep: bool,
+        /// Where the controller serves /metrics (plain HTTP; loopback only). Port 0: any free
+        /// port; the address is printed either way (scripts/render-dashboard.sh scrapes it).
+        #[arg(long, default_value = "127.0.0.1:0")]
+        metrics_addr: std::net::SocketAddr,
     },
     /// Serve the embedded Kubernetes control plane until SIGINT/SIGTERM.
     Devcluster {
@@ -206,6 +218,7 @@ fn main() -> ExitCode {
             fast,
             kubeconfig,
             keep,
+            metrics_addr,
         } => {
             let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| "error".into());
             let _ = tracing_subscriber::fmt()
@@ -217,6 +230,7 @@ fn main() -> ExitCode {
                 fast,
                 kubeconfig,
                 keep,
+                metrics_addr,
             };
             match runtime().block_on(ingress_failover::demo::run(opts)) {
                 Ok(true) => ExitCode::SUCCESS,
@@ -336,10 +350,19 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         )
     });
     let user_agent = ingress_failover::kubeclient::controller_user_agent(&identity);
-    let client =
-        ingress_failover::kubeclient::client_as(args.kubeconfig.as_deref(), Some(&user_agent))
-            .await
-            .context("connecting to the Kubernetes API")?;
+    let limit = std::num::NonZeroU32::new(args.kube_api_qps).map(|qps| {
+        ingress_failover::kubeclient::RateLimit {
+            qps,
+            burst: std::num::NonZeroU32::new(args.kube_api_burst).unwrap_or(qps),
+        }
+    });
+    let client = ingress_failover::kubeclient::client_limited(
+        args.kubeconfig.as_deref(),
+        Some(&user_agent),
+        limit,
+    )
+    .await
+    .context("connecting to the Kubernetes API")?;
     let opts = ingress_failover::controller::Options {
         namespaces: args.namespaces,
         policy_selector: args.policy_selector,

@@ -321,6 +321,75 @@ async fn leader_keeps_its_lease_with_half_of_lease_calls_failing() {
     c.kill().await;
 }
 
+/// A replica that loses its lease stops exporting the policies' series: its last values would
+/// otherwise sit beside the new leader's for as long as it runs (a stale
+/// `ingress_failover_load_balancer_up 0` kept LoadBalancerDown firing after the fix).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_that_loses_the_lease_stops_exporting_policy_series() {
+    let env = Env::start("ha-forget").await;
+    let Some(plane) = embedded(&env, "lease loss through injected errors") else {
+        return;
+    };
+    let b = env.backends(2).await;
+    env.apply_json(policy("web", &b, json!({}))).await;
+    let c = env
+        .spawn_controller(replica(
+            &env,
+            "replica-a",
+            4,
+            Duration::from_secs(2),
+            Duration::from_millis(500),
+        ))
+        .await;
+    let addr = c.running.metrics_addr;
+    let policy_series = |text: &str| -> Vec<String> {
+        text.lines()
+            .filter(|l| !l.starts_with('#') && l.contains("name=\"web\""))
+            .map(str::to_string)
+            .collect()
+    };
+    eventually(T, || async {
+        let text = http_get(addr, "/metrics").await.1;
+        (c.running.ctx.is_leader()
+            && policy_series(&text)
+                .iter()
+                .any(|l| l.starts_with("ingress_failover_policy_phase"))
+            && policy_series(&text)
+                .iter()
+                .any(|l| l.starts_with("ingress_failover_probe_checks_total")))
+        .then_some(())
+    })
+    .await;
+    plane.faults().set(FaultConfig {
+        seed: 7,
+        errors: vec![ErrorRule {
+            verb: None,
+            resource: Some("leases".into()),
+            code: 500,
+            rate: 1.0,
+            retry_after_seconds: None,
+        }],
+        latency: vec![],
+    });
+    eventually(T, || async { (!c.running.ctx.is_leader()).then_some(()) }).await;
+    // The forgetting happens with the loss; allow the metrics task a moment.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let text = http_get(addr, "/metrics").await.1;
+    plane.faults().clear();
+    c.kill().await;
+    assert_eq!(
+        metric_value(&text, "ingress_failover_leader", ""),
+        0.0,
+        "{text}"
+    );
+    let left = policy_series(&text);
+    assert!(
+        left.is_empty(),
+        "a standby still exports the policy's series:\n{}",
+        left.join("\n")
+    );
+}
+
 /// Item 5: one watch 410 (a compaction) does not hold decisions: a backend killed just before
 /// the compaction leaves the EndpointSlice as fast as one killed without it (before: 16–21 s
 /// against 1.5 s, three reflectors re-listing 16–18 s after the 410).

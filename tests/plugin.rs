@@ -242,6 +242,35 @@ fn kubectl_failover_reads_the_demo_kept_running() {
     ] {
         assert!(history.contains(action), "{action} missing:\n{history}");
     }
+    // The controller's /metrics, where the demo said (scripts/render-dashboard.sh scrapes it).
+    let url = seen
+        .iter()
+        .find_map(|l| l.trim().strip_prefix("its metrics:"))
+        .map(|u| u.trim().to_string())
+        .unwrap_or_else(|| panic!("no metrics address printed:\n{}", seen.join("\n")));
+    let addr = url
+        .strip_prefix("http://")
+        .and_then(|u| u.strip_suffix("/metrics"))
+        .expect("http://ADDR/metrics");
+    let metrics = {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(addr).expect("metrics answer");
+        write!(
+            s,
+            "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut body = String::new();
+        s.read_to_string(&mut body).unwrap();
+        body
+    };
+    for series in [
+        r#"ingress_failover_policy_phase{namespace="demo",name="web",phase="Normal"} 1"#,
+        r#"ingress_failover_published_endpoints{namespace="demo",name="web"} 4"#,
+        r#"ingress_failover_primary_weight_percent{namespace="demo",name="web"} 100"#,
+    ] {
+        assert!(metrics.contains(series), "{series} missing:\n{metrics}");
+    }
     // SIGTERM ends the kept demo cleanly.
     let _ = Command::new("kill")
         .args(["-TERM", &demo.id().to_string()])

@@ -100,6 +100,7 @@ pub struct Metrics {
     pub policy_phase: Family<PolicyPhaseLabels, Gauge>,
     pub healthy_ratio: Family<PolicyTierLabels, Gauge<f64, AtomicU64>>,
     pub healthy_endpoints: Family<PolicyTierLabels, Gauge>,
+    pub published_endpoints: Family<PolicyLabels, Gauge>,
     pub total_endpoints: Family<PolicyTierLabels, Gauge>,
     pub load_balancer_up: Family<PolicyLabels, Gauge>,
     pub backup_load_balancer_up: Family<PolicyLabels, Gauge>,
@@ -131,6 +132,7 @@ impl Default for Metrics {
             policy_phase: Family::default(),
             healthy_ratio: Family::default(),
             healthy_endpoints: Family::default(),
+            published_endpoints: Family::default(),
             total_endpoints: Family::default(),
             load_balancer_up: Family::default(),
             backup_load_balancer_up: Family::default(),
@@ -205,6 +207,11 @@ impl Metrics {
             "healthy_endpoints",
             "Healthy endpoints of a policy's tier",
             self.healthy_endpoints.clone(),
+        );
+        r.register(
+            "published_endpoints",
+            "Endpoints the policy publishes into its managed Service's EndpointSlices (with spec.dryRun: would publish)",
+            self.published_endpoints.clone(),
         );
         r.register(
             "endpoints",
@@ -349,6 +356,8 @@ impl Metrics {
             policy: policy.clone(),
         };
         self.load_balancer_up.remove(&l);
+        self.backup_load_balancer_up.remove(&l);
+        self.published_endpoints.remove(&l);
         self.emergency_desired_replicas.remove(&l);
         self.emergency_ready_replicas.remove(&l);
         self.primary_weight_percent.remove(&l);
@@ -385,6 +394,7 @@ pub fn reference_markdown() -> String {
     for family in [
         &m.load_balancer_up,
         &m.backup_load_balancer_up,
+        &m.published_endpoints,
         &m.emergency_desired_replicas,
         &m.emergency_ready_replicas,
         &m.primary_weight_percent,

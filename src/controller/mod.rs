@@ -726,6 +726,9 @@ async fn follow_leadership(
             warn!("lost the leader lease; forgetting state and stopping probes");
             for key in ctx.clear_runtimes() {
                 ctx.prober.remove_policy(&key);
+                // A standby must not keep exporting what it last saw: its stale series would
+                // sit beside the new leader's and keep alerts firing after the fix.
+                ctx.metrics.forget(&std::sync::Arc::from(key.as_str()));
             }
         }
         was = is;

@@ -11,11 +11,63 @@ use super::metrics::{PolicyId, PolicyLabels, PolicyTierLabels};
 use crate::api::FailoverPolicy;
 use crate::engine::{Action, ActionKind, Affected, DRY_RUN_PREFIX};
 
+/// One line per decision, with flat fields (never a debug dump of the engine's types), so that
+/// a log query can filter on `to_class` or `replicas_to` in text and JSON alike.
 pub(crate) fn log_action(a: &Action, dry_run: bool) {
+    let (action, reason) = (
+        tracing::field::display(a.kind.as_str()),
+        tracing::field::display(&a.reason),
+    );
     match &a.affected {
-        Affected::None => info!(action = %a.kind, reason = %a.reason, dry_run, "decision"),
-        other => {
-            info!(action = %a.kind, reason = %a.reason, affected = ?other, dry_run, "decision")
+        Affected::None => info!(action, reason, dry_run, "decision"),
+        Affected::Endpoint { address, pool } => {
+            info!(action, reason, endpoint = %address, pool, dry_run, "decision")
+        }
+        Affected::Endpoints {
+            added,
+            removed,
+            published,
+        } => info!(
+            action,
+            reason,
+            added = %added.join(","),
+            removed = %removed.join(","),
+            published,
+            dry_run,
+            "decision"
+        ),
+        Affected::Replicas { from, to } => {
+            info!(
+                action,
+                reason,
+                replicas_from = from,
+                replicas_to = to,
+                dry_run,
+                "decision"
+            )
+        }
+        Affected::Ingress {
+            from_class,
+            to_class,
+            primary_weight_percent,
+        } => info!(
+            action,
+            reason,
+            from_class = %from_class,
+            to_class = %to_class,
+            primary_weight_percent,
+            dry_run,
+            "decision"
+        ),
+        Affected::Phase { from, to } => {
+            info!(
+                action,
+                reason,
+                phase_from = from.as_str(),
+                phase_to = to.as_str(),
+                dry_run,
+                "decision"
+            )
         }
     }
 }
@@ -165,6 +217,9 @@ pub(crate) fn export_gauges(ctx: &Context, key: &PolicyId, rt: &std::sync::Mutex
         m.healthy_ratio.get_or_create(&l).set(ratio);
     }
     let l = PolicyLabels { policy: id };
+    m.published_endpoints
+        .get_or_create(&l)
+        .set(i64::try_from(r.state.published_count()).unwrap_or(i64::MAX));
     m.dry_run.get_or_create(&l).set(i64::from(r.cfg.dry_run));
     m.override_active.get_or_create(&l).set(i64::from(
         r.cfg
@@ -194,5 +249,76 @@ pub(crate) fn export_gauges(ctx: &Context, key: &PolicyId, rt: &std::sync::Mutex
         m.primary_weight_percent
             .get_or_create(&l)
             .set(i64::from(i.primary_weight_percent));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc as StdArc, Mutex};
+
+    /// Captures what one `log_action` writes with the text format the operator uses.
+    fn logged(action: &Action) -> String {
+        let buf = StdArc::new(Mutex::new(Vec::<u8>::new()));
+        let sink = buf.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(move || Writer(sink.clone()))
+            .finish();
+        tracing::subscriber::with_default(subscriber, || log_action(action, false));
+        let out = buf.lock().unwrap().clone();
+        String::from_utf8(out).unwrap()
+    }
+
+    struct Writer(StdArc<Mutex<Vec<u8>>>);
+    impl std::io::Write for Writer {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn decisions_log_flat_fields_not_debug_dumps() {
+        let cases = [
+            (
+                Affected::Ingress {
+                    from_class: "nginx-primary".into(),
+                    to_class: "nginx-backup".into(),
+                    primary_weight_percent: 0,
+                },
+                "from_class=nginx-primary to_class=nginx-backup primary_weight_percent=0",
+            ),
+            (
+                Affected::Replicas { from: 0, to: 3 },
+                "replicas_from=0 replicas_to=3",
+            ),
+            (
+                Affected::Endpoints {
+                    added: vec!["10.0.1.1:80".into(), "10.0.1.2:80".into()],
+                    removed: vec![],
+                    published: 2,
+                },
+                "added=10.0.1.1:80,10.0.1.2:80 removed= published=2",
+            ),
+        ];
+        for (affected, want) in cases {
+            let action = Action {
+                at: 0,
+                kind: ActionKind::IngressFailover,
+                reason: "primary load balancer down".into(),
+                affected,
+            };
+            let line = logged(&action);
+            assert!(line.contains(want), "{line}");
+            assert!(line.contains("action=IngressFailover"), "{line}");
+            assert!(
+                !line.contains('{') && !line.contains("Some(") && !line.contains("[\""),
+                "debug formatting in a log line: {line}"
+            );
+        }
     }
 }

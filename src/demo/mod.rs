@@ -32,6 +32,9 @@ pub struct DemoOptions {
     /// After the story, leave the control plane, backends and controller running for
     /// inspection (kubectl, `kubectl failover`, /metrics) until SIGINT or SIGTERM.
     pub keep: bool,
+    /// Where the controller serves /metrics; loopback only (the demo's controller has no
+    /// authentication). Port 0 picks a free one.
+    pub metrics_addr: std::net::SocketAddr,
 }
 
 /// Timings of one run.
@@ -87,6 +90,11 @@ const AGENT: &str = "ingress-failover-demo";
 /// Runs the demo; `Ok(true)` when every expected transition happened.
 pub async fn run(opts: DemoOptions) -> anyhow::Result<bool> {
     crate::install_crypto_provider();
+    anyhow::ensure!(
+        opts.metrics_addr.ip().is_loopback(),
+        "--metrics-addr {}: the demo serves /metrics on loopback only",
+        opts.metrics_addr
+    );
     let pace = Pace::new(opts.fast);
     let cluster = Arc::new(
         DevCluster::start(DevClusterOptions {
@@ -106,7 +114,6 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<bool> {
         "  watch it live:          kubectl --kubeconfig {} get fp -n {NS} -w",
         opts.kubeconfig.display()
     );
-    println!();
 
     let farm = Farm::new();
     let lb = "127.0.0.1:0".parse().expect("address");
@@ -121,16 +128,23 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<bool> {
     ));
 
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let (started_tx, started_rx) = oneshot::channel();
     let controller_client = cluster.controller_client("ingress-failover")?;
     let controller = tokio::spawn(crate::controller::run(
         controller_client,
-        controller_options(),
+        controller_options(opts.metrics_addr),
         crate::controller::system_clock(),
         async move {
             let _ = stop_rx.await;
         },
-        None,
+        Some(started_tx),
     ));
+    let metrics = started_rx
+        .await
+        .context("the controller stopped before serving /metrics")?
+        .metrics_addr;
+    println!("  its metrics:            http://{metrics}/metrics");
+    println!();
 
     let timeline = timeline::Timeline::start(client.clone());
     let outcome = script::play(&client, &farm, lb, &pace, &timeline).await;
@@ -152,6 +166,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<bool> {
             "  what happened, and why:  kubectl failover history {POLICY} -n {NS} --kubeconfig {kc}"
         );
         println!("  the load balancer:       http://{lb}/healthz (a loopback backend of the demo)");
+        println!("  the controller's metrics: http://{metrics}/metrics");
         wait_for_signal().await?;
     }
 
@@ -173,7 +188,7 @@ async fn wait_for_signal() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn controller_options() -> crate::controller::Options {
+fn controller_options(metrics_addr: std::net::SocketAddr) -> crate::controller::Options {
     crate::controller::Options {
         namespaces: vec![NS.to_string()],
         policy_selector: None,
@@ -183,7 +198,7 @@ fn controller_options() -> crate::controller::Options {
             allowed_ingress_controller_namespaces: Vec::new(),
             probe_allowlist: vec!["127.0.0.0/8".to_string()],
         },
-        metrics_addr: "127.0.0.1:0".parse().expect("address"),
+        metrics_addr,
         metrics_secure: None,
         leader_election: false,
         lease_name: "ingress-failover".into(),
