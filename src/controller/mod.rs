@@ -728,7 +728,7 @@ async fn follow_leadership(
                 ctx.prober.remove_policy(&key);
                 // A standby must not keep exporting what it last saw: its stale series would
                 // sit beside the new leader's and keep alerts firing after the fix.
-                ctx.metrics.forget(&std::sync::Arc::from(key.as_str()));
+                ctx.metrics.forget(&key);
             }
         }
         was = is;
