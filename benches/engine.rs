@@ -19,11 +19,11 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use ingress_failover::api::FailoverPolicySpec;
 use ingress_failover::engine::{
     Action, EndpointFact, EngineConfig, Observation, PolicyState, Pool, step,
 };
-use ingress_failover::simulate::{Scenario, parse_policy, replay, scenario};
+use ingress_failover::simulate::{Policy, Scenario, load_policy, replay, scenario};
+use ingress_failover::validation::ValidationContext;
 
 const POLICIES: usize = 100;
 const DAY_STEPS: i64 = 86_400;
@@ -104,20 +104,26 @@ fn scenario_yaml(i: usize) -> String {
     y
 }
 
-fn fleet() -> Vec<(String, FailoverPolicySpec, Scenario)> {
+/// The operator's flags the fleet is validated with: its health URL host.
+fn rules() -> ValidationContext {
+    ValidationContext::from_flags([""], ["lb.internal"]).expect("valid flags")
+}
+
+fn fleet() -> Vec<(Policy, Scenario)> {
     (0..POLICIES)
         .map(|i| {
-            let p = parse_policy(&policy_yaml(i)).expect("bench policy parses");
+            let p = load_policy("bench", &policy_yaml(i), &rules()).expect("bench policy loads");
             let s = scenario::parse(&scenario_yaml(i), &p.spec).expect("bench scenario parses");
-            (p.name, p.spec, s)
+            (p, s)
         })
         .collect()
 }
 
-fn replay_all(fleet: &[(String, FailoverPolicySpec, Scenario)]) -> usize {
+fn replay_all(fleet: &[(Policy, Scenario)]) -> usize {
+    let rules = rules();
     fleet
         .iter()
-        .map(|(name, spec, sc)| replay(name, spec, sc).rows.len())
+        .map(|(policy, sc)| replay(policy, sc, &rules).rows.len())
         .sum()
 }
 
@@ -174,13 +180,13 @@ fn bench(c: &mut Criterion) {
     });
     let cfgs: Vec<(EngineConfig, Vec<EndpointFact>)> = fleet
         .iter()
-        .map(|(_, spec, sc)| {
+        .map(|(policy, sc)| {
             let endpoints = sc
                 .primary
                 .iter()
                 .map(|b| EndpointFact::ready(b.address.clone(), Pool::Primary))
                 .collect();
-            (EngineConfig::from_spec(spec), endpoints)
+            (EngineConfig::from_spec(&policy.spec), endpoints)
         })
         .collect();
     g.bench_function("engine_idle_day_100_policies", |b| {

@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 use jiff::Timestamp;
 use serde_json::Value;
 
+use crate::api::FailoverPolicy;
 use crate::validation::{self, FieldError, ValidationContext, policy_warnings, validate_document};
 
 /// Exit code: every document is fine.
@@ -117,13 +118,26 @@ pub fn check_source(name: &str, text: &str, ctx: &ValidationContext) -> Report {
 
 /// [`check_source`] with the clock injected.
 pub fn check_source_at(name: &str, text: &str, ctx: &ValidationContext, now: Timestamp) -> Report {
+    validate_source_at(name, text, ctx, now).0
+}
+
+/// What `check` reports for one source, and the valid policies in it (typed, with the CRD's
+/// defaults): `simulate` loads its starting policy through this, so it replays only what
+/// `check` and the controller accept, and refuses the rest with `check`'s own lines.
+pub fn validate_source_at(
+    name: &str,
+    text: &str,
+    ctx: &ValidationContext,
+    now: Timestamp,
+) -> (Report, Vec<FailoverPolicy>) {
     let mut report = Report::new();
+    let mut policies = Vec::new();
     let documents: Vec<Value> = match serde_saphyr::from_multiple(text) {
         Ok(documents) => documents,
         Err(e) => {
             report.lines.push(yaml_error_line(name, &e));
             report.fail(EXIT_INVALID);
-            return report;
+            return (report, policies);
         }
     };
     // A `---` at the very end or between documents yields empty documents: nothing to check.
@@ -137,7 +151,7 @@ pub fn check_source_at(name: &str, text: &str, ctx: &ValidationContext, now: Tim
             .lines
             .push(format!("{name}: no document to check (the file is empty)"));
         report.fail(EXIT_INVALID);
-        return report;
+        return (report, policies);
     }
     let numbered = documents.len() > 1;
     for (index, doc) in documents {
@@ -146,9 +160,9 @@ pub fn check_source_at(name: &str, text: &str, ctx: &ValidationContext, now: Tim
         } else {
             name.to_string()
         };
-        check_document(&mut report, &source, &doc, ctx, now);
+        policies.extend(check_document(&mut report, &source, &doc, ctx, now));
     }
-    report
+    (report, policies)
 }
 
 fn check_document(
@@ -157,7 +171,7 @@ fn check_document(
     doc: &Value,
     ctx: &ValidationContext,
     now: Timestamp,
-) {
+) -> Option<FailoverPolicy> {
     let kind = doc.get("kind").and_then(Value::as_str);
     let api_version = doc.get("apiVersion").and_then(Value::as_str).unwrap_or("");
     let ours = api_version.split('/').next() == validation::API_VERSION.split('/').next();
@@ -169,7 +183,7 @@ fn check_document(
         report.lines.push(format!(
             "{source}: skipped {kind} {id} (not a FailoverPolicy)"
         ));
-        return;
+        return None;
     }
     match validate_document(doc, ctx) {
         Ok(policy) => {
@@ -179,12 +193,14 @@ fn check_document(
                     .push(format!("{source}: {id}: warning: {warning}"));
             }
             report.lines.push(format!("{source}: {id}: valid"));
+            Some(policy)
         }
         Err(errors) => {
             report.fail(EXIT_INVALID);
             for error in errors {
                 report.lines.push(problem_line(source, &id, &error));
             }
+            None
         }
     }
 }

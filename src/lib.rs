@@ -7,6 +7,7 @@ pub mod check;
 pub mod controller;
 #[cfg(feature = "devcluster")]
 pub mod demo;
+pub mod duration;
 pub mod engine;
 pub mod health;
 pub mod kubeclient;

@@ -16,14 +16,16 @@ struct Cli {
     command: Command,
 }
 
-/// Operator-wide rules that decide what a namespaced policy may reference. `check` takes the
-/// same flags as `run` so that its answer is the controller's.
+/// Operator-wide rules that decide what a namespaced policy may reference. `check` and
+/// `simulate` take the same flags as `run` so that their answer is the controller's.
 #[derive(Args, Debug, Clone, Default)]
 struct PolicyRules {
-    /// CIDRs, IPs, host names or .domain suffixes the operator may probe beyond policies' own
-    /// endpoints (comma-separated or repeated): health URLs, static host names, and loopback,
-    /// link-local, metadata or API server addresses, which are refused from every source unless
-    /// listed here.
+    /// What the operator may probe beyond policies' own endpoints (comma-separated or
+    /// repeated): health URLs, static host names, and loopback, link-local, metadata or API
+    /// server addresses, which are refused from every source unless listed here. Entries: a
+    /// CIDR (10.0.0.0/8), an IP address, a host name (lb.example.com), or a domain suffix
+    /// (.example.com, also written *.example.com: every name below example.com); anything else
+    /// is refused at start-up (docs/security.md).
     #[arg(long, env = "INGRESS_FAILOVER_PROBE_ALLOWLIST", value_delimiter = ',')]
     probe_allowlist: Vec<String>,
 
@@ -195,6 +197,9 @@ enum Command {
         /// Output: an aligned table, JSON lines, or an SVG timeline.
         #[arg(long, value_enum, default_value_t)]
         output: ingress_failover::simulate::OutputFormat,
+        /// The operator's flags the policy and its edits are validated with, as by `check`.
+        #[command(flatten)]
+        rules: PolicyRules,
     },
     /// Print the FailoverPolicy CustomResourceDefinition as YAML.
     Crd {
@@ -277,10 +282,18 @@ fn main() -> ExitCode {
             policy,
             scenario,
             output,
+            rules,
         } => {
+            let rules = match rules.context() {
+                Ok(rules) => rules,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
             let stdout = std::io::stdout();
             let mut out = std::io::BufWriter::new(stdout.lock());
-            match ingress_failover::simulate::run(&policy, &scenario, output, &mut out) {
+            match ingress_failover::simulate::run(&policy, &scenario, &rules, output, &mut out) {
                 Ok(code) => {
                     use std::io::Write as _;
                     let _ = out.flush();

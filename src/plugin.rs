@@ -276,11 +276,7 @@ pub fn summary_table(policies: &[FailoverPolicy], now: Timestamp) -> String {
         let _ = writeln!(
             o,
             "{:<30} {:<16} {:<16} {:>5}% {:<9} {:<10} {}",
-            format!(
-                "{}/{}",
-                p.metadata.namespace.as_deref().unwrap_or_default(),
-                p.metadata.name.as_deref().unwrap_or_default()
-            ),
+            crate::api::PolicyId::of(p).to_string(),
             s.phase.as_str(),
             s.active_class.as_deref().unwrap_or("-"),
             s.primary_weight_percent.unwrap_or(100),

@@ -9,6 +9,13 @@ use std::path::PathBuf;
 use ingress_failover::api::Phase;
 use ingress_failover::engine::{ActionKind as K, Affected, Millis};
 use ingress_failover::simulate::{Row, Source, Timeline, simulate_str};
+use ingress_failover::validation::ValidationContext;
+
+/// The operator flags the examples and scenarios are replayed with (examples/README.md): their
+/// load balancers' health URLs are under `.shop.internal`.
+fn rules() -> ValidationContext {
+    ValidationContext::from_flags([""], [".shop.internal"]).expect("valid flags")
+}
 
 const MIN: Millis = 60_000;
 
@@ -19,7 +26,7 @@ fn replay(dir: &str, scenario: &str) -> Timeline {
     let read = |f: &str| {
         std::fs::read_to_string(root.join(f)).unwrap_or_else(|e| panic!("{dir}/{f}: {e}"))
     };
-    let t = simulate_str(&read("policy.yaml"), &read(scenario))
+    let t = simulate_str(&read("policy.yaml"), &read(scenario), &rules())
         .unwrap_or_else(|e| panic!("{dir}/{scenario}: {e}"));
     assert!(
         t.summary.violations.is_empty(),

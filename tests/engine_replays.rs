@@ -12,6 +12,7 @@
 use std::fmt::Write as _;
 
 use ingress_failover::simulate::simulate_str;
+use ingress_failover::validation::ValidationContext;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 
@@ -59,12 +60,18 @@ enum Ev {
     Reset,
 }
 
+/// The operator flags the generated incidents are replayed with: the generator's health URLs
+/// are under `.shop.internal`.
+fn rules() -> ValidationContext {
+    ValidationContext::from_flags([""], [".shop.internal"]).expect("valid flags")
+}
+
 fn knobs() -> impl Strategy<Value = Knobs> {
     (
         (
             any::<bool>(),
             1usize..6,
-            prop::option::of((0u32..2, 0u32..4, 0u32..3)),
+            prop::option::of((0u32..2, 1u32..4, 0u32..3)),
         ),
         (any::<bool>(), any::<bool>(), any::<bool>(), any::<bool>()),
         (1u32..6, 1u32..4, 1u32..4, 0u32..40, 0u32..60),
@@ -319,8 +326,8 @@ fn scenario(k: &Knobs, events: &[(u32, Ev)]) -> String {
 /// Replays one generated incident; Err carries the files and the broken invariants.
 fn replay_one(k: &Knobs, events: &[(u32, Ev)]) -> Result<(), String> {
     let (p, s) = (policy(k), scenario(k, events));
-    let t =
-        simulate_str(&p, &s).map_err(|e| format!("generated files do not parse: {e}\n{p}\n{s}"))?;
+    let t = simulate_str(&p, &s, &rules())
+        .map_err(|e| format!("generated files do not parse: {e}\n{p}\n{s}"))?;
     if t.summary.violations.is_empty() {
         return Ok(());
     }
@@ -371,7 +378,8 @@ fn generated_incidents_parse() {
     runner
         .run(&incident(), |(k, events)| {
             let (p, s) = (policy(&k), scenario(&k, &events));
-            simulate_str(&p, &s).map_err(|e| TestCaseError::fail(format!("{e}\n{p}\n{s}")))?;
+            simulate_str(&p, &s, &rules())
+                .map_err(|e| TestCaseError::fail(format!("{e}\n{p}\n{s}")))?;
             Ok(())
         })
         .unwrap();

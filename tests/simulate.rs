@@ -10,8 +10,15 @@ use std::path::{Path, PathBuf};
 use ingress_failover::api::Phase;
 use ingress_failover::engine::{ActionKind, Affected, Millis};
 use ingress_failover::simulate::{
-    self, OutputFormat, Row, SimulateError, Source, Timeline, parse_policy, simulate_str,
+    self, OutputFormat, Row, SimulateError, Source, Timeline, simulate_str,
 };
+use ingress_failover::validation::ValidationContext;
+
+/// The operator flags the examples and scenarios are replayed with (examples/README.md): their
+/// load balancers' health URLs are under `.shop.internal`.
+fn rules() -> ValidationContext {
+    ValidationContext::from_flags([""], [".shop.internal"]).expect("valid flags")
+}
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -48,9 +55,11 @@ impl Example {
         let dir = root().join("examples").join(name);
         let policy = read(&dir.join("policy.yaml"));
         let scenario = read(&dir.join("scenario.yaml"));
-        let spec = parse_policy(&policy).expect("example policy parses").spec;
+        let spec = simulate::load_policy("policy", &policy, &rules())
+            .expect("example policy loads")
+            .spec;
         let sc = simulate::scenario::parse(&scenario, &spec).expect("example scenario parses");
-        let timeline = simulate_str(&policy, &scenario).expect("example replays");
+        let timeline = simulate_str(&policy, &scenario, &rules()).expect("example replays");
         Example {
             timeline,
             interval_ms: i64::from(spec.probe.interval_seconds) * 1000,
@@ -116,6 +125,7 @@ fn json_lines(name: &str) -> String {
     let code = simulate::run(
         &dir.join("policy.yaml"),
         &dir.join("scenario.yaml"),
+        &rules(),
         OutputFormat::Json,
         &mut out,
     )
@@ -196,13 +206,13 @@ fn replays_are_deterministic_and_the_seed_matters() {
     let dir = root().join("examples/flapping-backend");
     let policy = read(&dir.join("policy.yaml"));
     let scenario = read(&dir.join("scenario.yaml"));
-    let a = simulate_str(&policy, &scenario).unwrap();
-    let b = simulate_str(&policy, &scenario).unwrap();
+    let a = simulate_str(&policy, &scenario, &rules()).unwrap();
+    let b = simulate_str(&policy, &scenario, &rules()).unwrap();
     assert_eq!(a.rows, b.rows);
     assert_eq!(a.samples, b.samples);
     let reseeded = scenario.replace("seed: 3", "seed: 4");
     assert_ne!(reseeded, scenario);
-    let c = simulate_str(&policy, &reseeded).unwrap();
+    let c = simulate_str(&policy, &reseeded, &rules()).unwrap();
     assert_ne!(a.rows, c.rows, "the seed drives probe jitter");
 }
 
@@ -542,7 +552,7 @@ fn flapping_backend_is_damped_and_the_flap_budget_freezes_the_policy() {
 fn service_pool_readiness_and_controller_signal() {
     let policy = read(&root().join("tests/data/service-pool-policy.yaml"));
     let scenario = read(&root().join("tests/data/service-pool-scenario.yaml"));
-    let t = simulate_str(&policy, &scenario).unwrap();
+    let t = simulate_str(&policy, &scenario, &rules()).unwrap();
     let find = |kind: ActionKind| t.rows.iter().filter(move |r| r.kind == Some(kind));
     let publishes: Vec<&Row> = find(ActionKind::PublishEndpoints).collect();
     // Not-ready pod out from the start; the 503-answering pod stays in (TCP sees a connection).
@@ -584,7 +594,7 @@ fn a_backend_that_failed_during_a_freeze_is_unpublished_when_the_freeze_ends() {
         "  managedService: {name: m}\n  override:\n    mode: Freeze\n    expiresAt: \"2026-11-29T10:20:00Z\"\n    reason: change freeze\n",
     );
     let scenario = "start: 2026-11-29T10:00:00Z\nduration: 30m\nevents:\n  - {at: +5m, backend: 10.0.1.10:8080, state: down}\n";
-    let t = simulate_str(&policy, scenario).unwrap();
+    let t = simulate_str(&policy, scenario, &rules()).unwrap();
     let at = |kind: ActionKind| t.rows.iter().find(|r| r.kind == Some(kind)).map(|r| r.at);
     let down = at(ActionKind::EndpointDown).expect("ejection decided during the freeze");
     let expired = at(ActionKind::OverrideExpired).expect("the freeze ends");
@@ -616,7 +626,7 @@ spec:
 ";
 
 fn scenario_error(scenario: &str) -> String {
-    match simulate_str(POLICY, scenario) {
+    match simulate_str(POLICY, scenario, &rules()) {
         Ok(_) => panic!("accepted:\n{scenario}"),
         Err(e @ SimulateError::Scenario { .. }) => e.to_string(),
         Err(other) => panic!("wrong error kind: {other}"),
@@ -732,9 +742,13 @@ fn malformed_scenarios_are_refused_with_the_field_named() {
 #[test]
 fn truncated_and_garbled_scenarios_never_panic() {
     let text = read(&root().join("examples/lb-cascade/scenario.yaml"));
-    let spec = parse_policy(&read(&root().join("examples/lb-cascade/policy.yaml")))
-        .unwrap()
-        .spec;
+    let spec = simulate::load_policy(
+        "policy",
+        &read(&root().join("examples/lb-cascade/policy.yaml")),
+        &rules(),
+    )
+    .unwrap()
+    .spec;
     for cut in (0..text.len()).filter(|&i| text.is_char_boundary(i)) {
         let _ = simulate::scenario::parse(&text[..cut], &spec);
     }
@@ -748,13 +762,23 @@ fn truncated_and_garbled_scenarios_never_panic() {
 #[test]
 fn bad_policy_and_missing_files_are_clear_errors() {
     let bad_kind = POLICY.replace("kind: FailoverPolicy", "kind: Deployment");
-    let err = simulate_str(&bad_kind, "start: 2026-11-29T10:00:00Z\nduration: 1m\n").unwrap_err();
-    assert!(err.to_string().contains("kind is \"Deployment\""), "{err}");
+    let err = simulate_str(
+        &bad_kind,
+        "start: 2026-11-29T10:00:00Z\nduration: 1m\n",
+        &rules(),
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("<policy>: default/t: kind: Unsupported value: \"Deployment\""),
+        "{err}"
+    );
 
     let mut out = Vec::new();
     let err = simulate::run(
         Path::new("/nonexistent/policy.yaml"),
         Path::new("/nonexistent/scenario.yaml"),
+        &rules(),
         OutputFormat::Table,
         &mut out,
     )
@@ -941,4 +965,97 @@ fn check_text(s: &str) -> Result<(), String> {
         return Err("']]>' in text".into());
     }
     Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// The starting policy is validated as `check` and the controller validate it (issue 13).
+
+/// Runs the binary; returns (exit code, stdout, stderr).
+fn binary(args: &[&str]) -> (Option<i32>, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ingress-failover"))
+        .args(args)
+        .output()
+        .expect("ingress-failover runs");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A policy `check` refuses is refused by `simulate` with `check`'s own lines, whatever layer
+/// refuses it (schema, CEL, the operator's semantic rules, the operator's flags); with the
+/// flags that make it valid, both accept it.
+#[test]
+fn simulate_refuses_what_check_refuses_in_checks_words() {
+    let dir = std::env::temp_dir().join(format!("if-simulate-check-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let scenario = dir.join("scenario.yaml");
+    std::fs::write(&scenario, "start: 2026-11-29T10:00:00Z\nduration: 10m\n").unwrap();
+    let scenario = scenario.to_str().unwrap();
+    let lb = root().join("examples/lb-cascade/policy.yaml");
+    let cases: Vec<(String, &str)> = vec![
+        // The operator's flags: a health URL no --probe-allowlist entry permits.
+        (
+            read(&lb),
+            "allowed with --probe-allowlist (none is configured)",
+        ),
+        // Semantic: the managed Service is the Service it reads.
+        (
+            POLICY.replace(
+                "addresses: [10.0.1.10:8080, 10.0.1.11:8080]",
+                "service: {name: m}",
+            ),
+            "must differ from spec.backends.primary.service.name",
+        ),
+        // Semantic: a loopback backend.
+        (
+            POLICY.replace("10.0.1.11:8080", "127.0.0.1:8080"),
+            "loopback",
+        ),
+        // Schema: a bound.
+        (
+            POLICY.replace(
+                "managedService: {name: m}",
+                "managedService: {name: m}\n  probe: {intervalSeconds: 0}",
+            ),
+            "spec.probe.intervalSeconds",
+        ),
+        // CEL: the emergency pool's bounds.
+        (
+            POLICY.replace("maxReplicas: 3", "maxReplicas: 1"),
+            "spec.backends.emergency.deployment",
+        ),
+    ];
+    for (i, (policy, reason)) in cases.iter().enumerate() {
+        let file = dir.join(format!("policy-{i}.yaml"));
+        std::fs::write(&file, policy).unwrap();
+        let file = file.to_str().unwrap();
+        let (code, check_out, _) = binary(&["check", file]);
+        assert_eq!(code, Some(1), "check accepts case {i}: {check_out}");
+        assert!(check_out.contains(reason), "case {i}: {check_out}");
+        let (code, _, simulate_err) =
+            binary(&["simulate", "--policy", file, "--scenario", scenario]);
+        assert_eq!(code, Some(2), "simulate accepts case {i}: {simulate_err}");
+        for line in check_out.lines() {
+            assert!(
+                simulate_err.contains(line),
+                "case {i}: simulate does not say {line:?}:\n{simulate_err}"
+            );
+        }
+    }
+    // With the flag that permits its health URL, both accept the example.
+    let lb = lb.to_str().unwrap();
+    let (code, out, _) = binary(&["check", "--probe-allowlist", ".shop.internal", lb]);
+    assert_eq!(code, Some(0), "{out}");
+    let (code, _, err) = binary(&[
+        "simulate",
+        "--probe-allowlist",
+        ".shop.internal",
+        "--policy",
+        lb,
+        "--scenario",
+        scenario,
+    ]);
+    assert_eq!(code, Some(0), "{err}");
 }

@@ -62,7 +62,11 @@ pub fn run(count: usize) -> std::io::Result<()> {
     });
     if count > 0 {
         prober
-            .set_targets("bench/probe", [], targets(0, count, Duration::from_secs(1)))
+            .set_targets(
+                &ingress_failover::api::PolicyId::new("bench", "probe"),
+                [],
+                targets(0, count, Duration::from_secs(1)),
+            )
             .map_err(std::io::Error::other)?;
     }
     println!("ready");

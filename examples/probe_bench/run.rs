@@ -128,7 +128,7 @@ fn detection(a: &Args) -> std::io::Result<Detection> {
     });
     prober
         .set_targets(
-            "bench/detect",
+            &ingress_failover::api::PolicyId::new("bench", "detect"),
             [],
             targets(from, to, Duration::from_secs(1)),
         )

@@ -50,7 +50,7 @@ enum Command {
         mode: Mode,
         policy: String,
         /// How long the override lasts (for example 30m, 2h); it ends by itself after that.
-        #[arg(long = "for", value_parser = parse_duration)]
+        #[arg(long = "for", value_parser = ingress_failover::duration::parse)]
         duration: Option<SignedDuration>,
         /// Why, in words: shown in status and Events.
         #[arg(long)]
@@ -70,13 +70,6 @@ enum Mode {
     ForceBackup,
     ForcePrimary,
     Freeze,
-}
-
-fn parse_duration(s: &str) -> Result<SignedDuration, String> {
-    let span: jiff::Span = s
-        .parse()
-        .map_err(|e| format!("{s:?} is not a duration like 30m or 2h: {e}"))?;
-    SignedDuration::try_from(span).map_err(|e| e.to_string())
 }
 
 fn main() -> ExitCode {

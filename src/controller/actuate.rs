@@ -131,14 +131,11 @@ pub async fn sync_slices(
             && s.labels().get(SERVICE_NAME_LABEL).map(String::as_str) == Some(service)
             && s.labels().get(MANAGED_BY_LABEL).map(String::as_str) == Some(MANAGED_BY)
     });
+    let plan = desired::plan_slices(want, &have);
     let api: Api<EndpointSlice> = Api::namespaced(ctx.client.clone(), ns);
     let mut writes = 0;
-    for slice in &want {
+    for slice in &plan.apply {
         let name = slice.metadata.name.as_deref().unwrap_or_default();
-        let current = have.iter().find(|h| h.name_any() == name);
-        if current.is_some_and(|c| desired::slice_matches(c, slice)) {
-            continue;
-        }
         let what = format!("EndpointSlice {ns}/{name}");
         api.patch(
             name,
@@ -150,13 +147,8 @@ pub async fn sync_slices(
         ctx.metrics.write("endpointslices");
         writes += 1;
     }
-    for stale in have.iter().filter(|h| {
-        !want
-            .iter()
-            .any(|w| w.metadata.name.as_deref() == Some(&h.name_any()))
-    }) {
-        let name = stale.name_any();
-        match api.delete(&name, &DeleteParams::default()).await {
+    for name in &plan.delete {
+        match api.delete(name, &DeleteParams::default()).await {
             Ok(_) => {}
             Err(kube::Error::Api(e)) if e.code == 404 => {}
             Err(e) => return Err(api_err(format!("EndpointSlice {ns}/{name}"))(e)),
@@ -280,11 +272,29 @@ pub async fn sync_ingresses(
     let api: Api<Ingress> = Api::namespaced(ctx.client.clone(), ns);
     let errors = &mut out.errors;
     let sources = managed_ingresses(ctx, ns, spec);
-    for ing in &sources {
+    let cached_mirror = |name: &str| {
+        ctx.stores
+            .ingresses
+            .state_filter(|i| i.metadata.namespace.as_deref() == Some(ns) && i.name_any() == name)
+            .into_iter()
+            .next()
+    };
+    let claim = rt.map(|_| policy);
+    let steps = plan_ingresses(
+        &sources,
+        cached_mirror,
+        mode,
+        tier,
+        want,
+        owner,
+        policy,
+        claim,
+    );
+    for step in steps {
+        let ing = &step.source;
         let name = ing.name_any();
         let what = format!("Ingress {ns}/{name}");
-        let fields = source_fields(ing, mode, tier, want, rt.map(|_| policy));
-        if !fields.matches(ing) {
+        if let Some(fields) = &step.fields {
             // Written by us before and changed since (not mere cache lag): another writer.
             let value = format!("{fields:?}");
             let cached_rv = ing.metadata.resource_version.clone();
@@ -318,7 +328,7 @@ pub async fn sync_ingresses(
                     _ => {}
                 }
             }
-            if let Err(e) = write_source(ctx, &api, ing, &fields, &name, ns).await {
+            if let Err(e) = write_source(ctx, &api, ing, fields, &name, ns).await {
                 errors.push(api_err(&what)(e));
                 continue;
             }
@@ -328,41 +338,18 @@ pub async fn sync_ingresses(
                     .insert(name.clone(), (value, cached_rv));
             }
         }
-        if mode == IngressMode::HotStandby {
-            let primary_auth = want.active_class == tier.primary_class;
-            let overrides = tier
-                .mirror
-                .as_ref()
-                .map(|m| m.backup_annotations.clone())
-                .unwrap_or_default();
-            let mirror = desired::mirror_ingress(
-                ing,
-                &tier.backup_class,
-                owner,
-                policy,
-                !primary_auth,
-                100 - want.primary_weight_percent,
-                &overrides,
-            );
+        if let Some(mirror) = &step.mirror {
             let mirror_name = mirror.metadata.name.clone().unwrap_or_default();
-            let current = ctx.stores.ingresses.state_filter(|i| {
-                i.metadata.namespace.as_deref() == Some(ns) && i.name_any() == mirror_name
-            });
-            let in_sync = current
-                .first()
-                .is_some_and(|c| desired::mirror_matches(c, &mirror));
-            if !in_sync {
-                match api
-                    .patch(
-                        &mirror_name,
-                        &apply_params(),
-                        &Patch::Apply(typed(&mirror, "networking.k8s.io/v1", "Ingress")),
-                    )
-                    .await
-                {
-                    Ok(_) => ctx.metrics.write("ingresses"),
-                    Err(e) => errors.push(api_err(format!("Ingress {ns}/{mirror_name}"))(e)),
-                }
+            match api
+                .patch(
+                    &mirror_name,
+                    &apply_params(),
+                    &Patch::Apply(typed(mirror, "networking.k8s.io/v1", "Ingress")),
+                )
+                .await
+            {
+                Ok(_) => ctx.metrics.write("ingresses"),
+                Err(e) => errors.push(api_err(format!("Ingress {ns}/{mirror_name}"))(e)),
             }
         }
     }
@@ -372,6 +359,67 @@ pub async fn sync_ingresses(
         errors.push(e);
     }
     out
+}
+
+/// One managed Ingress's writes, as [`plan_ingresses`] decides them from the cache.
+#[derive(Debug)]
+pub struct IngressStep {
+    pub source: std::sync::Arc<Ingress>,
+    /// The operator's fields of the source, when the source does not carry them yet.
+    pub fields: Option<SourceFields>,
+    /// HotStandby: the mirror on the backup class, when missing or out of sync.
+    pub mirror: Option<Ingress>,
+}
+
+/// The pure part of [`sync_ingresses`]: for each managed source Ingress (in order), the fields
+/// to write on it and the mirror to apply, given the mirrors the cache holds (`cached_mirror`
+/// by name). Nothing while the cluster already says what `want` says. `claim` is the policy
+/// whose claim label a source carries (None: the hand-back, which removes it).
+#[allow(clippy::too_many_arguments)]
+pub fn plan_ingresses(
+    sources: &[std::sync::Arc<Ingress>],
+    cached_mirror: impl Fn(&str) -> Option<std::sync::Arc<Ingress>>,
+    mode: IngressMode,
+    tier: &crate::api::IngressTierSpec,
+    want: &IngressDesired,
+    owner: &OwnerReference,
+    policy: &str,
+    claim: Option<&str>,
+) -> Vec<IngressStep> {
+    sources
+        .iter()
+        .map(|ing| {
+            let fields = source_fields(ing, mode, tier, want, claim);
+            let mirror = (mode == IngressMode::HotStandby)
+                .then(|| {
+                    let primary_auth = want.active_class == tier.primary_class;
+                    let overrides = tier
+                        .mirror
+                        .as_ref()
+                        .map(|m| m.backup_annotations.clone())
+                        .unwrap_or_default();
+                    desired::mirror_ingress(
+                        ing,
+                        &tier.backup_class,
+                        owner,
+                        policy,
+                        !primary_auth,
+                        100 - want.primary_weight_percent,
+                        &overrides,
+                    )
+                })
+                .filter(|mirror| {
+                    let name = mirror.metadata.name.as_deref().unwrap_or_default();
+                    !cached_mirror(name).is_some_and(|c| desired::mirror_matches(&c, mirror))
+                });
+            IngressStep {
+                source: ing.clone(),
+                fields: (!fields.matches(ing)).then_some(fields),
+                mirror,
+            }
+        })
+        .filter(|step| step.fields.is_some() || step.mirror.is_some())
+        .collect()
 }
 
 /// What [`sync_ingresses`] did besides writing.
@@ -679,4 +727,112 @@ pub async fn delete_mirrors(ctx: &Context, ns: &str, policy: &str) -> Result<(),
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    fn tier(mode: &str) -> crate::api::IngressTierSpec {
+        serde_json::from_value(json!({
+            "ingresses": ["web"],
+            "primaryClass": "nginx",
+            "backupClass": "nginx-backup",
+            "mode": mode,
+            "health": {"url": "http://lb.shop.internal/healthz"},
+        }))
+        .unwrap()
+    }
+
+    fn ingress(name: &str, class: &str) -> Arc<Ingress> {
+        Arc::new(
+            serde_json::from_value(json!({
+                "metadata": {
+                    "name": name,
+                    "namespace": "shop",
+                    "resourceVersion": "1",
+                    "labels": {"ingressfailover.io/claimed-by": "web"},
+                },
+                "spec": {"ingressClassName": class, "rules": [{"host": "shop.example"}]},
+            }))
+            .unwrap(),
+        )
+    }
+
+    fn owner() -> OwnerReference {
+        OwnerReference {
+            api_version: "ingressfailover.io/v1alpha1".into(),
+            kind: "FailoverPolicy".into(),
+            name: "web".into(),
+            uid: "u1".into(),
+            controller: Some(true),
+            block_owner_deletion: None,
+        }
+    }
+
+    fn want(class: &str, weight: u32) -> IngressDesired {
+        IngressDesired {
+            active_class: class.into(),
+            primary_weight_percent: weight,
+        }
+    }
+
+    /// (mode, source's class, wanted class, a matching mirror cached) → (source written?,
+    /// mirror applied?). Nothing is written while the cluster says what is wanted. (In
+    /// HotStandby the fixture's source lacks the role annotations, so it is always written.)
+    #[test]
+    fn ingress_plans() {
+        let cases = [
+            ("SwitchClass", "nginx", "nginx-backup", false, true, false),
+            (
+                "SwitchClass",
+                "nginx-backup",
+                "nginx-backup",
+                false,
+                false,
+                false,
+            ),
+            ("SwitchClass", "nginx", "nginx", false, false, false),
+            ("HotStandby", "nginx", "nginx-backup", false, true, true),
+            ("HotStandby", "nginx", "nginx-backup", true, true, false),
+        ];
+        for (i, (mode, class, wanted, mirrored, source_written, mirror_applied)) in
+            cases.into_iter().enumerate()
+        {
+            let tier = tier(mode);
+            let want = want(wanted, 100);
+            let sources = [ingress("web", class)];
+            let mirror = desired::mirror_ingress(
+                &sources[0],
+                "nginx-backup",
+                &owner(),
+                "web",
+                wanted != "nginx",
+                0,
+                &BTreeMap::new(),
+            );
+            let cached = |name: &str| {
+                (mirrored && mirror.metadata.name.as_deref() == Some(name))
+                    .then(|| Arc::new(mirror.clone()))
+            };
+            let steps = plan_ingresses(
+                &sources,
+                cached,
+                tier.mode,
+                &tier,
+                &want,
+                &owner(),
+                "web",
+                Some("web"),
+            );
+            let source = steps.iter().any(|s| s.fields.is_some());
+            let applied = steps.iter().any(|s| s.mirror.is_some());
+            assert_eq!(
+                (source, applied),
+                (source_written, mirror_applied),
+                "case {i}: {mode} {class} → {wanted}"
+            );
+        }
+    }
 }

@@ -177,7 +177,7 @@ pub fn conflicts(
         if winner != me {
             out.push(Conflict {
                 object: format!("{} {ns}/{}", claim.kind(), claim.name()),
-                owner: format!("{ns}/{winner}"),
+                owner: crate::api::PolicyId::new(&ns, winner).to_string(),
             });
         }
     }

@@ -13,6 +13,7 @@ use kube::runtime::reflector::Store;
 use tokio::sync::watch;
 
 use crate::api::FailoverPolicyStatus;
+use crate::api::PolicyId;
 use crate::engine::{Action, EndpointFact, EngineConfig, Millis, Now, Observation, PolicyState};
 use crate::probe::Prober;
 use crate::validation::Allowlist;
@@ -125,10 +126,10 @@ pub struct Context {
     /// Every policy in scope (the Controller's own cache): claims are decided among them.
     pub policies: Store<crate::api::FailoverPolicy>,
     pub clock: Clock,
-    /// Per-policy engine memory, keyed `namespace/name` (start empty).
-    pub runtimes: Mutex<HashMap<String, Arc<Mutex<PolicyRuntime>>>>,
+    /// Per-policy engine memory (start empty).
+    pub runtimes: Mutex<HashMap<PolicyId, Arc<Mutex<PolicyRuntime>>>>,
     /// Consecutive reconcile failures per policy (start empty).
-    pub failures: Mutex<HashMap<String, u32>>,
+    pub failures: Mutex<HashMap<PolicyId, u32>>,
     /// `--probe-allowlist` with the API server's addresses last seen (see [`Self::allowlist`]).
     pub allowlist: Mutex<Arc<Allowlist>>,
     /// `--trust-unmanaged-endpointslices`: read EndpointSlices whatever manages them.
@@ -177,11 +178,11 @@ impl Context {
         let _ = leader.wait_for(|is| !*is).await;
     }
 
-    fn map(&self) -> MutexGuard<'_, HashMap<String, Arc<Mutex<PolicyRuntime>>>> {
+    fn map(&self) -> MutexGuard<'_, HashMap<PolicyId, Arc<Mutex<PolicyRuntime>>>> {
         self.runtimes.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub fn runtime(&self, key: &str) -> Option<Arc<Mutex<PolicyRuntime>>> {
+    pub fn runtime(&self, key: &PolicyId) -> Option<Arc<Mutex<PolicyRuntime>>> {
         self.map().get(key).cloned()
     }
 
@@ -190,31 +191,31 @@ impl Context {
         self.map().values().cloned().collect()
     }
 
-    pub fn insert_runtime(&self, key: String, rt: PolicyRuntime) -> Arc<Mutex<PolicyRuntime>> {
+    pub fn insert_runtime(&self, key: PolicyId, rt: PolicyRuntime) -> Arc<Mutex<PolicyRuntime>> {
         let rt = Arc::new(Mutex::new(rt));
         self.map().insert(key, rt.clone());
         rt
     }
 
-    pub fn remove_runtime(&self, key: &str) {
+    pub fn remove_runtime(&self, key: &PolicyId) {
         self.map().remove(key);
     }
 
     /// Forgets every policy's memory, e.g. after losing the lease: the next leader term
     /// resumes from status, like a restart.
-    pub fn clear_runtimes(&self) -> Vec<String> {
+    pub fn clear_runtimes(&self) -> Vec<PolicyId> {
         self.map().drain().map(|(k, _)| k).collect()
     }
 
     /// Consecutive failures of a policy's reconcile, for its exponential backoff.
-    pub fn record_failure(&self, key: &str) -> u32 {
+    pub fn record_failure(&self, key: &PolicyId) -> u32 {
         let mut f = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        let n = f.entry(key.to_string()).or_insert(0);
+        let n = f.entry(key.clone()).or_insert(0);
         *n = n.saturating_add(1);
         *n
     }
 
-    pub fn record_success(&self, key: &str) {
+    pub fn record_success(&self, key: &PolicyId) {
         self.failures
             .lock()
             .unwrap_or_else(|p| p.into_inner())

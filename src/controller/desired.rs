@@ -167,6 +167,44 @@ pub fn slice_matches(observed: &EndpointSlice, desired: &EndpointSlice) -> bool 
                 .and_then(|l| l.get(SERVICE_NAME_LABEL))
 }
 
+/// What makes the managed Service's slices list exactly the desired ones: the desired slices
+/// that are missing or differ from what is observed (applied), and the observed slices no
+/// desired one names (deleted). Nothing while the cluster matches.
+#[derive(Debug, Default, PartialEq)]
+pub struct SlicePlan {
+    pub apply: Vec<EndpointSlice>,
+    pub delete: Vec<String>,
+}
+
+impl SlicePlan {
+    pub fn is_empty(&self) -> bool {
+        self.apply.is_empty() && self.delete.is_empty()
+    }
+}
+
+/// Plans the slice writes from the desired slices and the observed ones (the operator's own
+/// slices of the managed Service, as the cache shows them).
+pub fn plan_slices<O: std::ops::Deref<Target = EndpointSlice>>(
+    want: Vec<EndpointSlice>,
+    have: &[O],
+) -> SlicePlan {
+    let name = |s: &EndpointSlice| s.metadata.name.clone().unwrap_or_default();
+    let delete = have
+        .iter()
+        .map(|h| name(h))
+        .filter(|h| !want.iter().any(|w| &name(w) == h))
+        .collect();
+    let apply = want
+        .into_iter()
+        .filter(|w| {
+            !have
+                .iter()
+                .any(|h| name(h) == name(w) && slice_matches(h, w))
+        })
+        .collect();
+    SlicePlan { apply, delete }
+}
+
 /// The selectorless managed Service, created when absent.
 pub fn managed_service(
     namespace: &str,
@@ -441,6 +479,83 @@ mod tests {
             controller: Some(true),
             block_owner_deletion: None,
         }
+    }
+
+    fn slices_of(addresses: &[&str]) -> Vec<EndpointSlice> {
+        let published: Vec<Published> = addresses
+            .iter()
+            .map(|a| Published::parse(a).unwrap())
+            .collect();
+        endpoint_slices(
+            "shop",
+            "web-healthy",
+            "http",
+            Some(&owner()),
+            "web",
+            &published,
+        )
+    }
+
+    fn names(slices: &[EndpointSlice]) -> Vec<String> {
+        slices
+            .iter()
+            .map(|s| s.metadata.name.clone().unwrap_or_default())
+            .collect()
+    }
+
+    /// The slice writes as a table: (observed addresses, desired addresses) → what is applied
+    /// and what is deleted. No write while the cluster matches.
+    #[test]
+    fn slice_plans() {
+        let v4 = slices_of(&["10.0.1.1:80"]);
+        let v4_name = names(&v4);
+        let v6_name = names(&slices_of(&["[fd00::1]:80"]));
+        /// Observed addresses, desired addresses, slices applied, slices deleted.
+        type Case<'a> = (&'a [&'a str], &'a [&'a str], Vec<String>, Vec<String>);
+        let cases: [Case; 6] = [
+            (
+                &["10.0.1.1:80", "10.0.1.2:80"],
+                &["10.0.1.2:80", "10.0.1.1:80"],
+                vec![],
+                vec![],
+            ),
+            (&[], &["10.0.1.1:80"], v4_name.clone(), vec![]),
+            (
+                &["10.0.1.1:80", "10.0.1.2:80"],
+                &["10.0.1.1:80"],
+                v4_name.clone(),
+                vec![],
+            ),
+            (
+                &["10.0.1.1:80", "[fd00::1]:80"],
+                &["10.0.1.1:80"],
+                vec![],
+                v6_name.clone(),
+            ),
+            (
+                &["10.0.1.1:80"],
+                &["[fd00::1]:80"],
+                v6_name.clone(),
+                v4_name.clone(),
+            ),
+            (&["10.0.1.1:80"], &[], vec![], v4_name.clone()),
+        ];
+        for (i, (have, want, apply, delete)) in cases.into_iter().enumerate() {
+            let have = slices_of(have);
+            let plan = plan_slices(slices_of(want), &have.iter().collect::<Vec<_>>());
+            assert_eq!(names(&plan.apply), apply, "case {i}: applied");
+            assert_eq!(plan.delete, delete, "case {i}: deleted");
+        }
+        // A slice whose readiness changed is written again; the same slice is not.
+        let mut not_ready = v4.clone();
+        not_ready[0].endpoints[0].conditions = Some(EndpointConditions {
+            ready: Some(false),
+            ..Default::default()
+        });
+        let have: Vec<&EndpointSlice> = not_ready.iter().collect();
+        assert_eq!(names(&plan_slices(v4.clone(), &have).apply), v4_name);
+        let have: Vec<&EndpointSlice> = v4.iter().collect();
+        assert!(plan_slices(v4.clone(), &have).is_empty());
     }
 
     #[test]

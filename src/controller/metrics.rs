@@ -1,7 +1,6 @@
 //! The controller's Prometheus metrics. Labels are bounded: the policy (`namespace` and `name`),
 //! tier, action kind, resource and phase — never an endpoint address.
 
-use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -272,33 +271,33 @@ impl Metrics {
             .inc();
     }
 
-    pub fn write_failed(&self, policy: &str, resource: &'static str) {
+    pub fn write_failed(&self, policy: &PolicyId, resource: &'static str) {
         self.write_failures
             .get_or_create(&PolicyResourceLabels {
-                policy: PolicyId::from_key(policy),
+                policy: policy.clone(),
                 resource,
             })
             .inc();
     }
 
     /// Creates a policy's write-failure counters at zero (see [`Self::write_failures_of`]).
-    pub fn touch_write_failures(&self, policy: &str) {
+    pub fn touch_write_failures(&self, policy: &PolicyId) {
         for resource in WRITTEN {
             let _ = self.write_failures.get_or_create(&PolicyResourceLabels {
-                policy: PolicyId::from_key(policy),
+                policy: policy.clone(),
                 resource,
             });
         }
     }
 
     /// Failed writes of one policy so far (all resources).
-    pub fn write_failures_of(&self, policy: &str) -> u64 {
+    pub fn write_failures_of(&self, policy: &PolicyId) -> u64 {
         WRITTEN
             .iter()
             .map(|&resource| {
                 self.write_failures
                     .get_or_create(&PolicyResourceLabels {
-                        policy: PolicyId::from_key(policy),
+                        policy: policy.clone(),
                         resource,
                     })
                     .get()
@@ -325,11 +324,11 @@ impl Metrics {
         .sum()
     }
 
-    pub fn set_phase(&self, policy: &Arc<str>, phase: Phase) {
+    pub fn set_phase(&self, policy: &PolicyId, phase: Phase) {
         for p in PHASES {
             self.policy_phase
                 .get_or_create(&PolicyPhaseLabels {
-                    policy: PolicyId::from_key(policy),
+                    policy: policy.clone(),
                     phase: p.as_str(),
                 })
                 .set(i64::from(p == phase));
@@ -337,16 +336,16 @@ impl Metrics {
     }
 
     /// Drops a deleted policy's series.
-    pub fn forget(&self, policy: &Arc<str>) {
+    pub fn forget(&self, policy: &PolicyId) {
         for p in PHASES {
             self.policy_phase.remove(&PolicyPhaseLabels {
-                policy: PolicyId::from_key(policy),
+                policy: policy.clone(),
                 phase: p.as_str(),
             });
         }
         for tier in ["primary", "emergency"] {
             let l = PolicyTierLabels {
-                policy: PolicyId::from_key(policy),
+                policy: policy.clone(),
                 tier,
             };
             self.healthy_ratio.remove(&l);
@@ -354,7 +353,7 @@ impl Metrics {
             self.total_endpoints.remove(&l);
         }
         let l = PolicyLabels {
-            policy: PolicyId::from_key(policy),
+            policy: policy.clone(),
         };
         self.load_balancer_up.remove(&l);
         self.backup_load_balancer_up.remove(&l);
@@ -366,7 +365,7 @@ impl Metrics {
         self.dry_run.remove(&l);
         for resource in WRITTEN {
             self.write_failures.remove(&PolicyResourceLabels {
-                policy: PolicyId::from_key(policy),
+                policy: policy.clone(),
                 resource,
             });
         }
@@ -381,9 +380,9 @@ pub fn reference_markdown() -> String {
     m.register(&mut registry);
     // A family is listed once it has a series: one sample policy gives each of them one.
     m.write("endpointslices");
-    m.touch_write_failures("ns/policy");
-    m.set_phase(&Arc::from("ns/policy"), Phase::Normal);
-    let policy = PolicyId::from_key("ns/policy");
+    let policy = PolicyId::new("ns", "policy");
+    m.touch_write_failures(&policy);
+    m.set_phase(&policy, Phase::Normal);
     let tier = PolicyTierLabels {
         policy: policy.clone(),
         tier: "primary",
@@ -406,7 +405,7 @@ pub fn reference_markdown() -> String {
     }
     let probes = crate::probe::ProbeMetrics::default();
     probes.register(&mut registry);
-    probes.sample("ns/policy");
+    probes.sample(&l.policy);
     let mut text = String::new();
     prometheus_client::encoding::text::encode(&mut text, &registry).expect("metrics encode");
     let mut rows: Vec<(String, String, String)> = Vec::new();

@@ -118,10 +118,8 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
     started: Option<tokio::sync::oneshot::Sender<Running>>,
 ) -> anyhow::Result<()> {
-    use anyhow::Context as _;
     let shutdown = shutdown.boxed().shared();
-    let allowlist =
-        Allowlist::parse(&opts.rules.probe_allowlist).context("parsing --probe-allowlist")?;
+    let allowlist = Allowlist::parse(&opts.rules.probe_allowlist)?;
     let (prober, facts) = Prober::new(opts.prober.clone(), allowlist.clone());
 
     let mut registry = Registry::default();
@@ -133,69 +131,10 @@ pub async fn run(
     let (leader_rx, election) = leader::start(&client, &opts)?;
 
     let health = Arc::new(ApiHealth::default());
-    let (slices, slice_stream) = reflect::<EndpointSlice>(
-        &client,
-        &opts.namespaces,
-        watcher::Config::default().labels(observe::SERVICE_NAME_LABEL),
-        &health,
-    );
-    let labelled = |sel: &Option<String>| match sel {
-        Some(sel) => watcher::Config::default().labels(sel),
-        None => watcher::Config::default(),
-    };
-    let (deployments, deploy_stream) = reflect::<Deployment>(
-        &client,
-        &opts.namespaces,
-        labelled(&opts.deployment_selector),
-        &health,
-    );
-    let (ingresses, ingress_stream) = reflect::<Ingress>(
-        &client,
-        &opts.namespaces,
-        labelled(&opts.ingress_selector),
-        &health,
-    );
-    let (autoscalers, autoscaler_stream) = reflect::<HorizontalPodAutoscaler>(
-        &client,
-        &opts.namespaces,
-        watcher::Config::default(),
-        &health,
-    );
-    // Nothing reconciles on an autoscaler change (the next reconcile sees it); the stream only
-    // keeps the cache.
-    tokio::spawn(autoscaler_stream.for_each(|_| async {}));
-    let stores = Stores {
-        slices: slices.clone(),
-        deployments: deployments.clone(),
-        ingresses: ingresses.clone(),
-        deployments_listed: Default::default(),
-        namespaces: Arc::new(opts.namespaces.clone()),
-        autoscalers: autoscalers.clone(),
-    };
-
+    let caches = start_caches(&client, &opts, &health);
     let readiness = Arc::new(http_server::Readiness::expecting(&CACHES));
-    let policies: Api<FailoverPolicy> = match opts.namespaces.as_slice() {
-        [one] => Api::namespaced(client.clone(), one),
-        _ => Api::all(client.clone()),
-    };
-    let mut wc = watcher::Config::default();
-    if let Some(sel) = &opts.policy_selector {
-        wc = wc.labels(sel);
-    }
-    // The policy reflector is ours (not `Controller::new`'s) so that its errors can be read: a
-    // missing CRD is said in the log, /readyz and a metric instead of waiting in silence.
-    let (pstore, pwriter) = reflector::store();
-    let crd = CrdPresence {
-        readiness: readiness.clone(),
-        metrics: metrics.clone(),
-        missing: AtomicBool::new(false),
-    };
-    let policy_stream = reflector::reflector(
-        pwriter,
-        watched(watcher(policies, wc), &health).inspect(move |r| crd.observe(r)),
-    )
-    .applied_objects();
-    let controller = Controller::for_stream(policy_stream, pstore.clone());
+    let controller = policy_controller(&client, &opts, &health, &readiness, &metrics);
+    let pstore = controller.store();
 
     let events = events::EventSink::new(
         client.clone(),
@@ -210,7 +149,7 @@ pub async fn run(
         prober: prober.clone(),
         events,
         metrics: metrics.clone(),
-        stores,
+        stores: caches.stores.clone(),
         leader: leader_rx.clone(),
         policies: pstore.clone(),
         clock,
@@ -221,71 +160,13 @@ pub async fn run(
     });
 
     let registry = Arc::new(registry);
-    let serving = match &opts.metrics_secure {
-        Some(tls) => http_server::Serving::Secure {
-            tls: tls.clone(),
-            client: client.clone(),
-        },
-        None => http_server::Serving::Plain,
-    };
-    let (addr, server) = http_server::serve(
-        opts.metrics_addr,
-        registry.clone(),
-        readiness.clone(),
-        serving,
-    )
-    .await?;
-    info!(%addr, "serving /metrics, /healthz and /readyz");
-    tokio::spawn(server);
+    let addr = serve_http(&client, &opts, &registry, &readiness).await?;
+    let (trigger_rx, all_rx) = spawn_followers(&opts, &ctx, facts, leader_rx, &health);
+    watch_readiness(&readiness, &opts, &caches.stores, &pstore);
 
-    // Probe facts: append to the policy's observation, then ask for its reconcile.
-    let (trigger_tx, trigger_rx) = mpsc::unbounded_channel::<ObjectRef<FailoverPolicy>>();
-    tokio::spawn(pump_facts(facts, ctx.clone(), trigger_tx.clone()));
-
-    // Leadership gained: reconcile everything (resuming from status). Lost: forget and stop
-    // probing, so a returning term starts from status like a restart.
-    let (all_tx, all_rx) = mpsc::unbounded_channel::<()>();
-    tokio::spawn(follow_leadership(
-        opts.leader_election,
-        leader_rx,
-        ctx.clone(),
-        all_tx.clone(),
-    ));
-    // The API answers again after failing: every write held by backoff is due now and every
-    // policy is reconciled, instead of waiting out backoff grown during the outage.
-    tokio::spawn(catch_up_after_outages(health.clone(), ctx.clone(), all_tx));
-
-    let namespaces = opts.namespaces.clone();
-    let in_scope = move |ns: Option<&str>| {
-        namespaces.is_empty() || ns.is_some_and(|n| namespaces.iter().any(|w| w == n))
-    };
-    let (s1, s2, s3) = (pstore.clone(), pstore.clone(), pstore.clone());
-    let (f1, f2, f3) = (in_scope.clone(), in_scope.clone(), in_scope.clone());
-
-    // Readiness: every cache has listed once. Each is awaited on its own, so /readyz can say
-    // which one is still missing; once listed, a cache stays ready across watch restarts.
-    readiness.watch("endpointslices", slices);
-    readiness.watch("deployments", deployments);
-    readiness.watch("ingresses", ingresses);
-    readiness.watch("horizontalpodautoscalers", autoscalers);
-    readiness.watch("failoverpolicies", pstore.clone());
-    // A Deployment absent from a synced, unfiltered cache does not exist: only then may the
-    // engine read a missing ingress controller as a down one. Asked of the readiness tracker
-    // rather than awaited on the store (a second waiter would steal the store's one waker).
-    if opts.deployment_selector.is_none() {
-        let (readiness, listed) = (readiness.clone(), ctx.stores.deployments_listed.clone());
-        tokio::spawn(async move {
-            while !readiness.is_synced("deployments") {
-                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-            }
-            listed.store(true, std::sync::atomic::Ordering::SeqCst);
-        });
-    }
-
-    let started_ctx = ctx.clone();
     if let Some(tx) = started {
         let _ = tx.send(Running {
-            ctx: started_ctx,
+            ctx: ctx.clone(),
             metrics_addr: addr,
             registry: registry.clone(),
         });
@@ -303,32 +184,7 @@ pub async fn run(
         })
     };
 
-    let controller = controller
-        .watches_stream(slice_stream, move |s: EndpointSlice| {
-            if !f1(s.metadata.namespace.as_deref()) {
-                return Vec::new();
-            }
-            let svc = s.labels().get(observe::SERVICE_NAME_LABEL).cloned();
-            policies_referencing(&s1, s.metadata.namespace.as_deref(), |p| {
-                svc.as_deref().is_some_and(|svc| references_service(p, svc))
-            })
-        })
-        .watches_stream(deploy_stream, move |d: Deployment| {
-            if !f2(d.metadata.namespace.as_deref()) {
-                return Vec::new();
-            }
-            let name = d.name_any();
-            let dns = d.metadata.namespace.clone().unwrap_or_default();
-            policies_referencing(&s2, None, |p| references_deployment(p, &dns, &name))
-        })
-        .watches_stream(ingress_stream, move |i: Ingress| {
-            if !f3(i.metadata.namespace.as_deref()) {
-                return Vec::new();
-            }
-            policies_referencing(&s3, i.metadata.namespace.as_deref(), |p| {
-                p.spec.ingress.is_some()
-            })
-        })
+    let controller = wire_triggers(controller, caches, &opts.namespaces, &pstore)
         .reconcile_on(tokio_stream(trigger_rx))
         .reconcile_all_on(tokio_stream(all_rx))
         .trigger_backoff(NoPause)
@@ -355,6 +211,225 @@ pub async fn run(
     // The election stops (and releases the Lease) within its own bound.
     let _ = tokio::time::timeout(Duration::from_secs(3), election_stopped).await;
     Ok(())
+}
+
+/// The objects a cache stream touched, boxed so the caches can travel together.
+type Touched<K> = futures::stream::BoxStream<'static, Result<K, watcher::Error>>;
+
+/// The caches reconciles read, and the streams that keep them (the Controller polls them and
+/// maps each touched object to the policies it concerns, see [`wire_triggers`]).
+struct Caches {
+    stores: Stores,
+    slices: Touched<EndpointSlice>,
+    deployments: Touched<Deployment>,
+    ingresses: Touched<Ingress>,
+}
+
+/// One reflector per kind the reconciles read, each with its own backoff.
+fn start_caches(client: &Client, opts: &Options, health: &Arc<ApiHealth>) -> Caches {
+    let (slices, slice_stream) = reflect::<EndpointSlice>(
+        client,
+        &opts.namespaces,
+        watcher::Config::default().labels(observe::SERVICE_NAME_LABEL),
+        health,
+    );
+    let labelled = |sel: &Option<String>| match sel {
+        Some(sel) => watcher::Config::default().labels(sel),
+        None => watcher::Config::default(),
+    };
+    let (deployments, deploy_stream) = reflect::<Deployment>(
+        client,
+        &opts.namespaces,
+        labelled(&opts.deployment_selector),
+        health,
+    );
+    let (ingresses, ingress_stream) = reflect::<Ingress>(
+        client,
+        &opts.namespaces,
+        labelled(&opts.ingress_selector),
+        health,
+    );
+    let (autoscalers, autoscaler_stream) = reflect::<HorizontalPodAutoscaler>(
+        client,
+        &opts.namespaces,
+        watcher::Config::default(),
+        health,
+    );
+    // Nothing reconciles on an autoscaler change (the next reconcile sees it); the stream only
+    // keeps the cache.
+    tokio::spawn(autoscaler_stream.for_each(|_| async {}));
+    Caches {
+        stores: Stores {
+            slices,
+            deployments,
+            ingresses,
+            deployments_listed: Default::default(),
+            namespaces: Arc::new(opts.namespaces.clone()),
+            autoscalers,
+        },
+        slices: slice_stream.boxed(),
+        deployments: deploy_stream.boxed(),
+        ingresses: ingress_stream.boxed(),
+    }
+}
+
+/// The Controller over the policies in scope. The policy reflector is ours (not
+/// `Controller::new`'s) so that its errors can be read: a missing CRD is said in the log,
+/// /readyz and a metric instead of waiting in silence.
+fn policy_controller(
+    client: &Client,
+    opts: &Options,
+    health: &Arc<ApiHealth>,
+    readiness: &Arc<http_server::Readiness>,
+    metrics: &metrics::Metrics,
+) -> Controller<FailoverPolicy> {
+    let policies: Api<FailoverPolicy> = match opts.namespaces.as_slice() {
+        [one] => Api::namespaced(client.clone(), one),
+        _ => Api::all(client.clone()),
+    };
+    let mut wc = watcher::Config::default();
+    if let Some(sel) = &opts.policy_selector {
+        wc = wc.labels(sel);
+    }
+    let (pstore, pwriter) = reflector::store();
+    let crd = CrdPresence {
+        readiness: readiness.clone(),
+        metrics: metrics.clone(),
+        missing: AtomicBool::new(false),
+    };
+    let policy_stream = reflector::reflector(
+        pwriter,
+        watched(watcher(policies, wc), health).inspect(move |r| crd.observe(r)),
+    )
+    .applied_objects();
+    Controller::for_stream(policy_stream, pstore)
+}
+
+/// `/metrics`, `/healthz` and `/readyz`, plain or secure; returns the bound address.
+async fn serve_http(
+    client: &Client,
+    opts: &Options,
+    registry: &Arc<Registry>,
+    readiness: &Arc<http_server::Readiness>,
+) -> anyhow::Result<SocketAddr> {
+    let serving = match &opts.metrics_secure {
+        Some(tls) => http_server::Serving::Secure {
+            tls: tls.clone(),
+            client: client.clone(),
+        },
+        None => http_server::Serving::Plain,
+    };
+    let (addr, server) = http_server::serve(
+        opts.metrics_addr,
+        registry.clone(),
+        readiness.clone(),
+        serving,
+    )
+    .await?;
+    info!(%addr, "serving /metrics, /healthz and /readyz");
+    tokio::spawn(server);
+    Ok(addr)
+}
+
+/// The tasks that feed the reconcile queue besides the caches: probe facts (one policy each),
+/// leadership changes and the API coming back after an outage (every policy). Returns the
+/// queue's two inputs.
+fn spawn_followers(
+    opts: &Options,
+    ctx: &Arc<Context>,
+    facts: mpsc::Receiver<Fact>,
+    leader_rx: tokio::sync::watch::Receiver<bool>,
+    health: &Arc<ApiHealth>,
+) -> (
+    mpsc::UnboundedReceiver<ObjectRef<FailoverPolicy>>,
+    mpsc::UnboundedReceiver<()>,
+) {
+    // Probe facts: append to the policy's observation, then ask for its reconcile.
+    let (trigger_tx, trigger_rx) = mpsc::unbounded_channel::<ObjectRef<FailoverPolicy>>();
+    tokio::spawn(pump_facts(facts, ctx.clone(), trigger_tx));
+
+    // Leadership gained: reconcile everything (resuming from status). Lost: forget and stop
+    // probing, so a returning term starts from status like a restart.
+    let (all_tx, all_rx) = mpsc::unbounded_channel::<()>();
+    tokio::spawn(follow_leadership(
+        opts.leader_election,
+        leader_rx,
+        ctx.clone(),
+        all_tx.clone(),
+    ));
+    // The API answers again after failing: every write held by backoff is due now and every
+    // policy is reconciled, instead of waiting out backoff grown during the outage.
+    tokio::spawn(catch_up_after_outages(health.clone(), ctx.clone(), all_tx));
+    (trigger_rx, all_rx)
+}
+
+/// Readiness: every cache has listed once. Each is awaited on its own, so /readyz can say which
+/// one is still missing; once listed, a cache stays ready across watch restarts.
+fn watch_readiness(
+    readiness: &Arc<http_server::Readiness>,
+    opts: &Options,
+    stores: &Stores,
+    pstore: &Store<FailoverPolicy>,
+) {
+    readiness.watch("endpointslices", stores.slices.clone());
+    readiness.watch("deployments", stores.deployments.clone());
+    readiness.watch("ingresses", stores.ingresses.clone());
+    readiness.watch("horizontalpodautoscalers", stores.autoscalers.clone());
+    readiness.watch("failoverpolicies", pstore.clone());
+    // A Deployment absent from a synced, unfiltered cache does not exist: only then may the
+    // engine read a missing ingress controller as a down one. Asked of the readiness tracker
+    // rather than awaited on the store (a second waiter would steal the store's one waker).
+    if opts.deployment_selector.is_none() {
+        let (readiness, listed) = (readiness.clone(), stores.deployments_listed.clone());
+        tokio::spawn(async move {
+            while !readiness.is_synced("deployments") {
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            listed.store(true, std::sync::atomic::Ordering::SeqCst);
+        });
+    }
+}
+
+/// Which policies a touched EndpointSlice, Deployment or Ingress concerns (in the watched
+/// namespaces only): those are reconciled.
+fn wire_triggers(
+    controller: Controller<FailoverPolicy>,
+    caches: Caches,
+    namespaces: &[String],
+    pstore: &Store<FailoverPolicy>,
+) -> Controller<FailoverPolicy> {
+    let namespaces = namespaces.to_vec();
+    let in_scope = move |ns: Option<&str>| {
+        namespaces.is_empty() || ns.is_some_and(|n| namespaces.iter().any(|w| w == n))
+    };
+    let (s1, s2, s3) = (pstore.clone(), pstore.clone(), pstore.clone());
+    let (f1, f2, f3) = (in_scope.clone(), in_scope.clone(), in_scope);
+    controller
+        .watches_stream(caches.slices, move |s: EndpointSlice| {
+            if !f1(s.metadata.namespace.as_deref()) {
+                return Vec::new();
+            }
+            let svc = s.labels().get(observe::SERVICE_NAME_LABEL).cloned();
+            policies_referencing(&s1, s.metadata.namespace.as_deref(), |p| {
+                svc.as_deref().is_some_and(|svc| references_service(p, svc))
+            })
+        })
+        .watches_stream(caches.deployments, move |d: Deployment| {
+            if !f2(d.metadata.namespace.as_deref()) {
+                return Vec::new();
+            }
+            let name = d.name_any();
+            let dns = d.metadata.namespace.clone().unwrap_or_default();
+            policies_referencing(&s2, None, |p| references_deployment(p, &dns, &name))
+        })
+        .watches_stream(caches.ingresses, move |i: Ingress| {
+            if !f3(i.metadata.namespace.as_deref()) {
+                return Vec::new();
+            }
+            policies_referencing(&s3, i.metadata.namespace.as_deref(), |p| {
+                p.spec.ingress.is_some()
+            })
+        })
 }
 
 /// Whether the API is failing, as the watches see it: a failing list or watch marks it down;
@@ -628,9 +703,7 @@ async fn pump_facts(
                 }),
             }
         }
-        if let Some((ns, name)) = fact.key.policy.split_once('/') {
-            let _ = trigger.send(ObjectRef::new(name).within(ns));
-        }
+        let _ = trigger.send(fact.key.policy.object_ref());
     }
 }
 
@@ -655,7 +728,7 @@ async fn follow_leadership(
                 ctx.prober.remove_policy(&key);
                 // A standby must not keep exporting what it last saw: its stale series would
                 // sit beside the new leader's and keep alerts firing after the fix.
-                ctx.metrics.forget(&std::sync::Arc::from(key.as_str()));
+                ctx.metrics.forget(&key);
             }
         }
         was = is;

@@ -44,10 +44,12 @@ impl EndpointTrust<'_> {
     /// The confinement verdict on an endpoint's host (an IP, or a name from a static address or
     /// an FQDN slice): names must be allow-listed, IPs obey the deny rules.
     fn judge(&self, host: &str) -> Result<(), crate::validation::Refusal> {
-        let host = host.trim_start_matches('[').trim_end_matches(']');
-        match host.parse::<std::net::IpAddr>() {
-            Ok(ip) => self.allowlist.judge_backend_ip(ip),
-            Err(_) => self.allowlist.judge_name(host),
+        use crate::validation::address::Host;
+        match Host::parse(host) {
+            Some(Host::Ip(ip)) => self.allowlist.judge_backend_ip(ip),
+            Some(Host::Name(name)) => self.allowlist.judge_name(&name),
+            // Not an address at all: no allowlist entry can name it.
+            None => self.allowlist.judge_name(host),
         }
     }
 }
@@ -152,8 +154,11 @@ pub fn static_endpoints(
     addresses
         .iter()
         .filter(|a| {
-            let host = a.0.rsplit_once(':').map_or(a.0.as_str(), |(h, _)| h);
-            match trust.judge(host) {
+            let verdict = match crate::validation::address::parse_host_port(&a.0) {
+                Ok((host, _)) => trust.judge(&host.to_string()),
+                Err(_) => trust.judge(&a.0),
+            };
+            match verdict {
                 Ok(()) => true,
                 Err(refusal) => {
                     problems.push(format!(

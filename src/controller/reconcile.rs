@@ -26,7 +26,7 @@ use super::report::{export_gauges, log_action, publish_events};
 use super::targets;
 use crate::api::{
     DeletionPolicy, FailoverPolicy, FailoverPolicySpec, FailoverPolicyStatus, IngressMode,
-    condition_types, reasons,
+    PolicyId, condition_types, reasons,
 };
 use crate::engine::report::{invalid_status, mark_invalid, render_status};
 use crate::engine::{
@@ -111,7 +111,7 @@ pub async fn reconcile(
             .reconcile_duration
             .observe(started.elapsed().as_secs_f64());
         if result.is_ok() {
-            ctx.record_success(&format!("{ns}/{name}"));
+            ctx.record_success(&PolicyId::new(&ns, &name));
         }
         result
     }
@@ -125,11 +125,7 @@ pub fn error_policy(
     error: &ReconcileError,
     ctx: Arc<Context>,
 ) -> Requeue {
-    let key = format!(
-        "{}/{}",
-        policy.namespace().unwrap_or_default(),
-        policy.name_any()
-    );
+    let key = PolicyId::of(&policy);
     let n = ctx.record_failure(&key);
     ctx.metrics
         .reconcile_errors
@@ -149,7 +145,7 @@ fn owner_ref(p: &FailoverPolicy) -> OwnerReference {
 
 async fn apply(policy: Arc<FailoverPolicy>, ctx: &Context) -> Result<Requeue, ReconcileError> {
     let ns = policy.namespace().unwrap_or_default();
-    let key = format!("{ns}/{}", policy.name_any());
+    let key = PolicyId::of(&policy);
     let clock = (ctx.clock)();
     let now = clock.wall;
     let generation = policy.metadata.generation;
@@ -524,7 +520,7 @@ async fn record_decision(
     if !lock(rt).ledger.due(Actuation::Status, clock.wall) {
         return false;
     }
-    let key = format!("{ns}/{}", policy.name_any());
+    let key = PolicyId::of(policy);
     match write_status(ctx, policy, &ns, &status).await {
         Ok(()) => {
             let mut r = lock(rt);
@@ -929,7 +925,6 @@ async fn scale_emergency(
     let dep = ctx.stores.deployment(ns, deployment);
     let have = observe::spec_replicas(dep.as_deref());
     let field = format!("spec.replicas of Deployment {ns}/{deployment}");
-    let written = lock(rt).emergency_replicas_written;
     lock(rt).ledger.expect(&field, &want.to_string());
     let autoscaler = observe::autoscaler_of(&ctx.stores.autoscalers.state(), ns, deployment);
     if let Some(hpa) = &autoscaler {
@@ -941,69 +936,76 @@ async fn scale_emergency(
             ),
         ));
     }
-    if have == Some(want) {
-        let mut r = lock(rt);
-        r.emergency_replicas_written = Some(want);
-        r.ledger.succeeded(Actuation::Scale);
-        return;
-    }
     let cached_rv = dep
         .as_deref()
         .and_then(|d| d.metadata.resource_version.clone());
-    if written == Some(want) && cached_rv.is_some() && lock(rt).emergency_written_over == cached_rv
-    {
-        return; // the cache has not caught up with our own write yet
-    }
-    // The operator wrote `want` before and the Deployment says otherwise: another writer.
-    let external = written == Some(want) && dep.is_some();
-    if external {
-        if autoscaler.is_some() {
+    let step = {
+        let r = lock(rt);
+        scale_step(&ScaleFacts {
+            have,
+            want,
+            exists: dep.is_some(),
+            cached_rv: cached_rv.as_deref(),
+            autoscaled: autoscaler.is_some(),
+            written: r.emergency_replicas_written,
+            written_over: r.emergency_written_over.as_deref(),
+        })
+    };
+    match step {
+        ScaleStep::InPlace => {
+            let mut r = lock(rt);
+            r.emergency_replicas_written = Some(want);
+            r.ledger.succeeded(Actuation::Scale);
             return;
         }
-        let managers = dep
-            .as_deref()
-            .map(|d| observe::other_managers(&d.metadata, &["f:spec", "f:replicas"], MANAGER))
-            .unwrap_or_default();
-        let manager = if managers.is_empty() {
-            "unknown".to_string()
-        } else {
-            managers.join(", ")
-        };
-        let verdict = lock(rt)
-            .ledger
-            .correction(&field, &want.to_string(), &manager);
-        match verdict {
-            Correction::Correct(n) => {
-                note(
-                    ctx,
-                    policy,
-                    Severity::Warning,
-                    reasons::OTHER_WRITER,
-                    "Correct",
-                    &format!(
-                        "{field} was changed to {} by field manager {manager:?}; setting it back to {want} (correction {n} of {MAX_CORRECTIONS})",
-                        have.map_or("?".to_string(), |h| h.to_string())
-                    ),
-                )
-                .await;
-            }
-            Correction::GiveUp { first } => {
-                if first {
+        ScaleStep::AwaitCache | ScaleStep::LeaveToAutoscaler => return,
+        ScaleStep::CorrectOtherWriter => {
+            let managers = dep
+                .as_deref()
+                .map(|d| observe::other_managers(&d.metadata, &["f:spec", "f:replicas"], MANAGER))
+                .unwrap_or_default();
+            let manager = if managers.is_empty() {
+                "unknown".to_string()
+            } else {
+                managers.join(", ")
+            };
+            let verdict = lock(rt)
+                .ledger
+                .correction(&field, &want.to_string(), &manager);
+            match verdict {
+                Correction::Correct(n) => {
                     note(
                         ctx,
                         policy,
                         Severity::Warning,
                         reasons::OTHER_WRITER,
-                        "StopCorrecting",
+                        "Correct",
                         &format!(
-                            "{field} keeps being changed by field manager {manager:?}; stopped correcting it after {MAX_CORRECTIONS} corrections"
+                            "{field} was changed to {} by field manager {manager:?}; setting it back to {want} (correction {n} of {MAX_CORRECTIONS})",
+                            have.map_or("?".to_string(), |h| h.to_string())
                         ),
                     )
                     .await;
                 }
-                return;
+                Correction::GiveUp { first } => {
+                    if first {
+                        note(
+                            ctx,
+                            policy,
+                            Severity::Warning,
+                            reasons::OTHER_WRITER,
+                            "StopCorrecting",
+                            &format!(
+                                "{field} keeps being changed by field manager {manager:?}; stopped correcting it after {MAX_CORRECTIONS} corrections"
+                            ),
+                        )
+                        .await;
+                    }
+                    return;
+                }
             }
         }
+        ScaleStep::Write => {}
     }
     if !lock(rt).ledger.due(Actuation::Scale, now) {
         return;
@@ -1021,6 +1023,61 @@ async fn scale_emergency(
     }
 }
 
+/// What the emergency Deployment's replica count is observed to be, and what this operator
+/// last wrote to it: all [`scale_step`] decides from.
+#[derive(Debug, Clone, Copy)]
+struct ScaleFacts<'a> {
+    /// `spec.replicas` in the cache (None: no Deployment, or no count).
+    have: Option<i32>,
+    /// What the engine wants.
+    want: i32,
+    exists: bool,
+    /// The cached Deployment's resourceVersion.
+    cached_rv: Option<&'a str>,
+    /// A HorizontalPodAutoscaler scales it.
+    autoscaled: bool,
+    /// The count this operator last wrote, and the resourceVersion it wrote over.
+    written: Option<i32>,
+    written_over: Option<&'a str>,
+}
+
+/// What [`scale_emergency`] does about the replica count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ScaleStep {
+    /// The Deployment already has the wanted count: nothing to write.
+    InPlace,
+    /// This operator wrote the count and the cache has not caught up with that write yet.
+    AwaitCache,
+    /// Another writer changed the count this operator wrote, and an autoscaler scales the
+    /// Deployment: the count is the autoscaler's between decisions.
+    LeaveToAutoscaler,
+    /// Another writer changed the count this operator wrote: set it back, within the ledger's
+    /// limit of corrections.
+    CorrectOtherWriter,
+    /// Write the wanted count (when the ledger's backoff allows).
+    Write,
+}
+
+/// The pure part of [`scale_emergency`]: from what is observed and remembered, what to do.
+fn scale_step(f: &ScaleFacts<'_>) -> ScaleStep {
+    if f.have == Some(f.want) {
+        return ScaleStep::InPlace;
+    }
+    let ours = f.written == Some(f.want);
+    if ours && f.cached_rv.is_some() && f.written_over == f.cached_rv {
+        return ScaleStep::AwaitCache;
+    }
+    // The operator wrote `want` before and the Deployment says otherwise: another writer.
+    if ours && f.exists {
+        return if f.autoscaled {
+            ScaleStep::LeaveToAutoscaler
+        } else {
+            ScaleStep::CorrectOtherWriter
+        };
+    }
+    ScaleStep::Write
+}
+
 /// A failed write: ledger (backoff), metric, log and — when it is news — an Event.
 async fn failed(
     ctx: &Context,
@@ -1030,11 +1087,7 @@ async fn failed(
     e: &ActuateError,
     now: i64,
 ) {
-    let key = format!(
-        "{}/{}",
-        policy.namespace().unwrap_or_default(),
-        policy.name_any()
-    );
+    let key = PolicyId::of(policy);
     let news = lock(rt)
         .ledger
         .failed(what, e.object().to_string(), e.cause(), now);
@@ -1123,7 +1176,7 @@ async fn write_status(
     )
     .await
     .map_err(|source| ReconcileError::Status {
-        policy: format!("{ns}/{}", policy.name_any()),
+        policy: PolicyId::of(policy).to_string(),
         source,
     })?;
     ctx.metrics.write("failoverpolicies/status");
@@ -1149,7 +1202,7 @@ async fn hold_invalid(
     now: i64,
 ) -> Result<Requeue, ReconcileError> {
     let ns = policy.namespace().unwrap_or_default();
-    let key = format!("{ns}/{}", policy.name_any());
+    let key = PolicyId::of(policy);
     let status = {
         let mut guard = lock(&rt);
         let r = &mut *guard;
@@ -1183,8 +1236,7 @@ async fn hold_invalid(
     let dry_run = lock(&rt).cfg.dry_run;
     publish_events(ctx, policy, &rt, dry_run, &InEffect::default()).await;
     lock(&rt).last_status = Some(status);
-    ctx.metrics
-        .set_phase(&Arc::from(key.as_str()), crate::api::Phase::Invalid);
+    ctx.metrics.set_phase(&key, crate::api::Phase::Invalid);
     Ok(Requeue::await_change())
 }
 
@@ -1194,7 +1246,7 @@ async fn hold_invalid(
 async fn refuse(
     policy: &FailoverPolicy,
     ctx: &Context,
-    key: &str,
+    key: &PolicyId,
     message: &str,
     now: i64,
 ) -> Result<Requeue, ReconcileError> {
@@ -1223,8 +1275,7 @@ async fn refuse(
         )
         .await;
     }
-    ctx.metrics
-        .set_phase(&Arc::from(key), crate::api::Phase::Invalid);
+    ctx.metrics.set_phase(key, crate::api::Phase::Invalid);
     Ok(Requeue::await_change())
 }
 
@@ -1236,7 +1287,7 @@ async fn refuse(
 /// leaves an Ingress routing to a Service with no endpoints while primary backends exist.
 async fn cleanup(policy: Arc<FailoverPolicy>, ctx: &Context) -> Result<Requeue, ReconcileError> {
     let ns = policy.namespace().unwrap_or_default();
-    let key = format!("{ns}/{}", policy.name_any());
+    let key = PolicyId::of(&policy);
     let spec = &policy.spec;
     if spec.deletion_policy == DeletionPolicy::Restore && !spec.dry_run {
         let owner = owner_ref(&policy);
@@ -1289,6 +1340,104 @@ async fn cleanup(policy: Arc<FailoverPolicy>, ctx: &Context) -> Result<Requeue, 
     }
     ctx.remove_runtime(&key);
     ctx.prober.remove_policy(&key);
-    ctx.metrics.forget(&Arc::from(key.as_str()));
+    ctx.metrics.forget(&key);
     Ok(Requeue::await_change())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The emergency scale as a table: what is observed and remembered → what is done.
+    #[test]
+    fn scale_steps() {
+        use ScaleStep::*;
+        let base = ScaleFacts {
+            have: Some(0),
+            want: 3,
+            exists: true,
+            cached_rv: Some("7"),
+            autoscaled: false,
+            written: None,
+            written_over: None,
+        };
+        let cases = [
+            (
+                "already there",
+                ScaleFacts {
+                    have: Some(3),
+                    ..base
+                },
+                InPlace,
+            ),
+            (
+                "already there, autoscaled",
+                ScaleFacts {
+                    have: Some(3),
+                    autoscaled: true,
+                    ..base
+                },
+                InPlace,
+            ),
+            ("a new decision", base, Write),
+            (
+                "a new decision, autoscaled",
+                ScaleFacts {
+                    autoscaled: true,
+                    ..base
+                },
+                Write,
+            ),
+            (
+                "a different earlier write",
+                ScaleFacts {
+                    written: Some(1),
+                    ..base
+                },
+                Write,
+            ),
+            (
+                "no Deployment yet",
+                ScaleFacts {
+                    exists: false,
+                    have: None,
+                    cached_rv: None,
+                    written: Some(3),
+                    ..base
+                },
+                Write,
+            ),
+            (
+                "our write, cache behind",
+                ScaleFacts {
+                    written: Some(3),
+                    written_over: Some("7"),
+                    ..base
+                },
+                AwaitCache,
+            ),
+            (
+                "our write, changed since",
+                ScaleFacts {
+                    written: Some(3),
+                    written_over: Some("5"),
+                    ..base
+                },
+                CorrectOtherWriter,
+            ),
+            (
+                "our write, changed by the autoscaler",
+                ScaleFacts {
+                    written: Some(3),
+                    written_over: Some("5"),
+                    autoscaled: true,
+                    ..base
+                },
+                LeaveToAutoscaler,
+            ),
+        ];
+        for (what, facts, step) in cases {
+            assert_eq!(scale_step(&facts), step, "{what}");
+        }
+    }
 }

@@ -1,8 +1,6 @@
 //! What a reconcile tells the outside world besides status: Events (only for what was decided
 //! and, when not dry-run, written), log lines and the per-policy gauges.
 
-use std::sync::Arc;
-
 use kube::Resource;
 use tracing::{info, warn};
 
@@ -187,12 +185,11 @@ fn describe(a: &Action) -> String {
     }
 }
 
-pub(crate) fn export_gauges(ctx: &Context, key: &str, rt: &std::sync::Mutex<PolicyRuntime>) {
+pub(crate) fn export_gauges(ctx: &Context, key: &PolicyId, rt: &std::sync::Mutex<PolicyRuntime>) {
     let r = lock(rt);
-    let policy: Arc<str> = Arc::from(key);
     let m = &ctx.metrics;
-    let id = PolicyId::from_key(key);
-    m.set_phase(&policy, r.state.phase);
+    let id = key.clone();
+    m.set_phase(key, r.state.phase);
     // Error counters exist from the first reconcile, at zero: a rate() over them works before
     // the first failure, and an alert can tell "no failures" from "no data".
     m.touch_write_failures(key);

@@ -2,15 +2,13 @@
 //! primary load balancer's health URL.
 
 use std::net::IpAddr;
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::api::{FailoverPolicySpec, HttpMethod, StatusRange};
 use crate::engine::{EndpointFact, Pool};
-use crate::probe::{
-    CheckKind, CheckSpec, ConfigError, Host, HttpCheck, StatusRanges, Target, Tier,
-};
+use crate::probe::{CheckKind, CheckSpec, ConfigError, HttpCheck, StatusRanges, Target, Tier};
+use crate::validation::address::{HealthUrl, Host, parse_health_url, parse_host_port};
 
 /// Endpoint key the prober reports for the load balancer's health URL.
 pub const LB_ENDPOINT: &str = "health-url";
@@ -77,10 +75,7 @@ pub fn targets(
     let mut out = Vec::with_capacity(endpoints.len() + 1);
     let mut own = Vec::with_capacity(endpoints.len());
     for ep in endpoints {
-        let Some((host, port)) = ep.address.rsplit_once(':') else {
-            continue;
-        };
-        let (Ok(host), Ok(port)) = (Host::from_str(host), port.parse::<u16>()) else {
+        let Ok((host, port)) = parse_host_port(&ep.address) else {
             continue;
         };
         if let Host::Ip(ip) = host {
@@ -131,14 +126,10 @@ fn lb_target(
     endpoint: &str,
     url: &str,
 ) -> Result<Target, ConfigError> {
-    let uri: http::Uri = url
-        .parse()
-        .map_err(|_| ConfigError::BadPath(url.to_string()))?;
-    let host = Host::from_str(uri.host().unwrap_or_default())?;
-    let port = uri.port_u16().unwrap_or(80);
-    let path = uri.path_and_query().map_or("/", |p| p.as_str());
+    let HealthUrl { host, port, path } =
+        parse_health_url(url).map_err(|_| ConfigError::BadPath(url.to_string()))?;
     let mut check = CheckSpec::new(CheckKind::Http(
-        HttpCheck::get(path)?.with_status(ranges(&health.expected_statuses)?),
+        HttpCheck::get(&path)?.with_status(ranges(&health.expected_statuses)?),
     ));
     let p = &spec.probe;
     check.interval = Duration::from_secs(u64::from(p.interval_seconds.max(1)));

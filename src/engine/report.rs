@@ -237,7 +237,28 @@ fn conditions(
             last_transition_time: last,
         }
     };
-    let (ready_reason, ready_msg) = if cfg.dry_run {
+    [
+        (ct::READY, ready_verdict(cfg)),
+        (ct::DEGRADED, degraded_verdict(state)),
+        (ct::FAILOVER_ACTIVE, failover_verdict(cfg, state, now)),
+        (ct::EMERGENCY_ACTIVE, emergency_verdict(cfg, state)),
+        (ct::FROZEN, frozen_verdict(cfg, state, now)),
+    ]
+    .into_iter()
+    .map(|(type_, v)| make(type_, v.on, v.reason, v.message))
+    .collect()
+}
+
+/// What one condition says: whether it holds, why (a constant of [`reasons`]) and in words.
+struct Verdict {
+    on: bool,
+    reason: &'static str,
+    message: String,
+}
+
+/// `Ready`: the policy is enforced (or rehearsed in dry-run).
+fn ready_verdict(cfg: &EngineConfig) -> Verdict {
+    let (reason, message) = if cfg.dry_run {
         (
             reasons::DRY_RUN,
             "deciding and reporting only; no managed object is changed".to_string(),
@@ -245,8 +266,17 @@ fn conditions(
     } else {
         (reasons::RECONCILED, "policy is enforced".to_string())
     };
+    Verdict {
+        on: true,
+        reason,
+        message,
+    }
+}
+
+/// `Degraded`: some primary backend fails its checks, or fail-open panics.
+fn degraded_verdict(state: &PolicyState) -> Verdict {
     let degraded = state.panic || state.primary_healthy < state.primary_total;
-    let (deg_reason, deg_msg) = if state.panic {
+    let (reason, message) = if state.panic {
         (
             reasons::PANIC_FAIL_OPEN,
             "no backend passes its checks; fail-open publishes all of them".to_string(),
@@ -265,8 +295,17 @@ fn conditions(
             "all primary backends healthy".to_string(),
         )
     };
+    Verdict {
+        on: degraded,
+        reason,
+        message,
+    }
+}
+
+/// `FailoverActive`: traffic is not (all) on the primary ingress class.
+fn failover_verdict(cfg: &EngineConfig, state: &PolicyState, now: Millis) -> Verdict {
     let failover = !matches!(state.ingress, IngressPhase::Primary);
-    let (fo_reason, fo_msg) = match state.ingress {
+    let (reason, message) = match state.ingress {
         IngressPhase::Primary if !state.lb_serving && !state.backup_serving => (
             reasons::BOTH_TIERS_DOWN,
             "primary and backup load balancers are both judged down: traffic stays on the primary class"
@@ -303,8 +342,17 @@ fn conditions(
             ),
         ),
     };
+    Verdict {
+        on: failover,
+        reason,
+        message,
+    }
+}
+
+/// `EmergencyActive`: emergency capacity is awake (or cooling down).
+fn emergency_verdict(cfg: &EngineConfig, state: &PolicyState) -> Verdict {
     let em_active = !matches!(state.emergency, EmergencyPhase::Standby);
-    let (em_reason, em_msg) = match state.emergency {
+    let (reason, message) = match state.emergency {
         EmergencyPhase::Standby => (
             reasons::INACTIVE,
             "emergency capacity at standby".to_string(),
@@ -322,11 +370,20 @@ fn conditions(
             "primary recovered; emergency capacity scales down after the cooldown".to_string(),
         ),
     };
+    Verdict {
+        on: em_active,
+        reason,
+        message,
+    }
+}
+
+/// `Frozen`: a flap budget is exhausted, or an override freezes the policy.
+fn frozen_verdict(cfg: &EngineConfig, state: &PolicyState, now: Millis) -> Verdict {
     let freeze_override = cfg
         .override_at(now)
         .is_some_and(|o| o.mode == crate::api::OverrideMode::Freeze);
     let frozen = state.frozen() || freeze_override;
-    let (fr_reason, fr_msg) = if state.frozen() {
+    let (reason, message) = if state.frozen() {
         let tiers: Vec<String> = Tier::ALL
             .into_iter()
             .filter_map(|tier| {
@@ -359,13 +416,11 @@ fn conditions(
             "automatic decisions active".to_string(),
         )
     };
-    vec![
-        make(ct::READY, true, ready_reason, ready_msg),
-        make(ct::DEGRADED, degraded, deg_reason, deg_msg),
-        make(ct::FAILOVER_ACTIVE, failover, fo_reason, fo_msg),
-        make(ct::EMERGENCY_ACTIVE, em_active, em_reason, em_msg),
-        make(ct::FROZEN, frozen, fr_reason, fr_msg),
-    ]
+    Verdict {
+        on: frozen,
+        reason,
+        message,
+    }
 }
 
 /// A policy that was valid before and whose new generation is not: the status keeps every

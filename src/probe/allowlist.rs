@@ -2,10 +2,13 @@
 //!
 //! The rules are [`crate::validation::confine`]'s (one copy for `check`, `simulate`, the
 //! controller and the prober); this module only says which of them applies to a target. A
-//! policy's own endpoint addresses (which the controller derives from trusted EndpointSlices and
-//! validated static addresses, so a user cannot widen them) need no allowlist entry but still
-//! obey the deny rules; any other address (a health URL's) needs an entry; a name needs an entry
-//! before it is resolved, and every address it resolves to obeys the deny rules.
+//! policy's own endpoint addresses need no allowlist entry but still obey the deny rules: the
+//! IPs of its trusted EndpointSlices (those Kubernetes' EndpointSlice controller manages, unless
+//! the operator runs with `--trust-unmanaged-endpointslices`) and the IPs of its static
+//! addresses, which the policy's author writes freely, so it is the deny rules, not the
+//! allowlist, that keep these from the operator's own pod, the node and the API server. Any
+//! other address (a health URL's) needs an entry; a name needs an entry before it is resolved,
+//! and every address it resolves to obeys the deny rules.
 
 use std::collections::HashSet;
 use std::net::IpAddr;

@@ -8,7 +8,6 @@
 use http::Method;
 use http::uri::PathAndQuery;
 use std::fmt;
-use std::net::IpAddr;
 use std::ops::RangeInclusive;
 use std::str::FromStr;
 use std::time::Duration;
@@ -31,8 +30,6 @@ pub enum ConfigError {
     ZeroTimeout,
     #[error("jitter must be within 0.0..=0.5, got {0}")]
     BadJitter(f64),
-    #[error("address: {0:?} is neither an IP address nor a host name")]
-    BadHost(String),
     #[error("targets: {0} appears more than once")]
     DuplicateTarget(String),
 }
@@ -215,42 +212,9 @@ impl CheckSpec {
     }
 }
 
-/// Where a target lives: an IP (endpoints, static addresses) or a DNS name (an LB health URL).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum Host {
-    Ip(IpAddr),
-    /// Lower-cased, without trailing dot, so allowlist comparison is exact.
-    Name(String),
-}
-
-impl FromStr for Host {
-    type Err = ConfigError;
-
-    fn from_str(s: &str) -> Result<Self, ConfigError> {
-        let trimmed = s.trim_start_matches('[').trim_end_matches(']');
-        if let Ok(ip) = trimmed.parse::<IpAddr>() {
-            return Ok(Host::Ip(ip));
-        }
-        let name = s.trim_end_matches('.').to_ascii_lowercase();
-        // The one host-name rule, shared with validation and the allowlist.
-        let valid = crate::validation::confine::is_hostname(&name);
-        if valid {
-            Ok(Host::Name(name))
-        } else {
-            Err(ConfigError::BadHost(s.to_string()))
-        }
-    }
-}
-
-impl fmt::Display for Host {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Host::Ip(IpAddr::V6(ip)) => write!(f, "[{ip}]"),
-            Host::Ip(ip) => write!(f, "{ip}"),
-            Host::Name(n) => f.write_str(n),
-        }
-    }
-}
+/// Where a target lives: an IP (endpoints, static addresses) or a DNS name (an LB health URL),
+/// parsed by the one address rule of [`crate::validation::address`].
+pub use crate::validation::address::Host;
 
 #[cfg(test)]
 mod tests {
@@ -266,24 +230,6 @@ mod tests {
         assert!("399-200".parse::<StatusRanges>().is_err());
         assert!("abc".parse::<StatusRanges>().is_err());
         assert!("42".parse::<StatusRanges>().is_err());
-    }
-
-    #[test]
-    fn hosts_parse() {
-        assert_eq!(
-            "10.0.1.5".parse::<Host>().unwrap(),
-            Host::Ip([10, 0, 1, 5].into())
-        );
-        assert_eq!(
-            "[::1]".parse::<Host>().unwrap(),
-            Host::Ip(std::net::Ipv6Addr::LOCALHOST.into())
-        );
-        assert_eq!(
-            "LB.Example.com.".parse::<Host>().unwrap(),
-            Host::Name("lb.example.com".into())
-        );
-        assert!("bad host".parse::<Host>().is_err());
-        assert!("-x.com".parse::<Host>().is_err());
     }
 
     #[test]

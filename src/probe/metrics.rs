@@ -13,26 +13,9 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
-use std::sync::Arc;
 use std::time::Duration;
 
-/// A policy as metric labels: `namespace` and `name`, never one combined label.
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct PolicyId {
-    pub namespace: Arc<str>,
-    pub name: Arc<str>,
-}
-
-impl PolicyId {
-    /// From the `namespace/name` key the controller and the prober use.
-    pub fn from_key(key: &str) -> Self {
-        let (namespace, name) = key.split_once('/').unwrap_or(("", key));
-        PolicyId {
-            namespace: Arc::from(namespace),
-            name: Arc::from(name),
-        }
-    }
-}
+pub use crate::api::PolicyId;
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ResultLabels {
@@ -113,10 +96,10 @@ impl ProbeMetrics {
 
     /// Handles for one target's series, created once when the target starts. All result kinds
     /// are created up front so dashboards see zeros rather than missing series.
-    pub(crate) fn for_target(&self, policy: &Arc<str>, tier: Tier) -> TargetMetrics {
+    pub(crate) fn for_target(&self, policy: &PolicyId, tier: Tier) -> TargetMetrics {
         let counter = |result: &'static str| {
             self.checks.get_or_create_owned(&ResultLabels {
-                policy: PolicyId::from_key(policy),
+                policy: policy.clone(),
                 tier: tier.as_str(),
                 result,
             })
@@ -126,7 +109,7 @@ impl ProbeMetrics {
         TargetMetrics {
             by_result: by_result.into_boxed_slice(),
             latency: self.latency.get_or_create_owned(&TierLabels {
-                policy: PolicyId::from_key(policy),
+                policy: policy.clone(),
                 tier: tier.as_str(),
             }),
             lag: self.lag.clone(),
@@ -134,27 +117,27 @@ impl ProbeMetrics {
     }
 
     /// Gives every family a series of `policy` (for the generated metrics reference).
-    pub fn sample(&self, policy: &str) {
-        let _ = self.for_target(&Arc::from(policy), Tier::Primary);
+    pub fn sample(&self, policy: &PolicyId) {
+        let _ = self.for_target(policy, Tier::Primary);
         let _ = self.checks.get_or_create(&ResultLabels {
-            policy: PolicyId::from_key(policy),
+            policy: policy.clone(),
             tier: Tier::Primary.as_str(),
             result: "healthy",
         });
     }
 
     /// Drops a removed policy's series so a deleted policy does not linger in /metrics.
-    pub(crate) fn forget_policy(&self, policy: &Arc<str>) {
+    pub(crate) fn forget_policy(&self, policy: &PolicyId) {
         for tier in Tier::ALL {
             self.latency.remove(&TierLabels {
-                policy: PolicyId::from_key(policy),
+                policy: policy.clone(),
                 tier: tier.as_str(),
             });
             let results =
                 std::iter::once("healthy").chain(FailureKind::ALL.iter().map(|k| k.as_str()));
             for result in results {
                 self.checks.remove(&ResultLabels {
-                    policy: PolicyId::from_key(policy),
+                    policy: policy.clone(),
                     tier: tier.as_str(),
                     result,
                 });
@@ -199,7 +182,7 @@ mod tests {
         let m = ProbeMetrics::new();
         let mut reg = Registry::default();
         m.register(&mut reg);
-        let policy: Arc<str> = Arc::from("shop/web");
+        let policy = PolicyId::new("shop", "web");
         let t = m.for_target(&policy, Tier::Primary);
         t.record(
             &CheckOutcome::Healthy,

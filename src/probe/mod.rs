@@ -29,7 +29,8 @@
 //!     port: 8080,
 //!     spec: Arc::new(spec),
 //! };
-//! prober.set_targets("shop/web", ["10.0.1.5".parse()?], vec![target])?;
+//! let policy = ingress_failover::api::PolicyId::new("shop", "web");
+//! prober.set_targets(&policy, ["10.0.1.5".parse()?], vec![target])?;
 //! while let Some(fact) = facts.recv().await {
 //!     // hand the fact to the decision engine
 //! #   drop(fact);
@@ -55,6 +56,7 @@ pub use config::{CheckKind, CheckSpec, ConfigError, Host, HttpCheck, StatusRange
 pub use metrics::ProbeMetrics;
 pub use outcome::MAX_MESSAGE;
 
+use crate::api::PolicyId;
 use crate::health::CheckOutcome;
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
@@ -91,12 +93,11 @@ impl Tier {
     }
 }
 
-/// Identifies a target in facts. `Arc<str>` so each fact costs reference-count bumps, not
+/// Identifies a target in facts. Shared strings so each fact costs reference-count bumps, not
 /// string copies.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct TargetKey {
-    /// `namespace/name` of the policy.
-    pub policy: Arc<str>,
+    pub policy: PolicyId,
     pub tier: Tier,
     /// Chosen by the controller (e.g. `10.0.1.5:8080` or a pod name); unique within a tier.
     pub endpoint: Arc<str>,
@@ -176,7 +177,7 @@ struct PolicyTargets {
 
 struct Registry {
     allowlist: Arc<Allowlist>,
-    policies: HashMap<Arc<str>, PolicyTargets>,
+    policies: HashMap<PolicyId, PolicyTargets>,
 }
 
 /// How a [`Prober::set_targets`] call changed the running set.
@@ -265,7 +266,7 @@ impl Prober {
     /// Validates everything first: on error nothing changes.
     pub fn set_targets(
         &self,
-        policy: &str,
+        policy: &PolicyId,
         own_addresses: impl IntoIterator<Item = IpAddr>,
         targets: Vec<Target>,
     ) -> Result<TargetDiff, ConfigError> {
@@ -301,10 +302,7 @@ impl Prober {
         }
 
         let operator = reg.allowlist.clone();
-        let policy_key: Arc<str> = match reg.policies.get_key_value(policy) {
-            Some((k, _)) => k.clone(),
-            None => Arc::from(policy),
-        };
+        let policy_key = policy.clone();
         let entry = reg
             .policies
             .entry(policy_key.clone())
@@ -357,7 +355,7 @@ impl Prober {
     }
 
     /// Stops every target of a policy.
-    pub fn remove_policy(&self, policy: &str) -> TargetDiff {
+    pub fn remove_policy(&self, policy: &PolicyId) -> TargetDiff {
         self.set_targets(policy, [], Vec::new()).unwrap_or_default()
     }
 

@@ -208,7 +208,7 @@ fn message_of(f: &Fact) -> &str {
 async fn first_fact(spec: Arc<CheckSpec>, addr: SocketAddr, bound: Duration) -> Fact {
     let (p, mut rx) = prober();
     let started = Instant::now();
-    p.set_targets("ns/p", [], vec![target("t", addr, spec)])
+    p.set_targets(&PolicyId::new("ns", "p"), [], vec![target("t", addr, spec)])
         .unwrap();
     let f = next_fact(&mut rx, bound + MARGIN).await;
     assert!(
@@ -229,7 +229,7 @@ async fn healthy_target_reports_healthy() {
     )
     .await;
     assert_eq!(f.outcome, CheckOutcome::Healthy);
-    assert_eq!(&*f.key.policy, "ns/p");
+    assert_eq!(f.key.policy.to_string(), "ns/p");
     assert_eq!(f.key.tier, Tier::Primary);
     assert_eq!(&*f.key.endpoint, "t");
     assert!(f.latency < Duration::from_millis(500));
@@ -355,7 +355,7 @@ async fn huge_body_is_read_only_up_to_the_limit() {
     // connection rather than drained.
     let (p, mut rx) = prober();
     p.set_targets(
-        "ns/p",
+        &PolicyId::new("ns", "p"),
         [],
         vec![target("t", s.addr, spec(http_get(), 100, 2000))],
     )
@@ -398,7 +398,7 @@ async fn keep_alive_connection_is_reused() {
     let s = serve(Behaviour::Status(200)).await;
     let (p, mut rx) = prober();
     p.set_targets(
-        "ns/p",
+        &PolicyId::new("ns", "p"),
         [],
         vec![target("t", s.addr, spec(http_get(), 100, 1000))],
     )
@@ -416,7 +416,7 @@ async fn idle_close_by_target_is_not_a_failure() {
     let s = serve(Behaviour::CloseAfterResponse).await;
     let (p, mut rx) = prober();
     p.set_targets(
-        "ns/p",
+        &PolicyId::new("ns", "p"),
         [],
         vec![target("t", s.addr, spec(http_get(), 100, 1000))],
     )
@@ -438,7 +438,7 @@ async fn local_socket_error_is_other() {
         Allowlist::parse(["224.0.0.0/4"]).unwrap(),
     );
     p.set_targets(
-        "ns/p",
+        &PolicyId::new("ns", "p"),
         [],
         vec![target("m", addr, spec(http_get(), 200, 1000))],
     )
@@ -472,7 +472,8 @@ async fn disallowed_target_is_never_contacted() {
         target("http", s.addr, spec(http_get(), 100, 1000)),
         target("tcp", s.addr, spec(CheckKind::Tcp, 100, 1000)),
     ];
-    p.set_targets("ns/p", [], targets.clone()).unwrap();
+    p.set_targets(&PolicyId::new("ns", "p"), [], targets.clone())
+        .unwrap();
     for _ in 0..6 {
         let f = next_fact(&mut rx, Duration::from_millis(100) + MARGIN).await;
         assert_eq!(kind_of(&f), Some(FailureKind::Disallowed), "{f:?}");
@@ -485,7 +486,7 @@ async fn disallowed_target_is_never_contacted() {
 
     // A policy's own endpoint address (an EndpointSlice's, a static one) obeys the deny rules
     // too: being listed in a slice does not make loopback probe-able...
-    p.set_targets("ns/p", [s.addr.ip()], targets.clone())
+    p.set_targets(&PolicyId::new("ns", "p"), [s.addr.ip()], targets.clone())
         .unwrap();
     for _ in 0..4 {
         let f = next_fact(&mut rx, Duration::from_millis(100) + MARGIN).await;
@@ -495,7 +496,8 @@ async fn disallowed_target_is_never_contacted() {
 
     // ...unless the allowlist names it.
     p.set_allowlist(Allowlist::parse(["127.0.0.1"]).unwrap());
-    p.set_targets("ns/p", [s.addr.ip()], targets).unwrap();
+    p.set_targets(&PolicyId::new("ns", "p"), [s.addr.ip()], targets)
+        .unwrap();
     let mut healthy = 0;
     while healthy < 2 {
         let f = next_fact(&mut rx, Duration::from_millis(100) + MARGIN).await;
@@ -506,15 +508,17 @@ async fn disallowed_target_is_never_contacted() {
     assert!(s.accepts.load(Ordering::SeqCst) >= 1);
 
     // ...and a name must be listed: an unlisted one resolving to loopback is refused.
-    p.set_targets("ns/p", [], Vec::new()).unwrap();
+    p.set_targets(&PolicyId::new("ns", "p"), [], Vec::new())
+        .unwrap();
     while rx.try_recv().is_ok() {}
     let before = s.accepts.load(Ordering::SeqCst);
     let mut t = target("name", s.addr, spec(http_get(), 100, 1000));
     t.host = Host::Name("localhost".into());
-    p.set_targets("ns/q", [], vec![t]).unwrap();
+    p.set_targets(&PolicyId::new("ns", "q"), [], vec![t])
+        .unwrap();
     let f = loop {
         let f = next_fact(&mut rx, Duration::from_millis(100) + MARGIN).await;
-        if &*f.key.policy == "ns/q" {
+        if f.key.policy == PolicyId::new("ns", "q") {
             break f;
         }
     };
@@ -616,7 +620,7 @@ async fn allowlist_change_applies_to_open_connections() {
     let s = serve(Behaviour::Status(200)).await;
     let (p, mut rx) = prober();
     p.set_targets(
-        "ns/p",
+        &PolicyId::new("ns", "p"),
         [],
         vec![target("t", s.addr, spec(http_get(), 100, 1000))],
     )
@@ -650,7 +654,8 @@ async fn hanging_target_does_not_delay_others() {
             spec(http_get(), 100, 3000),
         ));
     }
-    p.set_targets("ns/p", [], targets).unwrap();
+    p.set_targets(&PolicyId::new("ns", "p"), [], targets)
+        .unwrap();
     let started = Instant::now();
     let mut healthy = 0;
     while started.elapsed() < Duration::from_millis(1500) {
@@ -691,7 +696,7 @@ async fn set_targets_keeps_unchanged_and_stops_removed() {
     let tb = target("b", b.addr, sp.clone());
     let tc = target("c", c.addr, sp.clone());
     let d = p
-        .set_targets("ns/p", [], vec![ta.clone(), tb.clone()])
+        .set_targets(&PolicyId::new("ns", "p"), [], vec![ta.clone(), tb.clone()])
         .unwrap();
     assert_eq!(
         d,
@@ -704,7 +709,7 @@ async fn set_targets_keeps_unchanged_and_stops_removed() {
     assert_eq!(a.accepts.load(Ordering::SeqCst), 1);
 
     let d = p
-        .set_targets("ns/p", [], vec![ta.clone(), tc.clone()])
+        .set_targets(&PolicyId::new("ns", "p"), [], vec![ta.clone(), tc.clone()])
         .unwrap();
     assert_eq!(
         d,
@@ -728,7 +733,9 @@ async fn set_targets_keeps_unchanged_and_stops_removed() {
     // A changed spec restarts that target only; duplicates are refused without changes.
     let mut ta2 = ta.clone();
     ta2.spec = spec(http_get(), 200, 1000);
-    let d = p.set_targets("ns/p", [], vec![ta2, tc.clone()]).unwrap();
+    let d = p
+        .set_targets(&PolicyId::new("ns", "p"), [], vec![ta2, tc.clone()])
+        .unwrap();
     assert_eq!(
         d,
         TargetDiff {
@@ -739,11 +746,11 @@ async fn set_targets_keeps_unchanged_and_stops_removed() {
         }
     );
     assert!(matches!(
-        p.set_targets("ns/p", [], vec![tc.clone(), tc.clone()]),
+        p.set_targets(&PolicyId::new("ns", "p"), [], vec![tc.clone(), tc.clone()]),
         Err(ConfigError::DuplicateTarget(_))
     ));
     assert_eq!(p.target_count(), 2);
-    assert_eq!(p.remove_policy("ns/p").stopped, 2);
+    assert_eq!(p.remove_policy(&PolicyId::new("ns", "p")).stopped, 2);
     assert_eq!(p.target_count(), 0);
 }
 
@@ -758,7 +765,7 @@ async fn slow_consumer_pauses_probing_without_losing_facts() {
         Allowlist::parse(["127.0.0.1"]).unwrap(),
     );
     p.set_targets(
-        "ns/p",
+        &PolicyId::new("ns", "p"),
         [],
         vec![target("t", s.addr, spec(http_get(), 100, 1000))],
     )
@@ -785,7 +792,8 @@ async fn metrics_count_by_policy_tier_and_result() {
     p.metrics().register(&mut reg);
     let mut t = target("lb", s.addr, spec(http_get(), 100, 1000));
     t.tier = Tier::LoadBalancer;
-    p.set_targets("ns/p", [], vec![t]).unwrap();
+    p.set_targets(&PolicyId::new("ns", "p"), [], vec![t])
+        .unwrap();
     next_fact(&mut rx, Duration::from_millis(100) + MARGIN).await;
     let mut out = String::new();
     prometheus_client::encoding::text::encode(&mut out, &reg).unwrap();

@@ -19,10 +19,10 @@ pub mod world;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use serde::Deserialize;
+use jiff::Timestamp;
 
 use crate::api::FailoverPolicySpec;
+use crate::validation::ValidationContext;
 
 pub use run::{Row, Sample, Source, Summary, Timeline, replay};
 pub use scenario::Scenario;
@@ -57,6 +57,15 @@ pub enum SimulateError {
     },
     #[error("policy {}: {message}", path.display())]
     Policy { path: PathBuf, message: String },
+    /// The starting policy is one `check` refuses: its lines, word for word.
+    #[error(
+        "the policy is invalid (as `ingress-failover check` with the same flags reports):\n{}",
+        lines.join("\n")
+    )]
+    InvalidPolicy { lines: Vec<String> },
+    /// The operator flags (`--probe-allowlist`, `--ingress-controller-namespace`) are malformed.
+    #[error("{0}")]
+    Rules(String),
     /// The scenario is not well-formed YAML of the expected shape (serde-saphyr's message
     /// carries the line, column and offending key).
     #[error("{message}")]
@@ -75,58 +84,66 @@ pub enum SimulateError {
     Write(#[from] std::io::Error),
 }
 
-/// A FailoverPolicy document as written in a file (`kubectl apply -f` form).
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct PolicyDocument {
-    api_version: String,
-    kind: String,
-    #[serde(default)]
-    metadata: ObjectMeta,
-    spec: FailoverPolicySpec,
-}
-
-/// A policy read from YAML: its name (for titles) and its spec.
+/// The starting policy: as `check` and the controller accept it (CRD defaults filled in).
 #[derive(Debug, Clone)]
 pub struct Policy {
     pub name: String,
+    pub namespace: String,
     pub spec: FailoverPolicySpec,
 }
 
-/// Parses a FailoverPolicy YAML document (apiVersion `ingressfailover.io/v1alpha1`).
-pub fn parse_policy(text: &str) -> Result<Policy, String> {
-    let doc: PolicyDocument = serde_saphyr::from_str(text).map_err(|e| e.to_string())?;
-    if doc.api_version != "ingressfailover.io/v1alpha1" {
-        return Err(format!(
-            "apiVersion is {:?}; expected ingressfailover.io/v1alpha1",
-            doc.api_version
-        ));
+/// Loads the starting policy from the YAML `text` of `source` through `check`'s own validation
+/// (schema, CEL, the operator's semantic rules with the operator's flags in `rules`): a policy
+/// `check` refuses is refused here with the very lines `check` prints. The source must hold
+/// exactly one FailoverPolicy.
+pub fn load_policy(
+    source: &str,
+    text: &str,
+    rules: &ValidationContext,
+) -> Result<Policy, SimulateError> {
+    rules
+        .check()
+        .map_err(|e| SimulateError::Rules(e.to_string()))?;
+    let (report, policies) =
+        crate::check::validate_source_at(source, text, rules, Timestamp::now());
+    if report.exit_code != crate::check::EXIT_VALID {
+        return Err(SimulateError::InvalidPolicy {
+            lines: report.lines,
+        });
     }
-    if doc.kind != "FailoverPolicy" {
-        return Err(format!("kind is {:?}; expected FailoverPolicy", doc.kind));
-    }
-    let p = &doc.spec.backends.primary;
-    if p.service.is_none() && p.addresses.is_empty() {
-        return Err("spec.backends.primary: set service and/or addresses".to_string());
-    }
+    let [policy] = <[_; 1]>::try_from(policies).map_err(|all| SimulateError::Policy {
+        path: PathBuf::from(source),
+        message: format!(
+            "holds {} FailoverPolicies; simulate replays exactly one ({})",
+            all.len(),
+            report.lines.join("; ")
+        ),
+    })?;
     Ok(Policy {
-        name: doc.metadata.name.unwrap_or_else(|| "unnamed".to_string()),
-        spec: doc.spec,
+        name: policy.metadata.name.clone().unwrap_or_default(),
+        namespace: policy
+            .metadata
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".to_string()),
+        spec: policy.spec,
     })
 }
 
-/// Parses both documents and replays them. Tests and the benchmark start here.
-pub fn simulate_str(policy: &str, scenario: &str) -> Result<Timeline, SimulateError> {
-    let policy = parse_policy(policy).map_err(|message| SimulateError::Policy {
-        path: PathBuf::from("<policy>"),
-        message,
-    })?;
+/// Loads both documents and replays them, with the operator's flags in `rules`. Tests and the
+/// benchmark start here.
+pub fn simulate_str(
+    policy: &str,
+    scenario: &str,
+    rules: &ValidationContext,
+) -> Result<Timeline, SimulateError> {
+    let policy = load_policy("<policy>", policy, rules)?;
     let scenario =
         scenario::parse(scenario, &policy.spec).map_err(|e| SimulateError::Scenario {
             path: PathBuf::from("<scenario>"),
             source: Box::new(e),
         })?;
-    Ok(replay(&policy.name, &policy.spec, &scenario))
+    Ok(replay(&policy, &scenario, rules))
 }
 
 /// Writes a replay in the chosen format.
@@ -148,6 +165,7 @@ pub fn render(
 pub fn run(
     policy: &Path,
     scenario: &Path,
+    rules: &ValidationContext,
     output: OutputFormat,
     out: &mut dyn Write,
 ) -> Result<i32, SimulateError> {
@@ -159,16 +177,13 @@ pub fn run(
     };
     let policy_text = read(policy)?;
     let scenario_text = read(scenario)?;
-    let parsed = parse_policy(&policy_text).map_err(|message| SimulateError::Policy {
-        path: policy.to_path_buf(),
-        message,
-    })?;
+    let parsed = load_policy(&policy.display().to_string(), &policy_text, rules)?;
     let sc =
         scenario::parse(&scenario_text, &parsed.spec).map_err(|e| SimulateError::Scenario {
             path: scenario.to_path_buf(),
             source: Box::new(e),
         })?;
-    let timeline = replay(&parsed.name, &parsed.spec, &sc);
+    let timeline = replay(&parsed, &sc, rules);
     render(&timeline, output, out)?;
     out.flush()?;
     Ok(if timeline.summary.violations.is_empty() {

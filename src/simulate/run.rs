@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 
-use crate::api::{FailoverPolicySpec, Phase};
+use crate::api::Phase;
 use crate::engine::invariants::{Snapshot, check_step};
 use crate::engine::report::render_status;
 use crate::engine::{
@@ -18,6 +18,7 @@ use crate::engine::{
 };
 use crate::validation::{ValidationContext, validate_document};
 
+use super::Policy;
 use super::scenario::{Change, Scenario};
 use super::world::{World, WorldFact};
 
@@ -148,8 +149,9 @@ pub struct Timeline {
 }
 
 /// Replays `scenario` against the policy.
-pub fn replay(policy_name: &str, spec: &FailoverPolicySpec, scenario: &Scenario) -> Timeline {
-    let mut operator = Operator::new(policy_name, spec);
+pub fn replay(policy: &Policy, scenario: &Scenario, rules: &ValidationContext) -> Timeline {
+    let spec = &policy.spec;
+    let mut operator = Operator::new(policy, rules);
     let mut world = World::new(spec, scenario);
     let mut obs = Observation::default();
     let mut actions: Vec<Action> = Vec::new();
@@ -337,7 +339,7 @@ pub fn replay(policy_name: &str, spec: &FailoverPolicySpec, scenario: &Scenario)
         .as_ref()
         .and_then(|e| e.deployment.as_ref());
     Timeline {
-        policy_name: policy_name.to_string(),
+        policy_name: policy.name.clone(),
         description: scenario.description.clone(),
         start: scenario.start,
         end: scenario.end,
@@ -361,8 +363,7 @@ struct Operator {
     state: PolicyState,
     /// Why the current spec is refused, while the last valid decisions are held.
     invalid: Option<String>,
-    /// What validates edits: the operator's own rules, with the original policy's health URL
-    /// host and controller namespace permitted (as the operator that admitted it must have).
+    /// What validates edits: the operator's flags `simulate` was given, as for the start.
     rules: ValidationContext,
     generation: i64,
     /// Wall clock minus the scenario's (monotonic) clock.
@@ -372,53 +373,19 @@ struct Operator {
 }
 
 impl Operator {
-    fn new(name: &str, spec: &FailoverPolicySpec) -> Self {
+    fn new(policy: &Policy, rules: &ValidationContext) -> Self {
         let document = json!({
             "apiVersion": "ingressfailover.io/v1alpha1",
             "kind": "FailoverPolicy",
-            "metadata": {"name": name, "namespace": "default"},
-            "spec": serde_json::to_value(spec).expect("a spec serializes"),
+            "metadata": {"name": policy.name, "namespace": policy.namespace},
+            "spec": serde_json::to_value(&policy.spec).expect("a spec serializes"),
         });
-        let mut rules = ValidationContext::default();
-        if let Some(ing) = &spec.ingress {
-            for health in std::iter::once(&ing.health).chain(ing.backup_health.as_ref()) {
-                if let Some(entry) = health
-                    .url
-                    .as_deref()
-                    .and_then(crate::validation::semantic::health_url_allowlist_entry)
-                {
-                    rules.probe_allowlist.push(entry);
-                }
-                if let Some(ns) = health
-                    .controller_deployment
-                    .as_ref()
-                    .and_then(|c| c.namespace.clone())
-                {
-                    rules.allowed_ingress_controller_namespaces.push(ns);
-                }
-            }
-        }
-        // Static addresses the original policy lists were permitted too (a host name must be
-        // named by the allowlist, a special address covered by it).
-        let backends = &spec.backends;
-        for address in backends
-            .primary
-            .addresses
-            .iter()
-            .chain(backends.emergency.iter().flat_map(|e| e.addresses.iter()))
-        {
-            if let Some(entry) =
-                crate::validation::semantic::static_address_allowlist_entry(&address.0)
-            {
-                rules.probe_allowlist.push(entry);
-            }
-        }
         Operator {
             document,
-            cfg: EngineConfig::from_spec(spec),
+            cfg: EngineConfig::from_spec(&policy.spec),
             state: PolicyState::new(),
             invalid: None,
-            rules,
+            rules: rules.clone(),
             generation: 1,
             wall_offset: 0,
             resets: 0,

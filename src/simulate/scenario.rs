@@ -307,6 +307,26 @@ fn field_err(field: impl Into<String>, message: impl Into<String>) -> SimulateEr
 }
 
 fn resolve(raw: RawScenario, spec: &FailoverPolicySpec) -> Result<Scenario, SimulateError> {
+    let (clock, resolution_ms) = resolve_clock(&raw)?;
+    let (primary, emergency_static) = resolve_backends(&raw, spec, clock.start)?;
+    let emergency_pods = resolve_emergency(&raw, spec, &primary, &emergency_static)?;
+    let events = resolve_events(&raw, spec, &clock, &primary, &emergency_static)?;
+    Ok(Scenario {
+        description: raw.description,
+        start: clock.start,
+        end: clock.end,
+        resolution_ms,
+        offset: clock.offset,
+        seed: raw.seed.unwrap_or(1),
+        primary,
+        emergency_static,
+        emergency_pods,
+        events,
+    })
+}
+
+/// `start`, `duration` and `resolution`: the scenario's clock and its step.
+fn resolve_clock(raw: &RawScenario) -> Result<(Clock, Millis), SimulateError> {
     let (start, offset) = parse_start(&raw.start).map_err(|m| field_err("start", m))?;
     let duration = parse_duration(&raw.duration).map_err(|m| field_err("duration", m))?;
     if duration <= 0 {
@@ -324,7 +344,7 @@ fn resolve(raw: RawScenario, spec: &FailoverPolicySpec) -> Result<Scenario, Simu
             "resolution",
             format!(
                 "{} is longer than the duration {}",
-                raw.resolution.unwrap_or_default(),
+                raw.resolution.clone().unwrap_or_default(),
                 raw.duration
             ),
         ));
@@ -334,15 +354,22 @@ fn resolve(raw: RawScenario, spec: &FailoverPolicySpec) -> Result<Scenario, Simu
             "resolution",
             format!(
                 "{} over {} is {} steps; at most {MAX_STEPS} are allowed",
-                raw.resolution.unwrap_or_default(),
+                raw.resolution.clone().unwrap_or_default(),
                 raw.duration,
                 duration / resolution_ms
             ),
         ));
     }
     let end = start + duration;
-    let clock = Clock { start, end, offset };
+    Ok((Clock { start, end, offset }, resolution_ms))
+}
 
+/// The primary pool and the static emergency addresses, with their initial behaviour.
+fn resolve_backends(
+    raw: &RawScenario,
+    spec: &FailoverPolicySpec,
+    start: Millis,
+) -> Result<(Vec<BackendInit>, Vec<BackendInit>), SimulateError> {
     // Primary pool: the policy's static addresses, plus (for a Service-backed pool) the pods the
     // scenario lists. Initial behaviour from `backends[]`.
     let policy_primary: BTreeSet<&str> = spec
@@ -452,6 +479,16 @@ fn resolve(raw: RawScenario, spec: &FailoverPolicySpec) -> Result<Scenario, Simu
         ));
     }
 
+    Ok((primary, emergency_static))
+}
+
+/// The emergency Deployment's pods, in a range that overlaps no static backend.
+fn resolve_emergency(
+    raw: &RawScenario,
+    spec: &FailoverPolicySpec,
+    primary: &[BackendInit],
+    emergency_static: &[BackendInit],
+) -> Result<PodTemplate, SimulateError> {
     let deployment = spec
         .backends
         .emergency
@@ -459,7 +496,7 @@ fn resolve(raw: RawScenario, spec: &FailoverPolicySpec) -> Result<Scenario, Simu
         .and_then(|e| e.deployment.as_ref());
     let emergency_pods = resolve_pods(raw.emergency.as_ref(), deployment.map(|d| d.max_replicas))?;
 
-    for b in primary.iter().chain(&emergency_static) {
+    for b in primary.iter().chain(emergency_static) {
         if deployment.is_some() && emergency_pods.contains(&b.address) {
             return Err(field_err(
                 "emergency.podRange",
@@ -471,37 +508,29 @@ fn resolve(raw: RawScenario, spec: &FailoverPolicySpec) -> Result<Scenario, Simu
         }
     }
 
+    Ok(emergency_pods)
+}
+
+/// The scripted events, in time order (simultaneous ones in file order).
+fn resolve_events(
+    raw: &RawScenario,
+    spec: &FailoverPolicySpec,
+    clock: &Clock,
+    primary: &[BackendInit],
+    emergency_static: &[BackendInit],
+) -> Result<Vec<Event>, SimulateError> {
     let mut events = Vec::with_capacity(raw.events.len());
     for (i, ev) in raw.events.iter().enumerate() {
         let field = format!("events[{i}]");
         let at = clock
             .parse_at(&ev.at)
             .map_err(|m| field_err(format!("{field}.at"), m))?;
-        resolve_event(
-            &field,
-            ev,
-            at,
-            spec,
-            &primary,
-            &emergency_static,
-            &mut events,
-        )?;
+        resolve_event(&field, ev, at, spec, primary, emergency_static, &mut events)?;
     }
     // Stable: simultaneous facts keep file order.
     events.sort_by_key(|e| e.at);
 
-    Ok(Scenario {
-        description: raw.description,
-        start,
-        end,
-        resolution_ms,
-        offset,
-        seed: raw.seed.unwrap_or(1),
-        primary,
-        emergency_static,
-        emergency_pods,
-        events,
-    })
+    Ok(events)
 }
 
 fn resolve_pods(
@@ -1103,38 +1132,9 @@ fn parse_start(s: &str) -> Result<(Millis, Offset), String> {
     Ok((ts.as_millisecond(), offset))
 }
 
-/// Parses `90m`, `2h`, `45s`, `500ms`, `1h30m` (units ms, s, m, h, d; no sign).
-pub fn parse_duration(s: &str) -> Result<Millis, String> {
-    let s = s.trim();
-    let bad = || format!("{s:?} is not a duration like 45s, 90m, 2h or 1h30m");
-    if s.is_empty() {
-        return Err(bad());
-    }
-    let mut total: i64 = 0;
-    let mut rest = s;
-    while !rest.is_empty() {
-        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-        if digits == 0 {
-            return Err(bad());
-        }
-        let n: i64 = rest[..digits].parse().map_err(|_| bad())?;
-        rest = &rest[digits..];
-        let unit_len = rest.bytes().take_while(u8::is_ascii_alphabetic).count();
-        let unit = match &rest[..unit_len] {
-            "ms" => 1,
-            "s" => 1000,
-            "m" => 60_000,
-            "h" => 3_600_000,
-            "d" => 86_400_000,
-            _ => return Err(bad()),
-        };
-        rest = &rest[unit_len..];
-        total = n
-            .checked_mul(unit)
-            .and_then(|v| total.checked_add(v))
-            .ok_or_else(bad)?;
-    }
-    Ok(total)
+/// A duration in the scenario's milliseconds, by the one duration rule ([`crate::duration`]).
+fn parse_duration(s: &str) -> Result<Millis, String> {
+    crate::duration::parse_millis(s).map_err(|e| e.to_string())
 }
 
 /// `10.0.2.0/24` → the first usable address (network + 1) and how many follow it.
@@ -1155,19 +1155,6 @@ fn parse_cidr(s: &str) -> Result<(Ipv4Addr, u32), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("45s"), Ok(45_000));
-        assert_eq!(parse_duration("90m"), Ok(5_400_000));
-        assert_eq!(parse_duration("1h30m"), Ok(5_400_000));
-        assert_eq!(parse_duration("250ms"), Ok(250));
-        assert!(parse_duration("10").is_err());
-        assert!(parse_duration("m").is_err());
-        assert!(parse_duration("-5s").is_err());
-        assert!(parse_duration("5 s").is_err());
-        assert!(parse_duration("99999999999999999999h").is_err());
-    }
 
     #[test]
     fn wall_clock_keeps_the_start_offset_and_wraps_midnight() {

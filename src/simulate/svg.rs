@@ -63,13 +63,27 @@ pub fn render(t: &Timeline) -> String {
         end: t.end,
     };
     let mut body = String::new();
-    let mut y = 96.0;
-    let lanes_top = y;
+    let lanes_top = 96.0;
+    let mut y = primary_lane(&mut body, &axis, t, lanes_top);
+    if t.cfg.emergency.is_some() {
+        y = emergency_lane(&mut body, &axis, t, y);
+    }
+    if t.has_ingress {
+        y = ingress_lanes(&mut body, &axis, t, y);
+    }
+    let lanes_bottom = events_lane(&mut body, &axis, t, y);
+    time_axis(&mut body, &axis, t, lanes_top, lanes_bottom);
+    let labels = action_labels(&axis, t, lanes_top, lanes_bottom);
+    let head = header(t);
+    assemble(t, &head, &body, &labels)
+}
 
-    // Lane 1: primary pool healthy ratio, thresholds, panic.
+/// Lane 1: the primary pool's healthy ratio, the emergency thresholds, panic and frozen spans.
+/// Each lane function draws from `y` and returns where the next lane starts.
+fn primary_lane(body: &mut String, axis: &Axis, t: &Timeline, y: f64) -> f64 {
     let h = 150.0;
-    lane_frame(&mut body, y, h, "Primary pool", "healthy / total");
-    percent_grid(&mut body, y, h);
+    lane_frame(body, y, h, "Primary pool", "healthy / total");
+    percent_grid(body, y, h);
     // Fail-open panic and frozen spans: a faint wash over the lane plus a solid strip on top.
     let panic = |s: &Sample| s.panic;
     let frozen = |s: &Sample| s.phase == crate::api::Phase::Frozen;
@@ -77,17 +91,15 @@ pub fn render(t: &Timeline) -> String {
         (&panic as &dyn Fn(&Sample) -> bool, ORANGE),
         (&frozen, GREY),
     ] {
-        band(&mut body, &axis, &t.samples, y, h, on, color, 0.12);
-        band(&mut body, &axis, &t.samples, y, 8.0, on, color, 0.85);
+        band(body, axis, &t.samples, y, h, on, color, 0.12);
+        band(body, axis, &t.samples, y, 8.0, on, color, 0.85);
     }
     let ratio = |s: &Sample| s.primary_ratio();
-    step_area(&mut body, &axis, &t.samples, y, h, 1.0, ratio, GREEN, 0.18);
-    step_line(
-        &mut body, &axis, &t.samples, y, h, 1.0, ratio, GREEN, 2.2, None,
-    );
+    step_area(body, axis, &t.samples, y, h, 1.0, ratio, GREEN, 0.18);
+    step_line(body, axis, &t.samples, y, h, 1.0, ratio, GREEN, 2.2, None);
     if t.cfg.emergency.is_some() {
         threshold(
-            &mut body,
+            body,
             y,
             h,
             t.cfg.activate_below,
@@ -95,7 +107,7 @@ pub fn render(t: &Timeline) -> String {
             &format!("activate below {}", t.cfg.activate_below),
         );
         threshold(
-            &mut body,
+            body,
             y,
             h,
             t.cfg.deactivate_above,
@@ -103,124 +115,123 @@ pub fn render(t: &Timeline) -> String {
             &format!("release at {}", t.cfg.deactivate_above),
         );
     }
+    y + h + LANE_GAP
+}
+
+/// Lane 2: the emergency Deployment (desired, ready, serving).
+fn emergency_lane(body: &mut String, axis: &Axis, t: &Timeline, y: f64) -> f64 {
+    let h = 110.0;
+    let top = t
+        .samples
+        .iter()
+        .map(|s| {
+            (s.emergency_desired.max(0) as u32)
+                .max(s.emergency_ready)
+                .max(s.emergency_healthy)
+        })
+        .max()
+        .unwrap_or(0)
+        .max(t.max_replicas.max(0) as u32)
+        .max(1) as f64;
+    lane_frame(body, y, h, "Emergency capacity", "pods / endpoints");
+    count_grid(body, y, h, top);
+    let ready = |s: &Sample| f64::from(s.emergency_ready);
+    step_area(body, axis, &t.samples, y, h, top, ready, PURPLE, 0.16);
+    let desired = |s: &Sample| f64::from(s.emergency_desired.max(0));
+    step_line(
+        body,
+        axis,
+        &t.samples,
+        y,
+        h,
+        top,
+        desired,
+        PURPLE,
+        1.6,
+        Some("6 4"),
+    );
+    let serving = |s: &Sample| f64::from(s.emergency_published);
+    step_line(
+        body, axis, &t.samples, y, h, top, serving, PURPLE, 2.4, None,
+    );
+    y + h + LANE_GAP
+}
+
+/// Lanes 3 and 4: the primary load balancer (world and verdict) and where traffic goes.
+fn ingress_lanes(body: &mut String, axis: &Axis, t: &Timeline, mut y: f64) -> f64 {
+    let h = 44.0;
+    lane_frame(body, y, h, "Primary load balancer", "world / verdict");
+    band(
+        body,
+        axis,
+        &t.samples,
+        y + 4.0,
+        16.0,
+        |s| s.lb_up,
+        GREEN,
+        0.75,
+    );
+    band(
+        body,
+        axis,
+        &t.samples,
+        y + 4.0,
+        16.0,
+        |s| !s.lb_up,
+        RED,
+        0.75,
+    );
+    band(
+        body,
+        axis,
+        &t.samples,
+        y + 24.0,
+        16.0,
+        |s| s.lb_serving,
+        GREEN,
+        0.45,
+    );
+    band(
+        body,
+        axis,
+        &t.samples,
+        y + 24.0,
+        16.0,
+        |s| !s.lb_serving,
+        RED,
+        0.45,
+    );
+    small_text(
+        body,
+        LEFT + 6.0,
+        y + 16.0,
+        "health URL answers",
+        "#ffffff",
+        "start",
+    );
+    small_text(
+        body,
+        LEFT + 6.0,
+        y + 36.0,
+        "operator verdict",
+        "#ffffff",
+        "start",
+    );
     y += h + LANE_GAP;
 
-    // Lane 2: emergency capacity.
-    let has_emergency = t.cfg.emergency.is_some();
-    if has_emergency {
-        let h = 110.0;
-        let top = t
-            .samples
-            .iter()
-            .map(|s| {
-                (s.emergency_desired.max(0) as u32)
-                    .max(s.emergency_ready)
-                    .max(s.emergency_healthy)
-            })
-            .max()
-            .unwrap_or(0)
-            .max(t.max_replicas.max(0) as u32)
-            .max(1) as f64;
-        lane_frame(&mut body, y, h, "Emergency capacity", "pods / endpoints");
-        count_grid(&mut body, y, h, top);
-        let ready = |s: &Sample| f64::from(s.emergency_ready);
-        step_area(&mut body, &axis, &t.samples, y, h, top, ready, PURPLE, 0.16);
-        let desired = |s: &Sample| f64::from(s.emergency_desired.max(0));
-        step_line(
-            &mut body,
-            &axis,
-            &t.samples,
-            y,
-            h,
-            top,
-            desired,
-            PURPLE,
-            1.6,
-            Some("6 4"),
-        );
-        let serving = |s: &Sample| f64::from(s.emergency_published);
-        step_line(
-            &mut body, &axis, &t.samples, y, h, top, serving, PURPLE, 2.4, None,
-        );
-        y += h + LANE_GAP;
-    }
+    let h = 80.0;
+    lane_frame(body, y, h, "Traffic on primary class", "percent");
+    percent_grid(body, y, h);
+    let share = |s: &Sample| f64::from(s.primary_share) / 100.0;
+    step_area(body, axis, &t.samples, y, h, 1.0, share, BLUE, 0.18);
+    step_line(body, axis, &t.samples, y, h, 1.0, share, BLUE, 2.2, None);
+    y + h + LANE_GAP
+}
 
-    // Lane 3 and 4: the load balancer and where traffic goes.
-    if t.has_ingress {
-        let h = 44.0;
-        lane_frame(&mut body, y, h, "Primary load balancer", "world / verdict");
-        band(
-            &mut body,
-            &axis,
-            &t.samples,
-            y + 4.0,
-            16.0,
-            |s| s.lb_up,
-            GREEN,
-            0.75,
-        );
-        band(
-            &mut body,
-            &axis,
-            &t.samples,
-            y + 4.0,
-            16.0,
-            |s| !s.lb_up,
-            RED,
-            0.75,
-        );
-        band(
-            &mut body,
-            &axis,
-            &t.samples,
-            y + 24.0,
-            16.0,
-            |s| s.lb_serving,
-            GREEN,
-            0.45,
-        );
-        band(
-            &mut body,
-            &axis,
-            &t.samples,
-            y + 24.0,
-            16.0,
-            |s| !s.lb_serving,
-            RED,
-            0.45,
-        );
-        small_text(
-            &mut body,
-            LEFT + 6.0,
-            y + 16.0,
-            "health URL answers",
-            "#ffffff",
-            "start",
-        );
-        small_text(
-            &mut body,
-            LEFT + 6.0,
-            y + 36.0,
-            "operator verdict",
-            "#ffffff",
-            "start",
-        );
-        y += h + LANE_GAP;
-
-        let h = 80.0;
-        lane_frame(&mut body, y, h, "Traffic on primary class", "percent");
-        percent_grid(&mut body, y, h);
-        let share = |s: &Sample| f64::from(s.primary_share) / 100.0;
-        step_area(&mut body, &axis, &t.samples, y, h, 1.0, share, BLUE, 0.18);
-        step_line(
-            &mut body, &axis, &t.samples, y, h, 1.0, share, BLUE, 2.2, None,
-        );
-        y += h + LANE_GAP;
-    }
-
-    // Lane 5: scripted facts and endpoint flips as small marks.
+/// Lane 5: scripted facts and endpoint flips as small marks.
+fn events_lane(body: &mut String, axis: &Axis, t: &Timeline, y: f64) -> f64 {
     let h = 34.0;
-    lane_frame(&mut body, y, h, "Events", "scenario / endpoints");
+    lane_frame(body, y, h, "Events", "scenario / endpoints");
     for r in &t.rows {
         let x = axis.x(r.at);
         match (r.source, r.kind) {
@@ -261,10 +272,11 @@ pub fn render(t: &Timeline) -> String {
             _ => {}
         }
     }
-    y += h + 6.0;
-    let lanes_bottom = y;
+    y + h + 6.0
+}
 
-    // Time axis.
+/// The time axis under the lanes, with a faint guide through them at every tick.
+fn time_axis(body: &mut String, axis: &Axis, t: &Timeline, lanes_top: f64, y: f64) {
     let _ = write!(
         body,
         r##"<line x1="{LEFT}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="#333" stroke-width="1"/>"##,
@@ -289,12 +301,25 @@ pub fn render(t: &Timeline) -> String {
             } else {
                 label.get(..5).unwrap_or(&label)
             };
-            text(&mut body, x, y + 18.0, label, "#333", "middle", 11.0, false);
+            text(body, x, y + 18.0, label, "#333", "middle", 11.0, false);
         }
         at += tick;
     }
+}
 
-    // Labelled actions under the axis, in staggered rows so they never overlap.
+/// The labelled actions under the axis: guides through the lanes, ticks, the label texts, and
+/// the picture's height once they are placed.
+struct Labels {
+    guides: String,
+    ticks: String,
+    placed: String,
+    height: f64,
+}
+
+/// Places the labelled actions in staggered rows so they never overlap.
+fn action_labels(axis: &Axis, t: &Timeline, lanes_top: f64, lanes_bottom: f64) -> Labels {
+    // The time axis runs along the bottom of the lanes; the labels hang under it.
+    let y = lanes_bottom;
     let labels: Vec<Label> = t.rows.iter().filter_map(|r| label_for(t, r)).collect();
     let rows_top = y + 36.0;
     let mut row_ends: Vec<f64> = Vec::new();
@@ -359,7 +384,16 @@ pub fn render(t: &Timeline) -> String {
     }
     height += 8.0;
 
-    // Header: title, subtitle, legend.
+    Labels {
+        guides,
+        ticks,
+        placed,
+        height,
+    }
+}
+
+/// Title, subtitle and legend.
+fn header(t: &Timeline) -> String {
     let mut head = String::new();
     text(
         &mut head,
@@ -384,6 +418,17 @@ pub fn render(t: &Timeline) -> String {
     );
     legend(&mut head, t, 20.0, 74.0);
 
+    head
+}
+
+/// The SVG document: header, lanes, guides, ticks and labels, in painting order.
+fn assemble(t: &Timeline, head: &str, body: &str, labels: &Labels) -> String {
+    let Labels {
+        guides,
+        ticks,
+        placed,
+        height,
+    } = labels;
     let mut svg =
         String::with_capacity(body.len() + guides.len() + ticks.len() + placed.len() + 2048);
     let _ = write!(
@@ -396,14 +441,14 @@ pub fn render(t: &Timeline) -> String {
 "##,
         esc(&format!("ingress-failover simulate: {}", t.policy_name))
     );
-    svg.push_str(&head);
+    svg.push_str(head);
     svg.push('\n');
-    svg.push_str(&body);
+    svg.push_str(body);
     svg.push('\n');
-    svg.push_str(&guides);
+    svg.push_str(guides);
     svg.push('\n');
-    svg.push_str(&ticks);
-    svg.push_str(&placed);
+    svg.push_str(ticks);
+    svg.push_str(placed);
     svg.push_str("\n</svg>\n");
     svg
 }

@@ -29,12 +29,8 @@ use std::sync::Arc;
 
 use ipnet::IpNet;
 
-/// A malformed `--probe-allowlist` entry.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "--probe-allowlist entry {0:?} is not a CIDR, an IP address, a host name or a .domain suffix (*.domain is accepted too)"
-)]
-pub struct AllowlistError(pub String);
+use super::address::AllowlistEntry;
+pub use super::address::AllowlistError;
 
 /// Why an address may not be probed without the allowlist's explicit permission.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -120,9 +116,9 @@ impl Allowlist {
         Allowlist::default()
     }
 
-    /// Parses entries: CIDRs (`10.0.0.0/8`), IPs, exact host names (`lb.example.com`) and domain
-    /// suffixes (`.example.com` or `*.example.com`, matching any name below it). Blanks are
-    /// ignored; names are compared lower-cased without a trailing dot.
+    /// Parses entries in the forms [`super::address`] documents: CIDRs (`10.0.0.0/8`), IPs,
+    /// exact host names (`lb.example.com`) and domain suffixes (`.example.com` or
+    /// `*.example.com`, matching any name below it). Blanks are ignored.
     pub fn parse<I>(entries: I) -> Result<Self, AllowlistError>
     where
         I: IntoIterator,
@@ -130,28 +126,15 @@ impl Allowlist {
     {
         let mut list = Allowlist::default();
         for raw in entries {
-            let raw = raw.as_ref();
-            let entry = raw.trim();
-            if entry.is_empty() {
+            if raw.as_ref().trim().is_empty() {
                 continue;
             }
-            let bad = || AllowlistError(raw.to_string());
-            if let Ok(net) = entry.parse::<IpNet>() {
-                list.nets.push(canonical_net(net));
-            } else if let Ok(ip) = entry.parse::<IpAddr>() {
-                list.nets.push(IpNet::from(ip.to_canonical()));
-            } else if entry.contains('/') {
-                return Err(bad());
-            } else {
-                let lower = entry.trim_end_matches('.').to_ascii_lowercase();
-                match lower.strip_prefix("*.").or_else(|| lower.strip_prefix('.')) {
-                    Some(domain) if is_hostname(domain) => list.suffixes.push(format!(".{domain}")),
-                    Some(_) => return Err(bad()),
-                    None if is_hostname(&lower) => {
-                        list.names.insert(lower);
-                    }
-                    None => return Err(bad()),
+            match raw.as_ref().parse::<AllowlistEntry>()? {
+                AllowlistEntry::Net(net) => list.nets.push(net),
+                AllowlistEntry::Name(name) => {
+                    list.names.insert(name);
                 }
+                AllowlistEntry::Suffix(suffix) => list.suffixes.push(suffix),
             }
         }
         Ok(list)
@@ -250,34 +233,6 @@ fn lifts(net: &IpNet, rule: DenyRule) -> bool {
 
 /// A shared, immutable allowlist: cloned into every prober task and reconcile.
 pub type SharedAllowlist = Arc<Allowlist>;
-
-/// `::ffff:10.0.0.0/104` and `10.0.0.0/8` are one network; store the IPv4 form.
-fn canonical_net(net: IpNet) -> IpNet {
-    match net {
-        IpNet::V6(v6) => match v6.addr().to_ipv4_mapped() {
-            Some(v4) if v6.prefix_len() >= 96 => {
-                IpNet::new(IpAddr::V4(v4), v6.prefix_len() - 96).unwrap_or(net)
-            }
-            _ => net,
-        },
-        IpNet::V4(_) => net,
-    }
-}
-
-/// RFC 1123 host name, lower-cased: dot-separated labels of letters, digits and `-`.
-pub(crate) fn is_hostname(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 253
-        && name.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-        })
-}
 
 #[cfg(test)]
 mod tests {

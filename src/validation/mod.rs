@@ -13,6 +13,7 @@
 //! is why the controller must call [`semantic::validate_policy`] itself and refuse the policy with
 //! `Ready=False, reason=InvalidSpec` when it returns anything.
 
+pub mod address;
 pub mod confine;
 pub mod semantic;
 

@@ -21,17 +21,16 @@
 //!   rule ([`probe_path`]) builds the prober's request, so what `check` accepts the controller
 //!   probes, and what the controller could not probe is Invalid everywhere.
 
-use std::collections::HashMap;
-use std::net::{IpAddr, Ipv6Addr};
-
 use jiff::Timestamp;
+use std::collections::HashMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
 use k8s_rules::names::{dns1035_label, dns1123_label, dns1123_subdomain, label_key, label_value};
 
 use super::FieldError;
-use super::confine::{Allowlist, Refusal, is_hostname};
+use super::address::{Host, parse_health_url, parse_host_header, parse_host_port};
+use super::confine::{Allowlist, AllowlistError, Refusal};
 use crate::api::{
     EmergencyDeployment, FailoverPolicy, FailoverPolicySpec, IngressMode, IngressTierSpec,
     OverrideMode, StaticAddress, StatusRange,
@@ -54,11 +53,9 @@ pub struct ValidationContext {
 /// A malformed operator setting, reported at start-up rather than as a policy error.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ContextError {
-    /// A `--probe-allowlist` entry that is neither a CIDR, an IP, a host name nor a `.suffix`.
-    #[error(
-        "--probe-allowlist entry {entry:?} is not a CIDR, an IP address, a host name or a .domain suffix"
-    )]
-    AllowlistEntry { entry: String },
+    /// A `--probe-allowlist` entry in none of the forms `validation::address` accepts.
+    #[error(transparent)]
+    AllowlistEntry(#[from] AllowlistError),
     /// A `--ingress-controller-namespace` value that is not a namespace name.
     #[error("--ingress-controller-namespace {namespace:?} is not a valid namespace name")]
     Namespace { namespace: String },
@@ -103,9 +100,7 @@ impl ValidationContext {
     /// Checks the settings themselves; the controller and `check` call this once at start-up.
     /// (An entry that fails here would simply never match anything.)
     pub fn check(&self) -> Result<(), ContextError> {
-        Allowlist::parse(&self.probe_allowlist).map_err(|e| ContextError::AllowlistEntry {
-            entry: e.0.trim().to_string(),
-        })?;
+        Allowlist::parse(&self.probe_allowlist)?;
         for namespace in &self.allowed_ingress_controller_namespaces {
             if dns1123_label(namespace).is_err() {
                 return Err(ContextError::Namespace {
@@ -127,23 +122,6 @@ impl ValidationContext {
             )
             .unwrap_or_default()
         })
-    }
-}
-
-/// A host as written in an address or URL: an IP literal or a (lower-cased) name.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-enum Host {
-    Ip(IpAddr),
-    Name(String),
-}
-
-impl std::fmt::Display for Host {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Host::Ip(IpAddr::V6(ip)) => write!(f, "[{ip}]"),
-            Host::Ip(ip) => write!(f, "{ip}"),
-            Host::Name(name) => f.write_str(name),
-        }
     }
 }
 
@@ -523,68 +501,6 @@ pub fn probe_path(path: &str) -> Result<http::uri::PathAndQuery, String> {
         .map_err(|_| "is not a valid request target: spaces, control characters (CR, LF) and non-ASCII bytes must be percent-encoded".into())
 }
 
-/// `host:port` with IPv6 in brackets; the port must be 1–65535.
-fn parse_host_port(text: &str) -> Result<(Host, u16), String> {
-    let (host, port) = if let Some(rest) = text.strip_prefix('[') {
-        let (ip, port) = rest.split_once("]:").ok_or("must be [IPv6]:port")?;
-        let ip: Ipv6Addr = ip
-            .parse()
-            .map_err(|_| format!("\"{ip}\" is not an IPv6 address"))?;
-        (Host::Ip(IpAddr::V6(ip)), port)
-    } else {
-        let (host, port) = text.rsplit_once(':').ok_or("must be host:port")?;
-        if host.contains(':') {
-            return Err("IPv6 addresses must be written in brackets: [2001:db8::1]:8080".into());
-        }
-        (
-            parse_host(host)
-                .ok_or_else(|| format!("\"{host}\" is not an IP address or host name"))?,
-            port,
-        )
-    };
-    let port: u32 = port
-        .parse()
-        .map_err(|_| format!("port \"{port}\" is not a number"))?;
-    if !(1..=65535).contains(&port) {
-        return Err(format!("port {port} is outside 1-65535"));
-    }
-    Ok((host, port as u16))
-}
-
-fn parse_host(host: &str) -> Option<Host> {
-    if let Ok(ip) = host.parse::<IpAddr>() {
-        return Some(Host::Ip(ip));
-    }
-    // Dotted-decimal look-alikes such as 10.0.1.300 are typos, not host names.
-    if host
-        .split('.')
-        .all(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_digit()))
-    {
-        return None;
-    }
-    let lower = host.to_ascii_lowercase();
-    is_hostname(&lower).then_some(Host::Name(lower))
-}
-
-/// An HTTP Host header: a host name or IP, optionally with a port.
-fn parse_host_header(value: &str) -> Option<Host> {
-    if let Some(bracketed) = value.strip_prefix('[') {
-        let (ip, rest) = bracketed.split_once(']')?;
-        let ip: Ipv6Addr = ip.parse().ok()?;
-        if !rest.is_empty() {
-            rest.strip_prefix(':')?.parse::<u16>().ok()?;
-        }
-        return Some(Host::Ip(IpAddr::V6(ip)));
-    }
-    match value.rsplit_once(':') {
-        Some((host, port)) => {
-            port.parse::<u16>().ok()?;
-            parse_host(host)
-        }
-        None => parse_host(value),
-    }
-}
-
 /// The rules of one tier's health signals (`spec.ingress.health` or `spec.ingress.backupHealth`):
 /// one copy for both.
 fn check_tier_health(
@@ -631,7 +547,7 @@ fn check_tier_health(
 
 fn check_health_url(errors: &mut Vec<FieldError>, ctx: &ValidationContext, path: &str, url: &str) {
     let host = match parse_health_url(url) {
-        Ok(host) => host,
+        Ok(url) => url.host,
         Err(why) => {
             errors.push(FieldError::new(
                 path,
@@ -659,59 +575,6 @@ fn check_health_url(errors: &mut Vec<FieldError>, ctx: &ValidationContext, path:
             format!("Forbidden: {why} ({})", ctx.probe_allowlist.join(", ")),
         ));
     }
-}
-
-/// The host of an `http://host[:port]/path` URL. User info is refused: `http://ok@evil/` has
-/// the host `evil` and exists mostly to fool allowlists and readers.
-/// The `--probe-allowlist` entry that permits exactly the host of a health URL (an IP or a host
-/// name), or None when the URL is not one the operator would probe. The simulator builds its
-/// rules for validating spec edits from it.
-pub fn health_url_allowlist_entry(url: &str) -> Option<String> {
-    match parse_health_url(url).ok()? {
-        Host::Ip(ip) => Some(ip.to_string()),
-        Host::Name(name) => Some(name),
-    }
-}
-
-/// The `--probe-allowlist` entry that permits exactly the host of a static `host:port` address,
-/// or None when it does not parse. The simulator permits the original policy's addresses with it.
-pub fn static_address_allowlist_entry(address: &str) -> Option<String> {
-    match parse_host_port(address).ok()?.0 {
-        Host::Ip(ip) => Some(ip.to_string()),
-        Host::Name(name) => Some(name),
-    }
-}
-
-fn parse_health_url(url: &str) -> Result<Host, String> {
-    let uri: http::Uri = url.parse().map_err(|e| format!("not a URL: {e}"))?;
-    match uri.scheme_str() {
-        Some("http") => {}
-        Some("https") => {
-            return Err("https health URLs are not probed in v1alpha1; use the load balancer's plain-HTTP health check".into());
-        }
-        Some(other) => return Err(format!("scheme \"{other}\" is not http")),
-        None => return Err("must start with http://".into()),
-    }
-    let authority = uri.authority().ok_or("has no host")?;
-    if authority.as_str().contains('@') {
-        return Err("must not contain user information (user@host)".into());
-    }
-    let host = authority.host();
-    if host.is_empty() {
-        return Err("has no host".into());
-    }
-    let host = match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
-        Some(v6) => v6
-            .parse::<Ipv6Addr>()
-            .map(|ip| Host::Ip(IpAddr::V6(ip)))
-            .map_err(|_| format!("\"{host}\" is not an IPv6 address"))?,
-        None => parse_host(host)
-            .ok_or_else(|| format!("\"{host}\" is not an IP address or host name"))?,
-    };
-    if authority.port_u16() == Some(0) {
-        return Err("port 0 is not a port".into());
-    }
-    Ok(host)
 }
 
 fn check_statuses(errors: &mut Vec<FieldError>, base: &str, statuses: &[StatusRange]) {
@@ -1074,9 +937,9 @@ mod tests {
         );
         assert_eq!(
             ctx(&["10.0.0.0/33"]).check(),
-            Err(ContextError::AllowlistEntry {
-                entry: "10.0.0.0/33".into()
-            })
+            Err(ContextError::AllowlistEntry(AllowlistError(
+                "10.0.0.0/33".into()
+            )))
         );
         let bad_ns = ValidationContext {
             allowed_ingress_controller_namespaces: vec!["Ingress_Nginx".into()],
