@@ -73,6 +73,32 @@ pub fn timers(p: &FailoverPolicy, now: Timestamp) -> Vec<String> {
         return out;
     };
     let spec = &p.spec;
+    // A person's override in force holds everything: no automatic timer applies until it ends,
+    // so the next thing that happens is its end, not a failback "due now".
+    if let Some(o) = spec
+        .r#override
+        .as_ref()
+        .filter(|o| o.mode != OverrideMode::Auto)
+    {
+        match &o.expires_at {
+            Some(t) if ts(t) > now => {
+                out.push(format!(
+                    "override {:?} expires in {}",
+                    o.mode,
+                    human(ts(t).duration_since(now))
+                ));
+                return out;
+            }
+            Some(_) => out.push(format!("override {:?} has expired", o.mode)),
+            None => {
+                out.push(format!(
+                    "override {:?} has no expiry (kubectl failover resume ends it)",
+                    o.mode
+                ));
+                return out;
+            }
+        }
+    }
     let on_backup = s.decided_class.is_some()
         && s.decided_class.as_deref() == spec.ingress.as_ref().map(|i| i.backup_class.as_str());
     let weight = s.primary_weight_percent.unwrap_or(100);
@@ -128,24 +154,6 @@ pub fn timers(p: &FailoverPolicy, now: Timestamp) -> Vec<String> {
                 b.held.as_deref().unwrap_or("its return"),
                 human(thaw.duration_since(now))
             ));
-        }
-    }
-    if let Some(o) = spec
-        .r#override
-        .as_ref()
-        .filter(|o| o.mode != OverrideMode::Auto)
-    {
-        match &o.expires_at {
-            Some(t) if ts(t) > now => out.push(format!(
-                "override {:?} expires in {}",
-                o.mode,
-                human(ts(t).duration_since(now))
-            )),
-            Some(_) => out.push(format!("override {:?} has expired", o.mode)),
-            None => out.push(format!(
-                "override {:?} has no expiry (kubectl failover resume ends it)",
-                o.mode
-            )),
         }
     }
     out
@@ -440,6 +448,54 @@ mod tests {
         assert_eq!(human(d(3720)), "1h02m");
         assert_eq!(human(d(3 * 86_400 + 4 * 3600 + 5)), "3d4h");
         assert_eq!(human(d(-5)), "0s");
+    }
+
+    /// A policy failed over long ago whose primary load balancer has been up past the hold-down.
+    fn failed_over(override_: Value) -> FailoverPolicy {
+        serde_json::from_value(json!({
+            "apiVersion": "ingressfailover.io/v1alpha1", "kind": "FailoverPolicy",
+            "metadata": {"name": "web", "namespace": "shop"},
+            "spec": {
+                "backends": {"primary": {"service": {"name": "web"}}},
+                "managedService": {"name": "web-healthy"},
+                "ingress": {"ingresses": ["web"], "primaryClass": "nginx-primary",
+                            "backupClass": "nginx-backup", "health": {"url": "http://lb.shop.internal/healthz"}},
+                "override": override_,
+            },
+            "status": {
+                "phase": "FailedOver", "decidedClass": "nginx-backup", "primaryWeightPercent": 0,
+                "loadBalancer": {"state": "Up", "lastChange": "2026-12-01T02:00:00Z"},
+            },
+        }))
+        .expect("policy")
+    }
+
+    #[test]
+    fn an_override_in_force_is_the_next_thing_not_a_failback_it_holds() {
+        let now: Timestamp = "2026-12-01T03:00:00Z".parse().unwrap();
+        let auto = failed_over(json!(null));
+        assert_eq!(timers(&auto, now), ["failback due now (hold-down passed)"]);
+        let forced = failed_over(json!({"mode": "ForceBackup", "reason": "drill",
+                                         "expiresAt": "2026-12-01T03:30:00Z"}));
+        assert_eq!(
+            timers(&forced, now),
+            ["override ForceBackup expires in 30m"]
+        );
+        let forever = failed_over(json!({"mode": "Freeze", "reason": "drill"}));
+        assert_eq!(
+            timers(&forever, now),
+            ["override Freeze has no expiry (kubectl failover resume ends it)"]
+        );
+        // Once expired, the operator decides again: its timers are back.
+        let expired = failed_over(json!({"mode": "ForceBackup", "reason": "drill",
+                                          "expiresAt": "2026-12-01T02:30:00Z"}));
+        assert_eq!(
+            timers(&expired, now),
+            [
+                "override ForceBackup has expired",
+                "failback due now (hold-down passed)"
+            ]
+        );
     }
 
     #[test]
