@@ -760,16 +760,7 @@ mod tests {
         )
     }
 
-    fn owner() -> OwnerReference {
-        OwnerReference {
-            api_version: "ingressfailover.io/v1alpha1".into(),
-            kind: "FailoverPolicy".into(),
-            name: "web".into(),
-            uid: "u1".into(),
-            controller: Some(true),
-            block_owner_deletion: None,
-        }
-    }
+    use crate::controller::desired::tests::owner;
 
     fn want(class: &str, weight: u32) -> IngressDesired {
         IngressDesired {

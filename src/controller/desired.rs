@@ -467,10 +467,11 @@ pub fn has_annotations(observed: &ObjectMeta, wanted: &BTreeMap<String, String>)
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn owner() -> OwnerReference {
+    /// The owner reference of the test policy shop/web, for this module's and `actuate`'s tests.
+    pub(crate) fn owner() -> OwnerReference {
         OwnerReference {
             api_version: "ingressfailover.io/v1alpha1".into(),
             kind: "FailoverPolicy".into(),
@@ -560,24 +561,13 @@ mod tests {
 
     #[test]
     fn slices_group_by_address_type_and_port() {
-        let published: Vec<Published> = [
+        let slices = slices_of(&[
             "10.0.1.1:80",
             "10.0.1.2:80",
             "10.0.1.3:8080",
             "[fd00::1]:80",
             "backend.example:80",
-        ]
-        .iter()
-        .map(|a| Published::parse(a).unwrap())
-        .collect();
-        let slices = endpoint_slices(
-            "shop",
-            "web-healthy",
-            "http",
-            Some(&owner()),
-            "web",
-            &published,
-        );
+        ]);
         let names: Vec<_> = slices
             .iter()
             .map(|s| s.metadata.name.clone().unwrap())
