@@ -1676,6 +1676,54 @@ async fn steady_state_writes_no_status() {
     );
 }
 
+/// A check that changes nothing needs no reconcile (issue 16): in steady state, with three
+/// backends checked every second, the operator absorbs the checks instead of reading its caches,
+/// comparing and rendering status for each of them (before: a reconcile per check).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn steady_state_checks_need_no_reconcile() {
+    let mut env = Env::start("absorb").await;
+    let b = env.backends(3).await;
+    env.apply_json(policy("web", &b, json!({}))).await;
+    env.start_controller().await;
+    env.wait_status("web", T, "Normal and in effect", |s| {
+        s.phase == Phase::Normal && is_true(s, ct::IN_EFFECT)
+    })
+    .await;
+    // Let the first checks confirm every backend (they start unconfirmed).
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let counts = |text: &str| {
+        (
+            metric_value(
+                text,
+                "ingress_failover_reconcile_duration_seconds_count",
+                "",
+            ),
+            metric_value(text, "ingress_failover_facts_absorbed_total", ""),
+        )
+    };
+    let (reconciles_before, absorbed_before) = counts(&env.metrics_text().await);
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let (reconciles_after, absorbed_after) = counts(&env.metrics_text().await);
+    let (reconciles, absorbed) = (
+        reconciles_after - reconciles_before,
+        absorbed_after - absorbed_before,
+    );
+    eprintln!(
+        "MEASURE 6 s of steady state, 3 backends at 1 s: {reconciles} reconciles, {absorbed} checks absorbed"
+    );
+    assert!(absorbed >= 12.0, "checks were not absorbed: {absorbed}");
+    assert!(
+        reconciles <= 2.0,
+        "{reconciles} reconciles in 6 s of steady state ({absorbed} checks absorbed)"
+    );
+    // And a failure is still acted on at once: it is not absorbed.
+    env.set(b[0], Behavior::Refuse).await;
+    env.wait_published("web-healthy", T, "b0 ejected", |p| {
+        !p.contains(&b[0].to_string())
+    })
+    .await;
+}
+
 /// Metrics an SRE can route (issue 15): policies by `namespace` and `name` (never one combined
 /// label), emergency ready beside desired replicas, override and dry-run gauges, and error
 /// counters present at zero before the first error.

@@ -88,6 +88,7 @@ pub struct Metrics {
     pub reconcile_duration: Histogram,
     pub reconcile_errors: Family<KindLabels, Counter>,
     pub transitions: Family<KindLabels, Counter>,
+    pub facts_absorbed: Counter,
     pub api_writes: Family<ResourceLabels, Counter>,
     pub write_failures: Family<PolicyResourceLabels, Counter>,
     pub leader: Gauge,
@@ -123,6 +124,7 @@ impl Default for Metrics {
             ]),
             reconcile_errors: Family::default(),
             transitions: Family::default(),
+            facts_absorbed: Counter::default(),
             api_writes: Family::default(),
             write_failures: Family::default(),
             leader: Gauge::default(),
@@ -162,6 +164,11 @@ impl Metrics {
             "transitions",
             "Decisions taken by the engine, by action kind",
             self.transitions.clone(),
+        );
+        r.register(
+            "facts_absorbed",
+            "Health-check results that changed nothing (a serving endpoint passing again, one out of service failing the same way) and so needed no engine step and no reconcile",
+            self.facts_absorbed.clone(),
         );
         r.register(
             "api_writes",

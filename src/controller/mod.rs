@@ -689,6 +689,33 @@ async fn pump_facts(
         };
         {
             let mut r = context::lock(&rt);
+            // A check that changes nothing (a serving endpoint passing again, one out of service
+            // failing the same way) needs no engine step and no reconcile: in steady state that
+            // is nearly every check, and a reconcile per check was most of the operator's cost
+            // (issue 16). Only while no earlier fact waits, so that it is judged against the
+            // state those facts will leave.
+            let pending = !r.obs.checks.is_empty()
+                || !r.obs.lb_checks.is_empty()
+                || !r.obs.backup_lb_checks.is_empty();
+            let absorbed = !pending
+                && match fact.key.tier {
+                    Tier::LoadBalancer => r.state.absorbs_lb_check(false, &fact.outcome),
+                    Tier::BackupLoadBalancer => r.state.absorbs_lb_check(true, &fact.outcome),
+                    Tier::Primary => r.state.absorbs_check(
+                        Pool::Primary,
+                        fact.key.endpoint.as_ref(),
+                        &fact.outcome,
+                    ),
+                    Tier::Emergency => r.state.absorbs_check(
+                        Pool::Emergency,
+                        fact.key.endpoint.as_ref(),
+                        &fact.outcome,
+                    ),
+                };
+            if absorbed {
+                ctx.metrics.facts_absorbed.inc();
+                continue;
+            }
             match fact.key.tier {
                 Tier::LoadBalancer => r.obs.lb_checks.push(fact.outcome),
                 Tier::BackupLoadBalancer => r.obs.backup_lb_checks.push(fact.outcome),

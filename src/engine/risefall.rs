@@ -67,6 +67,22 @@ impl RiseFall {
         }
     }
 
+    /// Whether one more check with this result would leave this machine exactly as it is: a
+    /// confirmed serving target passing again, or a target out of service failing again the same
+    /// way. Such a check decides nothing, so the controller need not step the engine (or
+    /// reconcile) for it: in steady state that is nearly every check.
+    pub fn absorbs(&self, healthy: bool, error: Option<&str>) -> bool {
+        use EndpointState::*;
+        if self.unconfirmed || self.fails != 0 || self.oks != 0 {
+            return false;
+        }
+        if healthy {
+            self.state == Up
+        } else {
+            self.state == Down && error.is_none_or(|e| self.last_error.as_deref() == Some(e))
+        }
+    }
+
     /// Feeds one check result; returns the serving flip it caused, if any.
     pub fn observe(
         &mut self,
@@ -205,5 +221,47 @@ mod tests {
         rf.observe(true, None, 1, 1, 2);
         assert_eq!(rf.state, Up);
         assert_eq!(rf.last_error.as_deref(), Some("connection refused"));
+    }
+
+    /// A check the machine absorbs changes nothing at all: no field, no flip. Checked over every
+    /// state, counter, first-check flag, last error and outcome (rise 3, fall 2).
+    #[test]
+    fn an_absorbed_check_changes_nothing() {
+        let errors = [None, Some("timeout"), Some("refused")];
+        let mut absorbed = 0;
+        for state in [Up, Falling, Down, Rising] {
+            for fails in 0..3 {
+                for oks in 0..4 {
+                    for unconfirmed in [false, true] {
+                        for last in errors {
+                            for healthy in [true, false] {
+                                for error in errors {
+                                    let m = RiseFall {
+                                        state,
+                                        fails,
+                                        oks,
+                                        last_change: 5,
+                                        last_error: last.map(Into::into),
+                                        unconfirmed,
+                                    };
+                                    let error = if healthy { None } else { error };
+                                    if !m.absorbs(healthy, error) {
+                                        continue;
+                                    }
+                                    absorbed += 1;
+                                    let mut after = m.clone();
+                                    let flip = after.observe(healthy, error, 3, 2, 99);
+                                    assert_eq!((flip, &after), (None, &m), "{healthy} {error:?}");
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        // Up passing, whatever the last error (3 of them, each met in 3 iterations of the
+        // error loop, which a pass ignores): 9. Down failing with no message (3) or with the
+        // message it already has (2): 5.
+        assert_eq!(absorbed, 9 + 5, "absorbed cases");
     }
 }

@@ -14,6 +14,8 @@ use super::actions::ActionKind;
 use super::config::{EngineConfig, Millis, Now};
 use super::facts::{DeploymentFact, Pool};
 use super::risefall::RiseFall;
+use super::step::outcome_parts;
+use crate::health::CheckOutcome;
 
 /// One known endpoint.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -601,6 +603,22 @@ impl PolicyState {
             action,
             reason: reason.to_string(),
         });
+    }
+
+    /// Whether a check of this endpoint with this outcome would change nothing (see
+    /// [`RiseFall::absorbs`]): the controller then drops it instead of stepping and reconciling.
+    /// An endpoint the engine does not know yet is never absorbed.
+    pub fn absorbs_check(&self, pool: Pool, address: &str, outcome: &CheckOutcome) -> bool {
+        let (healthy, error) = outcome_parts(outcome);
+        self.find(pool, address)
+            .is_some_and(|i| self.endpoints[i].health.absorbs(healthy, error))
+    }
+
+    /// The same for a check of the primary (or, with `backup`, the backup) load balancer's
+    /// health URL. Only a pass is ever absorbed: any failure restarts the failback hold-down.
+    pub fn absorbs_lb_check(&self, backup: bool, outcome: &CheckOutcome) -> bool {
+        let url = if backup { &self.backup_lb } else { &self.lb };
+        matches!(outcome, CheckOutcome::Healthy) && url.absorbs(true, None)
     }
 
     pub(crate) fn find(&self, pool: Pool, address: &str) -> Option<usize> {

@@ -222,7 +222,7 @@ fn apply_checks(
             continue;
         };
         let entry = &mut state.endpoints[i];
-        let (healthy, error) = split(&check.outcome);
+        let (healthy, error) = outcome_parts(&check.outcome);
         let first_check = entry.health.unconfirmed;
         let Some(flip) = entry
             .health
@@ -259,7 +259,8 @@ fn apply_checks(
     changed
 }
 
-fn split(outcome: &CheckOutcome) -> (bool, Option<&str>) {
+/// A check outcome as rise/fall reads it: passed, and the failure's message.
+pub(super) fn outcome_parts(outcome: &CheckOutcome) -> (bool, Option<&str>) {
     match outcome {
         CheckOutcome::Healthy => (true, None),
         CheckOutcome::Unhealthy { message, .. } => (false, Some(message.as_str())),
@@ -292,7 +293,7 @@ fn judge(
 ) -> Verdict {
     let mut failure_seen = false;
     for outcome in checks {
-        let (healthy, error) = split(outcome);
+        let (healthy, error) = outcome_parts(outcome);
         failure_seen |= !healthy;
         url.observe(healthy, error, cfg.rise, cfg.fall, now.wall);
     }
