@@ -1009,8 +1009,12 @@ async fn legacy_class_annotation_is_switched_and_restored_in_its_own_form() {
     })
     .await;
     assert_eq!(class_field(&ing), None, "never two class designations");
-    let s = env.raw_status("web").await;
-    assert_eq!(s["activeClass"], "nginx-backup");
+    // Status follows the Ingress write (the decision is recorded before it, what is in effect
+    // after it): wait for it rather than race it.
+    eventually(T, || async {
+        (env.raw_status("web").await["activeClass"] == "nginx-backup").then_some(())
+    })
+    .await;
     env.set(lb, Behavior::Healthy).await;
     let ing = eventually(T, || async {
         env.ingress("web")
