@@ -1059,3 +1059,43 @@ fn simulate_refuses_what_check_refuses_in_checks_words() {
     ]);
     assert_eq!(code, Some(0), "{err}");
 }
+
+/// A scenario's backend addresses obey the one address rule of policies (issue 13): a
+/// dotted-decimal typo or an unbracketed IPv6 address is refused in the same words as in a
+/// policy, where before any `something:port` passed.
+#[test]
+fn scenario_addresses_obey_the_policy_address_rule() {
+    let dir = std::env::temp_dir().join(format!("if-simulate-addr-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let policy = dir.join("policy.yaml");
+    std::fs::write(&policy, POLICY).unwrap();
+    for (address, words) in [
+        (
+            "10.0.1.300:8080",
+            "\"10.0.1.300\" is not an IP address or host name",
+        ),
+        (
+            "2001:db8::1:8080",
+            "IPv6 addresses must be written in brackets",
+        ),
+        ("10.0.1.10:0", "port 0 is outside 1-65535"),
+    ] {
+        let scenario = dir.join("scenario.yaml");
+        std::fs::write(
+            &scenario,
+            format!(
+                "start: 2026-11-29T10:00:00Z\nduration: 10m\nbackends:\n  - address: \"{address}\"\n    state: down\n"
+            ),
+        )
+        .unwrap();
+        let (code, _, err) = binary(&[
+            "simulate",
+            "--policy",
+            policy.to_str().unwrap(),
+            "--scenario",
+            scenario.to_str().unwrap(),
+        ]);
+        assert_ne!(code, Some(0), "{address} was accepted");
+        assert!(err.contains(words), "{address}: {err}");
+    }
+}

@@ -42,11 +42,10 @@ pub struct Published {
 impl Published {
     /// Splits `host:port` / `[v6]:port`.
     pub fn parse(address: &str) -> Option<Self> {
-        let (host, port) = address.rsplit_once(':')?;
-        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let (host, port) = crate::validation::address::parse_host_port(address).ok()?;
         Some(Published {
-            host: host.to_string(),
-            port: port.parse().ok()?,
+            host: host.allowlist_entry(),
+            port: port.into(),
         })
     }
 

@@ -70,10 +70,8 @@ pub struct PodTemplate {
 impl PodTemplate {
     /// Whether `address` is one the pod range could hand out.
     pub fn contains(&self, address: &str) -> bool {
-        let Some((ip, port)) = address.rsplit_once(':') else {
-            return false;
-        };
-        let (Ok(ip), Ok(port)) = (ip.parse::<Ipv4Addr>(), port.parse::<u16>()) else {
+        use crate::validation::address::{Host, parse_host_port};
+        let Ok((Host::Ip(std::net::IpAddr::V4(ip)), port)) = parse_host_port(address) else {
             return false;
         };
         let (first, ip) = (u32::from(self.first_address), u32::from(ip));
@@ -1042,13 +1040,11 @@ fn behaviour(
     Ok(Some(b))
 }
 
+/// A backend address, by the one rule every static address of a policy obeys.
 fn check_address(a: &str) -> Result<(), String> {
-    match a.rsplit_once(':') {
-        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0) => {
-            Ok(())
-        }
-        _ => Err(format!("{a:?} is not host:port")),
-    }
+    crate::validation::address::parse_host_port(a)
+        .map(|_| ())
+        .map_err(|e| format!("{a:?}: {e}"))
 }
 
 /// The scenario's clock, for resolving `at`.
