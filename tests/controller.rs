@@ -1734,8 +1734,11 @@ async fn steady_state_checks_need_no_reconcile() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_name_policies_by_namespace_and_name() {
     let (env, _b, _pods) = emergency_env("metrics").await;
-    let text = env.metrics_text().await;
     let me = format!("namespace=\"{}\",name=\"web\"", env.ns);
+    // The emergency is in status; its gauge says the same (metrics never trail status).
+    let desired = format!("ingress_failover_emergency_desired_replicas{{{me}}} 2");
+    let text = env.metrics_text().await;
+    assert!(text.contains(&desired), "{desired} missing:\n{text}");
     for (family, want) in [
         ("ingress_failover_emergency_desired_replicas", Some(2.0)),
         ("ingress_failover_emergency_ready_replicas", None),

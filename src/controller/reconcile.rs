@@ -298,6 +298,9 @@ async fn apply(policy: Arc<FailoverPolicy>, ctx: &Context) -> Result<Requeue, Re
         &fx,
         clock,
     );
+    // The gauges say what the operator decided and sees, before status is written: whoever reads
+    // status and then /metrics never finds the metrics behind.
+    export_gauges(ctx, &key, &rt);
     // Compare with what this process last wrote as well as with the cache: under load the cache
     // lags behind our own writes, and re-writing an identical status only feeds the lag.
     let mut written = lock(&rt).last_status.as_ref() == Some(&status);
@@ -318,7 +321,6 @@ async fn apply(policy: Arc<FailoverPolicy>, ctx: &Context) -> Result<Requeue, Re
         written = true;
     }
     publish_events(ctx, &policy, &rt, plan.dry_run, &fx).await;
-    export_gauges(ctx, &key, &rt);
     let next_retry = {
         let mut r = lock(&rt);
         if written {
@@ -521,6 +523,8 @@ async fn record_decision(
         return false;
     }
     let key = PolicyId::of(policy);
+    // As for the final status: the gauges never trail what status says was decided.
+    export_gauges(ctx, &key, rt);
     match write_status(ctx, policy, &ns, &status).await {
         Ok(()) => {
             let mut r = lock(rt);
