@@ -1647,11 +1647,10 @@ async fn restart_in_dry_run_resumes_the_decision_without_repeating_it() {
     assert_eq!(s.active_class.as_deref(), Some("nginx-primary"));
 }
 
-/// `kubectl get fp -w` prints a line per real change: in steady state, with every backend
-/// checked each second, the policy object does not change at all (issue 15).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn steady_state_writes_no_status() {
-    let mut env = Env::start("quiet").await;
+/// Three backends checked every second, the policy Normal and in effect, every backend past its
+/// first check (they start unconfirmed): steady state.
+async fn steady_env(name: &str) -> (Env, Vec<std::net::SocketAddr>) {
+    let mut env = Env::start(name).await;
     let b = env.backends(3).await;
     env.apply_json(policy("web", &b, json!({}))).await;
     env.start_controller().await;
@@ -1659,8 +1658,15 @@ async fn steady_state_writes_no_status() {
         s.phase == Phase::Normal && is_true(s, ct::IN_EFFECT)
     })
     .await;
-    // Let the first checks confirm every backend (they start unconfirmed).
     tokio::time::sleep(Duration::from_secs(3)).await;
+    (env, b)
+}
+
+/// `kubectl get fp -w` prints a line per real change: in steady state, with every backend
+/// checked each second, the policy object does not change at all (issue 15).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn steady_state_writes_no_status() {
+    let (env, _b) = steady_env("quiet").await;
     let version = || async {
         env.policies()
             .get("web")
@@ -1685,16 +1691,7 @@ async fn steady_state_writes_no_status() {
 /// comparing and rendering status for each of them (before: a reconcile per check).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn steady_state_checks_need_no_reconcile() {
-    let mut env = Env::start("absorb").await;
-    let b = env.backends(3).await;
-    env.apply_json(policy("web", &b, json!({}))).await;
-    env.start_controller().await;
-    env.wait_status("web", T, "Normal and in effect", |s| {
-        s.phase == Phase::Normal && is_true(s, ct::IN_EFFECT)
-    })
-    .await;
-    // Let the first checks confirm every backend (they start unconfirmed).
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (env, b) = steady_env("absorb").await;
     let counts = |text: &str| {
         (
             metric_value(
