@@ -697,20 +697,19 @@ async fn pump_facts(
             let pending = !r.obs.checks.is_empty()
                 || !r.obs.lb_checks.is_empty()
                 || !r.obs.backup_lb_checks.is_empty();
+            let pool = if fact.key.tier == Tier::Primary {
+                Pool::Primary
+            } else {
+                Pool::Emergency
+            };
             let absorbed = !pending
                 && match fact.key.tier {
                     Tier::LoadBalancer => r.state.absorbs_lb_check(false, &fact.outcome),
                     Tier::BackupLoadBalancer => r.state.absorbs_lb_check(true, &fact.outcome),
-                    Tier::Primary => r.state.absorbs_check(
-                        Pool::Primary,
-                        fact.key.endpoint.as_ref(),
-                        &fact.outcome,
-                    ),
-                    Tier::Emergency => r.state.absorbs_check(
-                        Pool::Emergency,
-                        fact.key.endpoint.as_ref(),
-                        &fact.outcome,
-                    ),
+                    Tier::Primary | Tier::Emergency => {
+                        r.state
+                            .absorbs_check(pool, fact.key.endpoint.as_ref(), &fact.outcome)
+                    }
                 };
             if absorbed {
                 ctx.metrics.facts_absorbed.inc();
@@ -719,13 +718,9 @@ async fn pump_facts(
             match fact.key.tier {
                 Tier::LoadBalancer => r.obs.lb_checks.push(fact.outcome),
                 Tier::BackupLoadBalancer => r.obs.backup_lb_checks.push(fact.outcome),
-                tier => r.obs.checks.push(CheckFact {
+                Tier::Primary | Tier::Emergency => r.obs.checks.push(CheckFact {
                     address: fact.key.endpoint.to_string(),
-                    pool: if tier == Tier::Primary {
-                        Pool::Primary
-                    } else {
-                        Pool::Emergency
-                    },
+                    pool,
                     outcome: fact.outcome,
                 }),
             }
