@@ -16,14 +16,28 @@ use super::wire::{BodyEnd, Wire, WireError};
 use crate::health::{CheckOutcome, FailureKind};
 use http::Method;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 const AGENT: &str = "ingress-failover-probe/0.1";
 
 struct Conn {
     stream: TcpStream,
     peer: SocketAddr,
+    /// Held while the connection stays open between checks; none for a connection that
+    /// carries one check only (the keep-alive budget was full when it was made).
+    kept: Option<OwnedSemaphorePermit>,
+}
+
+/// What became of the connection after a check, for the budget's metric.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kept {
+    /// Still open for the next check (or no connection to speak of).
+    Yes,
+    /// Closed because every keep-alive slot was taken: the next check connects again.
+    OverBudget,
 }
 
 /// Per-target HTTP state, kept across checks by the target's task.
@@ -85,6 +99,34 @@ impl HttpProber {
         check: &HttpCheck,
         conf: &Confinement,
         body_limit: usize,
+        budget: &Arc<Semaphore>,
+    ) -> (CheckOutcome, Kept) {
+        let outcome = self.check_on(host, port, check, conf, body_limit).await;
+        // A clean connection stays open only with a keep-alive slot: past the budget it is
+        // closed now, so open sockets stay within the open-file limit whatever the target count.
+        let kept = match self.conn.as_mut() {
+            Some(c) if c.kept.is_none() => match budget.clone().try_acquire_owned() {
+                Ok(permit) => {
+                    c.kept = Some(permit);
+                    Kept::Yes
+                }
+                Err(_) => {
+                    self.conn = None;
+                    Kept::OverBudget
+                }
+            },
+            _ => Kept::Yes,
+        };
+        (outcome, kept)
+    }
+
+    async fn check_on(
+        &mut self,
+        host: &Host,
+        port: u16,
+        check: &HttpCheck,
+        conf: &Confinement,
+        body_limit: usize,
     ) -> CheckOutcome {
         if let Some(c) = &self.conn {
             // The allowlist may have changed since the connection was opened; and a target
@@ -125,7 +167,13 @@ impl HttpProber {
                 Err(o) => return Attempt::Done(o),
             };
             match tcp::connect(peer).await {
-                Ok(stream) => self.conn = Some(Conn { stream, peer }),
+                Ok(stream) => {
+                    self.conn = Some(Conn {
+                        stream,
+                        peer,
+                        kept: None,
+                    })
+                }
                 Err(o) => return Attempt::Done(o),
             }
         }

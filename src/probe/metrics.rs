@@ -48,6 +48,8 @@ pub struct ProbeMetrics {
     latency: Family<TierLabels, Histogram, fn() -> Histogram>,
     /// How late checks start versus their schedule: the prober's own saturation signal.
     lag: Histogram,
+    /// Connections closed after their check because the keep-alive budget was full.
+    over_budget: Counter,
 }
 
 impl Default for ProbeMetrics {
@@ -56,6 +58,7 @@ impl Default for ProbeMetrics {
             checks: Family::default(),
             latency: Family::new_with_constructor(latency_histogram),
             lag: Histogram::new([0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0]),
+            over_budget: Counter::default(),
         }
     }
 }
@@ -92,6 +95,11 @@ impl ProbeMetrics {
             "How late checks started versus their schedule (timer slip plus concurrency limit)",
             self.lag.clone(),
         );
+        sub.register(
+            "connections_over_budget",
+            "Checks whose connection was closed afterwards because every keep-alive slot was taken (the open-file limit): those targets connect again for each check",
+            self.over_budget.clone(),
+        );
     }
 
     /// Handles for one target's series, created once when the target starts. All result kinds
@@ -113,6 +121,7 @@ impl ProbeMetrics {
                 tier: tier.as_str(),
             }),
             lag: self.lag.clone(),
+            over_budget: self.over_budget.clone(),
         }
     }
 
@@ -151,9 +160,14 @@ pub(crate) struct TargetMetrics {
     by_result: Box<[Counter]>,
     latency: Histogram,
     lag: Histogram,
+    over_budget: Counter,
 }
 
 impl TargetMetrics {
+    pub fn closed_over_budget(&self) {
+        self.over_budget.inc();
+    }
+
     pub fn record(&self, outcome: &CheckOutcome, latency: Duration, lag: Duration) {
         if let Some(c) = self.by_result.get(result_index(outcome)) {
             c.inc();

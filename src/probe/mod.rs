@@ -139,14 +139,48 @@ pub struct ProberConfig {
     /// Most body bytes read per HTTP check; the rest is never read (and the connection is
     /// dropped), so a multi-megabyte body costs at most this much memory.
     pub body_limit: usize,
+    /// Keep-alive connections held open between checks, across all targets. A target beyond
+    /// it closes its connection after each check, as HAProxy always does: slower per check,
+    /// but the process never runs out of file descriptors (10,000 policies × 5 endpoints need
+    /// 50,000 sockets; a container's limit is often 20,000 or less). Default:
+    /// [`kept_connection_budget`] of the open-file limit.
+    pub max_kept_connections: usize,
+}
+
+/// File descriptors left for everything but kept probe connections: API watches and
+/// requests, listeners, files, and the checks in flight (each needs a socket while it runs).
+pub const FD_RESERVE: usize = 1024;
+
+/// How many keep-alive connections fit in the open-file limit: the soft `RLIMIT_NOFILE` less
+/// the checks in flight and [`FD_RESERVE`]. `run` raises the soft limit to the hard one first.
+pub fn kept_connection_budget(max_in_flight: usize) -> usize {
+    let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+        .current
+        .map_or(usize::MAX, |l| usize::try_from(l).unwrap_or(usize::MAX));
+    limit.saturating_sub(max_in_flight + FD_RESERVE)
+}
+
+/// Raises the soft open-file limit to the hard limit (a process may always do so) and returns
+/// the new soft limit; the default soft limit (often 1,024) is far below what probing
+/// thousands of endpoints over kept connections needs.
+pub fn raise_open_file_limit() -> Option<u64> {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut l = getrlimit(Resource::Nofile);
+    if l.current != l.maximum {
+        l.current = l.maximum;
+        setrlimit(Resource::Nofile, l).ok()?;
+    }
+    l.current
 }
 
 impl Default for ProberConfig {
     fn default() -> Self {
+        let max_in_flight = 1024;
         ProberConfig {
-            max_in_flight: 1024,
+            max_in_flight,
             channel_capacity: 4096,
             body_limit: 64 * 1024,
+            max_kept_connections: kept_connection_budget(max_in_flight),
         }
     }
 }
@@ -154,6 +188,8 @@ impl Default for ProberConfig {
 /// State every target task shares.
 pub(crate) struct Shared {
     in_flight: Semaphore,
+    /// One permit per keep-alive connection held between checks ([`ProberConfig::max_kept_connections`]).
+    kept: Arc<Semaphore>,
     facts: mpsc::Sender<Fact>,
     body_limit: usize,
 }
@@ -218,6 +254,9 @@ impl Prober {
         let prober = Prober {
             shared: Arc::new(Shared {
                 in_flight: Semaphore::new(config.max_in_flight.max(1)),
+                kept: Arc::new(Semaphore::new(
+                    config.max_kept_connections.min(Semaphore::MAX_PERMITS),
+                )),
                 facts: tx,
                 body_limit: config.body_limit.max(1),
             }),

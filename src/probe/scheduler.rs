@@ -18,7 +18,7 @@
 
 use super::allowlist::Confinement;
 use super::config::{CheckKind, CheckSpec, Host};
-use super::http::HttpProber;
+use super::http::{HttpProber, Kept};
 use super::metrics::TargetMetrics;
 use super::{Fact, Shared, TargetKey, outcome, tcp};
 use crate::health::CheckOutcome;
@@ -134,8 +134,20 @@ impl TargetTask {
         let port = self.spec.port.unwrap_or(self.port);
         match (checker, &self.spec.kind) {
             (Checker::Http(h), CheckKind::Http(check)) => {
-                h.check(&self.host, port, check, conf, self.shared.body_limit)
-                    .await
+                let (outcome, kept) = h
+                    .check(
+                        &self.host,
+                        port,
+                        check,
+                        conf,
+                        self.shared.body_limit,
+                        &self.shared.kept,
+                    )
+                    .await;
+                if kept == Kept::OverBudget {
+                    self.metrics.closed_over_budget();
+                }
+                outcome
             }
             _ => tcp::check(&self.host, port, conf).await,
         }

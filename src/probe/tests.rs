@@ -412,6 +412,62 @@ async fn keep_alive_connection_is_reused() {
 }
 
 #[tokio::test]
+async fn kept_connections_stay_within_their_budget() {
+    // Budget 1, two targets: one keeps its connection, the other connects for every check
+    // (and says so in the metric), and every check still succeeds.
+    let a = serve(Behaviour::Status(200)).await;
+    let b = serve(Behaviour::Status(200)).await;
+    let (p, mut rx) = Prober::new(
+        ProberConfig {
+            max_kept_connections: 1,
+            ..ProberConfig::default()
+        },
+        Allowlist::parse(["127.0.0.1"]).unwrap(),
+    );
+    let mut reg = prometheus_client::registry::Registry::default();
+    p.metrics().register(&mut reg);
+    p.set_targets(
+        &PolicyId::new("ns", "p"),
+        [],
+        vec![
+            target("a", a.addr, spec(http_get(), 100, 1000)),
+            target("b", b.addr, spec(http_get(), 100, 1000)),
+        ],
+    )
+    .unwrap();
+    for _ in 0..10 {
+        let f = next_fact(&mut rx, Duration::from_millis(100) + MARGIN).await;
+        assert_eq!(f.outcome, CheckOutcome::Healthy);
+    }
+    let accepts = [
+        a.accepts.load(Ordering::SeqCst),
+        b.accepts.load(Ordering::SeqCst),
+    ];
+    let requests = [
+        a.requests.load(Ordering::SeqCst),
+        b.requests.load(Ordering::SeqCst),
+    ];
+    // One target kept its first connection; the other's accepts follow its checks.
+    let (kept, fresh) = if accepts[0] == 1 { (0, 1) } else { (1, 0) };
+    assert_eq!(
+        accepts[kept], 1,
+        "accepts {accepts:?}, requests {requests:?}"
+    );
+    assert!(
+        accepts[fresh] >= requests[fresh].max(1) - 1 && accepts[fresh] >= 3,
+        "the target over budget should connect per check: accepts {accepts:?}, requests {requests:?}"
+    );
+    let mut out = String::new();
+    prometheus_client::encoding::text::encode(&mut out, &reg).unwrap();
+    let over: u64 = out
+        .lines()
+        .find(|l| l.starts_with("ingress_failover_probe_connections_over_budget_total"))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(0);
+    assert!(over >= 3, "{out}");
+}
+
+#[tokio::test]
 async fn idle_close_by_target_is_not_a_failure() {
     let s = serve(Behaviour::CloseAfterResponse).await;
     let (p, mut rx) = prober();
