@@ -8,7 +8,9 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use cluster::*;
-use ingress_failover::api::{Phase, condition_types as ct, reasons};
+use ingress_failover::api::{
+    EndpointState, FailoverPolicyStatus, Phase, condition_types as ct, reasons,
+};
 use serde_json::json;
 use testkit::farm::Behavior;
 
@@ -1719,6 +1721,62 @@ async fn steady_state_checks_need_no_reconcile() {
     );
     // And a failure is still acted on at once: it is not absorbed.
     env.set(b[0], Behavior::Refuse).await;
+    env.wait_published("web-healthy", T, "b0 ejected", |p| {
+        !p.contains(&b[0].to_string())
+    })
+    .await;
+}
+
+/// A Falling backend's further failures, short of the failure threshold, only move a counter
+/// status does not show: the engine takes them without a step and nothing is reconciled for
+/// them (issue 16; before, each was a reconcile). With failureThreshold 12 at 1 s, the checks
+/// between Falling and Down cause at most the echo of the Falling status write and the
+/// engine's own timers: 2–3 reconciles in the 9 s measured here, against 8 when every
+/// check is stepped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_falling_backends_failures_are_counted_without_reconciles() {
+    let mut env = Env::start("counts").await;
+    let b = env.backends(3).await;
+    env.apply_json(policy("web", &b, json!({"probe": {"failureThreshold": 6}})))
+        .await;
+    env.start_controller().await;
+    env.wait_status("web", T, "Normal and in effect", |s| {
+        s.phase == Phase::Normal && is_true(s, ct::IN_EFFECT)
+    })
+    .await;
+    // Past every endpoint's first check (a new endpoint's first failure takes it Down at once).
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let state_of = |s: &FailoverPolicyStatus| {
+        s.endpoints
+            .iter()
+            .find(|e| e.address == b[0].to_string())
+            .map(|e| e.state)
+    };
+    env.set(b[0], Behavior::Status(503)).await;
+    env.wait_status("web", T, "b0 Falling", |s| {
+        state_of(s) == Some(EndpointState::Falling)
+    })
+    .await;
+    let reconciles = |text: &str| {
+        metric_value(
+            text,
+            "ingress_failover_reconcile_duration_seconds_count",
+            "",
+        )
+    };
+    let before = reconciles(&env.metrics_text().await);
+    // 1 s checks, the first failure made it Falling: the twelfth takes it Down 11 s later.
+    tokio::time::sleep(Duration::from_secs(9)).await;
+    let during = reconciles(&env.metrics_text().await) - before;
+    eprintln!("MEASURE 9 s of a Falling backend (fall 12, 1 s checks): {during} reconciles");
+    assert!(
+        during <= 5.0,
+        "{during} reconciles while a Falling backend only counted failures"
+    );
+    env.wait_status("web", T, "b0 Down after twelve failures", |s| {
+        state_of(s) == Some(EndpointState::Down)
+    })
+    .await;
     env.wait_published("web-healthy", T, "b0 ejected", |p| {
         !p.contains(&b[0].to_string())
     })

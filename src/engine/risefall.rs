@@ -83,6 +83,25 @@ impl RiseFall {
         }
     }
 
+    /// Whether one more check with this result would only move a counter (`fails` or `oks`):
+    /// a target already Falling failing again short of `fall` with the error it already has,
+    /// or one Rising passing again short of `rise`. Nothing an SRE or a decision sees changes
+    /// (state, last error, when it changed, the first-check flag), so the controller may feed
+    /// it with [`RiseFall::observe`] outside a reconcile.
+    pub fn only_counts(&self, healthy: bool, error: Option<&str>, rise: u32, fall: u32) -> bool {
+        use EndpointState::*;
+        if self.unconfirmed {
+            return false;
+        }
+        if healthy {
+            self.state == Rising && self.oks + 1 < rise
+        } else {
+            self.state == Falling
+                && self.fails + 1 < fall
+                && error.is_none_or(|e| self.last_error.as_deref() == Some(e))
+        }
+    }
+
     /// Feeds one check result; returns the serving flip it caused, if any.
     pub fn observe(
         &mut self,
@@ -263,5 +282,63 @@ mod tests {
         // error loop, which a pass ignores): 9. Down failing with no message (3) or with the
         // message it already has (2): 5.
         assert_eq!(absorbed, 9 + 5, "absorbed cases");
+    }
+
+    /// A check that only counts moves `fails` or `oks` and nothing else: no flip, the same
+    /// state, last error, last change and first-check flag. Checked over every state, counter,
+    /// flag, last error and outcome (rise 3, fall 3); and every check that changes only a
+    /// counter is recognised.
+    #[test]
+    fn a_check_that_only_counts_changes_a_counter_alone() {
+        let errors = [None, Some("timeout"), Some("refused")];
+        let (mut counted, mut missed) = (0, Vec::new());
+        for state in [Up, Falling, Down, Rising] {
+            for fails in 0..3 {
+                for oks in 0..3 {
+                    for unconfirmed in [false, true] {
+                        for last in errors {
+                            for healthy in [true, false] {
+                                for error in errors {
+                                    let m = RiseFall {
+                                        state,
+                                        fails,
+                                        oks,
+                                        last_change: 5,
+                                        last_error: last.map(Into::into),
+                                        unconfirmed,
+                                    };
+                                    let error = if healthy { None } else { error };
+                                    let mut after = m.clone();
+                                    let flip = after.observe(healthy, error, 3, 3, 99);
+                                    let same_but_counters = flip.is_none()
+                                        && after.state == m.state
+                                        && after.last_error == m.last_error
+                                        && after.last_change == m.last_change
+                                        && after.unconfirmed == m.unconfirmed;
+                                    let moved = (after.fails, after.oks) != (m.fails, m.oks);
+                                    if m.only_counts(healthy, error, 3, 3) {
+                                        assert!(
+                                            same_but_counters && moved,
+                                            "{m:?} {healthy} {error:?} -> {after:?}"
+                                        );
+                                        counted += 1;
+                                    } else if same_but_counters
+                                        && moved
+                                        && matches!(m.state, Falling | Rising)
+                                    {
+                                        missed.push((m, healthy, error));
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        assert!(missed.is_empty(), "not recognised: {missed:?}");
+        // Falling, confirmed, fails 0 or 1, failing again with no message or its own: 2 × (3 +
+        // 2) = 10; Rising, confirmed, oks 0 or 1, passing (3 errors × 3 error-loop turns): 2 × 9
+        // = 18 — each over 3 values of the other counter.
+        assert_eq!(counted, (10 + 18) * 3, "counted cases");
     }
 }

@@ -605,13 +605,37 @@ impl PolicyState {
         });
     }
 
-    /// Whether a check of this endpoint with this outcome would change nothing (see
-    /// [`RiseFall::absorbs`]): the controller then drops it instead of stepping and reconciling.
-    /// An endpoint the engine does not know yet is never absorbed.
-    pub fn absorbs_check(&self, pool: Pool, address: &str, outcome: &CheckOutcome) -> bool {
+    /// Takes a check of this endpoint without a step when it changes no decision and nothing
+    /// status shows: one that changes nothing at all ([`RiseFall::absorbs`]: a serving endpoint
+    /// passing again, one out of service failing the same way), or one that only moves a
+    /// counter ([`RiseFall::only_counts`]: a Falling endpoint failing again short of the
+    /// failure threshold, a Rising one passing again short of the success threshold), which is
+    /// fed to the machine here. Returns whether it was taken; the controller then neither
+    /// steps nor reconciles for it. An endpoint the engine does not know yet is never taken.
+    /// Only for a check with no earlier one still waiting for a step (order matters).
+    pub fn absorb_check(
+        &mut self,
+        cfg: &EngineConfig,
+        pool: Pool,
+        address: &str,
+        outcome: &CheckOutcome,
+    ) -> bool {
         let (healthy, error) = outcome_parts(outcome);
-        self.find(pool, address)
-            .is_some_and(|i| self.endpoints[i].health.absorbs(healthy, error))
+        let Some(i) = self.find(pool, address) else {
+            return false;
+        };
+        let health = &mut self.endpoints[i].health;
+        if health.absorbs(healthy, error) {
+            return true;
+        }
+        if !health.only_counts(healthy, error, cfg.rise, cfg.fall) {
+            return false;
+        }
+        // `only_counts` guarantees no flip and no change of state, error or time, so the
+        // timestamp passed is never recorded.
+        let flip = health.observe(healthy, error, cfg.rise, cfg.fall, health.last_change);
+        debug_assert!(flip.is_none());
+        true
     }
 
     /// The same for a check of the primary (or, with `backup`, the backup) load balancer's
