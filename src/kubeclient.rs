@@ -71,7 +71,45 @@ pub async fn client_limited(
     }
     match limit {
         Some(limit) => rate_limited(config, limit),
-        None => Ok(Client::try_from(config)?),
+        None => Ok(ClientBuilder::try_from(config)?
+            .with_layer(&ThrottleLayer { limiter: None })
+            .build()),
+    }
+}
+
+/// Requests this process sent to the API, by HTTP method, and the time they waited for the
+/// client-side rate limit: one set per process, like the client, registered with the
+/// controller's metrics (`ingress_failover_api_requests_total`,
+/// `ingress_failover_api_throttled_seconds_total`).
+pub struct RequestMetrics {
+    pub requests: prometheus_client::metrics::family::Family<
+        MethodLabel,
+        prometheus_client::metrics::counter::Counter,
+    >,
+    pub throttled: prometheus_client::metrics::counter::Counter<f64, std::sync::atomic::AtomicU64>,
+}
+
+/// The HTTP method of an API request: a bounded label.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+pub struct MethodLabel {
+    pub method: &'static str,
+}
+
+/// This process's request counters.
+pub static REQUESTS: std::sync::LazyLock<RequestMetrics> =
+    std::sync::LazyLock::new(|| RequestMetrics {
+        requests: Default::default(),
+        throttled: Default::default(),
+    });
+
+fn method_label(m: &http::Method) -> &'static str {
+    match *m {
+        http::Method::GET => "GET",
+        http::Method::POST => "POST",
+        http::Method::PUT => "PUT",
+        http::Method::PATCH => "PATCH",
+        http::Method::DELETE => "DELETE",
+        _ => "other",
     }
 }
 
@@ -94,7 +132,9 @@ pub fn rate_limited(config: Config, limit: RateLimit) -> anyhow::Result<Client> 
         Quota::per_second(limit.qps).allow_burst(limit.burst),
     ));
     Ok(ClientBuilder::try_from(config)?
-        .with_layer(&ThrottleLayer { limiter })
+        .with_layer(&ThrottleLayer {
+            limiter: Some(limiter),
+        })
         .build())
 }
 
@@ -102,7 +142,7 @@ pub fn rate_limited(config: Config, limit: RateLimit) -> anyhow::Result<Client> 
 const LEASES: &str = "/apis/coordination.k8s.io/";
 
 struct ThrottleLayer {
-    limiter: Arc<DefaultDirectRateLimiter>,
+    limiter: Option<Arc<DefaultDirectRateLimiter>>,
 }
 
 impl<S> tower::Layer<S> for ThrottleLayer {
@@ -115,12 +155,13 @@ impl<S> tower::Layer<S> for ThrottleLayer {
     }
 }
 
-/// Holds each request (but Lease requests) until the limiter allows it. The inner future is
-/// created at once and awaited after the permit: the stack's futures are lazy, so nothing is
-/// sent before that, and the buffer kube's client drives its stack through never waits on us.
+/// Counts each request and holds it (but Lease requests) until the limiter, if any, allows
+/// it. The inner future is created at once and awaited after the permit: the stack's futures
+/// are lazy, so nothing is sent before that, and the buffer kube's client drives its stack
+/// through never waits on us.
 struct Throttle<S> {
     inner: S,
-    limiter: Arc<DefaultDirectRateLimiter>,
+    limiter: Option<Arc<DefaultDirectRateLimiter>>,
 }
 
 impl<S, B> tower::Service<http::Request<B>> for Throttle<S>
@@ -137,14 +178,23 @@ where
     }
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        REQUESTS
+            .requests
+            .get_or_create(&MethodLabel {
+                method: method_label(req.method()),
+            })
+            .inc();
         let exempt = req.uri().path().starts_with(LEASES);
         let response = self.inner.call(req);
-        if exempt {
+        let Some(limiter) = self.limiter.clone().filter(|_| !exempt) else {
             return Box::pin(response);
-        }
-        let limiter = self.limiter.clone();
+        };
         Box::pin(async move {
-            limiter.until_ready().await;
+            if limiter.check().is_err() {
+                let held = std::time::Instant::now();
+                limiter.until_ready().await;
+                REQUESTS.throttled.inc_by(held.elapsed().as_secs_f64());
+            }
             response.await
         })
     }

@@ -138,6 +138,17 @@ struct RunArgs {
     /// Requests allowed at once above --kube-api-qps after a quiet period (client-go's burst).
     #[arg(long, default_value_t = 100)]
     kube_api_burst: u32,
+    /// Reconciles running at once. Work beyond it waits in the queue, where a policy's pending
+    /// triggers merge into one reconcile; unbounded, ten thousand reconciles at a cold start
+    /// or a mass incident would all be in flight, each holding its state while it waits for
+    /// --kube-api-qps.
+    #[arg(long, env = "INGRESS_FAILOVER_MAX_CONCURRENT_RECONCILES", default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..))]
+    max_concurrent_reconciles: u16,
+    /// Reconcile each policy at least this often when nothing happens: a safety net (probe
+    /// facts, watched objects and the engine's own deadlines drive every decision), jittered by
+    /// ±10 %.
+    #[arg(long, env = "INGRESS_FAILOVER_RESYNC_SECONDS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
+    resync_seconds: u64,
 }
 
 #[derive(clap::ValueEnum, Debug, Clone, Copy)]
@@ -363,6 +374,15 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             std::process::id()
         )
     });
+    // Before the prober sizes its keep-alive budget from the limit (ProberConfig::default).
+    let nofile = ingress_failover::probe::raise_open_file_limit();
+    tracing::info!(
+        open_file_limit = nofile,
+        kept_connection_budget = ingress_failover::probe::kept_connection_budget(
+            ingress_failover::probe::ProberConfig::default().max_in_flight
+        ),
+        "probe connections kept open between checks are bounded by the open-file limit"
+    );
     let user_agent = ingress_failover::kubeclient::controller_user_agent(&identity);
     let limit = std::num::NonZeroU32::new(args.kube_api_qps).map(|qps| {
         ingress_failover::kubeclient::RateLimit {
@@ -398,6 +418,8 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         lease_retry_period: std::time::Duration::from_secs(args.lease_retry_period_seconds),
         prober: Default::default(),
         trust_unmanaged_endpointslices: args.trust_unmanaged_endpointslices,
+        max_concurrent_reconciles: args.max_concurrent_reconciles,
+        resync: std::time::Duration::from_secs(args.resync_seconds),
     };
     ingress_failover::controller::run(
         client,

@@ -185,23 +185,48 @@ pub fn managed_ingresses(
     let Some(tier) = &spec.ingress else {
         return Vec::new();
     };
-    let selector = tier
-        .selector
-        .as_ref()
-        .and_then(|s| kube::core::Selector::try_from(s.clone()).ok());
-    let mut list = ctx.stores.ingresses.state_filter(|ing| {
-        if ing.metadata.namespace.as_deref() != Some(ns) || ing.labels().contains_key(POLICY_LABEL)
-        {
-            return false;
-        }
-        let name = ing.name_any();
-        tier.ingresses.contains(&name)
-            || selector
-                .as_ref()
-                .is_some_and(|sel| sel.matches(ing.labels()))
-    });
+    let selects = IngressSelection::of(tier);
+    let mut list = ctx
+        .stores
+        .ingresses
+        .state_filter(|ing| ing.metadata.namespace.as_deref() == Some(ns) && selects.ingress(ing));
     list.sort_by_key(|i| i.name_any());
     list
+}
+
+/// Which source Ingresses an ingress tier names, by name or label selector (one copy of the
+/// rule, for the Ingresses a policy manages and for the claims of others on one of them).
+/// Mirrors the operator made are never sources.
+pub struct IngressSelection<'a> {
+    tier: &'a crate::api::IngressTierSpec,
+    selector: Option<kube::core::Selector>,
+}
+
+impl<'a> IngressSelection<'a> {
+    pub fn of(tier: &'a crate::api::IngressTierSpec) -> Self {
+        IngressSelection {
+            tier,
+            selector: tier
+                .selector
+                .as_ref()
+                .and_then(|s| kube::core::Selector::try_from(s.clone()).ok()),
+        }
+    }
+
+    /// Whether `ing` (in the tier's namespace) is one of the tier's sources.
+    pub fn ingress(&self, ing: &Ingress) -> bool {
+        if ing.labels().contains_key(POLICY_LABEL) {
+            return false;
+        }
+        ing.metadata
+            .name
+            .as_ref()
+            .is_some_and(|name| self.tier.ingresses.contains(name))
+            || self
+                .selector
+                .as_ref()
+                .is_some_and(|sel| sel.matches(ing.labels()))
+    }
 }
 
 /// What the operator owns on a source Ingress in `mode`, in full (see [`SourceFields`]).

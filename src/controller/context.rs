@@ -134,6 +134,8 @@ pub struct Context {
     pub allowlist: Mutex<Arc<Allowlist>>,
     /// `--trust-unmanaged-endpointslices`: read EndpointSlices whatever manages them.
     pub trust_unmanaged_slices: bool,
+    /// How long a policy goes without a reconcile when nothing happens (`--resync-seconds`).
+    pub resync: std::time::Duration,
 }
 
 impl Context {

@@ -176,6 +176,16 @@ impl Metrics {
             self.api_writes.clone(),
         );
         r.register(
+            "api_requests",
+            "Requests this process sent to the Kubernetes API (reads, watches and writes), by HTTP method",
+            crate::kubeclient::REQUESTS.requests.clone(),
+        );
+        r.register(
+            "api_throttled_seconds",
+            "Time API requests waited for the client-side rate limit (--kube-api-qps, --kube-api-burst)",
+            crate::kubeclient::REQUESTS.throttled.clone(),
+        );
+        r.register(
             "write_failures",
             "Failed writes to managed objects, by policy and resource",
             self.write_failures.clone(),
@@ -410,6 +420,9 @@ pub fn reference_markdown() -> String {
     ] {
         family.get_or_create(&l).set(0);
     }
+    let _ = crate::kubeclient::REQUESTS
+        .requests
+        .get_or_create(&crate::kubeclient::MethodLabel { method: "GET" });
     let probes = crate::probe::ProbeMetrics::default();
     probes.register(&mut registry);
     probes.sample(&l.policy);

@@ -89,6 +89,12 @@ pub struct Options {
     /// or another controller's): off by default, since whoever may write a slice would choose
     /// what the operator probes (`observe::EndpointTrust`).
     pub trust_unmanaged_endpointslices: bool,
+    /// Reconciles running at once (`--max-concurrent-reconciles`); the rest wait in the queue,
+    /// where a policy's triggers merge.
+    pub max_concurrent_reconciles: u16,
+    /// A reconcile of each policy at least this often with nothing happening (`--resync-seconds`):
+    /// a safety net, since facts, watches and the engine's deadlines drive every decision.
+    pub resync: Duration,
 }
 
 /// How long `run` waits for in-flight reconciles after the shutdown signal before returning
@@ -157,6 +163,7 @@ pub async fn run(
         failures: Default::default(),
         allowlist: std::sync::Mutex::new(Arc::new(allowlist)),
         trust_unmanaged_slices: opts.trust_unmanaged_endpointslices,
+        resync: opts.resync,
     });
 
     let registry = Arc::new(registry);
@@ -185,6 +192,10 @@ pub async fn run(
     };
 
     let controller = wire_triggers(controller, caches, &opts.namespaces, &pstore)
+        .with_config(
+            kube::runtime::controller::Config::default()
+                .concurrency(opts.max_concurrent_reconciles),
+        )
         .reconcile_on(tokio_stream(trigger_rx))
         .reconcile_all_on(tokio_stream(all_rx))
         .trigger_backoff(NoPause)
@@ -223,6 +234,7 @@ struct Caches {
     slices: Touched<EndpointSlice>,
     deployments: Touched<Deployment>,
     ingresses: Touched<Ingress>,
+    autoscalers: Touched<HorizontalPodAutoscaler>,
 }
 
 /// One reflector per kind the reconciles read, each with its own backoff.
@@ -255,9 +267,6 @@ fn start_caches(client: &Client, opts: &Options, health: &Arc<ApiHealth>) -> Cac
         watcher::Config::default(),
         health,
     );
-    // Nothing reconciles on an autoscaler change (the next reconcile sees it); the stream only
-    // keeps the cache.
-    tokio::spawn(autoscaler_stream.for_each(|_| async {}));
     Caches {
         stores: Stores {
             slices,
@@ -270,6 +279,7 @@ fn start_caches(client: &Client, opts: &Options, health: &Arc<ApiHealth>) -> Cac
         slices: slice_stream.boxed(),
         deployments: deploy_stream.boxed(),
         ingresses: ingress_stream.boxed(),
+        autoscalers: autoscaler_stream.boxed(),
     }
 }
 
@@ -402,8 +412,13 @@ fn wire_triggers(
     let in_scope = move |ns: Option<&str>| {
         namespaces.is_empty() || ns.is_some_and(|n| namespaces.iter().any(|w| w == n))
     };
-    let (s1, s2, s3) = (pstore.clone(), pstore.clone(), pstore.clone());
-    let (f1, f2, f3) = (in_scope.clone(), in_scope.clone(), in_scope);
+    let (s1, s2, s3, s4) = (pstore.clone(), pstore.clone(), pstore.clone(), pstore.clone());
+    let (f1, f2, f3, f4) = (
+        in_scope.clone(),
+        in_scope.clone(),
+        in_scope.clone(),
+        in_scope,
+    );
     controller
         .watches_stream(caches.slices, move |s: EndpointSlice| {
             if !f1(s.metadata.namespace.as_deref()) {
@@ -428,6 +443,21 @@ fn wire_triggers(
             }
             policies_referencing(&s3, i.metadata.namespace.as_deref(), |p| {
                 p.spec.ingress.is_some()
+            })
+        })
+        // An autoscaler on an emergency Deployment changes what is in effect (status says who
+        // else scales it): its policy hears of it at once, not at the next resync.
+        .watches_stream(caches.autoscalers, move |h: HorizontalPodAutoscaler| {
+            if !f4(h.metadata.namespace.as_deref()) {
+                return Vec::new();
+            }
+            let target = h.spec.as_ref().map(|s| &s.scale_target_ref);
+            let Some(target) = target.filter(|t| t.kind == "Deployment") else {
+                return Vec::new();
+            };
+            let ns = h.metadata.namespace.clone().unwrap_or_default();
+            policies_referencing(&s4, Some(&ns), |p| {
+                references_deployment(p, &ns, &target.name)
             })
         })
 }
@@ -641,11 +671,13 @@ fn policies_referencing(
     namespace: Option<&str>,
     refers: impl Fn(&FailoverPolicy) -> bool,
 ) -> Vec<ObjectRef<FailoverPolicy>> {
+    // Filtered under the store's lock: cloning every policy's Arc for each touched object was
+    // a cost per event proportional to the fleet.
     store
-        .state()
+        .state_filter(|p| {
+            (namespace.is_none() || p.metadata.namespace.as_deref() == namespace) && refers(p)
+        })
         .iter()
-        .filter(|p| namespace.is_none() || p.metadata.namespace.as_deref() == namespace)
-        .filter(|p| refers(p))
         .map(|p| ObjectRef::from_obj(&**p))
         .collect()
 }
@@ -689,11 +721,12 @@ async fn pump_facts(
         };
         {
             let mut r = context::lock(&rt);
-            // A check that changes nothing (a serving endpoint passing again, one out of service
-            // failing the same way) needs no engine step and no reconcile: in steady state that
-            // is nearly every check, and a reconcile per check was most of the operator's cost
-            // (issue 16). Only while no earlier fact waits, so that it is judged against the
-            // state those facts will leave.
+            // A check that changes no decision and nothing status shows (a serving endpoint
+            // passing again, one out of service failing the same way, a Falling or Rising one
+            // moving its counter) is taken by the engine without a step or a reconcile: in
+            // steady state that is nearly every check, and a reconcile per check was most of the
+            // operator's cost (issue 16). Only while no earlier fact waits, so that it is judged
+            // against the state those facts will leave.
             let pending = !r.obs.checks.is_empty()
                 || !r.obs.lb_checks.is_empty()
                 || !r.obs.backup_lb_checks.is_empty();
@@ -702,14 +735,17 @@ async fn pump_facts(
             } else {
                 Pool::Emergency
             };
+            let r = &mut *r;
             let absorbed = !pending
                 && match fact.key.tier {
                     Tier::LoadBalancer => r.state.absorbs_lb_check(false, &fact.outcome),
                     Tier::BackupLoadBalancer => r.state.absorbs_lb_check(true, &fact.outcome),
-                    Tier::Primary | Tier::Emergency => {
-                        r.state
-                            .absorbs_check(pool, fact.key.endpoint.as_ref(), &fact.outcome)
-                    }
+                    Tier::Primary | Tier::Emergency => r.state.absorb_check(
+                        &r.cfg,
+                        pool,
+                        fact.key.endpoint.as_ref(),
+                        &fact.outcome,
+                    ),
                 };
             if absorbed {
                 ctx.metrics.facts_absorbed.inc();

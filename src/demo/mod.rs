@@ -210,6 +210,8 @@ fn controller_options(metrics_addr: std::net::SocketAddr) -> crate::controller::
         lease_retry_period: std::time::Duration::from_secs(2),
         prober: Default::default(),
         trust_unmanaged_endpointslices: false,
+        max_concurrent_reconciles: 32,
+        resync: std::time::Duration::from_secs(300),
     }
 }
 

@@ -237,6 +237,8 @@ impl Env {
             lease_retry_period: Duration::from_millis(400),
             prober: Default::default(),
             trust_unmanaged_endpointslices: false,
+            max_concurrent_reconciles: 32,
+            resync: std::time::Duration::from_secs(300),
         }
     }
 
