@@ -52,6 +52,16 @@ async fn published(client: &Client, service: &str) -> BTreeSet<String> {
         .collect()
 }
 
+/// Reconciles finished so far, from the controller's own histogram.
+fn reconciles_so_far(registry: &prometheus_client::registry::Registry) -> f64 {
+    let mut text = String::new();
+    let _ = prometheus_client::encoding::text::encode(&mut text, registry);
+    text.lines()
+        .find(|l| l.starts_with("ingress_failover_reconcile_duration_seconds_count"))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(0.0)
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
@@ -159,6 +169,8 @@ async fn bench() {
         lease_retry_period: std::time::Duration::from_secs(2),
         prober: Default::default(),
         trust_unmanaged_endpointslices: false,
+        max_concurrent_reconciles: 32,
+        resync: std::time::Duration::from_secs(300),
     };
     let controller_client = cluster
         .client_with_user_agent("ingress-failover")
@@ -207,9 +219,15 @@ async fn bench() {
     tokio::time::sleep(Duration::from_secs(5)).await;
     cluster.audit_log().clear();
     let writes_before = running.ctx.metrics.total_writes();
+    let reconciles_before = reconciles_so_far(&running.registry);
+    let cpu_before = testkit::bulk::cpu_seconds(std::process::id(), 100.0);
     eprintln!("steady state: watching writes for {} s", steady.as_secs());
     tokio::time::sleep(steady).await;
     let steady_writes = running.ctx.metrics.total_writes() - writes_before;
+    // The whole process: plane, backends and controller; compare runs, not absolute figures.
+    let steady_cpu =
+        (testkit::bulk::cpu_seconds(std::process::id(), 100.0) - cpu_before) / steady.as_secs_f64();
+    let steady_reconciles = reconciles_so_far(&running.registry) - reconciles_before;
     for (e, n) in cluster.audit_log().counts() {
         if e.user_agent == "ingress-failover"
             && !matches!(e.verb.as_str(), "list" | "watch" | "get")
@@ -304,6 +322,11 @@ async fn bench() {
     );
     println!("steady_state_seconds {}", steady.as_secs());
     println!("steady_state_writes {steady_writes}");
+    println!(
+        "steady_state_reconciles_per_second {:.1}",
+        steady_reconciles / steady.as_secs_f64()
+    );
+    println!("steady_state_process_cpu_share {steady_cpu:.3}");
     println!("cold_start_seconds {:.2}", converged.as_secs_f64());
     println!(
         "reconciles {reconciles} mean_reconcile_us {:.0} ({:.1} s in reconcile over {:.0} s)",
