@@ -12,9 +12,10 @@
 //!   steered on *whether* it may take a free or expired Lease and *when* it hands one back. Its
 //!   holder alone reconciles, probes and exports metrics for the shard's policies.
 //! - **Membership.** Each replica renews `<lease-name>-member-<identity>` (labelled
-//!   [`MEMBER_LABEL`]`=<lease-name>`) every retry period and lists the member Leases. A member
-//!   is live while its record keeps changing: seen to change within the *renew deadline*, on
-//!   the local clock. The renew deadline rather than the lease duration: a replica that could
+//!   [`MEMBER_LABEL`]`=<lease-name>`; owned by the replica's Pod when the chart says which, so
+//!   it goes with the Pod) every retry period and lists the member Leases. A member is live
+//!   while its record keeps changing: seen to change within the *renew deadline*, on the local
+//!   clock. The renew deadline rather than the lease duration: a replica that could
 //!   not renew for that long has already stopped acting on its shards, and counting it dead by
 //!   then raises the survivors' share before its shard Leases expire, so a crash costs one
 //!   lease duration and not a lease duration plus a membership timeout. Counting a slow member
@@ -44,7 +45,7 @@ use std::time::Duration;
 
 use futures::future::select_all;
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, OwnerReference};
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Client};
@@ -460,6 +461,7 @@ impl Steward {
                         labels: Some(
                             [(MEMBER_LABEL.to_string(), self.config.lease_name.clone())].into(),
                         ),
+                        owner_references: pod_owner(&self.config).map(|o| vec![o]),
                         ..Default::default()
                     },
                     spec: Some(spec),
@@ -523,6 +525,24 @@ impl Steward {
             warn!("could not mark the membership Lease left; it lapses on its own");
         }
     }
+}
+
+/// The Pod this replica runs in, as the owner of its membership Lease, so that the garbage
+/// collector deletes the Lease with the Pod (each rollout would otherwise leave one Lease per
+/// replaced Pod behind; the operator has no `delete` on Leases). From the chart's downward-API
+/// variables `POD_UID`, `POD_NAME` and `POD_NAMESPACE`, and only when the Pod is this replica
+/// (`--identity`) in the Lease's namespace: an owner missing from the dependent's namespace
+/// would have the collector delete the Lease at once.
+fn pod_owner(config: &ElectionConfig) -> Option<OwnerReference> {
+    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let (uid, name, ns) = (var("POD_UID")?, var("POD_NAME")?, var("POD_NAMESPACE")?);
+    (name == config.identity && ns == config.namespace).then(|| OwnerReference {
+        api_version: "v1".into(),
+        kind: "Pod".into(),
+        name,
+        uid,
+        ..Default::default()
+    })
 }
 
 /// Follows the shards' flags (spawned with the other followers): exports
