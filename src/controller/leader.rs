@@ -75,6 +75,10 @@ pub enum ElectionError {
         "leader election: the retry period ({retry:?}) must be shorter than the renew deadline ({renew:?}) divided by 1.2 (jitter), or a leader gets no second chance to renew"
     )]
     RetryPeriod { retry: Duration, renew: Duration },
+    #[error(
+        "shards: the lease name {name:?} is longer than 63 characters, the limit of the label value that marks the membership Leases (--lease-name)"
+    )]
+    LeaseNameTooLong { name: String },
 }
 
 impl ElectionConfig {

@@ -248,6 +248,11 @@ pub fn start(client: &Client, opts: &Options) -> Result<Started, ElectionError> 
         return Ok((rx, Arc::new(set), None));
     }
     let config = ElectionConfig::from_options(opts)?;
+    if config.lease_name.len() > 63 {
+        return Err(ElectionError::LeaseNameTooLong {
+            name: config.lease_name,
+        });
+    }
     let (senders, flags): (Vec<_>, Vec<_>) = (0..count).map(|_| watch::channel(false)).unzip();
     let (handed_tx, handed_rx) = mpsc::unbounded_channel();
     let set = Arc::new(ShardSet::new(
