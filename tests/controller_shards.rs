@@ -431,16 +431,23 @@ async fn a_killed_replicas_shards_are_taken_over_and_no_shard_ever_has_two_write
     wait_spread(&[&a, &b, &c], 2, T).await;
     wait_converged(&env, &names, &[&a, &b, &c]).await;
     let shards = shards_of(&env, &names).await;
+    // The victim: the holder of p00's shard, so that a policy is among its shards.
+    let victim = holder_of_shards(&[&a, &b, &c])[&shards["p00"]].clone();
+    let (c, a, b) = match victim.as_str() {
+        "replica-a" => (a, b, c),
+        "replica-b" => (b, a, c),
+        _ => (c, a, b),
+    };
     let orphaned = c.running.ctx.shards.held();
 
-    sampler.dead("replica-c");
+    sampler.dead(&victim);
     let killed = Instant::now();
     c.kill().await;
     wait_spread(&[&a, &b], 3, T).await;
     let takeover = killed.elapsed();
     let bound = Duration::from_secs(LEASE) + RETRY;
     eprintln!(
-        "MEASURE shards {orphaned:?} of the killed replica taken over in {takeover:?} (lease {LEASE} s + retry {RETRY:?} = {bound:?}): {:?}",
+        "MEASURE shards {orphaned:?} of the killed {victim} taken over in {takeover:?} (lease {LEASE} s + retry {RETRY:?} = {bound:?}): {:?}",
         holdings(&[&a, &b])
     );
     // A survivor measures expiry on its own clock from when it saw the last renewal (up to a
