@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The chart's alerting rules, checked the way Prometheus will read them:
 #   1. render the PrometheusRule (helm template, prometheusRule.enabled=true, the release and
-#      namespace the rule tests expect) and extract its rule groups;
+#      namespace the rule tests expect, shards=2 so the shard alert is rendered too) and extract
+#      its rule groups;
 #   2. promtool check rules;
 #   3. promtool test rules tests/alerts/rules.test.yaml (every alert, firing and quiet cases);
 #   4. every alert has at least one test in that file, and its runbook_url anchor is a heading of
@@ -21,6 +22,7 @@ trap 'rm -rf "$WORK"' EXIT
 helm template ingress-failover charts/ingress-failover --namespace ingress-failover \
   --set prometheusRule.enabled=true \
   --set prometheusRule.runbookBaseUrl=https://runbook.test/runbook.md \
+  --set shards=2 \
   --show-only templates/prometheusrule.yaml >"$WORK/prometheusrule.yaml"
 "$PY" - "$WORK/prometheusrule.yaml" "$WORK/rules.yaml" <<'PY'
 import sys, yaml

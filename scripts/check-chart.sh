@@ -31,7 +31,7 @@ VARIANTS=(
   "default|"
   "namespaced-rbac|--set rbac.scope=namespace --set watchNamespaces={shop}"
   "monitoring-networkpolicy|--set metrics.serviceMonitor.enabled=true --set prometheusRule.enabled=true --set grafana.dashboard.enabled=true --set networkPolicy.enabled=true --set networkPolicy.apiServerCIDRs={172.18.0.0/16} --set networkPolicy.probeEgress[0].cidr=10.244.0.0/16 --set networkPolicy.probeEgress[0].ports={8080} --set networkPolicy.metricsFrom[0].namespaceSelector.matchLabels.name=monitoring"
-  "plain-metrics|--set metrics.secure=false --set kubeApi.priorityAndFairness.enabled=true --set kubeApi.qps=0"
+  "plain-metrics|--set metrics.secure=false --set kubeApi.priorityAndFairness.enabled=true --set kubeApi.qps=0 --set replicaCount=3 --set shards=6"
   "metrics-cert-secret|--set metrics.certSecret=ingress-failover-metrics-tls --set trustUnmanagedEndpointSlices=true --set metrics.serviceMonitor.enabled=true"
   "everything-namespaced|--set rbac.scope=namespace --set watchNamespaces={shop} --set ingressControllerNamespaces={ingress-nginx} --set probeAllowlist={10.0.0.0/8} --set policySelector=team=web --set metrics.serviceMonitor.enabled=true --set prometheusRule.enabled=true --set networkPolicy.enabled=true --set networkPolicy.probeEgress[0].cidr=10.0.0.0/8 --set spreadPolicy=hard"
 )

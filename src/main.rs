@@ -130,6 +130,13 @@ struct RunArgs {
     /// retryPeriod); a failed renewal is retried sooner, until the renew deadline.
     #[arg(long, default_value_t = 2)]
     lease_retry_period_seconds: u64,
+    /// Split policies among replicas on this many shards, one Lease each
+    /// (`<lease-name>-shard-<i>`; a policy's shard is FNV-1a 64 of its UID modulo this). Each
+    /// replica holds about shards / replicas of them and reconciles and probes only their
+    /// policies. 1: one leader for every policy (the `--lease-name` Lease). Every replica of an
+    /// installation must use the same value.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    shards: u32,
     /// Client-side limit of API requests per second, sustained (client-go's QPS): a mass
     /// incident queues its writes here rather than burst them at the apiserver. 0: no limit.
     /// Lease renewals are never held.
@@ -416,6 +423,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         lease_seconds: args.lease_seconds,
         lease_renew_deadline: std::time::Duration::from_secs(args.lease_renew_deadline_seconds),
         lease_retry_period: std::time::Duration::from_secs(args.lease_retry_period_seconds),
+        shards: args.shards,
         prober: Default::default(),
         trust_unmanaged_endpointslices: args.trust_unmanaged_endpointslices,
         max_concurrent_reconciles: args.max_concurrent_reconciles,

@@ -9,6 +9,8 @@
 
 #[path = "support/cluster.rs"]
 mod cluster;
+#[path = "support/ha.rs"]
+mod ha;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -19,35 +21,12 @@ use std::time::{Duration, Instant};
 
 use cluster::*;
 use devcluster::{AuditWrite, DevCluster, DevClusterOptions, ErrorRule, FaultConfig, OutageMode};
+use ha::*;
 use ingress_failover::api::Phase;
 use serde_json::json;
 use testkit::farm::Behavior;
 
 const T: Duration = Duration::from_secs(20);
-
-fn embedded(env: &Env, what: &str) -> Option<Arc<DevCluster>> {
-    if env.cluster.is_none() {
-        eprintln!("{what}: needs the embedded plane's faults and audit log; skipped");
-    }
-    env.cluster.clone()
-}
-
-/// Options of one replica with leader election and the given timings.
-fn replica(
-    env: &Env,
-    id: &str,
-    lease: u64,
-    renew: Duration,
-    retry: Duration,
-) -> ingress_failover::controller::Options {
-    let mut o = env.controller_options();
-    o.leader_election = true;
-    o.identity = id.to_string();
-    o.lease_seconds = lease;
-    o.lease_renew_deadline = renew;
-    o.lease_retry_period = retry;
-    o
-}
 
 /// Samples both replicas' leadership flags every 20 ms; records any moment both held it.
 fn watch_for_two_leaders(
@@ -67,48 +46,6 @@ fn watch_for_two_leaders(
         }
     });
     (both, stop)
-}
-
-/// Successful writes by controller replicas to anything they manage (their policies' status
-/// and finalizers included; Events and the Lease itself left out), oldest first, as
-/// (identity, write).
-fn controller_writes(plane: &DevCluster) -> Vec<(String, AuditWrite)> {
-    plane
-        .audit_log()
-        .writes()
-        .into_iter()
-        .filter(|w| is_controller_agent(&w.user_agent) && w.succeeded())
-        .filter(|w| !matches!(w.resource.as_str(), "events" | "leases"))
-        .map(|w| (identity_of(&w.user_agent), w))
-        .collect()
-}
-
-/// One writer at a time: once another replica has written, a replica that wrote before never
-/// writes again (each term is one unbroken run of writes). Returns the runs, (identity,
-/// writes, first, last).
-fn assert_one_writer_at_a_time(
-    writes: &[(String, AuditWrite)],
-) -> Vec<(String, usize, Instant, Instant)> {
-    let mut runs: Vec<(String, usize, Instant, Instant)> = Vec::new();
-    for (id, w) in writes {
-        match runs.last_mut() {
-            Some((last, n, _, end)) if last == id => {
-                *n += 1;
-                *end = w.at;
-            }
-            _ => {
-                assert!(
-                    !runs.iter().any(|(r, ..)| r == id),
-                    "{id} wrote {} {}/{} again after another replica had written: two writers; runs so far: {runs:?}",
-                    w.verb,
-                    w.resource,
-                    w.name
-                );
-                runs.push((id.clone(), 1, w.at, w.at));
-            }
-        }
-    }
-    runs
 }
 
 /// Item 1 (and 6, measured): the drill of the issue. Two replicas, a 60 s API outage in 503
@@ -840,13 +777,6 @@ fn real_audit_writes(ns: &str) -> Option<Vec<(String, AuditWrite)>> {
     }
     writes.sort_by_key(|(at, ..)| *at);
     Some(writes.into_iter().map(|(_, id, w)| (id, w)).collect())
-}
-
-/// The replica identity in a controller User-Agent (`ingress-failover/<version> (<identity>)`).
-fn identity_of(ua: &str) -> String {
-    ua.rsplit_once('(')
-        .map(|(_, rest)| rest.trim_end_matches(')').to_string())
-        .unwrap_or_default()
 }
 
 /// A graceful stop hands the Lease back: the standby leads within about one retry period

@@ -84,6 +84,9 @@ async fn chart_rbac_equals_the_verbs_the_controller_uses() {
     .await;
     let mut opts = env.controller_options();
     opts.leader_election = true;
+    // Two shards: the shard and membership Leases' calls (a superset of one Lease's: `list`
+    // counts the live replicas) are recorded too.
+    opts.shards = 2;
     env.controller = Some(env.spawn_controller(opts).await);
     let t = Duration::from_secs(30);
     env.wait_status("web", t, "Normal", |s| s.phase == Phase::Normal)

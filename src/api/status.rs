@@ -208,6 +208,24 @@ pub struct FailoverPolicyStatus {
     /// Recent transitions with their reasons, newest last, at most 20.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub history: Vec<TransitionRecord>,
+
+    /// The shard the policy belongs to and the replica that wrote this status, when the
+    /// operator runs with `--shards` above 1 (absent with one shard).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<ShardStatus>,
+}
+
+/// Which shard a policy belongs to and who holds it.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ShardStatus {
+    /// The policy's shard: FNV-1a 64 of its `metadata.uid`, modulo `count`.
+    pub index: u32,
+    /// Shards the operator runs with (`--shards`).
+    pub count: u32,
+    /// Identity of the replica holding the shard's Lease (`<lease-name>-shard-<index>`) that
+    /// wrote this status.
+    pub holder: String,
 }
 
 /// Healthy/total for one pool.

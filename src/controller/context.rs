@@ -122,7 +122,10 @@ pub struct Context {
     pub events: super::events::EventSink,
     pub metrics: Metrics,
     pub stores: Stores,
+    /// True while this replica holds the leader Lease (with shards: at least one shard).
     pub leader: watch::Receiver<bool>,
+    /// Which shards this replica holds: a policy is written only by its shard's holder.
+    pub shards: Arc<super::shards::ShardSet>,
     /// Every policy in scope (the Controller's own cache): claims are decided among them.
     pub policies: Store<crate::api::FailoverPolicy>,
     pub clock: Clock,
@@ -180,6 +183,19 @@ impl Context {
         let _ = leader.wait_for(|is| !*is).await;
     }
 
+    /// Whether this replica holds the shard of `policy` (with one shard: is the leader), so
+    /// may write for it.
+    pub fn holds(&self, policy: &crate::api::FailoverPolicy) -> bool {
+        self.shards.holds(self.shards.of(policy))
+    }
+
+    /// Resolves as soon as this replica does not hold `shard` (`self.shards.of(policy)`):
+    /// reconciles race their writes against it, as [`Self::leadership_lost`] for one shard.
+    pub async fn shard_lost(&self, shard: u32) {
+        let mut held = self.shards.flag(shard);
+        let _ = held.wait_for(|is| !*is).await;
+    }
+
     fn map(&self) -> MutexGuard<'_, HashMap<PolicyId, Arc<Mutex<PolicyRuntime>>>> {
         self.runtimes.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -207,6 +223,16 @@ impl Context {
     /// resumes from status, like a restart.
     pub fn clear_runtimes(&self) -> Vec<PolicyId> {
         self.map().drain().map(|(k, _)| k).collect()
+    }
+
+    /// Forgets the memory of the policies `pred` selects (a shard lost), returning their keys.
+    pub fn remove_runtimes_where(&self, pred: impl Fn(&PolicyId) -> bool) -> Vec<PolicyId> {
+        let mut map = self.map();
+        let keys: Vec<PolicyId> = map.keys().filter(|k| pred(k)).cloned().collect();
+        for k in &keys {
+            map.remove(k);
+        }
+        keys
     }
 
     /// Consecutive failures of a policy's reconcile, for its exponential backoff.

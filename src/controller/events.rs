@@ -14,7 +14,8 @@
 //! failed was lost (issue 12: 5 lost at 30 % injected API errors, 14 at 50 %). Events of a
 //! leadership term that has ended are dropped, not delivered late: the next term resumes from
 //! status and announces its own decisions (otherwise a failover decided just before an outage
-//! cost the lease was announced twice).
+//! cost the lease was announced twice). With shards, each shard has its own term: an Event is
+//! dropped once the term of its policy's shard has ended.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -26,6 +27,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use kube::api::PostParams;
 use kube::{Api, Client};
 use tokio::sync::{mpsc, watch};
+
+use super::shards::ShardSet;
 use tracing::{debug, warn};
 
 use super::metrics::Metrics;
@@ -61,8 +64,9 @@ pub enum Severity {
 /// Writes Events as the controller (`reportingController`) and this replica
 /// (`reportingInstance`).
 pub struct EventSink {
-    queue: mpsc::Sender<(u64, Event)>,
+    queue: mpsc::Sender<(Stamp, Event)>,
     term: Term,
+    shards: Arc<ShardSet>,
     controller: String,
     instance: String,
     /// Last name suffix handed out: names are strictly increasing within a process.
@@ -76,14 +80,15 @@ impl EventSink {
         controller: &str,
         instance: &str,
         metrics: Metrics,
-        leader: watch::Receiver<bool>,
+        shards: Arc<ShardSet>,
     ) -> Self {
         let (queue, rx) = mpsc::channel(QUEUE);
-        let term = Term::follow(leader);
+        let term = Term::follow(&shards);
         tokio::spawn(deliver_all(client, rx, metrics, term.clone()));
         EventSink {
             queue,
             term,
+            shards,
             controller: controller.to_string(),
             instance: instance.to_string(),
             last: AtomicI64::new(0),
@@ -150,8 +155,9 @@ impl EventSink {
             reporting_instance: Some(truncate(&self.instance, 128)),
             ..Default::default()
         };
+        let shard = self.shards.of_reference(regarding);
         self.queue
-            .try_send((self.term.current(), ev))
+            .try_send(((shard, self.term.current(shard)), ev))
             .map_err(|e| match e {
                 mpsc::error::TrySendError::Full(_) => EventError::QueueFull,
                 mpsc::error::TrySendError::Closed(_) => EventError::Closed,
@@ -159,43 +165,53 @@ impl EventSink {
     }
 }
 
-/// The leadership term: bumped on every change of the leadership flag, so an Event queued in
-/// one term is recognised as stale in any later one (even a later term of this replica).
+/// The shard an Event's policy belongs to and the term it was queued in.
+type Stamp = (u32, u64);
+
+/// The leadership term of each shard (one with a single Lease): bumped on every change of the
+/// shard's flag, so an Event queued in one term is recognised as stale in any later one (even
+/// a later term of this replica).
 #[derive(Clone)]
 struct Term {
-    count: Arc<AtomicU64>,
-    leader: watch::Receiver<bool>,
+    shards: Arc<Vec<(Arc<AtomicU64>, watch::Receiver<bool>)>>,
 }
 
 impl Term {
-    fn follow(mut leader: watch::Receiver<bool>) -> Self {
-        let count = Arc::new(AtomicU64::new(0));
-        let term = Term {
-            count: count.clone(),
-            leader: leader.clone(),
-        };
-        tokio::spawn(async move {
-            while leader.changed().await.is_ok() {
-                count.fetch_add(1, Ordering::SeqCst);
-            }
-        });
-        term
+    fn follow(set: &ShardSet) -> Self {
+        let shards: Vec<_> = (0..set.count())
+            .map(|i| {
+                let count = Arc::new(AtomicU64::new(0));
+                let mut flag = set.flag(i);
+                let (c, f) = (count.clone(), flag.clone());
+                tokio::spawn(async move {
+                    while flag.changed().await.is_ok() {
+                        c.fetch_add(1, Ordering::SeqCst);
+                    }
+                });
+                (count, f)
+            })
+            .collect();
+        Term {
+            shards: Arc::new(shards),
+        }
     }
 
-    fn current(&self) -> u64 {
-        self.count.load(Ordering::SeqCst)
+    fn current(&self, shard: u32) -> u64 {
+        self.shards[shard as usize % self.shards.len()]
+            .0
+            .load(Ordering::SeqCst)
     }
 
-    /// Whether an Event queued in `term` may still be delivered.
-    fn live(&self, term: u64) -> bool {
-        term == self.current() && *self.leader.borrow()
+    /// Whether an Event queued in `term` of `shard` may still be delivered.
+    fn live(&self, (shard, term): Stamp) -> bool {
+        term == self.current(shard) && *self.shards[shard as usize % self.shards.len()].1.borrow()
     }
 }
 
 /// The background sender: one Event at a time, in the order queued.
 async fn deliver_all(
     client: Client,
-    mut rx: mpsc::Receiver<(u64, Event)>,
+    mut rx: mpsc::Receiver<(Stamp, Event)>,
     metrics: Metrics,
     term: Term,
 ) {

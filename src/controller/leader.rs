@@ -29,6 +29,7 @@
 //! - **Release on shutdown.** A replica stopping gracefully stops writing first, then clears
 //!   the holder, so a standby takes over in one retry period instead of a lease duration.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
@@ -36,7 +37,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use serde_json::json;
-use tokio::sync::watch;
+use tokio::sync::{OwnedMutexGuard, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{Instrument, debug, info, warn};
@@ -74,6 +75,10 @@ pub enum ElectionError {
         "leader election: the retry period ({retry:?}) must be shorter than the renew deadline ({renew:?}) divided by 1.2 (jitter), or a leader gets no second chance to renew"
     )]
     RetryPeriod { retry: Duration, renew: Duration },
+    #[error(
+        "shards: the lease name {name:?} is longer than 63 characters, the limit of the label value that marks the membership Leases (--lease-name)"
+    )]
+    LeaseNameTooLong { name: String },
 }
 
 impl ElectionConfig {
@@ -149,9 +154,50 @@ pub fn start(
         config,
         observed: None,
         written: None,
+        steering: None,
+        permit: None,
     };
     let task = tokio::spawn(candidate.run(flag, stop_rx).instrument(span));
     Ok((rx, Some(Election { task, stop })))
+}
+
+/// How a shard set steers one of its candidates (`super::shards`); plain leader election has
+/// none. The election rules stay those above: steering only decides *whether* a free or
+/// expired Lease may be taken and *when* a held one is handed back.
+#[derive(Clone)]
+pub(crate) struct Steering {
+    /// Taken around every acquisition of the set, so that two candidates of one replica never
+    /// both pass `allow` for the last free place of its share.
+    pub lock: Arc<tokio::sync::Mutex<()>>,
+    /// Whether this replica may take one more Lease now (asked under `lock`).
+    pub allow: Arc<dyn Fn() -> bool + Send + Sync>,
+    /// Set to true to make the holder hand the Lease back: it stops acting first (the flag
+    /// turns false, cancelling its reconciles), then clears the holder, then stands by again.
+    pub release: watch::Receiver<bool>,
+    /// The live holder last observed (this replica's identity while it holds the Lease).
+    pub holder: watch::Sender<Option<String>>,
+}
+
+/// Starts one steered candidate for `config` (a shard's Lease); `flag` tells whether it holds
+/// the Lease.
+pub(crate) fn start_steered(
+    client: &Client,
+    config: ElectionConfig,
+    flag: watch::Sender<bool>,
+    steering: Steering,
+) -> Election {
+    let (stop, stop_rx) = watch::channel(false);
+    let span = tracing::info_span!("shard_election", lease = %format!("{}/{}", config.namespace, config.lease_name), identity = %config.identity);
+    let candidate = Candidate {
+        api: Api::namespaced(client.clone(), &config.namespace),
+        config,
+        observed: None,
+        written: None,
+        steering: Some(steering),
+        permit: None,
+    };
+    let task = tokio::spawn(candidate.run(flag, stop_rx).instrument(span));
+    Election { task, stop }
 }
 
 /// What one attempt found.
@@ -171,6 +217,11 @@ struct Candidate {
     /// resourceVersion and record of this replica's last successful write, for one-PATCH
     /// renewals.
     written: Option<(String, LeaseSpec)>,
+    /// Set when the Lease belongs to a shard set.
+    steering: Option<Steering>,
+    /// The shard set's acquisition lock, held from the decision to take the Lease until the
+    /// flag says it is held (so the set counts it before its next candidate decides).
+    permit: Option<OwnedMutexGuard<()>>,
 }
 
 impl Candidate {
@@ -191,7 +242,8 @@ impl Candidate {
                     Ok(Err(e)) => debug!(error = %e, "could not read or take the Lease"),
                     Err(_) => debug!("a Lease request took longer than the retry period"),
                 }
-                let pause = c.retry_period.mul_f64(1.0 + fastrand::f64() * 0.2);
+                self.permit = None;
+                let pause = self.until_expiry(c.retry_period.mul_f64(1.0 + fastrand::f64() * 0.2));
                 tokio::select! {
                     biased;
                     _ = stop.wait_for(|s| *s) => return,
@@ -200,6 +252,7 @@ impl Candidate {
             };
             info!("acquired the leader lease");
             flag.send_replace(true);
+            self.permit = None;
             let reason = self.lead(acquired_at, &mut stop).await;
             // Stop writing first: whatever follows may take time.
             flag.send_replace(false);
@@ -207,6 +260,14 @@ impl Candidate {
                 Ended::Stopped => {
                     self.release().await;
                     return;
+                }
+                Ended::Released => {
+                    // The flag is down: reconciles of the Lease's policies were cancelled at
+                    // once. A moment for requests already on the wire to land, then the holder
+                    // is cleared so the next holder takes over in one retry period.
+                    tokio::time::sleep(HANDBACK_SETTLE).await;
+                    self.release().await;
+                    self.observed = None;
                 }
                 Ended::Deadline => warn!(
                     renew_deadline = ?c.renew_deadline,
@@ -226,12 +287,14 @@ impl Candidate {
         let mut renewed = acquired_at;
         let mut retry = FIRST_RETRY;
         let mut next = acquired_at + c.retry_period;
+        let mut release = self.steering.as_ref().map(|s| s.release.clone());
         loop {
             let deadline = renewed + c.renew_deadline;
             tokio::select! {
                 biased;
                 _ = stop.wait_for(|s| *s) => return Ended::Stopped,
                 _ = tokio::time::sleep_until(deadline) => return Ended::Deadline,
+                () = requested(&mut release) => return Ended::Released,
                 _ = tokio::time::sleep_until(next) => {}
             }
             let started = Instant::now();
@@ -270,6 +333,9 @@ impl Candidate {
             }
         }
         let Some(lease) = self.api.get_opt(&self.config.lease_name).await? else {
+            if !self.may_acquire().await {
+                return Ok(Attempt::Taken);
+            }
             return self.create(now).await;
         };
         let spec = lease.spec.clone().unwrap_or_default();
@@ -289,7 +355,16 @@ impl Candidate {
         let duration = Duration::from_secs(
             u64::try_from(spec.lease_duration_seconds.unwrap_or(0)).unwrap_or(0),
         );
-        if holder.is_some() && !mine && observed_at + duration > Instant::now() {
+        let live = holder.is_some() && observed_at + duration > Instant::now();
+        if let Some(steering) = &self.steering {
+            steering
+                .holder
+                .send_replace(holder.clone().filter(|_| live));
+        }
+        if live && !mine {
+            return Ok(Attempt::Taken);
+        }
+        if !mine && !self.may_acquire().await {
             return Ok(Attempt::Taken);
         }
         let next = if mine {
@@ -309,6 +384,41 @@ impl Candidate {
             Err(kube::Error::Api(e)) if e.code == 409 => Ok(Attempt::Taken),
             other => other,
         }
+    }
+
+    /// The pause before the next standby attempt: `pause`, or with steering (shards) less if
+    /// the observed holder's lease expires sooner (on the local clock), so that a dead
+    /// replica's shard is taken within a lease duration of its last observed renewal rather
+    /// than up to a retry period later.
+    fn until_expiry(&self, pause: Duration) -> Duration {
+        let Some((spec, at)) = self.observed.as_ref().filter(|_| self.steering.is_some()) else {
+            return pause;
+        };
+        let held = spec
+            .holder_identity
+            .as_deref()
+            .is_some_and(|h| !h.is_empty());
+        let seconds = u64::try_from(spec.lease_duration_seconds.unwrap_or(0)).unwrap_or(0);
+        let expiry = *at + Duration::from_secs(seconds) + Duration::from_millis(10);
+        match expiry.checked_duration_since(Instant::now()) {
+            Some(left) if held => pause.min(left),
+            _ => pause,
+        }
+    }
+
+    /// Whether a free or expired Lease may be taken: always, unless a shard set steers this
+    /// candidate and this replica holds its share (then the permit is kept until the flag is
+    /// raised, see [`Candidate::permit`]).
+    async fn may_acquire(&mut self) -> bool {
+        let Some(steering) = &self.steering else {
+            return true;
+        };
+        let permit = steering.lock.clone().lock_owned().await;
+        if !(steering.allow)() {
+            return false;
+        }
+        self.permit = Some(permit);
+        true
     }
 
     fn lease_seconds(&self) -> i32 {
@@ -404,11 +514,29 @@ fn renewed(spec: LeaseSpec, now: MicroTime) -> LeaseSpec {
     }
 }
 
+/// Resolves once a hand-back is requested (never without steering).
+async fn requested(release: &mut Option<watch::Receiver<bool>>) {
+    match release {
+        Some(r) => {
+            if r.wait_for(|x| *x).await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// How long a handed-back Lease stays held after its holder stopped acting, so that requests
+/// cancelled on the client side but already sent land before the next holder starts.
+const HANDBACK_SETTLE: Duration = Duration::from_millis(200);
+
 /// Why a term ended.
 enum Ended {
     Stopped,
     Deadline,
     Taken,
+    /// Handed back on request (a shard set rebalancing).
+    Released,
 }
 
 #[cfg(test)]

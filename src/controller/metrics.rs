@@ -51,6 +51,11 @@ pub struct PolicyPhaseLabels {
     pub phase: &'static str,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ShardLabels {
+    pub shard: String,
+}
+
 const PHASES: [Phase; 8] = [
     Phase::Pending,
     Phase::Normal,
@@ -92,6 +97,8 @@ pub struct Metrics {
     pub api_writes: Family<ResourceLabels, Counter>,
     pub write_failures: Family<PolicyResourceLabels, Counter>,
     pub leader: Gauge,
+    /// Per shard (`--shards` series): 1 while this replica holds its Lease.
+    pub shard_held: Family<ShardLabels, Gauge>,
     /// 1 while the FailoverPolicy CRD is not installed (the policy list answers 404).
     pub crd_missing: Gauge,
     /// Events given up on after their bounded retries, or dropped with the term that queued them.
@@ -128,6 +135,7 @@ impl Default for Metrics {
             api_writes: Family::default(),
             write_failures: Family::default(),
             leader: Gauge::default(),
+            shard_held: Family::default(),
             crd_missing: Gauge::default(),
             events_dropped: Counter::default(),
             events_retried: Counter::default(),
@@ -192,8 +200,13 @@ impl Metrics {
         );
         r.register(
             "leader",
-            "1 while this replica holds the leader lease",
+            "1 while this replica holds the leader lease (with --shards above 1: at least one shard's lease)",
             self.leader.clone(),
+        );
+        r.register(
+            "shard_held",
+            "1 while this replica holds the shard's lease and so reconciles, probes and reports its policies (one series per shard)",
+            self.shard_held.clone(),
         );
         r.register(
             "crd_missing",
@@ -352,6 +365,15 @@ impl Metrics {
         }
     }
 
+    /// Whether this replica holds shard `index`.
+    pub fn set_shard_held(&self, index: u32, held: bool) {
+        self.shard_held
+            .get_or_create(&ShardLabels {
+                shard: index.to_string(),
+            })
+            .set(i64::from(held));
+    }
+
     /// Drops a deleted policy's series.
     pub fn forget(&self, policy: &PolicyId) {
         for p in PHASES {
@@ -397,6 +419,7 @@ pub fn reference_markdown() -> String {
     m.register(&mut registry);
     // A family is listed once it has a series: one sample policy gives each of them one.
     m.write("endpointslices");
+    m.set_shard_held(0, true);
     let policy = PolicyId::new("ns", "policy");
     m.touch_write_failures(&policy);
     m.set_phase(&policy, Phase::Normal);

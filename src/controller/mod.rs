@@ -19,6 +19,7 @@ pub mod observe;
 pub mod reconcile;
 mod report;
 pub mod secure_metrics;
+pub mod shards;
 pub mod targets;
 
 use std::net::SocketAddr;
@@ -84,6 +85,9 @@ pub struct Options {
     pub lease_renew_deadline: Duration,
     /// How often the leader renews and a standby tries to acquire.
     pub lease_retry_period: Duration,
+    /// `--shards`: policies split among replicas on this many Leases (1: one leader for all;
+    /// see [`shards`]).
+    pub shards: u32,
     pub prober: ProberConfig,
     /// Read EndpointSlices that Kubernetes' EndpointSlice controller does not manage (hand-written
     /// or another controller's): off by default, since whoever may write a slice would choose
@@ -134,7 +138,7 @@ pub async fn run(
     prober.metrics().register(&mut registry);
 
     // Never waits on the API: an unreachable API must not delay the shutdown handling below.
-    let (leader_rx, election) = leader::start(&client, &opts)?;
+    let (leader_rx, shard_set, election) = shards::start(&client, &opts)?;
 
     let health = Arc::new(ApiHealth::default());
     let caches = start_caches(&client, &opts, &health);
@@ -147,7 +151,7 @@ pub async fn run(
         actuate::MANAGER,
         &opts.identity,
         metrics.clone(),
-        leader_rx.clone(),
+        shard_set.clone(),
     );
     let ctx = Arc::new(Context {
         client: client.clone(),
@@ -157,6 +161,7 @@ pub async fn run(
         metrics: metrics.clone(),
         stores: caches.stores.clone(),
         leader: leader_rx.clone(),
+        shards: shard_set,
         policies: pstore.clone(),
         clock,
         runtimes: Default::default(),
@@ -367,6 +372,9 @@ fn spawn_followers(
         ctx.clone(),
         all_tx.clone(),
     ));
+    // Per shard: gained, reconcile its policies; lost, forget them (with one shard, only the
+    // shard_held metric: the leader follower above does the rest).
+    tokio::spawn(shards::follow(ctx.clone(), all_tx.clone()));
     // The API answers again after failing: every write held by backoff is due now and every
     // policy is reconciled, instead of waiting out backoff grown during the outage.
     tokio::spawn(catch_up_after_outages(health.clone(), ctx.clone(), all_tx));

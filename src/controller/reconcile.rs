@@ -77,7 +77,8 @@ pub async fn reconcile(
     let name = policy.name_any();
     let span = tracing::info_span!("reconcile", namespace = %ns, name = %name);
     async move {
-        if !ctx.is_leader() {
+        let shard = ctx.shards.of(&policy);
+        if !ctx.holds(&policy) {
             // Standby replicas keep caches warm but never write; the leader's term resumes
             // from status when it starts.
             return Ok(Requeue::requeue(Duration::from_secs(30)));
@@ -96,7 +97,7 @@ pub async fn reconcile(
         // status.
         let result = tokio::select! {
             biased;
-            () = ctx.leadership_lost() => {
+            () = ctx.shard_lost(shard) => {
                 warn!("leadership lost mid-reconcile; its remaining writes are cancelled");
                 return Ok(Requeue::await_change());
             }
@@ -279,7 +280,7 @@ async fn apply(policy: Arc<FailoverPolicy>, ctx: &Context) -> Result<Requeue, Re
             ..Default::default()
         }
     } else {
-        if !ctx.is_leader() {
+        if !ctx.holds(&policy) {
             return Ok(Requeue::requeue(Duration::from_secs(30)));
         }
         // Write-ahead: a decision that moves traffic or capacity is in status before any object
@@ -1166,6 +1167,18 @@ async fn write_status(
     ns: &str,
     status: &FailoverPolicyStatus,
 ) -> Result<(), ReconcileError> {
+    // With shards, status names the policy's shard and its holder (see `shards`).
+    let stamped;
+    let status = match ctx.shards.status_of(policy) {
+        Some(shard) => {
+            stamped = FailoverPolicyStatus {
+                shard: Some(shard),
+                ..status.clone()
+            };
+            &stamped
+        }
+        None => status,
+    };
     if policy.status.as_ref() == Some(status) {
         return Ok(());
     }

@@ -208,6 +208,7 @@ fn controller_options(metrics_addr: std::net::SocketAddr) -> crate::controller::
         lease_seconds: 15,
         lease_renew_deadline: std::time::Duration::from_secs(10),
         lease_retry_period: std::time::Duration::from_secs(2),
+        shards: 1,
         prober: Default::default(),
         trust_unmanaged_endpointslices: false,
         max_concurrent_reconciles: 32,

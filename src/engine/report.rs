@@ -111,6 +111,8 @@ pub fn render_status(
                 reason: h.reason.clone(),
             })
             .collect(),
+        // Stamped by the controller as it writes (`controller::shards`).
+        shard: None,
     };
     status.conditions = conditions(cfg, state, generation, clock, previous);
     status

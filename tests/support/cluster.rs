@@ -235,6 +235,7 @@ impl Env {
             // client-go's proportions (15 s / 10 s / 2 s) for a 3 s lease.
             lease_renew_deadline: Duration::from_millis(2000),
             lease_retry_period: Duration::from_millis(400),
+            shards: 1,
             prober: Default::default(),
             trust_unmanaged_endpointslices: false,
             max_concurrent_reconciles: 32,
