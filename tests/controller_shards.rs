@@ -452,9 +452,10 @@ async fn a_killed_replicas_shards_are_taken_over_and_no_shard_ever_has_two_write
     );
     // A survivor measures expiry on its own clock from when it saw the last renewal (up to a
     // jittered retry period after the renewal, 1.2 × retry) and tries again right at expiry;
-    // 300 ms for scheduling on a shared machine.
+    // 1.5 s for scheduling on a loaded 2-core machine (4.8 s was seen there with a release build
+    // and two test suites beside it; a survivor that waited out the lease twice takes 6.8 s).
     assert!(
-        takeover <= Duration::from_secs(LEASE) + RETRY.mul_f64(1.2) + Duration::from_millis(300),
+        takeover <= Duration::from_secs(LEASE) + RETRY.mul_f64(1.2) + Duration::from_millis(1500),
         "taken over after {takeover:?}"
     );
 

@@ -176,10 +176,16 @@ pub fn conflicts(
             (c, ing)
         })
         .collect();
-    let others = ctx.policies.state_filter(|p| {
+    let rival = |p: &FailoverPolicy| {
         p.metadata.namespace.as_deref() == Some(ns.as_str())
             && p.metadata.name.as_deref() != Some(me.as_str())
-    });
+            && mine.iter().any(|(c, ing)| claims_one(&p.spec, c, *ing))
+    };
+    // Nearly always nobody else claims anything: asked first without copying the store.
+    if ctx.policies.find(rival).is_none() {
+        return Vec::new();
+    }
+    let others = ctx.policies.state_filter(rival);
     let mut out = Vec::new();
     for (claim, ingress) in &mine {
         let mut claimants = vec![Claimant {
