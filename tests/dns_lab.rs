@@ -272,7 +272,7 @@ async fn a_dnsendpoint_moves_a_record_in_bind() {
     .await;
     eprintln!("dns lab ({plane}): created -> answered {first} TTL 60 in {appeared:?}");
     show_dig(&named, &app, "A");
-    show_dig(&named, &app, "TXT");
+    // The TXT registry's ownership record (prefix "a-" for an A record).
     show_dig(&named, &format!("a-{app}"), "TXT");
 
     // ExternalDNS records what it has seen through the status subresource.
