@@ -5,7 +5,8 @@
 //! plus [`dig`] for people reading test output).
 //!
 //! Both processes run in their own temporary directory and are killed when their handle is
-//! dropped (and the directory removed). Nothing here talks to anything but loopback: `named` runs
+//! dropped (and the directory removed), or when the thread that started them exits (Linux
+//! `PR_SET_PDEATHSIG`: a test killed outright leaves nothing behind). Nothing here talks to anything but loopback: `named` runs
 //! with recursion off, no notify, no rndc channel, and listens on 127.0.0.1 only.
 //!
 //! Finding the binaries: `named` on `PATH` or in `/usr/sbin` (Debian's `bind9`, installed by
@@ -38,6 +39,27 @@ pub struct Named {
     addr: SocketAddr,
     zone: String,
     key: TsigKey,
+}
+
+/// `command`, set to be killed with SIGKILL when the thread that spawns it exits (Linux), so a
+/// test killed outright leaves no `named` or ExternalDNS behind; dropping the handle stops it
+/// before that. Spawn from a thread that outlives the handle (a test's own thread, a runtime
+/// worker), not from a short-lived one.
+fn dies_with_parent(command: &mut Command) -> &mut Command {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
+        unsafe {
+            command.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1 {
+                    return Err(io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+    command
 }
 
 /// A fresh directory under the system's temporary directory.
@@ -181,7 +203,7 @@ zone "{zone}." {{
         let log = fs::File::create(dir.join("named.log"))?;
         // -g: foreground, log to stderr, no daemon; -n 1: one worker (a shared 2-core machine).
         // As root, named stays root (no -u): the directory is ours.
-        let child = Command::new(program)
+        let child = dies_with_parent(&mut Command::new(program))
             .arg("-g")
             .args(["-n", "1", "-c"])
             .arg(dir.join("named.conf"))
@@ -334,7 +356,7 @@ impl ExternalDns {
             args.push(format!("--namespace={}", opts.namespace));
         }
         args.extend(opts.extra_args.iter().cloned());
-        let child = Command::new(binary)
+        let child = dies_with_parent(&mut Command::new(binary))
             .args(&args)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
