@@ -242,15 +242,16 @@ mod tests {
         assert_eq!(rf.last_error.as_deref(), Some("connection refused"));
     }
 
-    /// A check the machine absorbs changes nothing at all: no field, no flip. Checked over every
-    /// state, counter, first-check flag, last error and outcome (rise 3, fall 2).
-    #[test]
-    fn an_absorbed_check_changes_nothing() {
+    /// Every machine and check the exhaustive tests below judge: each state, `fails` below 3,
+    /// `oks` below `oks_below`, first-check flag and last error, with each outcome (a pass, or a
+    /// failure with no message or one of two). A pass meets each error of the last loop, which
+    /// it ignores, so each pass case appears 3 times.
+    fn every_check(oks_below: u32) -> Vec<(RiseFall, bool, Option<&'static str>)> {
         let errors = [None, Some("timeout"), Some("refused")];
-        let mut absorbed = 0;
+        let mut out = Vec::new();
         for state in [Up, Falling, Down, Rising] {
             for fails in 0..3 {
-                for oks in 0..4 {
+                for oks in 0..oks_below {
                     for unconfirmed in [false, true] {
                         for last in errors {
                             for healthy in [true, false] {
@@ -263,20 +264,30 @@ mod tests {
                                         last_error: last.map(Into::into),
                                         unconfirmed,
                                     };
-                                    let error = if healthy { None } else { error };
-                                    if !m.absorbs(healthy, error) {
-                                        continue;
-                                    }
-                                    absorbed += 1;
-                                    let mut after = m.clone();
-                                    let flip = after.observe(healthy, error, 3, 2, 99);
-                                    assert_eq!((flip, &after), (None, &m), "{healthy} {error:?}");
+                                    out.push((m, healthy, if healthy { None } else { error }));
                                 }
                             }
                         }
                     }
                 }
             }
+        }
+        out
+    }
+
+    /// A check the machine absorbs changes nothing at all: no field, no flip. Checked over every
+    /// state, counter, first-check flag, last error and outcome (rise 3, fall 2).
+    #[test]
+    fn an_absorbed_check_changes_nothing() {
+        let mut absorbed = 0;
+        for (m, healthy, error) in every_check(4) {
+            if !m.absorbs(healthy, error) {
+                continue;
+            }
+            absorbed += 1;
+            let mut after = m.clone();
+            let flip = after.observe(healthy, error, 3, 2, 99);
+            assert_eq!((flip, &after), (None, &m), "{healthy} {error:?}");
         }
         // Up passing, whatever the last error (3 of them, each met in 3 iterations of the
         // error loop, which a pass ignores): 9. Down failing with no message (3) or with the
@@ -290,49 +301,24 @@ mod tests {
     /// counter is recognised.
     #[test]
     fn a_check_that_only_counts_changes_a_counter_alone() {
-        let errors = [None, Some("timeout"), Some("refused")];
         let (mut counted, mut missed) = (0, Vec::new());
-        for state in [Up, Falling, Down, Rising] {
-            for fails in 0..3 {
-                for oks in 0..3 {
-                    for unconfirmed in [false, true] {
-                        for last in errors {
-                            for healthy in [true, false] {
-                                for error in errors {
-                                    let m = RiseFall {
-                                        state,
-                                        fails,
-                                        oks,
-                                        last_change: 5,
-                                        last_error: last.map(Into::into),
-                                        unconfirmed,
-                                    };
-                                    let error = if healthy { None } else { error };
-                                    let mut after = m.clone();
-                                    let flip = after.observe(healthy, error, 3, 3, 99);
-                                    let same_but_counters = flip.is_none()
-                                        && after.state == m.state
-                                        && after.last_error == m.last_error
-                                        && after.last_change == m.last_change
-                                        && after.unconfirmed == m.unconfirmed;
-                                    let moved = (after.fails, after.oks) != (m.fails, m.oks);
-                                    if m.only_counts(healthy, error, 3, 3) {
-                                        assert!(
-                                            same_but_counters && moved,
-                                            "{m:?} {healthy} {error:?} -> {after:?}"
-                                        );
-                                        counted += 1;
-                                    } else if same_but_counters
-                                        && moved
-                                        && matches!(m.state, Falling | Rising)
-                                    {
-                                        missed.push((m, healthy, error));
-                                    }
-                                }
-                            }
-                        }
-                    }
-                }
+        for (m, healthy, error) in every_check(3) {
+            let mut after = m.clone();
+            let flip = after.observe(healthy, error, 3, 3, 99);
+            let same_but_counters = flip.is_none()
+                && after.state == m.state
+                && after.last_error == m.last_error
+                && after.last_change == m.last_change
+                && after.unconfirmed == m.unconfirmed;
+            let moved = (after.fails, after.oks) != (m.fails, m.oks);
+            if m.only_counts(healthy, error, 3, 3) {
+                assert!(
+                    same_but_counters && moved,
+                    "{m:?} {healthy} {error:?} -> {after:?}"
+                );
+                counted += 1;
+            } else if same_but_counters && moved && matches!(m.state, Falling | Rising) {
+                missed.push((m, healthy, error));
             }
         }
         assert!(missed.is_empty(), "not recognised: {missed:?}");
