@@ -420,7 +420,12 @@ fn wire_triggers(
     let in_scope = move |ns: Option<&str>| {
         namespaces.is_empty() || ns.is_some_and(|n| namespaces.iter().any(|w| w == n))
     };
-    let (s1, s2, s3, s4) = (pstore.clone(), pstore.clone(), pstore.clone(), pstore.clone());
+    let (s1, s2, s3, s4) = (
+        pstore.clone(),
+        pstore.clone(),
+        pstore.clone(),
+        pstore.clone(),
+    );
     let (f1, f2, f3, f4) = (
         in_scope.clone(),
         in_scope.clone(),
