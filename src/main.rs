@@ -145,10 +145,10 @@ struct RunArgs {
     /// Requests allowed at once above --kube-api-qps after a quiet period (client-go's burst).
     #[arg(long, default_value_t = 100)]
     kube_api_burst: u32,
-    /// Reconciles running at once. Work beyond it waits in the queue, where a policy's pending
-    /// triggers merge into one reconcile; unbounded, ten thousand reconciles at a cold start
-    /// or a mass incident would all be in flight, each holding its state while it waits for
-    /// --kube-api-qps.
+    /// Reconciles doing work at once; the others wait for a slot in the order they asked, and
+    /// a policy's triggers meanwhile merge into one reconcile. Unbounded, ten thousand
+    /// reconciles at a cold start or a mass incident would all be in flight, each holding its
+    /// state while it waits for --kube-api-qps.
     #[arg(long, env = "INGRESS_FAILOVER_MAX_CONCURRENT_RECONCILES", default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..))]
     max_concurrent_reconciles: u16,
     /// Reconcile each policy at least this often when nothing happens: a safety net (probe

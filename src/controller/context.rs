@@ -139,6 +139,8 @@ pub struct Context {
     pub trust_unmanaged_slices: bool,
     /// How long a policy goes without a reconcile when nothing happens (`--resync-seconds`).
     pub resync: std::time::Duration,
+    /// Reconciles doing work at once (`--max-concurrent-reconciles`), granted in the order asked.
+    pub reconcile_slots: tokio::sync::Semaphore,
 }
 
 impl Context {

@@ -169,6 +169,7 @@ pub async fn run(
         allowlist: std::sync::Mutex::new(Arc::new(allowlist)),
         trust_unmanaged_slices: opts.trust_unmanaged_endpointslices,
         resync: opts.resync,
+        reconcile_slots: tokio::sync::Semaphore::new(usize::from(opts.max_concurrent_reconciles)),
     });
 
     let registry = Arc::new(registry);
@@ -197,10 +198,6 @@ pub async fn run(
     };
 
     let controller = wire_triggers(controller, caches, &opts.namespaces, &pstore)
-        .with_config(
-            kube::runtime::controller::Config::default()
-                .concurrency(opts.max_concurrent_reconciles),
-        )
         .reconcile_on(tokio_stream(trigger_rx))
         .reconcile_all_on(tokio_stream(all_rx))
         .trigger_backoff(NoPause)

@@ -83,14 +83,25 @@ pub async fn reconcile(
             // from status when it starts.
             return Ok(Requeue::requeue(Duration::from_secs(30)));
         }
-        let started = Instant::now();
         let api: Api<FailoverPolicy> = Api::namespaced(ctx.client.clone(), &ns);
-        let work = finalizer(&api, FINALIZER, policy, |event| async {
-            match event {
-                Finalizer::Apply(p) => apply(p, &ctx).await,
-                Finalizer::Cleanup(p) => cleanup(p, &ctx).await,
-            }
-        });
+        let work = async {
+            // A slot first, in the order reconciles asked (tokio's semaphore is fair), so that
+            // a cold start or a mass incident waits here rather than in flight behind the rate
+            // limit. Not kube-runtime's own concurrency limit: the runner then keeps the queue's
+            // due items in a hash set and takes the first it iterates, so at 10,000 policies the
+            // ones re-triggered by their own writes were served again and again while 3,019
+            // were never reconciled in 25 minutes.
+            let _slot = ctx.reconcile_slots.acquire().await;
+            let started = Instant::now();
+            let result = finalizer(&api, FINALIZER, policy, |event| async {
+                match event {
+                    Finalizer::Apply(p) => apply(p, &ctx).await,
+                    Finalizer::Cleanup(p) => cleanup(p, &ctx).await,
+                }
+            })
+            .await;
+            (result, started)
+        };
         // Leadership can end mid-reconcile (renew deadline passed, lease taken, shutdown):
         // dropping the reconcile there cancels its writes in flight and every later one, so
         // a former leader never writes beside the next (issue 12). The next term resumes from
@@ -103,6 +114,7 @@ pub async fn reconcile(
             }
             r = work => r,
         };
+        let (result, started) = result;
         let result = result.map_err(|e| match e {
             kube::runtime::finalizer::Error::ApplyFailed(e)
             | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
