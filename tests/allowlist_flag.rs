@@ -40,8 +40,10 @@ const REFUSED: &[&str] = &[
     "a b",
 ];
 
-fn scratch() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("if-allowlist-{}", std::process::id()));
+/// A directory of this test's own: the tests of this file run in parallel and write policy
+/// files of the same names (one test truncating a file another was reading failed CI once).
+fn scratch(test: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("if-allowlist-{}-{test}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
@@ -130,7 +132,7 @@ fn run(entry: &str, kubeconfig: &Path) -> Result<(), (Option<i32>, String)> {
 
 #[test]
 fn check_accepts_the_documented_forms_and_they_permit_what_they_say() {
-    let dir = scratch();
+    let dir = scratch("check_accepts_the_documented_forms_and_they_permit_what_they_say");
     for (entry, host) in ACCEPTED {
         let (code, stdout, stderr) = check(entry, &policy(&dir, host));
         assert_eq!(
@@ -152,7 +154,7 @@ fn check_accepts_the_documented_forms_and_they_permit_what_they_say() {
 
 #[test]
 fn run_and_check_refuse_the_other_forms_with_the_same_message() {
-    let dir = scratch();
+    let dir = scratch("run_and_check_refuse_the_other_forms_with_the_same_message");
     let kubeconfig = kubeconfig(&dir);
     let file = policy(&dir, "lb.example.com");
     for entry in REFUSED {
@@ -193,7 +195,7 @@ fn run_and_check_refuse_the_other_forms_with_the_same_message() {
 
 #[test]
 fn run_accepts_the_documented_forms() {
-    let dir = scratch();
+    let dir = scratch("run_accepts_the_documented_forms");
     let kubeconfig = kubeconfig(&dir);
     for (entry, _) in ACCEPTED {
         if let Err((code, stderr)) = run(entry, &kubeconfig) {
