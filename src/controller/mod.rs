@@ -93,8 +93,8 @@ pub struct Options {
     /// or another controller's): off by default, since whoever may write a slice would choose
     /// what the operator probes (`observe::EndpointTrust`).
     pub trust_unmanaged_endpointslices: bool,
-    /// Reconciles running at once (`--max-concurrent-reconciles`); the rest wait in the queue,
-    /// where a policy's triggers merge.
+    /// Reconciles doing work at once (`--max-concurrent-reconciles`); the rest wait for a slot
+    /// (`Context::reconcile_slots`) in the order they asked, a policy's triggers merging meanwhile.
     pub max_concurrent_reconciles: u16,
     /// A reconcile of each policy at least this often with nothing happening (`--resync-seconds`):
     /// a safety net, since facts, watches and the engine's deadlines drive every decision.
