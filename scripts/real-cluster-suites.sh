@@ -141,6 +141,11 @@ INGRESS_FAILOVER_CONTROLLER_KUBECONFIG="$SA_KUBECONFIG" \
   INGRESS_FAILOVER_TEST_LEASE_NAMESPACE="$OP_NS" \
   timeout "$TEST_TIMEOUT" cargo test --test controller_ha -- --exact "${HA_EMBEDDED_ONLY[@]}"
 
+section "legacy Endpoints mirror: kube-controller-manager's mirroring controller leaves it alone (controller as the ServiceAccount)"
+INGRESS_FAILOVER_CONTROLLER_KUBECONFIG="$SA_KUBECONFIG" \
+  INGRESS_FAILOVER_TEST_LEASE_NAMESPACE="$OP_NS" \
+  timeout "$TEST_TIMEOUT" cargo test --test legacy_endpoints
+
 section "rbac: the chart's lifecycle test, controller as the ServiceAccount"
 INGRESS_FAILOVER_CONTROLLER_KUBECONFIG="$SA_KUBECONFIG" \
   INGRESS_FAILOVER_TEST_LEASE_NAMESPACE="$OP_NS" \

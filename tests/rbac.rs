@@ -77,6 +77,7 @@ async fn chart_rbac_equals_the_verbs_the_controller_uses() {
         &b,
         json!({
             "backends": {"emergency": {"deployment": {"name": "web-emergency", "activeReplicas": 1, "maxReplicas": 2}}},
+            "managedService": {"legacyEndpoints": true},
             "ingress": {"ingresses": ["web"], "primaryClass": "nginx-primary", "backupClass": "nginx-backup", "mode": "HotStandby",
                         "health": {"url": format!("http://{lb}/healthz")}},
         }),
@@ -120,6 +121,29 @@ async fn chart_rbac_equals_the_verbs_the_controller_uses() {
     env.set(lb, Behavior::Healthy).await;
     env.wait_status("web", t, "normal again", |s| s.phase == Phase::Normal)
         .await;
+    // Turning the legacy Endpoints mirror off deletes it.
+    env.policies()
+        .patch(
+            "web",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(
+                json!({"spec": {"managedService": {"legacyEndpoints": false}}}),
+            ),
+        )
+        .await
+        .expect("patch policy");
+    let endpoints: kube::Api<k8s_openapi::api::core::v1::Endpoints> =
+        kube::Api::namespaced(env.client.clone(), &env.ns);
+    eventually(t, || async {
+        endpoints
+            .get_opt("web-healthy")
+            .await
+            .ok()
+            .flatten()
+            .is_none()
+            .then_some(())
+    })
+    .await;
     env.delete_policy("web", t).await;
     env.controller.take().unwrap().stop().await;
 

@@ -222,6 +222,16 @@ pub struct ManagedServiceSpec {
     #[serde(default = "default_port_name")]
     #[schemars(length(min = 1, max = 15))]
     pub port_name: String,
+
+    /// Also write a v1 `Endpoints` object (named as the Service) mirroring the published set,
+    /// for consumers that still read the legacy Endpoints API (older ingress controllers, some
+    /// meshes) and otherwise see no endpoint of this selectorless Service. The EndpointSlices
+    /// stay authoritative; the object carries `endpointslice.kubernetes.io/skip-mirror` so
+    /// Kubernetes does not mirror it back into slices, holds IP endpoints only (at most 1000, as
+    /// Kubernetes' own controller), and is removed when this is turned off. Kubernetes 1.33+
+    /// reports the Endpoints API as deprecated: leave this off unless a consumer needs it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub legacy_endpoints: bool,
 }
 
 fn default_service_port() -> i32 {

@@ -24,7 +24,7 @@ use crate::engine::IngressDesired;
 /// The field manager of every write.
 pub const MANAGER: &str = "ingress-failover";
 
-fn apply_params() -> PatchParams {
+pub(super) fn apply_params() -> PatchParams {
     PatchParams::apply(MANAGER).force()
 }
 
@@ -58,7 +58,7 @@ impl ActuateError {
     }
 }
 
-fn api_err(what: impl Into<String>) -> impl FnOnce(kube::Error) -> ActuateError {
+pub(super) fn api_err(what: impl Into<String>) -> impl FnOnce(kube::Error) -> ActuateError {
     let what = what.into();
     move |source| ActuateError::Api { what, source }
 }
@@ -626,6 +626,15 @@ pub async fn hand_back_service(
             Err(kube::Error::Api(e)) if e.code == 404 => {}
             Err(e) => return Err(api_err(format!("EndpointSlice {ns}/{name}"))(e)),
         }
+    }
+    if ms.legacy_endpoints {
+        // With a selector, Kubernetes' Endpoints controller writes the legacy object from now
+        // on; without one, the static addresses are what the handed-back slice says. Either way
+        // nothing the policy published stays behind, and the object no longer points at it.
+        let want = (selector.is_none() && !statics.is_empty()).then(|| {
+            super::legacy_endpoints::desired(ns, &ms.name, &ms.port_name, None, policy, &statics)
+        });
+        super::legacy_endpoints::sync(ctx, ns, &ms.name, want).await?;
     }
     Ok(())
 }

@@ -102,6 +102,10 @@ pub struct PolicyRuntime {
     /// a reconcile triggered by a probe fact that changed nothing skips the comparison, and a
     /// periodic one still catches objects changed behind the operator's back.
     pub slices_synced: Option<(Vec<super::desired::Published>, i64)>,
+    /// The same for the legacy Endpoints mirror, with whether an object of the operator's
+    /// exists (None: not known in this process yet).
+    pub legacy_synced: Option<(Vec<super::desired::Published>, i64)>,
+    pub legacy_exists: Option<bool>,
     /// Failing writes and their backoff, corrections of other writers.
     pub ledger: super::ledger::Ledger,
     /// The objects this policy claims that another policy owns, as last announced.

@@ -24,6 +24,8 @@ const BACKOFF_MAX_MS: i64 = 300_000;
 pub enum Actuation {
     Service,
     Slices,
+    /// The legacy `Endpoints` mirror (`managedService.legacyEndpoints`).
+    LegacyEndpoints,
     Scale,
     Ingress,
     /// The policy's own status (its failures are returned as reconcile errors, not shown in
@@ -37,6 +39,7 @@ impl Actuation {
         match self {
             Actuation::Service => "services",
             Actuation::Slices => "endpointslices",
+            Actuation::LegacyEndpoints => "endpoints",
             Actuation::Scale => "deployments/scale",
             Actuation::Ingress => "ingresses",
             Actuation::Status => "failoverpolicies/status",

@@ -14,6 +14,7 @@ pub mod events;
 mod http_server;
 mod leader;
 pub mod ledger;
+pub mod legacy_endpoints;
 pub mod metrics;
 pub mod observe;
 pub mod reconcile;

@@ -20,6 +20,7 @@ use super::desired::Published;
 use super::effect::{self, InEffect};
 use super::events::Severity;
 use super::ledger::{Actuation, Correction, MAX_CORRECTIONS};
+use super::legacy_endpoints;
 use super::metrics::{KindLabels, ReconcileErrorKind};
 use super::observe;
 use super::report::{export_gauges, log_action, publish_events};
@@ -223,6 +224,7 @@ async fn apply(policy: Arc<FailoverPolicy>, ctx: &Context) -> Result<Requeue, Re
             r.targets_dirty = true;
             r.service_ensured = false;
             r.slices_synced = None;
+            r.legacy_synced = None;
             // A new spec may fix what failed or end a tug-of-war: try again at once.
             r.ledger = Default::default();
             r.retired.clear();
@@ -610,6 +612,8 @@ fn new_runtime(
         targets_dirty: true,
         service_ensured: false,
         slices_synced: None,
+        legacy_synced: None,
+        legacy_exists: None,
         ledger: Default::default(),
         conflict: None,
         retired: Default::default(),
@@ -857,6 +861,7 @@ async fn write_desired(
                 Err(e) => failed(ctx, policy, rt, Actuation::Slices, &e, now).await,
             }
         }
+        sync_legacy_endpoints(ctx, policy, spec, plan, rt, &owner, now).await;
     }
 
     if !recorded {
@@ -1095,6 +1100,68 @@ fn scale_step(f: &ScaleFacts<'_>) -> ScaleStep {
         };
     }
     ScaleStep::Write
+}
+
+/// The legacy `Endpoints` mirror (`managedService.legacyEndpoints`): kept equal to the published
+/// set while the policy opts in, removed when it stops. Looked at only when it may matter (see
+/// [`legacy_endpoints::must_look`]), so a policy that never opts in never touches the API.
+async fn sync_legacy_endpoints(
+    ctx: &Context,
+    policy: &FailoverPolicy,
+    spec: &FailoverPolicySpec,
+    plan: &Plan,
+    rt: &std::sync::Mutex<PolicyRuntime>,
+    owner: &OwnerReference,
+    now: i64,
+) {
+    let opted = spec.managed_service.legacy_endpoints;
+    // A status written for an older generation: the spec changed while no replica observed it
+    // (the opt-out may have been that edit). No status at all is a policy nobody has acted on.
+    let unobserved_edit = policy
+        .status
+        .as_ref()
+        .and_then(|s| s.observed_generation)
+        .is_some_and(|g| Some(g) != policy.metadata.generation);
+    let look = {
+        let mut r = lock(rt);
+        if !opted && !unobserved_edit && r.legacy_exists.is_none() {
+            // This spec was observed (its status written) by a replica that then removed any
+            // mirror of an earlier opt-in: there is none to look for.
+            r.legacy_exists = Some(false);
+        }
+        legacy_endpoints::must_look(
+            opted,
+            r.legacy_exists,
+            unobserved_edit,
+            r.legacy_synced.as_ref(),
+            &plan.published,
+            now,
+        )
+    };
+    if !look || !lock(rt).ledger.due(Actuation::LegacyEndpoints, now) {
+        return;
+    }
+    let ns = policy.namespace().unwrap_or_default();
+    let service = &spec.managed_service.name;
+    let want = opted.then(|| {
+        legacy_endpoints::desired(
+            &ns,
+            service,
+            &spec.managed_service.port_name,
+            Some(owner),
+            &policy.name_any(),
+            &plan.published,
+        )
+    });
+    match legacy_endpoints::sync(ctx, &ns, service, want).await {
+        Ok(exists) => {
+            let mut r = lock(rt);
+            r.legacy_exists = Some(exists);
+            r.legacy_synced = opted.then(|| (plan.published.clone(), now));
+            r.ledger.succeeded(Actuation::LegacyEndpoints);
+        }
+        Err(e) => failed(ctx, policy, rt, Actuation::LegacyEndpoints, &e, now).await,
+    }
 }
 
 /// A failed write: ledger (backoff), metric, log and — when it is news — an Event.
