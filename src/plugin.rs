@@ -175,6 +175,14 @@ pub fn status_text(p: &FailoverPolicy, now: Timestamp) -> String {
     if p.spec.dry_run {
         let _ = writeln!(o, "  DRY-RUN: decisions are reported, not applied");
     }
+    if let Some(sh) = &s.shard {
+        // Which replica to read logs of, or to suspect when nothing moves (`run --shards`).
+        let _ = writeln!(
+            o,
+            "Shard:      {} of {}, held by {}",
+            sh.index, sh.count, sh.holder
+        );
+    }
     if let Some(tier) = &p.spec.ingress {
         let _ = writeln!(
             o,
@@ -495,6 +503,26 @@ mod tests {
                 "override ForceBackup has expired",
                 "failback due now (hold-down passed)"
             ]
+        );
+    }
+
+    #[test]
+    fn status_names_the_shard_and_its_holder() {
+        let now: Timestamp = "2026-12-01T03:00:00Z".parse().unwrap();
+        let mut p = failed_over(json!(null));
+        assert!(
+            !status_text(&p, now).contains("Shard:"),
+            "one Lease: no shard line"
+        );
+        p.status.as_mut().unwrap().shard = Some(crate::api::ShardStatus {
+            index: 3,
+            count: 6,
+            holder: "ingress-failover-7d9f-abc".into(),
+        });
+        assert!(
+            status_text(&p, now).contains("Shard:      3 of 6, held by ingress-failover-7d9f-abc"),
+            "{}",
+            status_text(&p, now)
         );
     }
 
