@@ -213,3 +213,41 @@ fn a_restart_during_the_drain_resumes_it_and_keeps_capacity_up() {
         down_at - failback
     );
 }
+
+/// The engine's own promise (`engine::invariants`, checked by the simulator and the randomized
+/// replays) over the same incident, step by step: no scale-down while the backup drains, no
+/// record move without a drain of the tier it left.
+#[test]
+fn the_drain_invariants_hold_through_failover_emergency_and_failback() {
+    use ingress_failover::engine::invariants::{Snapshot, check_step};
+    let mut h = Harness::new(&spec(dns_spec("Atomic", 60, json!([]), 60)));
+    let mut broken = Vec::new();
+    let mut step = |h: &mut Harness, lb: Option<bool>, failing: &[&str]| {
+        let before = Snapshot::of(&h.cfg, &h.state);
+        if let Some(ok) = lb {
+            h.lb(ok);
+        }
+        let actions = h.round(failing);
+        let after = Snapshot::of(&h.cfg, &h.state);
+        broken.extend(check_step(
+            &h.cfg, &h.state, &before, &after, &actions, h.now,
+        ));
+    };
+    for _ in 0..3 {
+        step(&mut h, Some(false), &[]);
+    }
+    for _ in 0..15 {
+        step(&mut h, None, &[A1, A2, A3]);
+    }
+    for _ in 0..60 {
+        step(&mut h, Some(true), &[]);
+    }
+    for _ in 0..90 {
+        step(&mut h, None, &[]);
+    }
+    assert!(
+        h.log.iter().any(|a| a.kind == K::EmergencyScaleDown),
+        "the incident ends with the scale-down"
+    );
+    assert!(broken.is_empty(), "{broken:#?}");
+}
