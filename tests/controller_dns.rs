@@ -58,8 +58,22 @@ async fn dns_env(
     extra: serde_json::Value,
     flag: bool,
 ) -> (Env, SocketAddr) {
+    dns_env_with(name, dns, extra, flag, Vec::new()).await
+}
+
+/// The same, with `objects` applied before the controller starts.
+async fn dns_env_with(
+    name: &str,
+    dns: serde_json::Value,
+    extra: serde_json::Value,
+    flag: bool,
+    objects: Vec<serde_json::Value>,
+) -> (Env, SocketAddr) {
     let mut env = Env::start(name).await;
     install_dnsendpoint_crd(&env).await;
+    for o in objects {
+        env.apply_json(o).await;
+    }
     let b = env.backends(2).await;
     let lb = env.backend_addr();
     env.set(lb, Behavior::Healthy).await;
@@ -349,6 +363,41 @@ async fn without_the_flag_a_dns_policy_is_not_ready_and_says_how_to_enable_it() 
         ready.message
     );
     assert!(endpoint(&env, "web").await.is_none());
+}
+
+/// A DNSEndpoint of the same name that the policy did not create is not taken over: nothing is
+/// written to it and `InEffect=False` names it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_foreign_dnsendpoint_of_the_same_name_is_left_alone_and_named() {
+    let foreign = json!({"apiVersion": "externaldns.k8s.io/v1alpha1", "kind": "DNSEndpoint",
+        "metadata": {"name": "web-dns"},
+        "spec": {"endpoints": [{"dnsName": "other.example.com", "recordType": "A", "targets": ["198.51.100.7"]}]}});
+    let (env, _lb) = dns_env_with(
+        "dns-foreign",
+        json!({"hostnames": ["shop.example.com"], "primaryTargets": ["192.0.2.10"], "backupTargets": ["192.0.2.20"]}),
+        json!({}),
+        true,
+        vec![foreign],
+    )
+    .await;
+    let s = env
+        .wait_status("web", T, "InEffect=False naming the DNSEndpoint", |s| {
+            condition(s, ct::IN_EFFECT)
+                .is_some_and(|c| c.status == "False" && c.message.contains("web-dns"))
+        })
+        .await;
+    let c = condition(&s, ct::IN_EFFECT).unwrap();
+    assert!(
+        c.message.contains("was not created by FailoverPolicy web"),
+        "{}",
+        c.message
+    );
+    let e = endpoint(&env, "web").await.expect("still there");
+    assert_eq!(e.spec.endpoints[0].dns_name, "other.example.com");
+    assert!(e.owner_references().is_empty());
+    if env.cluster.is_some() {
+        assert_eq!(dns_writes(&env), 0, "nothing written to it");
+    }
 }
 
 /// The binaries the end-to-end needs, or why it cannot run (as `tests/dns_lab.rs`).

@@ -268,7 +268,21 @@ pub async fn sync(
 ) -> Result<bool, ActuateError> {
     let name = endpoint_name(policy);
     let what = format!("DNSEndpoint {ns}/{name}");
-    let have = cached(ctx, ns, &name);
+    let api: Api<DNSEndpoint> = Api::namespaced(ctx.client.clone(), ns);
+    // The cache holds only DNSEndpoints labelled by a policy: one it does not show may still
+    // exist (someone else's), and is never taken over by a blind apply. One GET before a
+    // create; a refused object backs off like any failing write.
+    let have = match cached(ctx, ns, &name) {
+        Some(have) => Some(have),
+        None => api
+            .get_opt(&name)
+            .await
+            .map_err(|source| ActuateError::Api {
+                what: what.clone(),
+                source,
+            })?
+            .map(std::sync::Arc::new),
+    };
     if let Some(have) = &have {
         if have.labels().get(POLICY_LABEL).map(String::as_str) != Some(policy) {
             return Err(ActuateError::Conflict {
@@ -304,7 +318,6 @@ pub async fn sync(
     if let Some(o) = owner {
         body["metadata"]["ownerReferences"] = json!([o]);
     }
-    let api: Api<DNSEndpoint> = Api::namespaced(ctx.client.clone(), ns);
     api.patch(
         &name,
         &PatchParams::apply(MANAGER).force(),
