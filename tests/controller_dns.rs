@@ -284,6 +284,42 @@ async fn dns_endpoint_follows_the_active_tier_from_ingress_status() {
         .await;
     assert!(is_true(&s, ct::IN_EFFECT), "{s:#?}");
 
+    // Removing spec.dns hands the records back as they are, no longer owned; putting it back
+    // takes them over again (they carry the policy's label).
+    let policies = env.policies();
+    policies
+        .patch(
+            "web",
+            &PatchParams::default(),
+            &Patch::Json::<()>(
+                serde_json::from_value(json!([{"op": "remove", "path": "/spec/dns"}])).unwrap(),
+            ),
+        )
+        .await
+        .expect("remove spec.dns");
+    eventually(T, || async {
+        endpoint(&env, "web")
+            .await
+            .filter(|e| e.owner_references().is_empty())
+    })
+    .await;
+    policies
+        .patch(
+            "web",
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({"spec": {"dns": {"hostnames": ["shop.example.com"], "ttlSeconds": 3}}}),
+            ),
+        )
+        .await
+        .expect("spec.dns back");
+    eventually(T, || async {
+        endpoint(&env, "web")
+            .await
+            .filter(|e| !e.owner_references().is_empty())
+    })
+    .await;
+
     // Deleting the policy hands the records back on the primary tier, no longer owned: the
     // garbage collector must not take away what clients resolve.
     env.delete_policy("web", T).await;

@@ -329,6 +329,14 @@ pub async fn sync(
     Ok(true)
 }
 
+/// Whether the cache shows the policy's `DNSEndpoint` still owned by it (an ownerReference).
+pub fn owned_by(ctx: &Context, ns: &str, policy: &str) -> bool {
+    cached(ctx, ns, &endpoint_name(policy)).is_some_and(|e| {
+        e.labels().get(POLICY_LABEL).map(String::as_str) == Some(policy)
+            && !e.owner_references().is_empty()
+    })
+}
+
 /// On deletion of the policy: the records are handed back pointing at the primary tier
 /// (Restore) or as they are (Orphan), without the ownerReference, so that deleting the policy
 /// never deletes the records clients resolve.

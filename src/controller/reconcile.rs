@@ -827,6 +827,31 @@ async fn write_desired(
                 failed(ctx, policy, rt, Actuation::Ingress, &e, now).await;
             }
         }
+        // spec.dns removed: the DNSEndpoint is handed back as on deletion with Orphan (records
+        // as they are, no longer owned): deleting it would take away what clients resolve.
+        if spec.dns.is_none() && super::dns::owned_by(ctx, ns, &name) && due(Actuation::Dns) {
+            match super::dns::hand_back(ctx, ns, &name, spec, false).await {
+                Ok(()) => {
+                    let e = super::dns::endpoint_name(&name);
+                    info!(dnsendpoint = %e, "spec.dns removed: handed the DNSEndpoint back");
+                    note(
+                        ctx,
+                        policy,
+                        Severity::Normal,
+                        "HandedBack",
+                        "Release",
+                        &format!(
+                            "spec.dns removed: DNSEndpoint {ns}/{e} handed back with its records as they are, no longer owned or updated by the policy"
+                        ),
+                    )
+                    .await;
+                }
+                Err(e) => {
+                    clean = false;
+                    failed(ctx, policy, rt, Actuation::Dns, &e, now).await;
+                }
+            }
+        }
         if clean {
             lock(rt).references_checked = Some(now);
         }
