@@ -170,6 +170,7 @@ async fn bench() {
         shards: 1,
         prober: Default::default(),
         trust_unmanaged_endpointslices: false,
+        dns_endpoints: false,
         max_concurrent_reconciles: 32,
         resync: std::time::Duration::from_secs(300),
     };

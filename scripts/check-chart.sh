@@ -33,7 +33,8 @@ VARIANTS=(
   "monitoring-networkpolicy|--set metrics.serviceMonitor.enabled=true --set prometheusRule.enabled=true --set grafana.dashboard.enabled=true --set networkPolicy.enabled=true --set networkPolicy.apiServerCIDRs={172.18.0.0/16} --set networkPolicy.probeEgress[0].cidr=10.244.0.0/16 --set networkPolicy.probeEgress[0].ports={8080} --set networkPolicy.metricsFrom[0].namespaceSelector.matchLabels.name=monitoring"
   "plain-metrics|--set metrics.secure=false --set kubeApi.priorityAndFairness.enabled=true --set kubeApi.qps=0 --set replicaCount=3 --set shards=6"
   "metrics-cert-secret|--set metrics.certSecret=ingress-failover-metrics-tls --set trustUnmanagedEndpointSlices=true --set metrics.serviceMonitor.enabled=true"
-  "everything-namespaced|--set rbac.scope=namespace --set watchNamespaces={shop} --set ingressControllerNamespaces={ingress-nginx} --set probeAllowlist={10.0.0.0/8} --set policySelector=team=web --set metrics.serviceMonitor.enabled=true --set prometheusRule.enabled=true --set networkPolicy.enabled=true --set networkPolicy.probeEgress[0].cidr=10.0.0.0/8 --set spreadPolicy=hard"
+  "external-dns|--set externalDNS.enabled=true"
+  "everything-namespaced|--set rbac.scope=namespace --set watchNamespaces={shop} --set externalDNS.enabled=true --set ingressControllerNamespaces={ingress-nginx} --set probeAllowlist={10.0.0.0/8} --set policySelector=team=web --set metrics.serviceMonitor.enabled=true --set prometheusRule.enabled=true --set networkPolicy.enabled=true --set networkPolicy.probeEgress[0].cidr=10.0.0.0/8 --set spreadPolicy=hard"
 )
 
 PASS=0
@@ -110,7 +111,15 @@ docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
 rules = yaml.safe_load(open(sys.argv[2]))
 def norm(r):
     return (r["apiGroup"], r["resource"], tuple(r["verbs"]), r.get("scope", "watched"))
-want = sorted(norm(r) for r in rules)
+# A rule of a feature (`feature: externalDNS`) is wanted exactly when the rendered Deployment
+# runs with the feature's flag.
+deployments = [d for d in docs if d["kind"] == "Deployment"]
+flags = {"externalDNS": "--dns-endpoints"}
+on = {f for f, flag in flags.items() if any(flag in str(d) for d in deployments)}
+unknown = {r["feature"] for r in rules if r.get("feature")} - set(flags)
+if unknown:
+    sys.exit(f"rbac-rules.yaml names unknown features {sorted(unknown)}")
+want = sorted(norm(r) for r in rules if not r.get("feature") or r["feature"] in on)
 got = []
 # The --metrics-secure roles (templates/metrics-rbac.yaml: TokenReview/SubjectAccessReview for
 # the controller, get /metrics for scrapers) and the roles aggregated into view/edit/admin for

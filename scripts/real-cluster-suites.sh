@@ -25,6 +25,9 @@
 # 7. tests/dns_lab.rs: ExternalDNS (the pinned lab build, rfc2136 provider) against this cluster
 #    moves a record in a BIND 9 started on loopback inside the namespace; must run here
 #    (INGRESS_FAILOVER_DNS_LAB=1: missing named or ExternalDNS is a failure, not a skip).
+# 8. tests/controller_dns.rs: the DNS tier (issue 14) — the controller's DNSEndpoints on this
+#    cluster, and the end to end through ExternalDNS and BIND 9 as in 7 (controller with the
+#    admin kubeconfig: the chart's RBAC for dnsendpoints is a feature, externalDNS.enabled).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -166,3 +169,6 @@ INGRESS_FAILOVER_CONTROLLER_KUBECONFIG="$SA_KUBECONFIG" \
 
 section "DNS lab: ExternalDNS (crd source, rfc2136) into BIND 9 on loopback, against this cluster"
 INGRESS_FAILOVER_DNS_LAB=1 timeout "$TEST_TIMEOUT" cargo test --test dns_lab -- --nocapture
+
+section "DNS tier end to end: the operator's DNSEndpoints through ExternalDNS into BIND 9, against this cluster"
+INGRESS_FAILOVER_DNS_LAB=1 timeout "$TEST_TIMEOUT" cargo test --test controller_dns -- --nocapture

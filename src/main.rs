@@ -79,6 +79,12 @@ struct RunArgs {
     /// choose what the operator probes.
     #[arg(long, env = "INGRESS_FAILOVER_TRUST_UNMANAGED_ENDPOINTSLICES")]
     trust_unmanaged_endpointslices: bool,
+    /// Write ExternalDNS `DNSEndpoint` objects (externaldns.k8s.io/v1alpha1) for policies with
+    /// `spec.dns`. Needs ExternalDNS's DNSEndpoint CRD and RBAC for `dnsendpoints` (chart value
+    /// `externalDNS.enabled`). Off: the CRD may be absent, and a policy with `spec.dns` is
+    /// `Ready=False` with reason `DNSEndpointsDisabled`.
+    #[arg(long, env = "INGRESS_FAILOVER_DNS_ENDPOINTS")]
+    dns_endpoints: bool,
     /// Address serving /metrics, /healthz and /readyz.
     #[arg(
         long,
@@ -428,6 +434,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         trust_unmanaged_endpointslices: args.trust_unmanaged_endpointslices,
         max_concurrent_reconciles: args.max_concurrent_reconciles,
         resync: std::time::Duration::from_secs(args.resync_seconds),
+        dns_endpoints: args.dns_endpoints,
     };
     ingress_failover::controller::run(
         client,

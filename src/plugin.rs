@@ -201,6 +201,28 @@ pub fn status_text(p: &FailoverPolicy, now: Timestamp) -> String {
             let _ = writeln!(o, "{}", lb_line("Backup LB ", lb, now));
         }
     }
+    if let (Some(dns), Some(d)) = (&p.spec.dns, &s.dns) {
+        let _ = writeln!(
+            o,
+            "DNS:        {} [{:?}, TTL {}s] {}% of answers for the primary tier{}",
+            dns.hostnames
+                .iter()
+                .map(|h| h.0.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            dns.mode,
+            dns.ttl_seconds,
+            d.primary_weight_percent,
+            match (&d.draining_tier, &d.draining_until) {
+                (Some(tier), Some(until)) => format!(
+                    "; {tier} tier draining until {} (in about {}): kept serving one TTL",
+                    ts(until),
+                    human(ts(until).duration_since(now))
+                ),
+                _ => String::new(),
+            }
+        );
+    }
     if let Some(t) = &s.primary {
         let _ = writeln!(
             o,

@@ -166,6 +166,46 @@ fn cases() -> Vec<Case> {
             good: hot_standby(json!({"failbackSteps": [10, 100]})),
         },
         Case {
+            message: "spec.dns needs spec.ingress.mode HotStandby",
+            path: "spec.dns",
+            bad: {
+                let mut p = ingress(json!({}));
+                merge(
+                    &mut p,
+                    &json!({"spec": {"dns": {"hostnames": ["shop.example.com"]}}}),
+                );
+                p
+            },
+            good: {
+                let mut p = ingress(json!({"mode": "HotStandby"}));
+                merge(
+                    &mut p,
+                    &json!({"spec": {"dns": {"hostnames": ["shop.example.com"]}}}),
+                );
+                p
+            },
+        },
+        Case {
+            message: "spec.recovery.stepSeconds must be at least spec.dns.ttlSeconds",
+            path: "spec.recovery.stepSeconds",
+            bad: {
+                let mut p = hot_standby(json!({"failbackSteps": [10, 100], "stepSeconds": 30}));
+                merge(
+                    &mut p,
+                    &json!({"spec": {"dns": {"hostnames": ["shop.example.com"], "ttlSeconds": 60}}}),
+                );
+                p
+            },
+            good: {
+                let mut p = hot_standby(json!({"failbackSteps": [10, 100], "stepSeconds": 60}));
+                merge(
+                    &mut p,
+                    &json!({"spec": {"dns": {"hostnames": ["shop.example.com"], "ttlSeconds": 60}}}),
+                );
+                p
+            },
+        },
+        Case {
             message: "an override needs a reason",
             path: "spec.override.reason",
             bad: json!({"spec": {"override": {"mode": "Freeze"}}}),
@@ -216,7 +256,7 @@ fn every_rule_compiles() {
     );
     let mut rules = Vec::new();
     all_rules(&schema, &mut rules);
-    assert_eq!(rules.len(), 15, "rules in the CRD: {rules:#?}");
+    assert_eq!(rules.len(), 17, "rules in the CRD: {rules:#?}");
 }
 
 #[test]

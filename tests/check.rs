@@ -170,3 +170,23 @@ fn shipped_policies_are_valid() {
     let report = check_files_at(&files, &ctx, now());
     assert_eq!(report.exit_code, 0, "{:#?}", report.lines);
 }
+
+/// Issue 14: `check` refuses a failback step shorter than the DNS TTL, naming both fields, with
+/// the exit code of an invalid policy (the rule is CEL: the API server refuses it too).
+#[test]
+fn check_refuses_a_failback_step_shorter_than_the_dns_ttl() {
+    let file = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/corpus/invalid/dns-step-shorter-than-ttl.yaml");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_ingress-failover"))
+        .arg("check")
+        .args(["--probe-allowlist", "10.0.0.0/8,.example.internal"])
+        .arg(&file)
+        .output()
+        .expect("run ingress-failover");
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert_eq!(output.status.code(), Some(EXIT_INVALID), "{stdout}");
+    assert!(
+        stdout.contains("spec.recovery.stepSeconds") && stdout.contains("spec.dns.ttlSeconds"),
+        "{stdout}"
+    );
+}

@@ -26,6 +26,8 @@ struct Knobs {
     backup_url: bool,
     hot_standby: bool,
     steps: bool,
+    /// `spec.dns` TTL (HotStandby only).
+    dns_ttl: Option<u32>,
     interval: u32,
     rise: u32,
     fall: u32,
@@ -87,6 +89,9 @@ fn knobs() -> impl Strategy<Value = Knobs> {
             backup_url: e.0 != e.3,
             hot_standby: b.2,
             steps: b.3,
+            // Without failback steps the TTL may exceed the cooldown (the drain then decides
+            // when capacity scales down); with them it stays within the 20 s step.
+            dns_ttl: (b.2 && c.4 % 2 == 0).then_some(if b.3 { c.3 % 20 + 1 } else { c.3 * 5 + 1 }),
             interval: c.0,
             rise: c.1,
             fall: c.2,
@@ -202,6 +207,13 @@ fn policy(k: &Knobs) -> String {
     }
     if k.backup_url {
         p.push_str("    backupHealth:\n      url: http://lb-backup.shop.internal/healthz\n");
+    }
+    if let Some(ttl) = k.dns_ttl {
+        let mode = ["Atomic", "Weighted", "Failover"][(ttl % 3) as usize];
+        let _ = writeln!(
+            p,
+            "  dns: {{hostnames: [shop.example.com], ttlSeconds: {ttl}, mode: {mode}}}"
+        );
     }
     let _ = writeln!(
         p,

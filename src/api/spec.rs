@@ -36,7 +36,9 @@ use super::status::FailoverPolicyStatus;
     printcolumn(name = "Dry-Run", type_ = "boolean", json_path = ".spec.dryRun", priority = 1, description = "True when the policy only decides and reports; nothing is applied"),
     printcolumn(name = "Decided-Class", type_ = "string", json_path = ".status.decidedClass", priority = 1, description = "Ingress class the policy decided on (differs from Active in dry-run or while a write is under way or fails)"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
-    validation = Rule::new("!has(self.spec.recovery) || !has(self.spec.recovery.failbackSteps) || size(self.spec.recovery.failbackSteps) == 0 || (has(self.spec.ingress) && self.spec.ingress.mode == 'HotStandby')").message("spec.recovery.failbackSteps needs spec.ingress.mode HotStandby: only a mirrored backup Ingress can carry a traffic weight").field_path(".spec.recovery.failbackSteps")
+    validation = Rule::new("!has(self.spec.recovery) || !has(self.spec.recovery.failbackSteps) || size(self.spec.recovery.failbackSteps) == 0 || (has(self.spec.ingress) && self.spec.ingress.mode == 'HotStandby')").message("spec.recovery.failbackSteps needs spec.ingress.mode HotStandby: only a mirrored backup Ingress can carry a traffic weight").field_path(".spec.recovery.failbackSteps"),
+    validation = Rule::new("!has(self.spec.dns) || (has(self.spec.ingress) && self.spec.ingress.mode == 'HotStandby')").message("spec.dns needs spec.ingress.mode HotStandby: after a DNS switch the tier traffic left must keep serving for the record's TTL, and SwitchClass moves the Ingress away from it at once").field_path(".spec.dns"),
+    validation = Rule::new("!has(self.spec.dns) || !has(self.spec.recovery) || !has(self.spec.recovery.failbackSteps) || size(self.spec.recovery.failbackSteps) == 0 || self.spec.recovery.stepSeconds >= self.spec.dns.ttlSeconds").message("spec.recovery.stepSeconds must be at least spec.dns.ttlSeconds: resolvers keep the previous weights for a TTL, so a shorter failback step would not move the traffic it claims").field_path(".spec.recovery.stepSeconds")
 )]
 #[serde(rename_all = "camelCase")]
 pub struct FailoverPolicySpec {
@@ -58,6 +60,15 @@ pub struct FailoverPolicySpec {
     /// backends and emergency capacity only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ingress: Option<IngressTierSpec>,
+
+    /// DNS failover: DNS records (an ExternalDNS `DNSEndpoint`) that point the given host names
+    /// at the active tier's load balancer. Needs `ingress.mode: HotStandby` and the operator
+    /// started with `--dns-endpoints` (chart value `externalDNS.enabled`). After each DNS
+    /// switch the tier traffic left keeps serving for at least `ttlSeconds` (status shows
+    /// `dns.drainingUntil`). Omit when clients do not reach the load balancers through DNS
+    /// records the operator should manage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns: Option<DnsSpec>,
 
     /// When emergency capacity is engaged and released, with hysteresis.
     #[serde(default)]
@@ -459,6 +470,81 @@ pub struct IngressTierSpec {
     /// `rewrite-target` protects and shapes the backup side too.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mirror: Option<MirrorSpec>,
+}
+
+/// DNS records for the load-balancer tier, written as one ExternalDNS `DNSEndpoint` named
+/// `<policy>-dns` in the policy's namespace (owned by the policy; ExternalDNS with the `crd`
+/// source publishes it to the DNS provider).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct DnsSpec {
+    /// The DNS names whose records point at the active tier (for example `shop.example.com`).
+    #[schemars(length(min = 1, max = 16))]
+    pub hostnames: Vec<DnsName>,
+
+    /// TTL of the records, in seconds (the runbook's 60 by default). After a switch the tier
+    /// traffic left keeps serving at least this long (resolvers may still hand out the old
+    /// answer), and emergency capacity is not scaled down before that; each gradual failback
+    /// step must last at least this long (`recovery.stepSeconds`).
+    #[serde(default = "default_dns_ttl")]
+    #[schemars(range(min = 1, max = 86400))]
+    pub ttl_seconds: u32,
+
+    /// Atomic (default): one record set per name, pointing at the active tier's load balancer.
+    /// Weighted: two record sets per name (set identifiers `primary` and `backup`) with
+    /// `aws/weight` equal to each tier's share of traffic, so each gradual failback step moves
+    /// real traffic on Route 53-style providers. Failover: two record sets with Route 53
+    /// failover routing (`aws/failover`), the active tier's set PRIMARY and the other
+    /// SECONDARY.
+    #[serde(default)]
+    pub mode: DnsMode,
+
+    /// Addresses of the primary tier's load balancer (IPs, or one host name), for load
+    /// balancers whose address is in no status. When omitted, they are read from
+    /// `status.loadBalancer.ingress` of the managed (primary-class) Ingresses.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    pub primary_targets: Vec<DnsTarget>,
+
+    /// Addresses of the backup tier's load balancer. When omitted, they are read from the
+    /// status of the HotStandby mirror Ingresses on the backup class.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    pub backup_targets: Vec<DnsTarget>,
+}
+
+fn default_dns_ttl() -> u32 {
+    60
+}
+
+/// A DNS name (letters, digits, hyphens and dots; a leading `*.` for a wildcard).
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash)]
+#[serde(transparent)]
+pub struct DnsName(
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(
+            pattern = r"^(\*\.)?([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.?$"
+        )
+    )]
+    pub String,
+);
+
+/// A load balancer's address: an IPv4 or IPv6 address (an A or AAAA record) or a host name (a
+/// CNAME).
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash)]
+#[serde(transparent)]
+pub struct DnsTarget(
+    #[schemars(length(min = 1, max = 253), regex(pattern = r"^[A-Za-z0-9.:-]+$"))] pub String,
+);
+
+/// How DNS records express the active tier.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum DnsMode {
+    #[default]
+    Atomic,
+    Weighted,
+    Failover,
 }
 
 /// Per-side annotation overrides of a HotStandby pair.

@@ -81,6 +81,9 @@ pub mod reasons {
     /// `Ready=False`: an object this policy would write belongs to another policy (the message
     /// names it); nothing is written to it.
     pub const CONFLICT: &str = "Conflict";
+    /// `Ready=False`: the policy has `spec.dns` but the operator was started without
+    /// `--dns-endpoints` (chart value `externalDNS.enabled`); no DNS record is written.
+    pub const DNS_ENDPOINTS_DISABLED: &str = "DNSEndpointsDisabled";
 }
 
 /// Summary phases shown in `kubectl get fp`.
@@ -167,6 +170,11 @@ pub struct FailoverPolicyStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub primary: Option<TierHealth>,
 
+    /// The DNS records (`spec.dns`): which tier they point at and, after a switch, until when
+    /// the tier traffic left keeps serving (one TTL).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns: Option<DnsStatus>,
+
     /// Emergency capacity: replicas and health.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub emergency: Option<EmergencyStatus>,
@@ -213,6 +221,23 @@ pub struct FailoverPolicyStatus {
     /// operator runs with `--shards` above 1 (absent with one shard).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shard: Option<ShardStatus>,
+}
+
+/// The DNS tier.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct DnsStatus {
+    /// Percent of DNS answers for the primary tier's load balancer (Atomic and Failover: 100 or
+    /// 0; Weighted: the failback step's weight).
+    pub primary_weight_percent: u32,
+    /// After the records moved away from a tier: that tier (`primary` or `backup`), kept
+    /// serving until `drainingUntil` because resolvers may still hand out the old answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub draining_tier: Option<String>,
+    /// When the drain ends: the switch plus one `spec.dns.ttlSeconds`. Until then the tier
+    /// traffic left is not torn down and emergency capacity is not scaled down.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub draining_until: Option<Time>,
 }
 
 /// Which shard a policy belongs to and who holds it.

@@ -48,6 +48,8 @@ pub struct Stores {
     pub ingresses: Store<Ingress>,
     /// HorizontalPodAutoscalers, to leave an autoscaled emergency Deployment to its autoscaler.
     pub autoscalers: Store<HorizontalPodAutoscaler>,
+    /// ExternalDNS `DNSEndpoint`s, with `--dns-endpoints` only (the CRD is optional).
+    pub dns_endpoints: Option<Store<super::dns::DNSEndpoint>>,
     /// Whether a Deployment absent from the cache does not exist: set once the Deployment
     /// cache has listed everything in scope with no label filter.
     pub deployments_listed: Arc<std::sync::atomic::AtomicBool>,

@@ -28,6 +28,8 @@ pub enum Actuation {
     LegacyEndpoints,
     Scale,
     Ingress,
+    /// The policy's `DNSEndpoint` (`spec.dns`).
+    Dns,
     /// The policy's own status (its failures are returned as reconcile errors, not shown in
     /// the status they could not write).
     Status,
@@ -42,6 +44,7 @@ impl Actuation {
             Actuation::LegacyEndpoints => "endpoints",
             Actuation::Scale => "deployments/scale",
             Actuation::Ingress => "ingresses",
+            Actuation::Dns => "dnsendpoints",
             Actuation::Status => "failoverpolicies/status",
         }
     }

@@ -68,11 +68,12 @@ const PHASES: [Phase; 8] = [
 ];
 
 /// The resources a policy writes, as the `resource` label of its write failures.
-const WRITTEN: [&str; 5] = [
+const WRITTEN: [&str; 6] = [
     "services",
     "endpointslices",
     "deployments/scale",
     "ingresses",
+    "dnsendpoints",
     "failoverpolicies/status",
 ];
 
@@ -342,6 +343,7 @@ impl Metrics {
             "services",
             "deployments/scale",
             "ingresses",
+            "dnsendpoints",
             "failoverpolicies/status",
             "events",
         ]

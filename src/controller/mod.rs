@@ -9,6 +9,7 @@ pub mod actuate;
 mod claims;
 pub mod context;
 pub mod desired;
+pub mod dns;
 mod effect;
 pub mod events;
 mod http_server;
@@ -100,6 +101,9 @@ pub struct Options {
     /// A reconcile of each policy at least this often with nothing happening (`--resync-seconds`):
     /// a safety net, since facts, watches and the engine's deadlines drive every decision.
     pub resync: Duration,
+    /// `--dns-endpoints`: cache, watch and write ExternalDNS `DNSEndpoint`s for policies with
+    /// `spec.dns` (off: the CRD may be absent; such policies are `Ready=False`).
+    pub dns_endpoints: bool,
 }
 
 /// How long `run` waits for in-flight reconciles after the shutdown signal before returning
@@ -238,6 +242,7 @@ struct Caches {
     deployments: Touched<Deployment>,
     ingresses: Touched<Ingress>,
     autoscalers: Touched<HorizontalPodAutoscaler>,
+    dns_endpoints: Option<Touched<dns::DNSEndpoint>>,
 }
 
 /// One reflector per kind the reconciles read, each with its own backoff.
@@ -270,8 +275,20 @@ fn start_caches(client: &Client, opts: &Options, health: &Arc<ApiHealth>) -> Cac
         watcher::Config::default(),
         health,
     );
+    let (dns_store, dns_stream) = if opts.dns_endpoints {
+        let (store, stream) = reflect::<dns::DNSEndpoint>(
+            client,
+            &opts.namespaces,
+            watcher::Config::default().labels(desired::POLICY_LABEL),
+            health,
+        );
+        (Some(store), Some(stream.boxed()))
+    } else {
+        (None, None)
+    };
     Caches {
         stores: Stores {
+            dns_endpoints: dns_store,
             slices,
             deployments,
             ingresses,
@@ -283,6 +300,7 @@ fn start_caches(client: &Client, opts: &Options, health: &Arc<ApiHealth>) -> Cac
         deployments: deploy_stream.boxed(),
         ingresses: ingress_stream.boxed(),
         autoscalers: autoscaler_stream.boxed(),
+        dns_endpoints: dns_stream,
     }
 }
 
@@ -392,6 +410,9 @@ fn watch_readiness(
     readiness.watch("ingresses", stores.ingresses.clone());
     readiness.watch("horizontalpodautoscalers", stores.autoscalers.clone());
     readiness.watch("failoverpolicies", pstore.clone());
+    if let Some(store) = &stores.dns_endpoints {
+        readiness.watch("dnsendpoints", store.clone());
+    }
     // A Deployment absent from a synced, unfiltered cache does not exist: only then may the
     // engine read a missing ingress controller as a down one. Asked of the readiness tracker
     // rather than awaited on the store (a second waiter would steal the store's one waker).
@@ -418,6 +439,7 @@ fn wire_triggers(
     let in_scope = move |ns: Option<&str>| {
         namespaces.is_empty() || ns.is_some_and(|n| namespaces.iter().any(|w| w == n))
     };
+    let s5 = pstore.clone();
     let (s1, s2, s3, s4) = (
         pstore.clone(),
         pstore.clone(),
@@ -430,6 +452,18 @@ fn wire_triggers(
         in_scope.clone(),
         in_scope,
     );
+    // A DNSEndpoint changed behind the operator's back (or deleted) is its policy's business.
+    let controller = match caches.dns_endpoints {
+        Some(stream) => controller.watches_stream(stream, move |e: dns::DNSEndpoint| {
+            let Some(policy) = e.labels().get(desired::POLICY_LABEL).cloned() else {
+                return Vec::new();
+            };
+            policies_referencing(&s5, e.metadata.namespace.as_deref(), |p| {
+                p.name_any() == policy && p.spec.dns.is_some()
+            })
+        }),
+        None => controller,
+    };
     controller
         .watches_stream(caches.slices, move |s: EndpointSlice| {
             if !f1(s.metadata.namespace.as_deref()) {

@@ -269,8 +269,14 @@ async fn apply(policy: Arc<FailoverPolicy>, ctx: &Context) -> Result<Requeue, Re
             list.join("; ")
         )
     });
+    let dns_disabled = (spec.dns.is_some() && ctx.stores.dns_endpoints.is_none()).then(|| {
+        "spec.dns is set but the operator runs without --dns-endpoints: no DNS record is written; install ExternalDNS's DNSEndpoint CRD and set the chart value externalDNS.enabled=true (which passes --dns-endpoints and grants RBAC for dnsendpoints)".to_string()
+    });
     let not_ready = match &conflict {
         Some(m) => Some((reasons::CONFLICT, m.clone())),
+        None if dns_disabled.is_some() => dns_disabled
+            .clone()
+            .map(|m| (reasons::DNS_ENDPOINTS_DISABLED, m)),
         // Refused probe targets alone are their own reason: the policy is fine, its targets not.
         None if !problems.is_empty() => Some((
             if problems.iter().all(|p| p.starts_with(observe::REFUSED)) {
@@ -369,6 +375,8 @@ struct Plan {
     inventory_known: bool,
     emergency_replicas: Option<i32>,
     ingress: Option<IngressDesired>,
+    /// Percent of DNS answers for the primary tier (`spec.dns`).
+    dns_primary_percent: Option<u32>,
     /// When the engine may decide something with no new fact (monotonic).
     deadline: Option<crate::engine::Millis>,
 }
@@ -385,6 +393,7 @@ impl Plan {
             inventory_known: s.inventory_known,
             emergency_replicas: s.desired_emergency_replicas(&r.cfg),
             ingress: s.desired_ingress(&r.cfg),
+            dns_primary_percent: s.desired_dns_primary_percent(&r.cfg),
             deadline: s.next_deadline(&r.cfg, now),
         }
     }
@@ -822,6 +831,31 @@ async fn write_desired(
                 failed(ctx, policy, rt, Actuation::Ingress, &e, now).await;
             }
         }
+        // spec.dns removed: the DNSEndpoint is handed back as on deletion with Orphan (records
+        // as they are, no longer owned): deleting it would take away what clients resolve.
+        if spec.dns.is_none() && super::dns::owned_by(ctx, ns, &name) && due(Actuation::Dns) {
+            match super::dns::hand_back(ctx, ns, &name, spec, false).await {
+                Ok(()) => {
+                    let e = super::dns::endpoint_name(&name);
+                    info!(dnsendpoint = %e, "spec.dns removed: handed the DNSEndpoint back");
+                    note(
+                        ctx,
+                        policy,
+                        Severity::Normal,
+                        "HandedBack",
+                        "Release",
+                        &format!(
+                            "spec.dns removed: DNSEndpoint {ns}/{e} handed back with its records as they are, no longer owned or updated by the policy"
+                        ),
+                    )
+                    .await;
+                }
+                Err(e) => {
+                    clean = false;
+                    failed(ctx, policy, rt, Actuation::Dns, &e, now).await;
+                }
+            }
+        }
         if clean {
             lock(rt).references_checked = Some(now);
         }
@@ -918,6 +952,25 @@ async fn write_desired(
                 &message,
             )
             .await;
+        }
+    }
+    if let (Some(percent), Some(dns)) = (plan.dns_primary_percent, &spec.dns)
+        && ctx.stores.dns_endpoints.is_some()
+        && due(Actuation::Dns)
+    {
+        let addresses = super::dns::tier_addresses(ctx, ns, spec);
+        let what = format!("DNSEndpoint {ns}/{}", super::dns::endpoint_name(&name));
+        let result = match super::dns::desired_endpoints(dns, percent, &addresses) {
+            Ok(endpoints) => super::dns::sync(ctx, ns, &name, Some(&owner), &endpoints)
+                .await
+                .map(|_| ()),
+            Err(message) => Err(ActuateError::Conflict { what, message }),
+        };
+        match result {
+            Ok(()) => {
+                lock(rt).ledger.succeeded(Actuation::Dns);
+            }
+            Err(e) => failed(ctx, policy, rt, Actuation::Dns, &e, now).await,
         }
     }
     fx.failures = lock(rt).ledger.failures().map(|f| f.message()).collect();
@@ -1422,6 +1475,9 @@ async fn cleanup(policy: Arc<FailoverPolicy>, ctx: &Context) -> Result<Requeue, 
             }
         }
         actuate::hand_back_service(ctx, &ns, spec, &name).await?;
+        if ctx.stores.dns_endpoints.is_some() {
+            super::dns::hand_back(ctx, &ns, &name, spec, true).await?;
+        }
         info!(policy = %key, "deleted: restored the primary class and standby replicas; handed back the managed Service with the whole primary pool");
         note(
             ctx,
@@ -1435,6 +1491,13 @@ async fn cleanup(policy: Arc<FailoverPolicy>, ctx: &Context) -> Result<Requeue, 
             ),
         )
         .await;
+    }
+    // Orphan (and dry-run) leave the records as they are, but never to the garbage collector:
+    // deleting the policy must not delete what clients resolve.
+    if (spec.deletion_policy != DeletionPolicy::Restore || spec.dry_run)
+        && ctx.stores.dns_endpoints.is_some()
+    {
+        super::dns::hand_back(ctx, &ns, &policy.name_any(), spec, false).await?;
     }
     ctx.remove_runtime(&key);
     ctx.prober.remove_policy(&key);

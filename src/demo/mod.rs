@@ -211,6 +211,7 @@ fn controller_options(metrics_addr: std::net::SocketAddr) -> crate::controller::
         shards: 1,
         prober: Default::default(),
         trust_unmanaged_endpointslices: false,
+        dns_endpoints: false,
         max_concurrent_reconciles: 32,
         resync: std::time::Duration::from_secs(300),
     }

@@ -1,7 +1,7 @@
 //! The engine's view of a policy: the spec reduced to plain numbers, resolved once per spec
 //! generation so the hot path never re-reads optional fields or converts units.
 
-use crate::api::{FailMode, FailoverPolicySpec, IngressMode, OverrideMode};
+use crate::api::{DnsMode, FailMode, FailoverPolicySpec, IngressMode, OverrideMode};
 
 /// Milliseconds: the engine's only notion of time, injected by the caller.
 pub type Millis = i64;
@@ -72,6 +72,14 @@ pub struct IngressConfig {
     pub has_backup_controller: bool,
 }
 
+/// The DNS tier as the engine applies it (`spec.dns`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DnsConfig {
+    /// The records' TTL: how long the tier traffic left keeps serving after a switch.
+    pub ttl_ms: Millis,
+    pub mode: DnsMode,
+}
+
 /// Everything the engine needs from the spec.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EngineConfig {
@@ -94,6 +102,8 @@ pub struct EngineConfig {
     pub emergency_cooldown_ms: i64,
     pub emergency: Option<EmergencyConfig>,
     pub ingress: Option<IngressConfig>,
+    /// DNS records follow the ingress tier (only with an ingress tier).
+    pub dns: Option<DnsConfig>,
     pub override_: Option<OverrideConfig>,
     pub dry_run: bool,
     /// The value of the `ingressfailover.io/reset-flap-budget` annotation (metadata, not spec:
@@ -154,6 +164,18 @@ impl EngineConfig {
             steps.clear();
         }
         let t = &spec.thresholds;
+        let dns = spec
+            .dns
+            .as_ref()
+            .filter(|_| ingress.is_some())
+            .map(|d| DnsConfig {
+                ttl_ms: i64::from(d.ttl_seconds.max(1)) * SECOND,
+                mode: d.mode,
+            });
+        // A failback step shorter than the TTL would not move the traffic it claims (validation
+        // refuses it; clamped here so the engine's promise holds regardless).
+        let step_ms = (i64::from(spec.recovery.step_seconds.max(1)) * SECOND)
+            .max(dns.map_or(0, |d| d.ttl_ms));
         EngineConfig {
             rise: spec.probe.success_threshold.max(1),
             fall: spec.probe.failure_threshold.max(1),
@@ -169,10 +191,11 @@ impl EngineConfig {
             flap_window_ms: i64::from(spec.safety.flap_budget.window_seconds.max(1)) * SECOND,
             hold_down_ms: i64::from(spec.recovery.hold_down_seconds) * SECOND,
             failback_steps: steps,
-            step_ms: i64::from(spec.recovery.step_seconds.max(1)) * SECOND,
+            step_ms,
             emergency_cooldown_ms: i64::from(spec.recovery.emergency_cooldown_seconds) * SECOND,
             emergency,
             ingress,
+            dns,
             override_: spec.r#override.as_ref().map(|o| OverrideConfig {
                 mode: o.mode,
                 expires_at: o.expires_at.as_ref().map(|t| t.0.as_millisecond()),

@@ -33,6 +33,9 @@ impl PolicyState {
             IngressPhase::FailedOver { .. } => at.push(self.lb_clean_since + cfg.hold_down_ms),
             IngressPhase::FailingBack { since, .. } => at.push(since + cfg.step_ms),
         }
+        // The end of a DNS drain changes what status reports (and, for the backup's, lets the
+        // cooldown count: that is already in `traffic_home_since`).
+        at.extend(self.draining.map(|d| d.until));
         // A transition leaving the window thaws a frozen tier, and changes what status reports.
         for b in &self.budgets {
             at.extend(b.transitions.front().map(|t| t + cfg.flap_window_ms));

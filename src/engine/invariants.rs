@@ -9,7 +9,7 @@
 use super::actions::{Action, ActionKind};
 use super::config::{EngineConfig, Millis};
 use super::facts::Pool;
-use super::state::{EmergencyPhase, IngressDesired, IngressPhase, PolicyState};
+use super::state::{EmergencyPhase, IngressDesired, IngressPhase, LbTier, PolicyState};
 
 /// What the managed objects are made to be, and where each machine stands, at one moment.
 #[derive(Debug, Clone, PartialEq)]
@@ -20,6 +20,8 @@ pub struct Snapshot {
     pub replicas: Option<i32>,
     /// The Ingress class and primary weight.
     pub ingress: Option<IngressDesired>,
+    /// Percent of DNS answers for the primary tier (`spec.dns`).
+    pub dns_primary_percent: Option<u32>,
     /// The decided machines.
     pub decided: Machines,
     /// The machines in effect (equal to `decided` outside dry-run).
@@ -67,6 +69,7 @@ impl Snapshot {
             published: state.in_effect_published(),
             replicas: state.in_effect_emergency_replicas(cfg),
             ingress: state.in_effect_ingress(cfg),
+            dns_primary_percent: state.in_effect_dns_primary_percent(cfg),
             decided,
             effective,
         }
@@ -146,6 +149,41 @@ pub fn check_step(
     if did(&[ActionKind::EmergencyScaleDown]) && !home {
         out.push(
             "emergency capacity scaled down while traffic is still on the backup class".into(),
+        );
+    }
+
+    // DNS: the tier the records leave keeps serving one TTL, and capacity waits for it.
+    let moved = did(&[
+        ActionKind::IngressFailover,
+        ActionKind::IngressFailback,
+        ActionKind::FailbackStep,
+        ActionKind::FailbackComplete,
+    ]);
+    if let (Some(b), Some(a)) = (before.dns_primary_percent, after.dns_primary_percent)
+        && moved
+        && state.dry_run.is_none()
+    {
+        let left = if b > 0 && a == 0 {
+            Some(LbTier::Primary)
+        } else if b < 100 && a == 100 {
+            Some(LbTier::Backup)
+        } else {
+            None
+        };
+        if let Some(tier) = left
+            && state.draining.is_none_or(|d| d.tier != tier)
+        {
+            out.push(format!(
+                "DNS records left the {} tier with no drain of it",
+                tier.as_str()
+            ));
+        }
+    }
+    if did(&[ActionKind::EmergencyScaleDown])
+        && state.draining.is_some_and(|d| d.tier == LbTier::Backup)
+    {
+        out.push(
+            "emergency capacity scaled down while the backup tier still drains DNS traffic".into(),
         );
     }
 

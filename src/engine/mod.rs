@@ -17,9 +17,9 @@ pub mod state;
 mod step;
 
 pub use actions::{Action, ActionKind, Affected};
-pub use config::{EngineConfig, Millis, Now};
+pub use config::{DnsConfig, EngineConfig, Millis, Now};
 pub use facts::{CheckFact, DeploymentFact, EndpointFact, Observation, Pool};
-pub use state::{EmergencyPhase, IngressDesired, IngressPhase, PolicyState, Tier};
+pub use state::{Drain, EmergencyPhase, IngressDesired, IngressPhase, LbTier, PolicyState, Tier};
 pub use step::{hold_invalid, step};
 
 /// How a decision taken in dry-run starts its reason (history, Events, logs, the simulator):

@@ -42,6 +42,14 @@ pub fn render_status(
         decided_class: ingress.as_ref().map(|i| i.active_class.clone()),
         primary_weight_percent: ingress.as_ref().map(|i| i.primary_weight_percent),
         primary: Some(tier(state, Pool::Primary)),
+        dns: state
+            .desired_dns_primary_percent(cfg)
+            .map(|primary_weight_percent| crate::api::DnsStatus {
+                primary_weight_percent,
+                draining_tier: state.draining.map(|d| d.tier.as_str().to_string()),
+                // Rounded up to the second: a resume from it never shortens the drain.
+                draining_until: state.draining.map(|d| time(clock.wall_of(d.until) + 999)),
+            }),
         emergency: cfg.emergency.map(|_| emergency(cfg, state)),
         load_balancer: cfg.ingress.as_ref().map(|_| {
             let shown = if state.lb_serving {

@@ -73,6 +73,36 @@ pub enum IngressPhase {
     },
 }
 
+/// A load-balancer tier, as DNS records point at it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LbTier {
+    Primary,
+    Backup,
+}
+
+impl LbTier {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LbTier::Primary => "primary",
+            LbTier::Backup => "backup",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<LbTier> {
+        [LbTier::Primary, LbTier::Backup]
+            .into_iter()
+            .find(|t| t.as_str() == name)
+    }
+}
+
+/// After DNS records moved away from a tier: resolvers may hand out the old answer for one
+/// TTL, so that tier keeps serving until `until` (monotonic).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Drain {
+    pub tier: LbTier,
+    pub until: Millis,
+}
+
 /// The two tiers whose moves the flap budget limits, each with a budget of its own: flapping
 /// of one never blocks the other.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -234,6 +264,8 @@ pub struct PolicyState {
     pub(crate) traffic_home_since: Option<Millis>,
     /// Fail-open is publishing every candidate (the healthy share is below the threshold).
     pub panic: bool,
+    /// The tier DNS records last left, kept serving for one TTL (`spec.dns` only).
+    pub draining: Option<Drain>,
     /// Failing primary endpoints kept published by `maxEjectionPercent`.
     pub kept_by_max_ejection: Vec<String>,
     /// Per tier, indexed by [`Tier`].
@@ -290,6 +322,7 @@ impl PolicyState {
             ingress: IngressPhase::Primary,
             traffic_home_since: None,
             panic: false,
+            draining: None,
             kept_by_max_ejection: Vec::new(),
             budgets: Default::default(),
             budget_reset_seen: None,
@@ -360,6 +393,23 @@ impl PolicyState {
         }
         if s.ingress == IngressPhase::Primary {
             s.traffic_home_since = Some(now.mono);
+        }
+        // A drain in progress resumes with its end as written (wall clock), never shorter than
+        // it was; traffic is not home before a drain of the backup ends.
+        if let Some(dns) = &status.dns
+            && cfg.dns.is_some()
+            && let (Some(tier), Some(until)) = (
+                dns.draining_tier.as_deref().and_then(LbTier::from_name),
+                dns.draining_until.as_ref(),
+            )
+        {
+            let until = now.mono_of(until.0.as_millisecond());
+            if until > now.mono {
+                s.draining = Some(Drain { tier, until });
+                if tier == LbTier::Backup && s.ingress == IngressPhase::Primary {
+                    s.traffic_home_since = Some(until);
+                }
+            }
         }
         s.panic = status.primary.as_ref().is_some_and(|p| p.panic);
         for ep in &status.endpoints {
@@ -493,6 +543,21 @@ impl PolicyState {
         ingress_desired(cfg, self.ingress)
     }
 
+    /// Percent of DNS answers for the primary tier, as the records should say now (None
+    /// without `spec.dns`): Atomic and Failover point at the authoritative tier only; Weighted
+    /// follows the ingress weight.
+    pub fn desired_dns_primary_percent(&self, cfg: &EngineConfig) -> Option<u32> {
+        dns_primary_percent(cfg, self.ingress)
+    }
+
+    /// The same, for what is in effect (dry-run rehearses without moving the records).
+    pub fn in_effect_dns_primary_percent(&self, cfg: &EngineConfig) -> Option<u32> {
+        match &self.dry_run {
+            Some(fx) => dns_primary_percent(cfg, fx.ingress),
+            None => self.desired_dns_primary_percent(cfg),
+        }
+    }
+
     /// What the managed objects should be now: the decisions, or, while dry-run rehearses,
     /// what was in effect when it began. The controller writes exactly this.
     pub fn in_effect_ingress(&self, cfg: &EngineConfig) -> Option<IngressDesired> {
@@ -539,6 +604,21 @@ fn ingress_desired(cfg: &EngineConfig, phase: IngressPhase) -> Option<IngressDes
             },
         })
     }
+}
+
+pub(crate) fn dns_primary_percent(cfg: &EngineConfig, phase: IngressPhase) -> Option<u32> {
+    let dns = cfg.dns?;
+    let ing = ingress_desired(cfg, phase)?;
+    Some(match dns.mode {
+        crate::api::DnsMode::Weighted => ing.primary_weight_percent.min(100),
+        crate::api::DnsMode::Atomic | crate::api::DnsMode::Failover => {
+            if phase == IngressPhase::Primary {
+                100
+            } else {
+                0
+            }
+        }
+    })
 }
 
 fn emergency_replicas(cfg: &EngineConfig, phase: EmergencyPhase) -> Option<i32> {

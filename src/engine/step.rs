@@ -15,7 +15,7 @@ use super::facts::{DeploymentFact, Observation, Pool};
 use super::publish::recompute_published;
 use super::risefall::{Flip, RiseFall};
 use super::state::{
-    Budget, EmergencyPhase, EndpointEntry, Frozen, IngressPhase, PolicyState, Tier,
+    Budget, Drain, EmergencyPhase, EndpointEntry, Frozen, IngressPhase, LbTier, PolicyState, Tier,
 };
 
 /// Advances `state` to `now` given what was observed since the previous step, appending every
@@ -51,6 +51,9 @@ pub fn step(
     apply_budget_reset(cfg, state, now, actions);
     thaw_budgets(cfg, state, now, actions);
     update_sustain_windows(cfg, state, now);
+    if state.draining.is_some_and(|d| now.mono >= d.until) {
+        state.draining = None;
+    }
     let emergency_before = state.emergency;
     if !freeze_override {
         run_emergency(cfg, state, now, actions);
@@ -457,6 +460,8 @@ fn apply_dry_run(
             state.ingress = fx.ingress;
             state.emergency = fx.emergency;
             state.traffic_home_since = fx.traffic_home_since;
+            // Rehearsed moves never moved the records: nothing drains.
+            state.draining = None;
             state.budgets = fx.budgets;
             state.panic = fx.panic;
             for e in state.endpoints.iter_mut() {
@@ -957,8 +962,28 @@ fn set_ingress(
     actions: &mut Vec<Action>,
 ) {
     let from = state.desired_ingress(cfg);
+    let dns_before = state.desired_dns_primary_percent(cfg);
     state.ingress = target;
     state.traffic_home_since = (target == IngressPhase::Primary).then_some(now.mono);
+    let dns_after = state.desired_dns_primary_percent(cfg);
+    if let (Some(dns), Some(before), Some(after)) = (cfg.dns, dns_before, dns_after) {
+        // DNS answers left a tier entirely: resolvers keep handing it out for one TTL, so it
+        // keeps serving that long, and traffic is not home before the backup's drain ends.
+        let left = if before > 0 && after == 0 {
+            Some(LbTier::Primary)
+        } else if before < 100 && after == 100 {
+            Some(LbTier::Backup)
+        } else {
+            None
+        };
+        if let Some(tier) = left {
+            let until = now.mono + dns.ttl_ms;
+            state.draining = Some(Drain { tier, until });
+            if tier == LbTier::Backup {
+                state.traffic_home_since = Some(until);
+            }
+        }
+    }
     let to = state.desired_ingress(cfg);
     let affected = match (from, to) {
         (Some(from), Some(to)) => Affected::Ingress {

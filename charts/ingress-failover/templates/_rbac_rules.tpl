@@ -6,7 +6,9 @@ Usage: include "ingress-failover.rbacRules" (dict "root" $ "scope" "watched")
 {{- define "ingress-failover.rbacRules" -}}
 {{- $rules := .root.Files.Get "rbac-rules.yaml" | fromYamlArray }}
 {{- range $rules }}
-{{- if eq (default "watched" .scope) $.scope }}
+{{- $feature := true }}
+{{- if eq (default "" .feature) "externalDNS" }}{{ $feature = $.root.Values.externalDNS.enabled }}{{ end }}
+{{- if and $feature (eq (default "watched" .scope) $.scope) }}
 - apiGroups: [{{ .apiGroup | quote }}]
   resources: [{{ .resource | quote }}]
   verbs: [{{ range $i, $v := .verbs }}{{ if $i }}, {{ end }}{{ $v | quote }}{{ end }}]
