@@ -351,6 +351,82 @@ fn gradual_degradation_follows_the_runbook() {
 }
 
 #[test]
+fn dns_failover_drains_each_tier_one_ttl_and_scales_down_after_the_backup_drain() {
+    let ex = Example::load("dns-failover");
+    let t = &ex.timeline;
+    assert!(
+        t.summary.violations.is_empty(),
+        "{:?}",
+        t.summary.violations
+    );
+    let ttl = t.cfg.dns.expect("the example has spec.dns").ttl_ms;
+    let named =
+        |action: &str| -> Vec<&Row> { t.rows.iter().filter(|r| r.action == action).collect() };
+    let (drains, ended) = (named("DnsDrain"), named("DnsDrainEnded"));
+    assert_eq!(drains.len(), 2, "one drain per switch: {drains:?}");
+    assert_eq!(ended.len(), 2, "{ended:?}");
+
+    // The records leave the primary with the failover, and it keeps serving one TTL.
+    let failover = ex.first(ActionKind::IngressFailover);
+    assert_eq!(drains[0].at, failover.at);
+    assert!(
+        drains[0].reason.contains("left the primary tier"),
+        "{}",
+        drains[0].reason
+    );
+    assert_eq!(
+        ended[0].at - drains[0].at,
+        ttl,
+        "the primary drains exactly one TTL"
+    );
+
+    // They leave the backup when the failback completes (the steps keep both tiers answered).
+    let complete = ex.first(ActionKind::FailbackComplete);
+    assert_eq!(drains[1].at, complete.at);
+    assert!(
+        drains[1].reason.contains("left the backup tier"),
+        "{}",
+        drains[1].reason
+    );
+    assert_eq!(ended[1].at - drains[1].at, ttl);
+
+    // Emergency capacity stays up through the backup's drain, then its cooldown.
+    let release = ex.first(ActionKind::EmergencyRelease);
+    let scale_down = ex.first(ActionKind::EmergencyScaleDown);
+    assert!(
+        release.at < drains[1].at,
+        "released before the failback ended"
+    );
+    assert_eq!(
+        scale_down.at - ended[1].at,
+        t.cfg.emergency_cooldown_ms,
+        "the cooldown counts from the drain's end, not from the release or the failback"
+    );
+
+    // The DNS share on the samples follows the weighted steps: 0 while failed over, each
+    // failback step's weight, 100 after.
+    let shares: Vec<u32> =
+        t.samples
+            .iter()
+            .filter_map(|s| s.dns_primary_share)
+            .fold(Vec::new(), |mut v, x| {
+                if v.last() != Some(&x) {
+                    v.push(x);
+                }
+                v
+            });
+    assert_eq!(shares, [100, 0, 10, 50, 100]);
+
+    let mut out = Vec::new();
+    simulate::render(t, OutputFormat::Svg, &mut out).unwrap();
+    let svg = String::from_utf8(out).unwrap();
+    assert!(
+        svg.contains("DNS answers for primary"),
+        "the SVG has a DNS lane"
+    );
+}
+
+#[test]
 fn lb_cascade_fails_over_then_back_gradually_and_scales_down_last() {
     let ex = Example::load("lb-cascade");
     let t = &ex.timeline;

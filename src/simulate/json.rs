@@ -4,7 +4,9 @@
 //! Every row has `t` (seconds since the scenario start), `time` (RFC 3339), `source`
 //! (`scenario`, `world` or `engine`), `action` and `reason`; `affected` carries the objects the
 //! engine names (an endpoint, a published-set diff, replicas, ingress classes, phases) and
-//! `target` names the load balancer or ingress controller for scenario rows about them.
+//! `target` names the load balancer or ingress controller for scenario rows about them. With
+//! `spec.dns`, `DnsDrain` / `DnsDrainEnded` engine rows (no `affected`) mark when a tier the DNS
+//! records left starts and stops receiving answers from resolver caches.
 
 use std::io::{self, Write};
 

@@ -13,7 +13,7 @@ use crate::api::Phase;
 use crate::engine::invariants::{Snapshot, check_step};
 use crate::engine::report::render_status;
 use crate::engine::{
-    Action, ActionKind, Affected, EngineConfig, IngressPhase, Millis, Now, Observation,
+    Action, ActionKind, Affected, EngineConfig, IngressPhase, LbTier, Millis, Now, Observation,
     PolicyState, Pool, hold_invalid, step,
 };
 use crate::validation::{ValidationContext, validate_document};
@@ -66,7 +66,8 @@ impl Target {
 pub struct Row {
     pub at: Millis,
     pub source: Source,
-    /// An [`ActionKind`] name for engine rows; `Scenario`, `PodCreated`, `PodReady`,
+    /// An [`ActionKind`] name for engine rows, or `DnsDrain` / `DnsDrainEnded` for the DNS
+    /// drain (engine state crossing time, `kind` None); `Scenario`, `PodCreated`, `PodReady`,
     /// `PodDeleted` or `InvariantViolated` otherwise.
     pub action: &'static str,
     pub kind: Option<ActionKind>,
@@ -94,6 +95,11 @@ pub struct Sample {
     pub lb_serving: bool,
     /// Share of traffic the operator sends to the primary ingress class, percent.
     pub primary_share: u32,
+    /// Share of DNS answers for the primary tier's load balancer, percent (None without
+    /// `spec.dns`): what the records say, which resolvers follow within one TTL.
+    pub dns_primary_share: Option<u32>,
+    /// The tier DNS records left and that keeps serving for one TTL, while it does.
+    pub draining: Option<LbTier>,
     pub panic: bool,
     pub phase: Phase,
 }
@@ -173,6 +179,8 @@ pub fn replay(policy: &Policy, scenario: &Scenario, rules: &ValidationContext) -
     let res = scenario.resolution_ms;
     let mut last_ingress: Option<(IngressPhase, bool)> = None;
     let mut primary_share = 100;
+    // The DNS drain as last shown on the timeline: (tier, end on the scenario's clock).
+    let mut shown_drain: Option<(LbTier, Millis)> = None;
 
     let mut now = scenario.start;
     let mut first = true;
@@ -239,6 +247,35 @@ pub fn replay(policy: &Policy, scenario: &Scenario, rules: &ValidationContext) -
             });
         }
 
+        // The DNS drain as rows: when the records leave a tier it keeps serving one TTL; the
+        // timeline says when that starts and when it ends (on the step it is seen over).
+        let mono = operator.now(now).mono;
+        let drain = operator
+            .state
+            .draining
+            .filter(|d| d.until > mono)
+            .map(|d| (d.tier, now + (d.until - mono)));
+        if drain != shown_drain {
+            if let Some((tier, _)) = shown_drain
+                && drain.is_none_or(|(t, _)| t != tier)
+            {
+                rows.push(drain_row(now, "DnsDrainEnded", format!(
+                    "the {} tier no longer receives DNS answers from resolver caches (one TTL passed): it may be torn down",
+                    tier.as_str()
+                )));
+            }
+            if let Some((tier, until)) = drain {
+                let ttl = operator.cfg.dns.map_or(0, |d| d.ttl_ms / 1000);
+                rows.push(drain_row(now, "DnsDrain", format!(
+                    "DNS records left the {} tier: it keeps serving until +{}s (ttlSeconds {ttl}), resolvers may still answer with it",
+                    tier.as_str(),
+                    (until - now) / 1000
+                )));
+            }
+            shown_drain = drain;
+            changed = true;
+        }
+
         // Obey what is in effect, as the controller's apply phase would (nothing while dry-run
         // rehearses). A deleted Deployment takes its pods with it.
         let cfg = &operator.cfg;
@@ -296,6 +333,8 @@ pub fn replay(policy: &Policy, scenario: &Scenario, rules: &ValidationContext) -
                 lb_up: world.lb_up(now),
                 lb_serving: state.lb_serving,
                 primary_share,
+                dns_primary_share: state.in_effect_dns_primary_percent(cfg),
+                draining: shown_drain.map(|(t, _)| t),
                 panic: state.panic,
                 phase: state.phase,
             };
@@ -531,6 +570,20 @@ fn violation(rows: &mut Vec<Row>, summary: &mut Summary, now: Millis, message: S
         affected: Affected::None,
         target: None,
     });
+}
+
+/// A row about the DNS drain: the engine's state, shown as the timeline crosses it (no
+/// [`ActionKind`]: the drain starts with the action that moved the records and ends by time).
+fn drain_row(at: Millis, action: &'static str, reason: String) -> Row {
+    Row {
+        at,
+        source: Source::Engine,
+        action,
+        kind: None,
+        reason,
+        affected: Affected::None,
+        target: None,
+    }
 }
 
 fn world_row(at: Millis, fact: WorldFact) -> Row {

@@ -225,7 +225,39 @@ fn ingress_lanes(body: &mut String, axis: &Axis, t: &Timeline, mut y: f64) -> f6
     let share = |s: &Sample| f64::from(s.primary_share) / 100.0;
     step_area(body, axis, &t.samples, y, h, 1.0, share, BLUE, 0.18);
     step_line(body, axis, &t.samples, y, h, 1.0, share, BLUE, 2.2, None);
-    y + h + LANE_GAP
+    y += h + LANE_GAP;
+
+    if t.samples.iter().any(|s| s.dns_primary_share.is_some()) {
+        // What the DNS records say, and the spans a tier the records left keeps serving
+        // (resolvers may still answer with it for one TTL).
+        lane_frame(body, y, h, "DNS answers for primary", "percent · drain");
+        percent_grid(body, y, h);
+        band(
+            body,
+            axis,
+            &t.samples,
+            y,
+            h,
+            |s| s.draining.is_some(),
+            ORANGE,
+            0.16,
+        );
+        let dns = |s: &Sample| f64::from(s.dns_primary_share.unwrap_or(100)) / 100.0;
+        step_line(
+            body,
+            axis,
+            &t.samples,
+            y,
+            h,
+            1.0,
+            dns,
+            BLUE,
+            2.2,
+            Some("5 3"),
+        );
+        y += h + LANE_GAP;
+    }
+    y
 }
 
 /// Lane 5: scripted facts and endpoint flips as small marks.
