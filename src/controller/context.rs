@@ -98,6 +98,10 @@ pub struct PolicyRuntime {
     pub last_status: Option<FailoverPolicyStatus>,
     /// Probe targets need refreshing (spec or inventory changed).
     pub targets_dirty: bool,
+    /// A probe fact has queued a reconcile that has not started yet: later facts join the
+    /// observation without another trigger (at 10,000 policies a trigger per fact was hundreds
+    /// of queue messages a second for reconciles already due).
+    pub fact_trigger_sent: bool,
     /// The managed Service was found or created for the current generation.
     pub service_ensured: bool,
     /// The published set last made true in the cluster, and when the cluster was last compared:

@@ -805,6 +805,10 @@ async fn pump_facts(
                     outcome: fact.outcome,
                 }),
             }
+            // One trigger per reconcile to come: the reconcile clears the flag as it starts.
+            if std::mem::replace(&mut r.fact_trigger_sent, true) {
+                continue;
+            }
         }
         let _ = trigger.send(fact.key.policy.object_ref());
     }

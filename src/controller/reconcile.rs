@@ -93,6 +93,11 @@ pub async fn reconcile(
             // ones re-triggered by their own writes were served again and again while 3,019
             // were never reconciled in 25 minutes.
             let _slot = ctx.reconcile_slots.acquire().await;
+            // From here on, a new fact needs a reconcile after this one: whatever this one
+            // returns, it cannot have seen that fact.
+            if let Some(rt) = ctx.runtime(&PolicyId::new(&ns, &name)) {
+                lock(&rt).fact_trigger_sent = false;
+            }
             let started = Instant::now();
             let result = finalizer(&api, FINALIZER, policy, |event| async {
                 match event {
@@ -619,6 +624,7 @@ fn new_runtime(
         pending_events: Vec::new(),
         last_status: policy.status.clone(),
         targets_dirty: true,
+        fact_trigger_sent: false,
         service_ensured: false,
         slices_synced: None,
         legacy_synced: None,
