@@ -171,6 +171,7 @@ async fn bench() {
         prober: Default::default(),
         trust_unmanaged_endpointslices: false,
         max_concurrent_reconciles: 32,
+        gateway_api: false,
         resync: std::time::Duration::from_secs(300),
     };
     let controller_client = cluster

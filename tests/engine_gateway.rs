@@ -215,8 +215,10 @@ fn resume_keeps_a_down_primary_gateway_down_until_it_rises() {
         ingress_failover::engine::report::render_status(&h.cfg, &h.state, Some(1), h.now, None);
     let mut s = PolicyState::resume(&h.cfg, &status, h.now);
     assert!(!s.gateway.primary.signal.serving);
-    let mut obs = ingress_failover::engine::Observation::default();
-    obs.lb_gateway = Some(GatewayFact::Serving);
+    let obs = ingress_failover::engine::Observation {
+        lb_gateway: Some(GatewayFact::Serving),
+        ..Default::default()
+    };
     let mut actions = Vec::new();
     ingress_failover::engine::step(&h.cfg, &mut s, &obs, h.now + 1000, &mut actions);
     assert!(!s.lb_serving, "one interval is short of rise");

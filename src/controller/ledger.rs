@@ -26,6 +26,8 @@ pub enum Actuation {
     Slices,
     Scale,
     Ingress,
+    /// The Gateway tier's HTTPRoute copies.
+    Routes,
     /// The policy's own status (its failures are returned as reconcile errors, not shown in
     /// the status they could not write).
     Status,
@@ -39,6 +41,7 @@ impl Actuation {
             Actuation::Slices => "endpointslices",
             Actuation::Scale => "deployments/scale",
             Actuation::Ingress => "ingresses",
+            Actuation::Routes => "httproutes",
             Actuation::Status => "failoverpolicies/status",
         }
     }

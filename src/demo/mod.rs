@@ -212,6 +212,7 @@ fn controller_options(metrics_addr: std::net::SocketAddr) -> crate::controller::
         prober: Default::default(),
         trust_unmanaged_endpointslices: false,
         max_concurrent_reconciles: 32,
+        gateway_api: false,
         resync: std::time::Duration::from_secs(300),
     }
 }

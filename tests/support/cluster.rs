@@ -239,6 +239,7 @@ impl Env {
             prober: Default::default(),
             trust_unmanaged_endpointslices: false,
             max_concurrent_reconciles: 32,
+            gateway_api: false,
             resync: std::time::Duration::from_secs(300),
         }
     }
