@@ -342,6 +342,7 @@ impl Metrics {
             "services",
             "deployments/scale",
             "ingresses",
+            "httproutes",
             "failoverpolicies/status",
             "events",
         ]
