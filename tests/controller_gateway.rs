@@ -7,6 +7,7 @@
 #[path = "support/cluster.rs"]
 mod cluster;
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use cluster::*;
@@ -80,6 +81,28 @@ fn routes(env: &Env) -> Api<HttpRoute> {
 
 fn gateways(env: &Env) -> Api<DynamicObject> {
     Api::namespaced_with(env.client.clone(), &env.ns, &resource("Gateway"))
+}
+
+/// The chart's rules of the gatewayAPI feature, as (resource, verb).
+fn gateway_rules() -> BTreeSet<(String, String)> {
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Rule {
+        resource: String,
+        verbs: Vec<String>,
+        #[serde(default)]
+        feature: Option<String>,
+    }
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/charts/ingress-failover/rbac-rules.yaml"
+    );
+    let rules: Vec<Rule> = serde_saphyr::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    rules
+        .into_iter()
+        .filter(|r| r.feature.as_deref() == Some("gatewayAPI"))
+        .flat_map(|r| r.verbs.into_iter().map(move |v| (r.resource.clone(), v)))
+        .collect()
 }
 
 /// Applies an object as the user (their GitOps tool), not as the test harness.
@@ -170,7 +193,7 @@ async fn gateway_env(
         template(json!(["shop.example"]), template_parents),
     )
     .await;
-    let mut spec = json!({"gateway": {"routes": ["web"],
+    let mut spec = json!({"gateway": {"routes": ["web"], "selector": {"matchLabels": {"failover": "shop"}},
         "primaryGateway": {"name": "gw-primary"},
         "backupGateway": {"name": "gw-backup"},
         "health": {"url": format!("http://{lb}/healthz")}}});
@@ -302,6 +325,44 @@ async fn routes_follow_failover_gradual_failback_and_template_edits() {
         .filter_map(|m| m.manager.clone())
         .collect();
     assert_eq!(managers, ["ingress-failover"], "copy managers");
+
+    // A second template, selected by label, is copied; deleted, its copy goes with it.
+    let mut api_tpl = template(json!(["api.shop.example"]), None);
+    api_tpl["metadata"]["name"] = json!("api");
+    api_tpl["metadata"]["labels"] = json!({"failover": "shop"});
+    apply_as_user(&env, &route_api, api_tpl).await;
+    eventually(T, || async {
+        routes(&env).get_opt("api-failover").await.ok().flatten()
+    })
+    .await;
+    route_api.delete("api", &Default::default()).await.unwrap();
+    eventually(T, || async {
+        routes(&env)
+            .get_opt("api-failover")
+            .await
+            .ok()
+            .map(|r| r.is_none())
+            .filter(|gone| *gone)
+    })
+    .await;
+
+    // The chart grants exactly what the Gateway tier used (rbac-rules.yaml, feature
+    // gatewayAPI; a server-side apply that creates is authorized as create too).
+    if let Some(cluster) = &env.cluster {
+        let used: BTreeSet<(String, String)> = cluster
+            .audit()
+            .into_iter()
+            .filter(|e| {
+                is_controller_agent(&e.user_agent) && e.group == "gateway.networking.k8s.io"
+            })
+            .flat_map(|e| {
+                let implied =
+                    (e.verb == "patch").then(|| (e.resource.clone(), "create".to_string()));
+                std::iter::once((e.resource.clone(), e.verb.clone())).chain(implied)
+            })
+            .collect();
+        assert_eq!(used, gateway_rules());
+    }
 
     // Deletion (Restore): the copy is handed back on the primary Gateway, not deleted.
     env.delete_policy("web", T).await;

@@ -6,7 +6,7 @@ Usage: include "ingress-failover.rbacRules" (dict "root" $ "scope" "watched")
 {{- define "ingress-failover.rbacRules" -}}
 {{- $rules := .root.Files.Get "rbac-rules.yaml" | fromYamlArray }}
 {{- range $rules }}
-{{- if eq (default "watched" .scope) $.scope }}
+{{- if and (eq (default "watched" .scope) $.scope) (or (not .feature) (and (eq .feature "gatewayAPI") $.root.Values.gatewayAPI.enabled)) }}
 - apiGroups: [{{ .apiGroup | quote }}]
   resources: [{{ .resource | quote }}]
   verbs: [{{ range $i, $v := .verbs }}{{ if $i }}, {{ end }}{{ $v | quote }}{{ end }}]
