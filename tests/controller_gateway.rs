@@ -463,3 +463,34 @@ async fn without_gateway_api_a_gateway_policy_says_how_to_enable_it() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_policy_naming_the_same_template_is_a_conflict() {
+    let (env, _lb) = gateway_env("gwclaim", None, json!({})).await;
+    wait_parents(&env, &["gw-primary"]).await;
+    let b = env.backends(1).await;
+    env.apply_json(policy(
+        "web2",
+        &b,
+        json!({"gateway": {"routes": ["web"],
+            "primaryGateway": {"name": "gw-backup"}, "backupGateway": {"name": "gw-primary"}}}),
+    ))
+    .await;
+    let s = env
+        .wait_status("web2", T, "Ready=False Conflict", |s| {
+            condition(s, ct::READY).is_some_and(|c| c.status == "False" && c.reason == "Conflict")
+        })
+        .await;
+    let msg = &condition(&s, ct::READY).unwrap().message;
+    assert!(msg.contains("HTTPRoute") && msg.contains("/web"), "{msg}");
+    // The copy stays the first policy's, on its primary Gateway.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let copy = routes(&env).get("web-failover").await.unwrap();
+    assert_eq!(
+        copy.labels()
+            .get("ingressfailover.io/policy")
+            .map(String::as_str),
+        Some("web")
+    );
+    assert_eq!(parents(&env).await.unwrap(), ["gw-primary"]);
+}

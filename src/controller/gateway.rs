@@ -312,6 +312,16 @@ fn selects(selector: &LabelSelector, labels: &BTreeMap<String, String>) -> bool 
     kube::core::Selector::try_from(selector.clone()).is_ok_and(|s| s.matches(labels))
 }
 
+/// Whether `tier` names or selects the HTTPRoute `name` with `labels` as a template.
+pub fn names_template(
+    tier: &GatewayTierSpec,
+    name: &str,
+    labels: &BTreeMap<String, String>,
+) -> bool {
+    tier.routes.iter().any(|n| n == name)
+        || tier.selector.as_ref().is_some_and(|s| selects(s, labels))
+}
+
 /// What a policy's templates are, as the cache shows them, and what is wrong with them.
 #[derive(Debug, Default)]
 pub struct Templates {
@@ -319,6 +329,8 @@ pub struct Templates {
     pub usable: Vec<Arc<HttpRoute>>,
     /// Every template named or selected, refused or not (their copies are the policy's).
     pub names: Vec<String>,
+    /// The same templates, as cached (for claims).
+    pub found: Vec<Arc<HttpRoute>>,
     /// Named templates not found, templates refused: for `Ready=False`.
     pub problems: Vec<String>,
 }
@@ -331,14 +343,7 @@ pub fn templates(routes: &Store<HttpRoute>, ns: &str, tier: &GatewayTierSpec) ->
         r.metadata.namespace.as_deref() == Some(ns)
             && !r.labels().contains_key(POLICY_LABEL)
             && !r.annotations().contains_key(TEMPLATE_ANNOTATION)
-            && (tier
-                .routes
-                .iter()
-                .any(|n| r.metadata.name.as_deref() == Some(n))
-                || tier
-                    .selector
-                    .as_ref()
-                    .is_some_and(|s| selects(s, r.labels())))
+            && names_template(tier, &r.name_any(), r.labels())
     });
     let mut out = Templates::default();
     for name in &tier.routes {
@@ -352,6 +357,7 @@ pub fn templates(routes: &Store<HttpRoute>, ns: &str, tier: &GatewayTierSpec) ->
     }
     let mut found = found;
     found.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+    out.found.clone_from(&found);
     for r in found {
         let name = r.name_any();
         out.names.push(name.clone());
