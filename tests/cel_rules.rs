@@ -189,13 +189,6 @@ fn cases() -> Vec<Case> {
             good: gateway(json!({"routes": null, "selector": {"matchLabels": {"app": "web"}}})),
         },
         Case {
-            message: "backupGateway must differ from primaryGateway",
-            path: "spec.gateway.backupGateway",
-            bad: gateway(json!({"backupGateway": {"name": "gw-primary"}})),
-            // The same Gateway, another listener, is another side.
-            good: gateway(json!({"backupGateway": {"name": "gw-primary", "sectionName": "b"}})),
-        },
-        Case {
             message: "judge the primary Gateway tier with gatewayStatus, url and/or controllerDeployment",
             path: "spec.gateway.health.gatewayStatus",
             bad: gateway(json!({"health": {"gatewayStatus": false}})),
@@ -266,7 +259,7 @@ fn every_rule_compiles() {
     );
     let mut rules = Vec::new();
     all_rules(&schema, &mut rules);
-    assert_eq!(rules.len(), 20, "rules in the CRD: {rules:#?}");
+    assert_eq!(rules.len(), 19, "rules in the CRD: {rules:#?}");
 }
 
 #[test]

@@ -464,11 +464,11 @@ pub struct IngressTierSpec {
 }
 
 /// The Gateway API tier: which HTTPRoute templates to copy and the two Gateways the copies
-/// attach to.
+/// attach to. (That the two differ is checked by the operator's own validation, not CEL:
+/// kube-apiserver's cost estimate of comparing the two refs field by field is over budget.)
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("(has(self.routes) && size(self.routes) > 0) || has(self.selector)").message("name the HTTPRoute templates in routes and/or select them with selector"))]
-#[x_kube(validation = Rule::new("self.primaryGateway.name != self.backupGateway.name || (has(self.primaryGateway.namespace) ? self.primaryGateway.namespace : '') != (has(self.backupGateway.namespace) ? self.backupGateway.namespace : '') || (has(self.primaryGateway.sectionName) ? self.primaryGateway.sectionName : '') != (has(self.backupGateway.sectionName) ? self.backupGateway.sectionName : '')").message("backupGateway must differ from primaryGateway").field_path(".backupGateway"))]
 pub struct GatewayTierSpec {
     /// Names of HTTPRoute templates in the policy's namespace. A template is an HTTPRoute you
     /// write without `parentRefs` (so no Gateway serves it); for each, the operator writes and

@@ -197,6 +197,21 @@ fn check_gateway_tier(
             );
         }
     }
+    let side = |g: &crate::api::GatewayRef| {
+        (
+            g.name.clone(),
+            g.namespace
+                .clone()
+                .unwrap_or_else(|| own_namespace.to_string()),
+            g.section_name.clone(),
+        )
+    };
+    if side(&gateway.primary_gateway) == side(&gateway.backup_gateway) {
+        errors.push(FieldError::new(
+            "spec.gateway.backupGateway",
+            "Invalid value: backupGateway must differ from primaryGateway (another Gateway, or another listener by sectionName)",
+        ));
+    }
     for (base, health) in [
         ("spec.gateway.health", &gateway.health),
         ("spec.gateway.backupHealth", &gateway.backup_health),
@@ -740,6 +755,27 @@ mod tests {
             doc["spec"][k] = v.clone();
         }
         serde_json::from_value(doc).unwrap()
+    }
+
+    #[test]
+    fn the_backup_gateway_differs_from_the_primary() {
+        let gw = |backup: serde_json::Value| {
+            policy(json!({"gateway": {"routes": ["web"],
+                "primaryGateway": {"name": "edge"}, "backupGateway": backup}}))
+        };
+        let refused = |p: &FailoverPolicy| {
+            validate_policy(p, &ValidationContext::default())
+                .iter()
+                .any(|e| e.path == "spec.gateway.backupGateway")
+        };
+        // The policy's namespace written out is the same Gateway.
+        assert!(refused(&gw(json!({"name": "edge"}))));
+        assert!(refused(&gw(json!({"name": "edge", "namespace": "shop"}))));
+        assert!(!refused(&gw(json!({"name": "edge", "sectionName": "b"}))));
+        assert!(!refused(&gw(
+            json!({"name": "edge", "namespace": "gateways"})
+        )));
+        assert!(!refused(&gw(json!({"name": "edge-backup"}))));
     }
 
     fn with_url(url: &str) -> FailoverPolicy {
