@@ -195,8 +195,18 @@ async fn gateway_env(
     .await;
     let mut spec = json!({"gateway": {"routes": ["web"], "selector": {"matchLabels": {"failover": "shop"}},
         "primaryGateway": {"name": "gw-primary"},
-        "backupGateway": {"name": "gw-backup"},
-        "health": {"url": format!("http://{lb}/healthz")}}});
+        "backupGateway": {"name": "gw-backup"}}});
+    // With spec.ingress the health URL is the ingress tier's (one tier, one decision).
+    if extra.get("ingress").is_some() {
+        for o in ingress_objects("nginx-primary") {
+            env.apply_json(o).await;
+        }
+    } else {
+        spec["gateway"]["health"] = json!({"url": format!("http://{lb}/healthz")});
+    }
+    // `LB_ADDR` in `extra` stands for the load balancer's health address.
+    let extra: Value =
+        serde_json::from_str(&extra.to_string().replace("LB_ADDR", &lb.to_string())).unwrap();
     merge(&mut spec, extra);
     env.apply_json(policy("web", &b, spec)).await;
     let mut opts = env.controller_options();
@@ -493,4 +503,34 @@ async fn a_second_policy_naming_the_same_template_is_a_conflict() {
         Some("web")
     );
     assert_eq!(parents(&env).await.unwrap(), ["gw-primary"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_tier_decision_moves_the_ingresses_and_the_routes() {
+    let (env, lb) = gateway_env(
+        "gwboth",
+        None,
+        json!({"ingress": {"ingresses": ["web"], "primaryClass": "nginx-primary",
+            "backupClass": "nginx-backup", "health": {"url": "http://LB_ADDR/healthz"}}}),
+    )
+    .await;
+    env.wait_status("web", T, "Normal", |s| s.phase == Phase::Normal)
+        .await;
+    wait_parents(&env, &["gw-primary"]).await;
+    assert_eq!(
+        env.ingress_class("web").await.as_deref(),
+        Some("nginx-primary")
+    );
+    env.set(lb, Behavior::Status(503)).await;
+    let s = env
+        .wait_status("web", T, "failed over, in effect", |s| {
+            s.phase == Phase::FailedOver && is_true(s, ct::IN_EFFECT)
+        })
+        .await;
+    assert_eq!(s.active_class.as_deref(), Some("nginx-backup"));
+    assert_eq!(
+        env.ingress_class("web").await.as_deref(),
+        Some("nginx-backup")
+    );
+    wait_parents(&env, &["gw-backup"]).await;
 }
