@@ -534,3 +534,26 @@ async fn one_tier_decision_moves_the_ingresses_and_the_routes() {
     );
     wait_parents(&env, &["gw-backup"]).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deletion_with_orphan_leaves_the_copy_where_it_is_without_the_owner_reference() {
+    let (env, lb) = gateway_env("gworphan", None, json!({"deletionPolicy": "Orphan"})).await;
+    wait_parents(&env, &["gw-primary"]).await;
+    env.set(lb, Behavior::Status(503)).await;
+    wait_parents(&env, &["gw-backup"]).await;
+    env.delete_policy("web", T).await;
+    // Left on the backup Gateway, and not garbage-collected with the policy.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let copy = routes(&env)
+        .get("web-failover")
+        .await
+        .expect("the copy survives");
+    assert!(
+        copy.metadata
+            .owner_references
+            .iter()
+            .flatten()
+            .all(|o| o.kind != "FailoverPolicy")
+    );
+    assert_eq!(parents(&env).await.unwrap(), ["gw-backup"]);
+}

@@ -1402,6 +1402,10 @@ async fn cleanup(policy: Arc<FailoverPolicy>, ctx: &Context) -> Result<Requeue, 
             ),
         )
         .await;
+    } else if let (Some(tier), Some(stores)) = (&spec.gateway, &ctx.stores.gateway) {
+        // Orphan (or dry-run): the copies stay where they are, but without the ownerReference
+        // garbage collection would delete them with the policy, and the routes they serve.
+        super::gateway::hand_back(ctx, stores, &ns, tier, &policy.name_any(), false).await?;
     }
     ctx.remove_runtime(&key);
     ctx.prober.remove_policy(&key);
