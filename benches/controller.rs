@@ -172,6 +172,7 @@ async fn bench() {
         trust_unmanaged_endpointslices: false,
         dns_endpoints: false,
         max_concurrent_reconciles: 32,
+        gateway_api: false,
         resync: std::time::Duration::from_secs(300),
     };
     let controller_client = cluster

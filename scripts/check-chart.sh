@@ -31,10 +31,10 @@ VARIANTS=(
   "default|"
   "namespaced-rbac|--set rbac.scope=namespace --set watchNamespaces={shop}"
   "monitoring-networkpolicy|--set metrics.serviceMonitor.enabled=true --set prometheusRule.enabled=true --set grafana.dashboard.enabled=true --set networkPolicy.enabled=true --set networkPolicy.apiServerCIDRs={172.18.0.0/16} --set networkPolicy.probeEgress[0].cidr=10.244.0.0/16 --set networkPolicy.probeEgress[0].ports={8080} --set networkPolicy.metricsFrom[0].namespaceSelector.matchLabels.name=monitoring"
-  "plain-metrics|--set metrics.secure=false --set kubeApi.priorityAndFairness.enabled=true --set kubeApi.qps=0 --set replicaCount=3 --set shards=6"
+  "plain-metrics|--set gatewayAPI.enabled=true --set metrics.secure=false --set kubeApi.priorityAndFairness.enabled=true --set kubeApi.qps=0 --set replicaCount=3 --set shards=6"
   "metrics-cert-secret|--set metrics.certSecret=ingress-failover-metrics-tls --set trustUnmanagedEndpointSlices=true --set metrics.serviceMonitor.enabled=true"
   "external-dns|--set externalDNS.enabled=true"
-  "everything-namespaced|--set rbac.scope=namespace --set watchNamespaces={shop} --set externalDNS.enabled=true --set ingressControllerNamespaces={ingress-nginx} --set probeAllowlist={10.0.0.0/8} --set policySelector=team=web --set metrics.serviceMonitor.enabled=true --set prometheusRule.enabled=true --set networkPolicy.enabled=true --set networkPolicy.probeEgress[0].cidr=10.0.0.0/8 --set spreadPolicy=hard"
+  "everything-namespaced|--set gatewayAPI.enabled=true --set rbac.scope=namespace --set watchNamespaces={shop} --set externalDNS.enabled=true --set ingressControllerNamespaces={ingress-nginx} --set probeAllowlist={10.0.0.0/8} --set policySelector=team=web --set metrics.serviceMonitor.enabled=true --set prometheusRule.enabled=true --set networkPolicy.enabled=true --set networkPolicy.probeEgress[0].cidr=10.0.0.0/8 --set spreadPolicy=hard"
 )
 
 PASS=0
@@ -109,6 +109,11 @@ rbac_single_source() { # <rendered file>
 import sys, yaml
 docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
 rules = yaml.safe_load(open(sys.argv[2]))
+# Rules of a feature are granted only when the chart turns it on (the controller's flag).
+flags = {a for d in docs if d["kind"] == "Deployment"
+         for c in d["spec"]["template"]["spec"]["containers"] for a in c.get("args", [])}
+features = {"gatewayAPI": "--gateway-api" in flags}
+rules = [r for r in rules if features.get(r.get("feature"), True)]
 def norm(r):
     return (r["apiGroup"], r["resource"], tuple(r["verbs"]), r.get("scope", "watched"))
 # A rule of a feature (`feature: externalDNS`) is wanted exactly when the rendered Deployment

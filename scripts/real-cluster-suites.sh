@@ -22,7 +22,10 @@
 #    probe path is Invalid, /metrics needs an authorized token; the controller as the
 #    ServiceAccount with the chart's --metrics-secure RBAC added (after 5, whose audit check
 #    compares against rbac-rules.yaml alone).
-# 7. tests/dns_lab.rs: ExternalDNS (the pinned lab build, rfc2136 provider) against this cluster
+# 7. tests/controller_gateway.rs: the Gateway API tier (route copies moved between Gateways,
+#    Gateway status as a signal), the vendored Gateway API CRDs installed, the chart's RBAC
+#    re-applied with gatewayAPI.enabled, the controller as the ServiceAccount.
+# 8. tests/dns_lab.rs: ExternalDNS (the pinned lab build, rfc2136 provider) against this cluster
 #    moves a record in a BIND 9 started on loopback inside the namespace; must run here
 #    (INGRESS_FAILOVER_DNS_LAB=1: missing named or ExternalDNS is a failure, not a skip).
 # 8. tests/controller_dns.rs: the DNS tier (issue 14) — the controller's DNSEndpoints on this
@@ -166,6 +169,21 @@ helm template ingress-failover charts/ingress-failover --namespace "$OP_NS" \
 INGRESS_FAILOVER_CONTROLLER_KUBECONFIG="$SA_KUBECONFIG" \
   INGRESS_FAILOVER_TEST_LEASE_NAMESPACE="$OP_NS" \
   timeout "$TEST_TIMEOUT" cargo test --test confinement -- --exact "${CONFINEMENT_EMBEDDED_ONLY[@]}"
+
+section "Gateway API tier (CRDs from tests/data/crds/gateway-api; chart RBAC with gatewayAPI.enabled; controller as the ServiceAccount)"
+# After the rbac audit check above, which compares against the default chart's rules.
+for crd in gatewayclasses gateways httproutes; do
+  kubectl apply --server-side --force-conflicts -f "tests/data/crds/gateway-api/gateway.networking.k8s.io_$crd.yaml"
+done
+kubectl wait --for condition=established --timeout=60s \
+  crd/gatewayclasses.gateway.networking.k8s.io crd/gateways.gateway.networking.k8s.io \
+  crd/httproutes.gateway.networking.k8s.io
+helm template ingress-failover charts/ingress-failover --namespace "$OP_NS" \
+  --set gatewayAPI.enabled=true --show-only templates/rbac.yaml |
+  kubectl apply -n "$OP_NS" -f -
+INGRESS_FAILOVER_CONTROLLER_KUBECONFIG="$SA_KUBECONFIG" \
+  INGRESS_FAILOVER_TEST_LEASE_NAMESPACE="$OP_NS" \
+  timeout "$TEST_TIMEOUT" cargo test --test controller_gateway
 
 section "DNS lab: ExternalDNS (crd source, rfc2136) into BIND 9 on loopback, against this cluster"
 INGRESS_FAILOVER_DNS_LAB=1 timeout "$TEST_TIMEOUT" cargo test --test dns_lab -- --nocapture

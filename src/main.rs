@@ -162,6 +162,11 @@ struct RunArgs {
     /// ±10 %.
     #[arg(long, env = "INGRESS_FAILOVER_RESYNC_SECONDS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
     resync_seconds: u64,
+    /// Cache HTTPRoutes and Gateways so that policies with spec.gateway are judged and moved.
+    /// Needs the Gateway API CRDs (standard channel) and RBAC on httproutes and gateways (chart
+    /// value gatewayAPI.enabled). Off, a policy with spec.gateway is Ready=False saying so.
+    #[arg(long, env = "INGRESS_FAILOVER_GATEWAY_API")]
+    gateway_api: bool,
 }
 
 #[derive(clap::ValueEnum, Debug, Clone, Copy)]
@@ -435,6 +440,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         max_concurrent_reconciles: args.max_concurrent_reconciles,
         resync: std::time::Duration::from_secs(args.resync_seconds),
         dns_endpoints: args.dns_endpoints,
+        gateway_api: args.gateway_api,
     };
     ingress_failover::controller::run(
         client,

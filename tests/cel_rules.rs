@@ -46,6 +46,23 @@ fn ingress(extra: Value) -> Value {
     json!({"spec": {"ingress": tier}})
 }
 
+fn gateway(extra: Value) -> Value {
+    let mut tier = json!({
+        "routes": ["web"],
+        "primaryGateway": {"name": "gw-primary"},
+        "backupGateway": {"name": "gw-backup"}
+    });
+    merge(&mut tier, &extra);
+    json!({"spec": {"gateway": tier}})
+}
+
+/// Both tiers: one decision moves the Ingresses and the routes.
+fn both(gateway_extra: Value) -> Value {
+    let mut p = ingress(json!({}));
+    merge(&mut p, &gateway(gateway_extra));
+    p
+}
+
 /// A HotStandby ingress tier with the given `recovery`, so failbackSteps are allowed.
 fn hot_standby(recovery: Value) -> Value {
     let mut p = ingress(json!({"mode": "HotStandby"}));
@@ -206,6 +223,32 @@ fn cases() -> Vec<Case> {
             },
         },
         Case {
+            message: "name the HTTPRoute templates in routes and/or select them with selector",
+            path: "spec.gateway",
+            bad: gateway(json!({"routes": null})),
+            good: gateway(json!({"routes": null, "selector": {"matchLabels": {"app": "web"}}})),
+        },
+        Case {
+            message: "judge the primary Gateway tier with gatewayStatus, url and/or controllerDeployment",
+            path: "spec.gateway.health.gatewayStatus",
+            bad: gateway(json!({"health": {"gatewayStatus": false}})),
+            good: gateway(
+                json!({"health": {"gatewayStatus": false, "url": "http://gw.example.internal/healthz"}}),
+            ),
+        },
+        Case {
+            message: "with spec.ingress set, the tier's health URL and controller come from spec.ingress.health",
+            path: "spec.gateway.health",
+            bad: both(json!({"health": {"url": "http://gw.example.internal/healthz"}})),
+            good: both(json!({"health": {"gatewayStatus": true}})),
+        },
+        Case {
+            message: "with spec.ingress set, the backup tier's health URL and controller come from spec.ingress.backupHealth",
+            path: "spec.gateway.backupHealth",
+            bad: both(json!({"backupHealth": {"controllerDeployment": {"name": "envoy"}}})),
+            good: both(json!({"backupHealth": {"gatewayStatus": false}})),
+        },
+        Case {
             message: "an override needs a reason",
             path: "spec.override.reason",
             bad: json!({"spec": {"override": {"mode": "Freeze"}}}),
@@ -256,7 +299,7 @@ fn every_rule_compiles() {
     );
     let mut rules = Vec::new();
     all_rules(&schema, &mut rules);
-    assert_eq!(rules.len(), 17, "rules in the CRD: {rules:#?}");
+    assert_eq!(rules.len(), 21, "rules in the CRD: {rules:#?}");
 }
 
 #[test]

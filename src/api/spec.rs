@@ -36,9 +36,12 @@ use super::status::FailoverPolicyStatus;
     printcolumn(name = "Dry-Run", type_ = "boolean", json_path = ".spec.dryRun", priority = 1, description = "True when the policy only decides and reports; nothing is applied"),
     printcolumn(name = "Decided-Class", type_ = "string", json_path = ".status.decidedClass", priority = 1, description = "Ingress class the policy decided on (differs from Active in dry-run or while a write is under way or fails)"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
-    validation = Rule::new("!has(self.spec.recovery) || !has(self.spec.recovery.failbackSteps) || size(self.spec.recovery.failbackSteps) == 0 || (has(self.spec.ingress) && self.spec.ingress.mode == 'HotStandby')").message("spec.recovery.failbackSteps needs spec.ingress.mode HotStandby: only a mirrored backup Ingress can carry a traffic weight").field_path(".spec.recovery.failbackSteps"),
-    validation = Rule::new("!has(self.spec.dns) || (has(self.spec.ingress) && self.spec.ingress.mode == 'HotStandby')").message("spec.dns needs spec.ingress.mode HotStandby: after a DNS switch the tier traffic left must keep serving for the record's TTL, and SwitchClass moves the Ingress away from it at once").field_path(".spec.dns"),
-    validation = Rule::new("!has(self.spec.dns) || !has(self.spec.recovery) || !has(self.spec.recovery.failbackSteps) || size(self.spec.recovery.failbackSteps) == 0 || self.spec.recovery.stepSeconds >= self.spec.dns.ttlSeconds").message("spec.recovery.stepSeconds must be at least spec.dns.ttlSeconds: resolvers keep the previous weights for a TTL, so a shorter failback step would not move the traffic it claims").field_path(".spec.recovery.stepSeconds")
+    validation = Rule::new("!has(self.spec.recovery) || !has(self.spec.recovery.failbackSteps) || size(self.spec.recovery.failbackSteps) == 0 || has(self.spec.gateway) || (has(self.spec.ingress) && self.spec.ingress.mode == 'HotStandby')").message("spec.recovery.failbackSteps needs spec.ingress.mode HotStandby or spec.gateway: only a mirrored backup Ingress or routes attached to both Gateways can carry a traffic weight").field_path(".spec.recovery.failbackSteps"),
+    validation = Rule::new("!has(self.spec.dns) || (has(self.spec.ingress) ? self.spec.ingress.mode == 'HotStandby' : has(self.spec.gateway))").message("spec.dns needs spec.ingress.mode HotStandby or spec.gateway: after a DNS switch the tier traffic left must keep serving for the record's TTL, and SwitchClass moves the Ingress away from it at once").field_path(".spec.dns"),
+    validation = Rule::new("!has(self.spec.dns) || !has(self.spec.recovery) || !has(self.spec.recovery.failbackSteps) || size(self.spec.recovery.failbackSteps) == 0 || self.spec.recovery.stepSeconds >= self.spec.dns.ttlSeconds").message("spec.recovery.stepSeconds must be at least spec.dns.ttlSeconds: resolvers keep the previous weights for a TTL, so a shorter failback step would not move the traffic it claims").field_path(".spec.recovery.stepSeconds"),
+    validation = Rule::new("!has(self.spec.gateway) || !has(self.spec.ingress) || !has(self.spec.gateway.health) || (!has(self.spec.gateway.health.url) && !has(self.spec.gateway.health.controllerDeployment))").message("with spec.ingress set, the tier's health URL and controller come from spec.ingress.health (one tier decision moves both): set only gatewayStatus in spec.gateway.health").field_path(".spec.gateway.health"),
+    validation = Rule::new("!has(self.spec.gateway) || !has(self.spec.ingress) || !has(self.spec.gateway.backupHealth) || (!has(self.spec.gateway.backupHealth.url) && !has(self.spec.gateway.backupHealth.controllerDeployment))").message("with spec.ingress set, the backup tier's health URL and controller come from spec.ingress.backupHealth: set only gatewayStatus in spec.gateway.backupHealth").field_path(".spec.gateway.backupHealth"),
+    validation = Rule::new("!has(self.spec.gateway) || has(self.spec.ingress) || !has(self.spec.gateway.health) || self.spec.gateway.health.gatewayStatus || has(self.spec.gateway.health.url) || has(self.spec.gateway.health.controllerDeployment)").message("judge the primary Gateway tier with gatewayStatus, url and/or controllerDeployment").field_path(".spec.gateway.health.gatewayStatus")
 )]
 #[serde(rename_all = "camelCase")]
 pub struct FailoverPolicySpec {
@@ -69,6 +72,15 @@ pub struct FailoverPolicySpec {
     /// records the operator should manage.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dns: Option<DnsSpec>,
+
+    /// The Gateway API tier: HTTPRoutes attached to a primary Gateway, moved to a backup
+    /// Gateway on failover. The operator never writes your HTTPRoutes (their lists are atomic:
+    /// writing one would take it from whoever else owns it); it writes and owns a copy of each
+    /// named route template and attaches the copy where the tier decision says. With
+    /// `spec.ingress` too, one decision moves both. Needs the operator's `--gateway-api` flag
+    /// (chart value `gatewayAPI.enabled`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<GatewayTierSpec>,
 
     /// When emergency capacity is engaged and released, with hysteresis.
     #[serde(default)]
@@ -545,6 +557,153 @@ pub enum DnsMode {
     Atomic,
     Weighted,
     Failover,
+}
+
+/// The Gateway API tier: which HTTPRoute templates to copy and the two Gateways the copies
+/// attach to. (That the two differ is checked by the operator's own validation, not CEL:
+/// kube-apiserver's cost estimate of comparing the two refs field by field is over budget.)
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("(has(self.routes) && size(self.routes) > 0) || has(self.selector)").message("name the HTTPRoute templates in routes and/or select them with selector"))]
+pub struct GatewayTierSpec {
+    /// Names of HTTPRoute templates in the policy's namespace. A template is an HTTPRoute you
+    /// write without `parentRefs` (so no Gateway serves it); for each, the operator writes and
+    /// owns the route `<template>-failover` with the template's hostnames and rules and the
+    /// parentRefs the tier decision chooses. Edits to the template are copied. A template with
+    /// parentRefs of its own is refused (Ready=False): it would serve the same hostnames on the
+    /// same listener as the copy.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    pub routes: Vec<String>,
+
+    /// Use every HTTPRoute in the policy's namespace matching this selector as a template
+    /// (the operator's own copies are never selected).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<LabelSelector>,
+
+    /// The Gateway that serves traffic normally: the copies' parentRef outside a failover.
+    pub primary_gateway: GatewayRef,
+
+    /// The Gateway that takes over when the primary tier fails: the copies' parentRef while
+    /// failed over (both during a gradual failback, so either Gateway serves them).
+    pub backup_gateway: GatewayRef,
+
+    /// How the primary tier is judged: the Gateway's own status by default, plus a health URL
+    /// and/or the controller's Deployment if set. Omit to judge by the Gateway's status alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<GatewayTierHealth>,
+
+    /// How the backup tier is judged, with the same signals. Traffic never moves to a backup
+    /// judged down. Omit to judge the backup Gateway by its status alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup_health: Option<GatewayTierHealth>,
+}
+
+/// A Gateway a route copy attaches to (an HTTPRoute `parentRef`).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct GatewayRef {
+    /// Name of the Gateway.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+
+    /// Namespace of the Gateway. Defaults to the policy's namespace. Another namespace needs
+    /// the Gateway's listener to admit routes from the policy's namespace (`allowedRoutes`);
+    /// the operator passes it through and the Gateway controller decides.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 63))]
+    pub namespace: Option<String>,
+
+    /// The listener to attach to. Omit to attach to every listener that admits the route;
+    /// when set, only that listener's status judges the tier.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub section_name: Option<String>,
+}
+
+/// Signals that judge a Gateway tier. Every signal set must hold for the tier to serve. A
+/// backup with none (gatewayStatus false, no url, no controllerDeployment) is assumed to serve,
+/// as an omitted `ingress.backupHealth` is.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct GatewayTierHealth {
+    /// Judge the Gateway by its own status (default true): it serves while its `Accepted` and
+    /// `Programmed` conditions are True for its current generation and its listener
+    /// (`sectionName`, else every listener) is `Programmed`. The Gateway controller knows
+    /// when its data plane cannot serve before any probe does. Debounced with the probe's
+    /// fall/rise in intervals, like a controller Deployment. Turn it off for a Gateway
+    /// controller that does not report these conditions.
+    #[serde(default = "default_true")]
+    pub gateway_status: bool,
+
+    /// Plain-HTTP health URL of the tier's data plane, probed with `spec.probe`'s timing and
+    /// thresholds (see `ingress.health.url`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 8, max = 2048), regex(pattern = r"^http://"))]
+    pub url: Option<String>,
+
+    /// The Gateway controller's Deployment, judged as `ingress.health.controllerDeployment`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub controller_deployment: Option<NamespacedRef>,
+
+    /// Status codes of the health URL that count as healthy.
+    #[serde(default = "default_expected_statuses")]
+    #[schemars(length(min = 1, max = 16))]
+    pub expected_statuses: Vec<StatusRange>,
+}
+
+impl Default for GatewayTierHealth {
+    fn default() -> Self {
+        GatewayTierHealth {
+            gateway_status: true,
+            url: None,
+            controller_deployment: None,
+            expected_statuses: default_expected_statuses(),
+        }
+    }
+}
+
+impl GatewayTierHealth {
+    /// The URL and controller signals in the ingress tier's shape (one probe and judge path).
+    pub fn as_tier_health(&self) -> PrimaryTierHealth {
+        PrimaryTierHealth {
+            url: self.url.clone(),
+            controller_deployment: self.controller_deployment.clone(),
+            expected_statuses: self.expected_statuses.clone(),
+        }
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+
+impl GatewayTierSpec {
+    /// The primary tier's signals (defaults when `health` is omitted).
+    pub fn primary_health(&self) -> GatewayTierHealth {
+        self.health.clone().unwrap_or_default()
+    }
+
+    /// The backup tier's signals (defaults when `backupHealth` is omitted).
+    pub fn backup_health(&self) -> GatewayTierHealth {
+        self.backup_health.clone().unwrap_or_default()
+    }
+}
+
+impl GatewayRef {
+    /// How the engine, status and Events name this Gateway as a side of the tier:
+    /// `gateway/<name>`, `gateway/<namespace>/<name>`, with `#<sectionName>` when set.
+    pub fn display(&self) -> String {
+        let mut s = match &self.namespace {
+            Some(ns) => format!("gateway/{ns}/{}", self.name),
+            None => format!("gateway/{}", self.name),
+        };
+        if let Some(section) = &self.section_name {
+            s.push('#');
+            s.push_str(section);
+        }
+        s
+    }
 }
 
 /// Per-side annotation overrides of a HotStandby pair.

@@ -27,6 +27,8 @@ pub enum Claim {
     Deployment(String),
     /// A source Ingress (its class, or the mirror made of it).
     Ingress(String),
+    /// An HTTPRoute template (the copy made of it), with its labels for selectors.
+    Route(String, std::collections::BTreeMap<String, String>),
 }
 
 impl Claim {
@@ -35,12 +37,13 @@ impl Claim {
             Claim::Service(_) => "Service",
             Claim::Deployment(_) => "Deployment",
             Claim::Ingress(_) => "Ingress",
+            Claim::Route(..) => "HTTPRoute",
         }
     }
 
     fn name(&self) -> &str {
         match self {
-            Claim::Service(n) | Claim::Deployment(n) | Claim::Ingress(n) => n,
+            Claim::Service(n) | Claim::Deployment(n) | Claim::Ingress(n) | Claim::Route(n, _) => n,
         }
     }
 }
@@ -78,6 +81,14 @@ pub fn claims(ctx: &Context, ns: &str, spec: &FailoverPolicySpec) -> Vec<Claim> 
             .iter()
             .map(|i| Claim::Ingress(i.name_any())),
     );
+    if let (Some(tier), Some(stores)) = (&spec.gateway, &ctx.stores.gateway) {
+        out.extend(
+            super::gateway::templates(&stores.routes, ns, tier)
+                .found
+                .iter()
+                .map(|r| Claim::Route(r.name_any(), r.labels().clone())),
+        );
+    }
     out.sort();
     out.dedup();
     out
@@ -130,6 +141,14 @@ fn recorded(ctx: &Context, ns: &str, claim: &Claim) -> Option<String> {
                     && s.labels().get(MANAGED_BY_LABEL).map(String::as_str) == Some(MANAGED_BY)
             })
             .and_then(|s| s.labels().get(POLICY_LABEL).cloned()),
+        Claim::Route(template, _) => ctx.stores.gateway.as_ref().and_then(|g| {
+            g.routes
+                .get(
+                    &kube::runtime::reflector::ObjectRef::new(&super::gateway::copy_name(template))
+                        .within(ns),
+                )
+                .and_then(|r| r.labels().get(POLICY_LABEL).cloned())
+        }),
     }
 }
 
@@ -151,6 +170,10 @@ fn claims_one(spec: &FailoverPolicySpec, claim: &Claim, ingress: Option<&Ingress
             .as_ref()
             .zip(ingress)
             .is_some_and(|(tier, ing)| IngressSelection::of(tier).ingress(ing)),
+        Claim::Route(name, labels) => spec
+            .gateway
+            .as_ref()
+            .is_some_and(|tier| super::gateway::names_template(tier, name, labels)),
     }
 }
 

@@ -55,6 +55,8 @@ pub struct Stores {
     pub deployments_listed: Arc<std::sync::atomic::AtomicBool>,
     /// The namespaces the caches watch; empty means all.
     pub namespaces: Arc<Vec<String>>,
+    /// HTTPRoutes and Gateways, with `--gateway-api` only.
+    pub gateway: Option<super::gateway::GatewayStores>,
 }
 
 impl Stores {

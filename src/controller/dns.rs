@@ -112,6 +112,15 @@ pub fn tier_addresses(ctx: &Context, ns: &str, spec: &FailoverPolicySpec) -> Tie
             out.backup = ingress_addresses(cached.iter().map(|i| &**i));
         }
     }
+    // The Gateway tier: each side's Gateway says where its load balancer answers.
+    if let (Some(tier), Some(stores)) = (&spec.gateway, &ctx.stores.gateway) {
+        if out.primary.is_empty() {
+            out.primary = super::gateway::gateway_addresses(stores, ns, &tier.primary_gateway);
+        }
+        if out.backup.is_empty() {
+            out.backup = super::gateway::gateway_addresses(stores, ns, &tier.backup_gateway);
+        }
+    }
     out
 }
 
@@ -138,11 +147,11 @@ pub fn desired_endpoints(
     let ttl = Some(i64::from(dns.ttl_seconds));
     let missing = |tier: &str| {
         format!(
-            "no address known for the {tier} tier's load balancer: set spec.dns.{tier}Targets, or wait for the {} Ingress status to list one",
+            "no address known for the {tier} tier's load balancer: set spec.dns.{tier}Targets, or wait for the {} status to list one",
             if tier == "primary" {
-                "managed"
+                "managed Ingress's or the primary Gateway's"
             } else {
-                "HotStandby mirror"
+                "HotStandby mirror's or the backup Gateway's"
             }
         )
     };

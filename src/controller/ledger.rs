@@ -30,6 +30,8 @@ pub enum Actuation {
     Ingress,
     /// The policy's `DNSEndpoint` (`spec.dns`).
     Dns,
+    /// The Gateway tier's HTTPRoute copies.
+    Routes,
     /// The policy's own status (its failures are returned as reconcile errors, not shown in
     /// the status they could not write).
     Status,
@@ -45,6 +47,7 @@ impl Actuation {
             Actuation::Scale => "deployments/scale",
             Actuation::Ingress => "ingresses",
             Actuation::Dns => "dnsendpoints",
+            Actuation::Routes => "httproutes",
             Actuation::Status => "failoverpolicies/status",
         }
     }

@@ -344,6 +344,7 @@ impl Metrics {
             "deployments/scale",
             "ingresses",
             "dnsendpoints",
+            "httproutes",
             "failoverpolicies/status",
             "events",
         ]

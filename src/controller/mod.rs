@@ -12,6 +12,7 @@ pub mod desired;
 pub mod dns;
 mod effect;
 pub mod events;
+pub mod gateway;
 mod http_server;
 mod leader;
 pub mod ledger;
@@ -104,6 +105,10 @@ pub struct Options {
     /// `--dns-endpoints`: cache, watch and write ExternalDNS `DNSEndpoint`s for policies with
     /// `spec.dns` (off: the CRD may be absent; such policies are `Ready=False`).
     pub dns_endpoints: bool,
+    /// `--gateway-api`: cache HTTPRoutes and Gateways (the Gateway API CRDs must be installed)
+    /// so that policies with `spec.gateway` are judged and moved; off, such a policy is
+    /// `Ready=False` saying how to turn it on.
+    pub gateway_api: bool,
 }
 
 /// How long `run` waits for in-flight reconciles after the shutdown signal before returning
@@ -147,7 +152,17 @@ pub async fn run(
 
     let health = Arc::new(ApiHealth::default());
     let caches = start_caches(&client, &opts, &health);
-    let readiness = Arc::new(http_server::Readiness::expecting(&CACHES));
+    let expected: Vec<&'static str> = CACHES
+        .iter()
+        .chain(
+            opts.gateway_api
+                .then_some(&gateway::CACHES)
+                .into_iter()
+                .flatten(),
+        )
+        .copied()
+        .collect();
+    let readiness = Arc::new(http_server::Readiness::expecting(&expected));
     let controller = policy_controller(&client, &opts, &health, &readiness, &metrics);
     let pstore = controller.store();
 
@@ -243,6 +258,8 @@ struct Caches {
     ingresses: Touched<Ingress>,
     autoscalers: Touched<HorizontalPodAutoscaler>,
     dns_endpoints: Option<Touched<dns::DNSEndpoint>>,
+    /// With `--gateway-api`: HTTPRoutes and Gateways.
+    gateway: Option<(Touched<gateway::HttpRoute>, Touched<gateway::Gateway>)>,
 }
 
 /// One reflector per kind the reconciles read, each with its own backoff.
@@ -286,6 +303,30 @@ fn start_caches(client: &Client, opts: &Options, health: &Arc<ApiHealth>) -> Cac
     } else {
         (None, None)
     };
+    let (gateway_stores, gateway) = if opts.gateway_api {
+        let (routes, route_stream) = reflect::<gateway::HttpRoute>(
+            client,
+            &opts.namespaces,
+            watcher::Config::default(),
+            health,
+        );
+        let (gateways, gateway_stream) = reflect::<gateway::Gateway>(
+            client,
+            &opts.namespaces,
+            watcher::Config::default(),
+            health,
+        );
+        (
+            Some(gateway::GatewayStores {
+                routes,
+                gateways,
+                listed: Default::default(),
+            }),
+            Some((route_stream.boxed(), gateway_stream.boxed())),
+        )
+    } else {
+        (None, None)
+    };
     Caches {
         stores: Stores {
             dns_endpoints: dns_store,
@@ -295,7 +336,9 @@ fn start_caches(client: &Client, opts: &Options, health: &Arc<ApiHealth>) -> Cac
             deployments_listed: Default::default(),
             namespaces: Arc::new(opts.namespaces.clone()),
             autoscalers,
+            gateway: gateway_stores,
         },
+        gateway,
         slices: slice_stream.boxed(),
         deployments: deploy_stream.boxed(),
         ingresses: ingress_stream.boxed(),
@@ -413,6 +456,18 @@ fn watch_readiness(
     if let Some(store) = &stores.dns_endpoints {
         readiness.watch("dnsendpoints", store.clone());
     }
+    if let Some(g) = &stores.gateway {
+        readiness.watch(gateway::CACHES[0], g.routes.clone());
+        readiness.watch(gateway::CACHES[1], g.gateways.clone());
+        // Gateways are cached unfiltered: once listed, an absent one does not exist.
+        let (readiness, listed) = (readiness.clone(), g.listed.clone());
+        tokio::spawn(async move {
+            while !readiness.is_synced(gateway::CACHES[1]) {
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            listed.store(true, std::sync::atomic::Ordering::SeqCst);
+        });
+    }
     // A Deployment absent from a synced, unfiltered cache does not exist: only then may the
     // engine read a missing ingress controller as a down one. Asked of the readiness tracker
     // rather than awaited on the store (a second waiter would steal the store's one waker).
@@ -462,6 +517,32 @@ fn wire_triggers(
                 p.name_any() == policy && p.spec.dns.is_some()
             })
         }),
+        None => controller,
+    };
+    let controller = match caches.gateway {
+        Some((routes, gateways)) => {
+            let (s5, s6) = (pstore.clone(), pstore.clone());
+            let (f5, f6) = (f1.clone(), f1.clone());
+            controller
+                // A template edited (or a copy changed by someone else): its policies copy
+                // it again.
+                .watches_stream(routes, move |r: gateway::HttpRoute| {
+                    let ns = r.metadata.namespace.clone().unwrap_or_default();
+                    if !f5(Some(&ns)) {
+                        return Vec::new();
+                    }
+                    policies_referencing(&s5, Some(&ns), |p| gateway::references_route(p, &ns))
+                })
+                // A Gateway's status changed: the policies judging it hear of it at once.
+                .watches_stream(gateways, move |g: gateway::Gateway| {
+                    let ns = g.metadata.namespace.clone().unwrap_or_default();
+                    if !f6(Some(&ns)) {
+                        return Vec::new();
+                    }
+                    let name = g.name_any();
+                    policies_referencing(&s6, None, |p| gateway::references_gateway(p, &ns, &name))
+                })
+        }
         None => controller,
     };
     controller
@@ -752,7 +833,10 @@ fn references_deployment(p: &FailoverPolicy, ns: &str, name: &str) -> bool {
             .filter_map(|h| h.controller_deployment.as_ref())
             .any(|c| c.name == name && c.namespace.as_deref().unwrap_or(own_ns) == ns)
     });
-    emergency || controller
+    let gateway_controller = gateway::controller_deployments(&p.spec)
+        .iter()
+        .any(|c| c.name == name && c.namespace.as_deref().unwrap_or(own_ns) == ns);
+    emergency || controller || gateway_controller
 }
 
 async fn pump_facts(

@@ -707,6 +707,19 @@ fn gather(
         }
         r.obs.emergency_ready_replicas = observe::ready_replicas(dep.as_deref());
     }
+    if let Some(tier) = &spec.gateway {
+        super::gateway::gather(ctx, tier, ns, &mut r.obs, problems);
+        if spec.ingress.is_none() {
+            let (p, b) = (tier.primary_health(), tier.backup_health());
+            if let Some(c) = &p.controller_deployment {
+                r.obs.lb_controller = controller_fact(ctx, ns, c, "Gateway controller", problems);
+            }
+            if let Some(c) = &b.controller_deployment {
+                r.obs.backup_controller =
+                    controller_fact(ctx, ns, c, "backup Gateway controller", problems);
+            }
+        }
+    }
     if let Some(ingress) = &spec.ingress {
         if let Some(c) = &ingress.health.controller_deployment {
             r.obs.lb_controller = controller_fact(ctx, ns, c, "ingress controller", problems);
@@ -977,6 +990,24 @@ async fn write_desired(
                 lock(rt).ledger.succeeded(Actuation::Dns);
             }
             Err(e) => failed(ctx, policy, rt, Actuation::Dns, &e, now).await,
+        }
+    }
+    if let (Some(want), Some(tier), Some(stores)) =
+        (&plan.ingress, &spec.gateway, &ctx.stores.gateway)
+        && due(Actuation::Routes)
+    {
+        let templates = super::gateway::templates(&stores.routes, ns, tier);
+        let sync =
+            super::gateway::sync_copies(ctx, stores, ns, tier, &templates, want, &owner, &name)
+                .await;
+        if sync.errors.is_empty() {
+            lock(rt).ledger.succeeded(Actuation::Routes);
+        }
+        if !sync.written.is_empty() {
+            info!(routes = ?sync.written, "HTTPRoute copies written");
+        }
+        for e in &sync.errors {
+            failed(ctx, policy, rt, Actuation::Routes, e, now).await;
         }
     }
     fx.failures = lock(rt).ledger.failures().map(|f| f.message()).collect();
@@ -1484,6 +1515,9 @@ async fn cleanup(policy: Arc<FailoverPolicy>, ctx: &Context) -> Result<Requeue, 
         if ctx.stores.dns_endpoints.is_some() {
             super::dns::hand_back(ctx, &ns, &name, spec, true).await?;
         }
+        if let (Some(tier), Some(stores)) = (&spec.gateway, &ctx.stores.gateway) {
+            super::gateway::hand_back(ctx, stores, &ns, tier, &name, true).await?;
+        }
         info!(policy = %key, "deleted: restored the primary class and standby replicas; handed back the managed Service with the whole primary pool");
         note(
             ctx,
@@ -1497,6 +1531,10 @@ async fn cleanup(policy: Arc<FailoverPolicy>, ctx: &Context) -> Result<Requeue, 
             ),
         )
         .await;
+    } else if let (Some(tier), Some(stores)) = (&spec.gateway, &ctx.stores.gateway) {
+        // Orphan (or dry-run): the copies stay where they are, but without the ownerReference
+        // garbage collection would delete them with the policy, and the routes they serve.
+        super::gateway::hand_back(ctx, stores, &ns, tier, &policy.name_any(), false).await?;
     }
     // Orphan (and dry-run) leave the records as they are, but never to the garbage collector:
     // deleting the policy must not delete what clients resolve.

@@ -231,7 +231,7 @@ pub(crate) fn export_gauges(ctx: &Context, key: &PolicyId, rt: &std::sync::Mutex
         m.load_balancer_up
             .get_or_create(&l)
             .set(i64::from(r.state.lb_serving));
-        if ing.has_backup_url || ing.has_backup_controller {
+        if ing.has_backup_url || ing.has_backup_controller || ing.has_backup_gateway {
             m.backup_load_balancer_up
                 .get_or_create(&l)
                 .set(i64::from(r.state.backup_serving));

@@ -92,6 +92,28 @@ pub fn targets(
             spec: check.clone(),
         });
     }
+    // The Gateway tier alone brings its own health URLs (with spec.ingress, the tier's URLs
+    // are the ingress tier's: validation refuses them in spec.gateway).
+    let gateway_health = spec
+        .gateway
+        .as_ref()
+        .filter(|_| spec.ingress.is_none())
+        .map(|g| {
+            (
+                g.primary_health().as_tier_health(),
+                g.backup_health().as_tier_health(),
+            )
+        });
+    if let Some((primary, backup)) = &gateway_health {
+        for (health, tier, endpoint) in [
+            (primary, Tier::LoadBalancer, LB_ENDPOINT),
+            (backup, Tier::BackupLoadBalancer, BACKUP_LB_ENDPOINT),
+        ] {
+            if let Some(url) = health.url.as_deref() {
+                out.push(lb_target(spec, health, tier, endpoint, url)?);
+            }
+        }
+    }
     if let Some(ingress) = &spec.ingress {
         if let Some(url) = ingress.health.url.as_deref() {
             out.push(lb_target(

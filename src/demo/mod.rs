@@ -213,6 +213,7 @@ fn controller_options(metrics_addr: std::net::SocketAddr) -> crate::controller::
         trust_unmanaged_endpointslices: false,
         dns_endpoints: false,
         max_concurrent_reconciles: 32,
+        gateway_api: false,
         resync: std::time::Duration::from_secs(300),
     }
 }

@@ -70,6 +70,11 @@ pub struct IngressConfig {
     /// The same two signals for the backup tier (both false: the backup is assumed to serve).
     pub has_backup_url: bool,
     pub has_backup_controller: bool,
+    /// Whether the primary Gateway's own status is a signal (`spec.gateway`, `gatewayStatus`):
+    /// its facts arrive as [`crate::engine::Observation::lb_gateway`].
+    pub has_gateway: bool,
+    /// The same for the backup Gateway.
+    pub has_backup_gateway: bool,
 }
 
 /// The DNS tier as the engine applies it (`spec.dns`).
@@ -113,6 +118,55 @@ pub struct EngineConfig {
 
 const SECOND: i64 = 1000;
 
+/// The one load-balancer tier machine's config, from `spec.ingress`, `spec.gateway` or both
+/// (one decision moves both). With both, the classes name the Ingress classes and the URL and
+/// controller signals are the ingress tier's (validation refuses them in `spec.gateway`); the
+/// Gateways' status adds a signal to each side. With the Gateway tier alone, the sides are
+/// named by [`crate::api::GatewayRef::display`].
+fn tier_config(spec: &FailoverPolicySpec) -> Option<IngressConfig> {
+    let gw = spec.gateway.as_ref();
+    let (gw_primary, gw_backup) = (
+        gw.map(|g| g.primary_health()),
+        gw.map(|g| g.backup_health()),
+    );
+    let has_gateway = gw_primary.as_ref().is_some_and(|h| h.gateway_status);
+    let has_backup_gateway = gw_backup.as_ref().is_some_and(|h| h.gateway_status);
+    match (&spec.ingress, gw) {
+        (Some(i), _) => Some(IngressConfig {
+            primary_class: i.primary_class.clone(),
+            backup_class: i.backup_class.clone(),
+            mode: i.mode,
+            has_health_url: i.health.url.is_some(),
+            has_controller: i.health.controller_deployment.is_some(),
+            has_backup_url: i.backup_health.as_ref().is_some_and(|b| b.url.is_some()),
+            has_backup_controller: i
+                .backup_health
+                .as_ref()
+                .is_some_and(|b| b.controller_deployment.is_some()),
+            has_gateway,
+            has_backup_gateway,
+        }),
+        (None, Some(g)) => {
+            let (p, b) = (
+                gw_primary.unwrap_or_default(),
+                gw_backup.unwrap_or_default(),
+            );
+            Some(IngressConfig {
+                primary_class: g.primary_gateway.display(),
+                backup_class: g.backup_gateway.display(),
+                mode: IngressMode::HotStandby,
+                has_health_url: p.url.is_some(),
+                has_controller: p.controller_deployment.is_some(),
+                has_backup_url: b.url.is_some(),
+                has_backup_controller: b.controller_deployment.is_some(),
+                has_gateway,
+                has_backup_gateway,
+            })
+        }
+        (None, None) => None,
+    }
+}
+
 impl EngineConfig {
     /// Resolves a spec. The spec is assumed to have passed validation; where it has not, values
     /// are clamped into range rather than trusted, so the engine's invariants hold regardless.
@@ -139,18 +193,7 @@ impl EngineConfig {
                     max_replicas: 0,
                 },
             });
-        let ingress = spec.ingress.as_ref().map(|i| IngressConfig {
-            primary_class: i.primary_class.clone(),
-            backup_class: i.backup_class.clone(),
-            mode: i.mode,
-            has_health_url: i.health.url.is_some(),
-            has_controller: i.health.controller_deployment.is_some(),
-            has_backup_url: i.backup_health.as_ref().is_some_and(|b| b.url.is_some()),
-            has_backup_controller: i
-                .backup_health
-                .as_ref()
-                .is_some_and(|b| b.controller_deployment.is_some()),
-        });
+        let ingress = tier_config(spec);
         let mut steps: Vec<u32> = spec
             .recovery
             .failback_steps
@@ -160,7 +203,9 @@ impl EngineConfig {
             .collect();
         steps.sort_unstable();
         steps.dedup();
-        if spec.ingress.as_ref().map(|i| i.mode) != Some(IngressMode::HotStandby) {
+        if spec.gateway.is_none()
+            && spec.ingress.as_ref().map(|i| i.mode) != Some(IngressMode::HotStandby)
+        {
             steps.clear();
         }
         let t = &spec.thresholds;

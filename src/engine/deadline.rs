@@ -40,7 +40,13 @@ impl PolicyState {
         for b in &self.budgets {
             at.extend(b.transitions.front().map(|t| t + cfg.flap_window_ms));
         }
-        for signal in [&self.controller_signal, &self.backup_signal] {
+        let [gateway, backup_gateway] = self.gateway.debounces();
+        for signal in [
+            &self.controller_signal,
+            &self.backup_signal,
+            gateway,
+            backup_gateway,
+        ] {
             if let Some(since) = signal.contrary_since {
                 let needed = if signal.serving {
                     cfg.fall_ms()

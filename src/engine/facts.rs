@@ -86,6 +86,10 @@ pub struct Observation {
     pub backup_lb_checks: Vec<CheckOutcome>,
     /// The backup ingress controller Deployment; None = unknown.
     pub backup_controller: Option<DeploymentFact>,
+    /// The primary Gateway's status (`spec.gateway`); None = unknown (cache not synced).
+    pub lb_gateway: Option<super::gateway::GatewayFact>,
+    /// The backup Gateway's status; None = unknown.
+    pub backup_gateway: Option<super::gateway::GatewayFact>,
     /// Ready replicas of the emergency Deployment; None = unknown.
     pub emergency_ready_replicas: Option<i32>,
 }

@@ -9,6 +9,7 @@ pub mod actions;
 pub mod config;
 mod deadline;
 pub mod facts;
+pub mod gateway;
 pub mod invariants;
 mod publish;
 pub mod report;
@@ -19,6 +20,7 @@ mod step;
 pub use actions::{Action, ActionKind, Affected};
 pub use config::{DnsConfig, EngineConfig, Millis, Now};
 pub use facts::{CheckFact, DeploymentFact, EndpointFact, Observation, Pool};
+pub use gateway::GatewayFact;
 pub use state::{Drain, EmergencyPhase, IngressDesired, IngressPhase, LbTier, PolicyState, Tier};
 pub use step::{hold_invalid, step};
 

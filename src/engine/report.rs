@@ -73,7 +73,7 @@ pub fn render_status(
         backup_load_balancer: cfg
             .ingress
             .as_ref()
-            .filter(|i| i.has_backup_url || i.has_backup_controller)
+            .filter(|i| i.has_backup_url || i.has_backup_controller || i.has_backup_gateway)
             .map(|_| LoadBalancerStatus {
                 state: if state.backup_serving {
                     state.backup_lb.state

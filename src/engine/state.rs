@@ -252,6 +252,8 @@ pub struct PolicyState {
     pub backup_controller: Option<DeploymentFact>,
     pub backup_signal: Debounce,
     pub backup_serving: bool,
+    /// The Gateways' own status as signals of each side (`spec.gateway`).
+    pub gateway: super::gateway::GatewaySignals,
     /// A failover is wanted but the backup is down too (reported once per episode).
     pub(crate) failover_held: bool,
     pub emergency: EmergencyPhase,
@@ -314,6 +316,7 @@ impl PolicyState {
             backup_controller: None,
             backup_signal: Debounce::SERVING,
             backup_serving: true,
+            gateway: Default::default(),
             failover_held: false,
             emergency: EmergencyPhase::Standby,
             below_since: None,
@@ -376,6 +379,7 @@ impl PolicyState {
             s.backup_serving = lb.state.serving();
             s.backup_signal.serving = lb.state.serving();
         }
+        s.gateway = super::gateway::GatewaySignals::resume(s.lb_serving, s.backup_serving);
         s.emergency = resume_emergency(cfg, status, now.mono);
         if let Some(ing) = &cfg.ingress {
             // The decision: `decidedClass` (statuses written before it existed carry the

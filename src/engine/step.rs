@@ -274,6 +274,7 @@ pub(super) fn outcome_parts(outcome: &CheckOutcome) -> (bool, Option<&str>) {
 struct Verdict {
     serving: bool,
     url_ok: bool,
+    gateway_ok: bool,
     failure_seen: bool,
     missing: bool,
 }
@@ -292,9 +293,10 @@ fn judge(
     (has_url, has_controller): (bool, bool),
     checks: &[CheckOutcome],
     observed: Option<DeploymentFact>,
+    gateway: super::gateway::GatewayJudgement,
     now: Now,
 ) -> Verdict {
-    let mut failure_seen = false;
+    let mut failure_seen = gateway.failure_seen;
     for outcome in checks {
         let (healthy, error) = outcome_parts(outcome);
         failure_seen |= !healthy;
@@ -311,15 +313,24 @@ fn judge(
     let url_ok = !has_url || url.state.serving();
     let controller_ok = !has_controller || signal.serving;
     Verdict {
-        serving: url_ok && controller_ok,
+        serving: url_ok && controller_ok && gateway.ok,
         url_ok,
+        gateway_ok: gateway.ok,
         failure_seen,
         missing: *fact == Some(DeploymentFact::Missing),
     }
 }
 
-fn down_reason(cfg: &EngineConfig, which: &str, v: &Verdict, url: &RiseFall) -> String {
-    if !v.url_ok {
+fn down_reason(
+    cfg: &EngineConfig,
+    which: &str,
+    v: &Verdict,
+    url: &RiseFall,
+    gateway: &super::gateway::GatewaySignal,
+) -> String {
+    if !v.gateway_ok {
+        format!("{which}{}", gateway.why(cfg))
+    } else if !v.url_ok {
         format!(
             "{which}health URL failed {} consecutive checks (last: {})",
             cfg.fall,
@@ -351,6 +362,10 @@ fn observe_load_balancer(
     let Some(ing) = &cfg.ingress else {
         return;
     };
+    let gw = state
+        .gateway
+        .primary
+        .judge(cfg, ing.has_gateway, obs.lb_gateway.as_ref(), now.mono);
     let primary = judge(
         cfg,
         &mut state.lb,
@@ -359,6 +374,7 @@ fn observe_load_balancer(
         (ing.has_health_url, ing.has_controller),
         &obs.lb_checks,
         obs.lb_controller,
+        gw,
         now,
     );
     if primary.failure_seen {
@@ -375,11 +391,17 @@ fn observe_load_balancer(
         } else {
             (
                 ActionKind::LoadBalancerDown,
-                down_reason(cfg, "", &primary, &state.lb),
+                down_reason(cfg, "", &primary, &state.lb, &state.gateway.primary),
             )
         };
         state.record(actions, now.wall, kind, reason, Affected::None);
     }
+    let gw = state.gateway.backup.judge(
+        cfg,
+        ing.has_backup_gateway,
+        obs.backup_gateway.as_ref(),
+        now.mono,
+    );
     let backup = judge(
         cfg,
         &mut state.backup_lb,
@@ -388,6 +410,7 @@ fn observe_load_balancer(
         (ing.has_backup_url, ing.has_backup_controller),
         &obs.backup_lb_checks,
         obs.backup_controller,
+        gw,
         now,
     );
     if backup.serving != state.backup_serving {
@@ -400,7 +423,13 @@ fn observe_load_balancer(
         } else {
             (
                 ActionKind::BackupLoadBalancerDown,
-                down_reason(cfg, "backup ", &backup, &state.backup_lb),
+                down_reason(
+                    cfg,
+                    "backup ",
+                    &backup,
+                    &state.backup_lb,
+                    &state.gateway.backup,
+                ),
             )
         };
         state.record(actions, now.wall, kind, reason, Affected::None);

@@ -139,8 +139,87 @@ pub fn validate_policy(policy: &FailoverPolicy, ctx: &ValidationContext) -> Vec<
     if let Some(ingress) = &spec.ingress {
         check_ingress_tier(&mut errors, ctx, own_namespace, ingress);
     }
+    if let Some(gateway) = &spec.gateway {
+        check_gateway_tier(&mut errors, ctx, own_namespace, gateway);
+    }
     check_failback(&mut errors, spec);
     errors
+}
+
+/// The Gateway tier: template and Gateway names, the selector, and each side's health signals
+/// (the same rules as the ingress tier's).
+fn check_gateway_tier(
+    errors: &mut Vec<FieldError>,
+    ctx: &ValidationContext,
+    own_namespace: &str,
+    gateway: &crate::api::GatewayTierSpec,
+) {
+    let mut names: HashMap<&str, usize> = HashMap::new();
+    for (i, name) in gateway.routes.iter().enumerate() {
+        let path = format!("spec.gateway.routes[{i}]");
+        check_name(errors, &path, name, dns1123_subdomain);
+        if let Some(first) = names.insert(name, i) {
+            errors.push(FieldError::new(
+                path,
+                format!(
+                    "Duplicate value: \"{name}\" is already listed at spec.gateway.routes[{first}]"
+                ),
+            ));
+        }
+    }
+    if let Some(selector) = &gateway.selector {
+        check_selector(errors, "spec.gateway.selector", selector);
+    }
+    for (side, g) in [
+        ("primaryGateway", &gateway.primary_gateway),
+        ("backupGateway", &gateway.backup_gateway),
+    ] {
+        check_name(
+            errors,
+            &format!("spec.gateway.{side}.name"),
+            &g.name,
+            dns1123_subdomain,
+        );
+        if let Some(ns) = &g.namespace {
+            check_name(
+                errors,
+                &format!("spec.gateway.{side}.namespace"),
+                ns,
+                dns1123_label,
+            );
+        }
+        if let Some(section) = &g.section_name {
+            check_name(
+                errors,
+                &format!("spec.gateway.{side}.sectionName"),
+                section,
+                dns1123_subdomain,
+            );
+        }
+    }
+    let side = |g: &crate::api::GatewayRef| {
+        (
+            g.name.clone(),
+            g.namespace
+                .clone()
+                .unwrap_or_else(|| own_namespace.to_string()),
+            g.section_name.clone(),
+        )
+    };
+    if side(&gateway.primary_gateway) == side(&gateway.backup_gateway) {
+        errors.push(FieldError::new(
+            "spec.gateway.backupGateway",
+            "Invalid value: backupGateway must differ from primaryGateway (another Gateway, or another listener by sectionName)",
+        ));
+    }
+    for (base, health) in [
+        ("spec.gateway.health", &gateway.health),
+        ("spec.gateway.backupHealth", &gateway.backup_health),
+    ] {
+        if let Some(h) = health {
+            check_tier_health(errors, ctx, own_namespace, base, &h.as_tier_health());
+        }
+    }
 }
 
 /// The policy's own name and namespace.
@@ -377,11 +456,12 @@ fn check_ingress_tier(
 /// the controller past an older CRD.
 fn check_failback(errors: &mut Vec<FieldError>, spec: &FailoverPolicySpec) {
     if !spec.recovery.failback_steps.is_empty()
+        && spec.gateway.is_none()
         && spec.ingress.as_ref().map(|i| i.mode) != Some(IngressMode::HotStandby)
     {
         errors.push(FieldError::new(
             "spec.recovery.failbackSteps",
-            "Forbidden: gradual failback needs spec.ingress.mode HotStandby: only a mirrored backup Ingress can carry a traffic weight",
+            "Forbidden: gradual failback needs spec.ingress.mode HotStandby or spec.gateway: only a mirrored backup Ingress can carry a traffic weight",
         ));
     }
 }
@@ -675,6 +755,27 @@ mod tests {
             doc["spec"][k] = v.clone();
         }
         serde_json::from_value(doc).unwrap()
+    }
+
+    #[test]
+    fn the_backup_gateway_differs_from_the_primary() {
+        let gw = |backup: serde_json::Value| {
+            policy(json!({"gateway": {"routes": ["web"],
+                "primaryGateway": {"name": "edge"}, "backupGateway": backup}}))
+        };
+        let refused = |p: &FailoverPolicy| {
+            validate_policy(p, &ValidationContext::default())
+                .iter()
+                .any(|e| e.path == "spec.gateway.backupGateway")
+        };
+        // The policy's namespace written out is the same Gateway.
+        assert!(refused(&gw(json!({"name": "edge"}))));
+        assert!(refused(&gw(json!({"name": "edge", "namespace": "shop"}))));
+        assert!(!refused(&gw(json!({"name": "edge", "sectionName": "b"}))));
+        assert!(!refused(&gw(
+            json!({"name": "edge", "namespace": "gateways"})
+        )));
+        assert!(!refused(&gw(json!({"name": "edge-backup"}))));
     }
 
     fn with_url(url: &str) -> FailoverPolicy {

@@ -240,6 +240,7 @@ impl Env {
             trust_unmanaged_endpointslices: false,
             dns_endpoints: false,
             max_concurrent_reconciles: 32,
+            gateway_api: false,
             resync: std::time::Duration::from_secs(300),
         }
     }

@@ -8,6 +8,7 @@ Usage: include "ingress-failover.rbacRules" (dict "root" $ "scope" "watched")
 {{- range $rules }}
 {{- $feature := true }}
 {{- if eq (default "" .feature) "externalDNS" }}{{ $feature = $.root.Values.externalDNS.enabled }}{{ end }}
+{{- if eq (default "" .feature) "gatewayAPI" }}{{ $feature = $.root.Values.gatewayAPI.enabled }}{{ end }}
 {{- if and $feature (eq (default "watched" .scope) $.scope) }}
 - apiGroups: [{{ .apiGroup | quote }}]
   resources: [{{ .resource | quote }}]

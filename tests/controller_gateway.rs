@@ -1,0 +1,559 @@
+//! The Gateway API tier end to end (issue 14), through the Kubernetes API only, with the
+//! vendored Gateway API v1.6.3 standard-channel CRDs installed: the embedded plane by default
+//! (which admits them as kube-apiserver does: tests/golden/gateway-api-admission.txt), the real
+//! control plane when `INGRESS_FAILOVER_KUBECONFIG` is set (scripts/real-cluster-suites.sh).
+//! The test writes the Gateways' status itself, as a Gateway controller would.
+
+#[path = "support/cluster.rs"]
+mod cluster;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use cluster::*;
+use ingress_failover::api::{Phase, condition_types as ct};
+use ingress_failover::controller::gateway::HttpRoute;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{ListParams, Patch, PatchParams};
+use kube::core::{ApiResource, DynamicObject};
+use kube::{Api, Client, ResourceExt};
+use serde_json::{Value, json};
+use testkit::farm::Behavior;
+
+const T: Duration = Duration::from_secs(20);
+/// The field manager of this test when it plays the user and the Gateway controller.
+const USER: &str = "gitops-tool";
+
+/// The Gateway API CRDs the tier reads and writes, vendored under tests/data/crds.
+const CRDS: &[&str] = &[
+    "gateway.networking.k8s.io_gatewayclasses.yaml",
+    "gateway.networking.k8s.io_gateways.yaml",
+    "gateway.networking.k8s.io_httproutes.yaml",
+];
+
+async fn install_gateway_api(client: &Client) {
+    for file in CRDS {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/data/crds/gateway-api")
+            .join(file);
+        let crd: CustomResourceDefinition =
+            serde_saphyr::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+        crds.patch(
+            &crd.name_any(),
+            &PatchParams::apply("controller-gateway-test").force(),
+            &Patch::Apply(&crd),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{file} applies: {e}"));
+        tokio::time::timeout(
+            Duration::from_secs(30),
+            kube::runtime::wait::await_condition(
+                crds,
+                &crd.name_any(),
+                kube::runtime::wait::conditions::is_crd_established(),
+            ),
+        )
+        .await
+        .expect("CRD established in time")
+        .unwrap();
+    }
+    let gateways: Api<DynamicObject> = Api::all_with(client.clone(), &resource("Gateway"));
+    eventually(Duration::from_secs(30), || async {
+        gateways.list(&ListParams::default().limit(1)).await.ok()
+    })
+    .await;
+}
+
+fn resource(kind: &str) -> ApiResource {
+    ApiResource {
+        group: "gateway.networking.k8s.io".into(),
+        version: "v1".into(),
+        api_version: "gateway.networking.k8s.io/v1".into(),
+        kind: kind.into(),
+        plural: format!("{}s", kind.to_lowercase()),
+    }
+}
+
+fn routes(env: &Env) -> Api<HttpRoute> {
+    Api::namespaced(env.client.clone(), &env.ns)
+}
+
+fn gateways(env: &Env) -> Api<DynamicObject> {
+    Api::namespaced_with(env.client.clone(), &env.ns, &resource("Gateway"))
+}
+
+/// The chart's rules of the gatewayAPI feature, as (resource, verb).
+fn gateway_rules() -> BTreeSet<(String, String)> {
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Rule {
+        resource: String,
+        verbs: Vec<String>,
+        #[serde(default)]
+        feature: Option<String>,
+    }
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/charts/ingress-failover/rbac-rules.yaml"
+    );
+    let rules: Vec<Rule> = serde_saphyr::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    rules
+        .into_iter()
+        .filter(|r| r.feature.as_deref() == Some("gatewayAPI"))
+        .flat_map(|r| r.verbs.into_iter().map(move |v| (r.resource.clone(), v)))
+        .collect()
+}
+
+/// Applies an object as the user (their GitOps tool), not as the test harness.
+async fn apply_as_user(env: &Env, api: &Api<DynamicObject>, obj: Value) {
+    let name = obj["metadata"]["name"].as_str().unwrap().to_string();
+    api.patch(
+        &name,
+        &PatchParams::apply(USER).force(),
+        &Patch::Apply(&obj),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("applying {name} in {}: {e}", env.ns));
+}
+
+fn template(hostnames: Value, parent_refs: Option<Value>) -> Value {
+    let mut t = json!({
+        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+        "metadata": {"name": "web", "labels": {"app": "web"}},
+        "spec": {
+            "hostnames": hostnames,
+            "rules": [{
+                "matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
+                "backendRefs": [{"name": "web-healthy", "port": 80}]
+            }]
+        }
+    });
+    if let Some(p) = parent_refs {
+        t["spec"]["parentRefs"] = p;
+    }
+    t
+}
+
+/// Writes a Gateway's status as its controller would: Accepted and Programmed for the current
+/// generation, and its one listener Programmed (or not).
+async fn set_gateway_status(env: &Env, name: &str, programmed: bool) {
+    let api = gateways(env);
+    let gw = api.get(name).await.expect("Gateway exists");
+    let generation = gw.metadata.generation.unwrap_or(1);
+    let now = k8s_openapi::jiff::Timestamp::now().to_string();
+    let cond = |type_: &str, ok: bool, reason: &str| {
+        json!({"type": type_, "status": if ok { "True" } else { "False" }, "reason": reason,
+               "message": "", "observedGeneration": generation, "lastTransitionTime": now})
+    };
+    let status = json!({"status": {
+        "conditions": [
+            cond("Accepted", true, "Accepted"),
+            cond("Programmed", programmed, if programmed { "Programmed" } else { "AddressNotAssigned" }),
+        ],
+        "listeners": [{
+            "name": "http", "attachedRoutes": 0,
+            "supportedKinds": [{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute"}],
+            "conditions": [cond("Programmed", programmed, if programmed { "Programmed" } else { "Invalid" })]
+        }]
+    }});
+    api.patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
+        .await
+        .unwrap_or_else(|e| panic!("Gateway {name} status: {e}"));
+}
+
+/// A namespace with the Gateway API, two serving Gateways, the template `web` (as the user),
+/// a load balancer health URL and the policy `web`; the controller runs with `--gateway-api`.
+async fn gateway_env(
+    name: &str,
+    template_parents: Option<Value>,
+    extra: Value,
+) -> (Env, std::net::SocketAddr) {
+    let mut env = Env::start(name).await;
+    install_gateway_api(&env.client).await;
+    let b = env.backends(2).await;
+    let lb = env.backend_addr();
+    env.set(lb, Behavior::Healthy).await;
+    for gw in ["gw-primary", "gw-backup"] {
+        apply_as_user(
+            &env,
+            &gateways(&env),
+            json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+                   "metadata": {"name": gw},
+                   "spec": {"gatewayClassName": gw, "listeners": [{"name": "http", "protocol": "HTTP", "port": 80}]}}),
+        )
+        .await;
+        set_gateway_status(&env, gw, true).await;
+    }
+    let route_api: Api<DynamicObject> =
+        Api::namespaced_with(env.client.clone(), &env.ns, &resource("HTTPRoute"));
+    apply_as_user(
+        &env,
+        &route_api,
+        template(json!(["shop.example"]), template_parents),
+    )
+    .await;
+    let mut spec = json!({"gateway": {"routes": ["web"], "selector": {"matchLabels": {"failover": "shop"}},
+        "primaryGateway": {"name": "gw-primary"},
+        "backupGateway": {"name": "gw-backup"}}});
+    // With spec.ingress the health URL is the ingress tier's (one tier, one decision).
+    if extra.get("ingress").is_some() {
+        for o in ingress_objects("nginx-primary") {
+            env.apply_json(o).await;
+        }
+    } else {
+        spec["gateway"]["health"] = json!({"url": format!("http://{lb}/healthz")});
+    }
+    // `LB_ADDR` in `extra` stands for the load balancer's health address.
+    let extra: Value =
+        serde_json::from_str(&extra.to_string().replace("LB_ADDR", &lb.to_string())).unwrap();
+    merge(&mut spec, extra);
+    env.apply_json(policy("web", &b, spec)).await;
+    let mut opts = env.controller_options();
+    opts.gateway_api = true;
+    env.controller = Some(env.spawn_controller(opts).await);
+    (env, lb)
+}
+
+/// The copy's parentRefs, as Gateway names.
+async fn parents(env: &Env) -> Option<Vec<String>> {
+    let copy = routes(env).get_opt("web-failover").await.ok().flatten()?;
+    Some(
+        copy.spec
+            .parent_refs
+            .iter()
+            .map(|p| p.name.clone())
+            .collect(),
+    )
+}
+
+async fn wait_parents(env: &Env, want: &[&str]) {
+    let got = eventually(T, || async {
+        parents(env)
+            .await
+            .filter(|p| p.iter().map(String::as_str).eq(want.iter().copied()))
+    })
+    .await;
+    assert_eq!(got, want);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routes_follow_failover_gradual_failback_and_template_edits() {
+    let (env, lb) = gateway_env(
+        "gwroute",
+        None,
+        json!({"recovery": {"failbackSteps": [50], "stepSeconds": 2}}),
+    )
+    .await;
+    env.wait_status("web", T, "Normal", |s| s.phase == Phase::Normal)
+        .await;
+
+    // The copy: the template's hostnames and rules, attached to the primary Gateway, owned by
+    // the policy.
+    wait_parents(&env, &["gw-primary"]).await;
+    let copy = routes(&env).get("web-failover").await.unwrap();
+    let tpl = routes(&env).get("web").await.unwrap();
+    assert_eq!(copy.spec.rules, tpl.spec.rules);
+    assert_eq!(copy.spec.hostnames, Some(json!(["shop.example"])));
+    let owners = copy.metadata.owner_references.clone().unwrap_or_default();
+    assert!(
+        owners
+            .iter()
+            .any(|o| o.kind == "FailoverPolicy" && o.name == "web"),
+        "{owners:?}"
+    );
+    let p = &copy.spec.parent_refs[0];
+    assert_eq!(p.namespace.as_deref(), Some(env.ns.as_str()));
+
+    // Steady state: nothing is written, even when the template changes in a way the copy
+    // does not carry (a label: its policy is reconciled and compares).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let before = env.controller.as_ref().unwrap().writes();
+    let route_api: Api<DynamicObject> =
+        Api::namespaced_with(env.client.clone(), &env.ns, &resource("HTTPRoute"));
+    let mut relabelled = template(json!(["shop.example"]), None);
+    relabelled["metadata"]["labels"]["team"] = json!("shop");
+    apply_as_user(&env, &route_api, relabelled).await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let after = env.controller.as_ref().unwrap().writes();
+    assert_eq!(after, before, "writes in steady state");
+
+    // The primary tier's health URL dies: the copy moves to the backup Gateway.
+    env.set(lb, Behavior::Status(503)).await;
+    env.wait_status("web", T, "failed over", |s| {
+        s.phase == Phase::FailedOver && is_true(s, ct::FAILOVER_ACTIVE)
+    })
+    .await;
+    wait_parents(&env, &["gw-backup"]).await;
+
+    // It heals: the 50 % step attaches the copy to both Gateways, then to the primary alone.
+    env.set(lb, Behavior::Healthy).await;
+    env.wait_status("web", T, "50% step", |s| {
+        s.primary_weight_percent == Some(50)
+    })
+    .await;
+    wait_parents(&env, &["gw-primary", "gw-backup"]).await;
+    env.wait_status("web", T, "failback complete", |s| {
+        s.primary_weight_percent == Some(100) && s.phase == Phase::Normal
+    })
+    .await;
+    wait_parents(&env, &["gw-primary"]).await;
+
+    // The user edits the template: the copy follows.
+    let route_api: Api<DynamicObject> =
+        Api::namespaced_with(env.client.clone(), &env.ns, &resource("HTTPRoute"));
+    apply_as_user(
+        &env,
+        &route_api,
+        template(json!(["shop.example", "www.shop.example"]), None),
+    )
+    .await;
+    eventually(T, || async {
+        let c = routes(&env).get("web-failover").await.ok()?;
+        (c.spec.hostnames == Some(json!(["shop.example", "www.shop.example"]))).then_some(())
+    })
+    .await;
+
+    // The operator never wrote the template: every field of it is the user's alone.
+    let tpl = routes(&env).get("web").await.unwrap();
+    let managers: Vec<String> = tpl
+        .metadata
+        .managed_fields
+        .iter()
+        .flatten()
+        .filter_map(|m| m.manager.clone())
+        .collect();
+    assert_eq!(managers, [USER], "template managers");
+    assert!(tpl.spec.parent_refs.is_empty());
+    // The copy is the operator's alone.
+    let copy = routes(&env).get("web-failover").await.unwrap();
+    let managers: Vec<String> = copy
+        .metadata
+        .managed_fields
+        .iter()
+        .flatten()
+        .filter_map(|m| m.manager.clone())
+        .collect();
+    assert_eq!(managers, ["ingress-failover"], "copy managers");
+
+    // A second template, selected by label, is copied; deleted, its copy goes with it.
+    let mut api_tpl = template(json!(["api.shop.example"]), None);
+    api_tpl["metadata"]["name"] = json!("api");
+    api_tpl["metadata"]["labels"] = json!({"failover": "shop"});
+    apply_as_user(&env, &route_api, api_tpl).await;
+    eventually(T, || async {
+        routes(&env).get_opt("api-failover").await.ok().flatten()
+    })
+    .await;
+    route_api.delete("api", &Default::default()).await.unwrap();
+    eventually(T, || async {
+        routes(&env)
+            .get_opt("api-failover")
+            .await
+            .ok()
+            .map(|r| r.is_none())
+            .filter(|gone| *gone)
+    })
+    .await;
+
+    // The chart grants exactly what the Gateway tier used (rbac-rules.yaml, feature
+    // gatewayAPI; a server-side apply that creates is authorized as create too).
+    if let Some(cluster) = &env.cluster {
+        let used: BTreeSet<(String, String)> = cluster
+            .audit()
+            .into_iter()
+            .filter(|e| {
+                is_controller_agent(&e.user_agent) && e.group == "gateway.networking.k8s.io"
+            })
+            .flat_map(|e| {
+                let implied =
+                    (e.verb == "patch").then(|| (e.resource.clone(), "create".to_string()));
+                std::iter::once((e.resource.clone(), e.verb.clone())).chain(implied)
+            })
+            .collect();
+        assert_eq!(used, gateway_rules());
+    }
+
+    // Deletion (Restore): the copy is handed back on the primary Gateway, not deleted.
+    env.delete_policy("web", T).await;
+    let copy = routes(&env).get("web-failover").await.unwrap();
+    assert!(
+        copy.metadata
+            .owner_references
+            .iter()
+            .flatten()
+            .all(|o| o.kind != "FailoverPolicy"),
+        "handed back without the ownerReference"
+    );
+    assert!(!copy.labels().contains_key("ingressfailover.io/policy"));
+    assert_eq!(
+        copy.spec
+            .parent_refs
+            .iter()
+            .map(|p| p.name.as_str())
+            .collect::<Vec<_>>(),
+        ["gw-primary"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_not_programmed_fails_the_tier_over() {
+    let (env, _lb) = gateway_env("gwstatus", None, json!({})).await;
+    env.wait_status("web", T, "Normal", |s| s.phase == Phase::Normal)
+        .await;
+    wait_parents(&env, &["gw-primary"]).await;
+    set_gateway_status(&env, "gw-primary", false).await;
+    let s = env
+        .wait_status("web", T, "failed over", |s| s.phase == Phase::FailedOver)
+        .await;
+    let down = s
+        .history
+        .iter()
+        .find(|h| h.action == "LoadBalancerDown")
+        .expect("LoadBalancerDown in history");
+    assert!(
+        down.reason.contains("Gateway is not serving") && down.reason.contains("Programmed"),
+        "{}",
+        down.reason
+    );
+    wait_parents(&env, &["gw-backup"]).await;
+    // Programmed again: rise, then the hold-down, then back.
+    set_gateway_status(&env, "gw-primary", true).await;
+    env.wait_status("web", T, "back on the primary", |s| {
+        s.phase == Phase::Normal
+    })
+    .await;
+    wait_parents(&env, &["gw-primary"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_template_with_parent_refs_is_refused_and_not_copied() {
+    let (env, _lb) =
+        gateway_env("gwrefuse", Some(json!([{"name": "gw-primary"}])), json!({})).await;
+    let s = env
+        .wait_status("web", T, "Ready=False naming the template", |s| {
+            condition(s, ct::READY).is_some_and(|c| {
+                c.status == "False" && c.message.contains("has parentRefs: remove them")
+            })
+        })
+        .await;
+    assert!(
+        condition(&s, ct::READY).unwrap().message.contains("web"),
+        "{:?}",
+        condition(&s, ct::READY)
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        parents(&env).await.is_none(),
+        "no copy of a refused template"
+    );
+    // Without its parentRefs, the template is copied.
+    let route_api: Api<DynamicObject> =
+        Api::namespaced_with(env.client.clone(), &env.ns, &resource("HTTPRoute"));
+    apply_as_user(&env, &route_api, template(json!(["shop.example"]), None)).await;
+    wait_parents(&env, &["gw-primary"]).await;
+    env.wait_status("web", T, "Ready", |s| is_true(s, ct::READY))
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_gateway_api_a_gateway_policy_says_how_to_enable_it() {
+    let mut env = Env::start("gwoff").await;
+    let b = env.backends(1).await;
+    env.apply_json(policy(
+        "web",
+        &b,
+        json!({"gateway": {"routes": ["web"], "primaryGateway": {"name": "a"}, "backupGateway": {"name": "b"}}}),
+    ))
+    .await;
+    env.start_controller().await;
+    env.wait_status("web", T, "Ready=False saying --gateway-api", |s| {
+        condition(s, ct::READY)
+            .is_some_and(|c| c.status == "False" && c.message.contains("--gateway-api"))
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_policy_naming_the_same_template_is_a_conflict() {
+    let (env, _lb) = gateway_env("gwclaim", None, json!({})).await;
+    wait_parents(&env, &["gw-primary"]).await;
+    let b = env.backends(1).await;
+    env.apply_json(policy(
+        "web2",
+        &b,
+        json!({"gateway": {"routes": ["web"],
+            "primaryGateway": {"name": "gw-backup"}, "backupGateway": {"name": "gw-primary"}}}),
+    ))
+    .await;
+    let s = env
+        .wait_status("web2", T, "Ready=False Conflict", |s| {
+            condition(s, ct::READY).is_some_and(|c| c.status == "False" && c.reason == "Conflict")
+        })
+        .await;
+    let msg = &condition(&s, ct::READY).unwrap().message;
+    assert!(msg.contains("HTTPRoute") && msg.contains("/web"), "{msg}");
+    // The copy stays the first policy's, on its primary Gateway.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let copy = routes(&env).get("web-failover").await.unwrap();
+    assert_eq!(
+        copy.labels()
+            .get("ingressfailover.io/policy")
+            .map(String::as_str),
+        Some("web")
+    );
+    assert_eq!(parents(&env).await.unwrap(), ["gw-primary"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_tier_decision_moves_the_ingresses_and_the_routes() {
+    let (env, lb) = gateway_env(
+        "gwboth",
+        None,
+        json!({"ingress": {"ingresses": ["web"], "primaryClass": "nginx-primary",
+            "backupClass": "nginx-backup", "health": {"url": "http://LB_ADDR/healthz"}}}),
+    )
+    .await;
+    env.wait_status("web", T, "Normal", |s| s.phase == Phase::Normal)
+        .await;
+    wait_parents(&env, &["gw-primary"]).await;
+    assert_eq!(
+        env.ingress_class("web").await.as_deref(),
+        Some("nginx-primary")
+    );
+    env.set(lb, Behavior::Status(503)).await;
+    let s = env
+        .wait_status("web", T, "failed over, in effect", |s| {
+            s.phase == Phase::FailedOver && is_true(s, ct::IN_EFFECT)
+        })
+        .await;
+    assert_eq!(s.active_class.as_deref(), Some("nginx-backup"));
+    assert_eq!(
+        env.ingress_class("web").await.as_deref(),
+        Some("nginx-backup")
+    );
+    wait_parents(&env, &["gw-backup"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deletion_with_orphan_leaves_the_copy_where_it_is_without_the_owner_reference() {
+    let (env, lb) = gateway_env("gworphan", None, json!({"deletionPolicy": "Orphan"})).await;
+    wait_parents(&env, &["gw-primary"]).await;
+    env.set(lb, Behavior::Status(503)).await;
+    wait_parents(&env, &["gw-backup"]).await;
+    env.delete_policy("web", T).await;
+    // Left on the backup Gateway, and not garbage-collected with the policy.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let copy = routes(&env)
+        .get("web-failover")
+        .await
+        .expect("the copy survives");
+    assert!(
+        copy.metadata
+            .owner_references
+            .iter()
+            .flatten()
+            .all(|o| o.kind != "FailoverPolicy")
+    );
+    assert_eq!(parents(&env).await.unwrap(), ["gw-backup"]);
+}
