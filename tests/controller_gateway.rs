@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use cluster::*;
 use ingress_failover::api::{Phase, condition_types as ct};
+use ingress_failover::controller::dns::DNSEndpoint;
 use ingress_failover::controller::gateway::HttpRoute;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{ListParams, Patch, PatchParams};
@@ -208,11 +209,47 @@ async fn gateway_env(
     let extra: Value =
         serde_json::from_str(&extra.to_string().replace("LB_ADDR", &lb.to_string())).unwrap();
     merge(&mut spec, extra);
-    env.apply_json(policy("web", &b, spec)).await;
+    if spec.get("dns").is_some() {
+        install_dnsendpoint_crd(&env.client).await;
+    }
+    env.apply_json(policy("web", &b, spec.clone())).await;
     let mut opts = env.controller_options();
     opts.gateway_api = true;
+    opts.dns_endpoints = spec.get("dns").is_some();
     env.controller = Some(env.spawn_controller(opts).await);
     (env, lb)
+}
+
+/// ExternalDNS's DNSEndpoint CRD, vendored from the pinned module.
+async fn install_dnsendpoint_crd(client: &Client) {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/crds/external-dns/dnsendpoints.externaldns.k8s.io.yaml");
+    let crd: CustomResourceDefinition =
+        serde_saphyr::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    crds.patch(
+        &crd.name_any(),
+        &PatchParams::apply("controller-gateway-test").force(),
+        &Patch::Apply(&crd),
+    )
+    .await
+    .expect("DNSEndpoint CRD applies");
+    let all: Api<DNSEndpoint> = Api::all(client.clone());
+    eventually(T, || async {
+        all.list(&ListParams::default().limit(1)).await.ok()
+    })
+    .await;
+}
+
+/// The A record targets of the policy's DNSEndpoint (Atomic mode: one record set).
+async fn dns_targets(env: &Env) -> Option<Vec<String>> {
+    let e = Api::<DNSEndpoint>::namespaced(env.client.clone(), &env.ns)
+        .get_opt("web-dns")
+        .await
+        .ok()
+        .flatten()?;
+    let set = e.spec.endpoints.first()?;
+    Some(set.targets.clone())
 }
 
 /// The copy's parentRefs, as Gateway names.
@@ -394,6 +431,48 @@ async fn routes_follow_failover_gradual_failback_and_template_edits() {
             .collect::<Vec<_>>(),
         ["gw-primary"]
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dns_records_follow_the_gateway_tier_to_the_addresses_in_gateway_status() {
+    let (env, lb) = gateway_env(
+        "gw-dns",
+        None,
+        json!({"dns": {"hostnames": ["shop.example"], "ttlSeconds": 2}}),
+    )
+    .await;
+    // The Gateway controllers publish where each data plane answers (TEST-NET addresses: data
+    // only, never contacted).
+    for (gw, addr) in [("gw-primary", "192.0.2.10"), ("gw-backup", "192.0.2.20")] {
+        gateways(&env)
+            .patch_status(
+                gw,
+                &PatchParams::default(),
+                &Patch::Merge(
+                    json!({"status": {"addresses": [{"type": "IPAddress", "value": addr}]}}),
+                ),
+            )
+            .await
+            .unwrap();
+    }
+    let on = |want: &'static str| {
+        let env = &env;
+        async move {
+            eventually(T, || async {
+                dns_targets(env)
+                    .await
+                    .filter(|t| t.iter().map(String::as_str).eq([want]))
+            })
+            .await
+        }
+    };
+    on("192.0.2.10").await;
+    env.set(lb, Behavior::Status(503)).await;
+    wait_parents(&env, &["gw-backup"]).await;
+    on("192.0.2.20").await;
+    env.set(lb, Behavior::Healthy).await;
+    wait_parents(&env, &["gw-primary"]).await;
+    on("192.0.2.10").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
