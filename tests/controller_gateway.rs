@@ -438,7 +438,7 @@ async fn dns_records_follow_the_gateway_tier_to_the_addresses_in_gateway_status(
     let (env, lb) = gateway_env(
         "gw-dns",
         None,
-        json!({"dns": {"hostnames": ["shop.example"], "ttlSeconds": 2}}),
+        json!({"dns": {"hostnames": ["shop.example"], "ttlSeconds": 4}}),
     )
     .await;
     // The Gateway controllers publish where each data plane answers (TEST-NET addresses: data
@@ -468,11 +468,23 @@ async fn dns_records_follow_the_gateway_tier_to_the_addresses_in_gateway_status(
     };
     on("192.0.2.10").await;
     env.set(lb, Behavior::Status(503)).await;
-    wait_parents(&env, &["gw-backup"]).await;
+    // The records move to the backup; the primary side stays attached one TTL (the drain),
+    // then the copy leaves it.
     on("192.0.2.20").await;
+    assert_eq!(
+        parents(&env).await.unwrap(),
+        ["gw-primary", "gw-backup"],
+        "the tier the records left keeps serving through the TTL"
+    );
+    wait_parents(&env, &["gw-backup"]).await;
     env.set(lb, Behavior::Healthy).await;
-    wait_parents(&env, &["gw-primary"]).await;
     on("192.0.2.10").await;
+    assert_eq!(
+        parents(&env).await.unwrap(),
+        ["gw-primary", "gw-backup"],
+        "the backup keeps serving through the TTL after the failback"
+    );
+    wait_parents(&env, &["gw-primary"]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::api::{FailoverPolicy, FailoverPolicySpec, GatewayRef, GatewayTierSpec};
-use crate::engine::{GatewayFact, IngressDesired};
+use crate::engine::{GatewayFact, IngressDesired, LbTier};
 
 use super::actuate::{ActuateError, HANDED_BACK_ANNOTATION, MANAGER};
 use super::context::Context;
@@ -185,13 +185,24 @@ pub fn copy_name(template: &str) -> String {
 
 /// Where the copies attach for a tier decision: the primary Gateway while all traffic is on
 /// the primary side, the backup while none is, both during a gradual failback (either Gateway
-/// serves the routes; how traffic splits between them is the DNS tier's to decide).
-pub fn attachment<'a>(tier: &'a GatewayTierSpec, want: &IngressDesired) -> Vec<&'a GatewayRef> {
-    match want.primary_weight_percent {
-        100.. => vec![&tier.primary_gateway],
-        0 => vec![&tier.backup_gateway],
-        _ => vec![&tier.primary_gateway, &tier.backup_gateway],
+/// serves the routes; how traffic splits between them is the DNS tier's to decide). A side
+/// the DNS records left stays attached while it drains (`spec.dns`: resolvers may still send
+/// clients there for one TTL).
+pub fn attachment<'a>(
+    tier: &'a GatewayTierSpec,
+    want: &IngressDesired,
+    draining: Option<LbTier>,
+) -> Vec<&'a GatewayRef> {
+    let primary = want.primary_weight_percent > 0 || draining == Some(LbTier::Primary);
+    let backup = want.primary_weight_percent < 100 || draining == Some(LbTier::Backup);
+    let mut out = Vec::new();
+    if primary {
+        out.push(&tier.primary_gateway);
     }
+    if backup {
+        out.push(&tier.backup_gateway);
+    }
+    out
 }
 
 /// A Gateway as a parentRef, its namespace written out (the policy's when omitted).
@@ -560,12 +571,13 @@ pub async fn sync_copies(
     tier: &GatewayTierSpec,
     templates: &Templates,
     want: &IngressDesired,
+    draining: Option<LbTier>,
     owner: &OwnerReference,
     policy: &str,
 ) -> Sync {
     let mut sync = Sync::default();
     let cached = copies_of(&stores.routes, ns, policy);
-    let parents = attachment(tier, want);
+    let parents = attachment(tier, want, draining);
     for copy in plan_copies(
         &templates.usable,
         &cached,
@@ -891,15 +903,19 @@ mod tests {
     #[test]
     fn attachment_follows_the_decision() {
         let t = tier();
-        let names = |w| {
-            attachment(&t, &want(w))
+        let names = |w, draining| {
+            attachment(&t, &want(w), draining)
                 .iter()
                 .map(|g| g.name.clone())
                 .collect::<Vec<_>>()
         };
-        assert_eq!(names(100), ["gw-a"]);
-        assert_eq!(names(0), ["gw-b"]);
-        assert_eq!(names(50), ["gw-a", "gw-b"]);
+        assert_eq!(names(100, None), ["gw-a"]);
+        assert_eq!(names(0, None), ["gw-b"]);
+        assert_eq!(names(50, None), ["gw-a", "gw-b"]);
+        // A side the DNS records left stays attached while it drains.
+        assert_eq!(names(0, Some(LbTier::Primary)), ["gw-a", "gw-b"]);
+        assert_eq!(names(100, Some(LbTier::Backup)), ["gw-a", "gw-b"]);
+        assert_eq!(names(100, Some(LbTier::Primary)), ["gw-a"]);
     }
 
     fn template(parents: Value) -> Arc<HttpRoute> {
@@ -943,7 +959,7 @@ mod tests {
                 std::slice::from_ref(&tpl),
                 cached,
                 "shop",
-                &attachment(&t, &want(w)),
+                &attachment(&t, &want(w), None),
                 Some(&o),
                 "web",
             )

@@ -382,6 +382,8 @@ struct Plan {
     ingress: Option<IngressDesired>,
     /// Percent of DNS answers for the primary tier (`spec.dns`).
     dns_primary_percent: Option<u32>,
+    /// The tier the DNS records left, while it still drains (kept serving).
+    draining: Option<crate::engine::LbTier>,
     /// When the engine may decide something with no new fact (monotonic).
     deadline: Option<crate::engine::Millis>,
 }
@@ -399,6 +401,7 @@ impl Plan {
             emergency_replicas: s.desired_emergency_replicas(&r.cfg),
             ingress: s.desired_ingress(&r.cfg),
             dns_primary_percent: s.desired_dns_primary_percent(&r.cfg),
+            draining: s.draining.filter(|d| d.until > now.mono).map(|d| d.tier),
             deadline: s.next_deadline(&r.cfg, now),
         }
     }
@@ -973,8 +976,40 @@ async fn write_desired(
             .await;
         }
     }
+    // Routes before records (make before break): the DNS answers move to a side only once the
+    // copies are attached there, so no client is sent to a Gateway that does not serve them.
+    let mut routes_in_place = spec.gateway.is_none();
+    if let (Some(want), Some(tier), Some(stores)) =
+        (&plan.ingress, &spec.gateway, &ctx.stores.gateway)
+        && due(Actuation::Routes)
+    {
+        let templates = super::gateway::templates(&stores.routes, ns, tier);
+        let sync = super::gateway::sync_copies(
+            ctx,
+            stores,
+            ns,
+            tier,
+            &templates,
+            want,
+            plan.draining,
+            &owner,
+            &name,
+        )
+        .await;
+        if sync.errors.is_empty() {
+            lock(rt).ledger.succeeded(Actuation::Routes);
+            routes_in_place = true;
+        }
+        if !sync.written.is_empty() {
+            info!(routes = ?sync.written, "HTTPRoute copies written");
+        }
+        for e in &sync.errors {
+            failed(ctx, policy, rt, Actuation::Routes, e, now).await;
+        }
+    }
     if let (Some(percent), Some(dns)) = (plan.dns_primary_percent, &spec.dns)
         && ctx.stores.dns_endpoints.is_some()
+        && routes_in_place
         && due(Actuation::Dns)
     {
         let addresses = super::dns::tier_addresses(ctx, ns, spec);
@@ -990,24 +1025,6 @@ async fn write_desired(
                 lock(rt).ledger.succeeded(Actuation::Dns);
             }
             Err(e) => failed(ctx, policy, rt, Actuation::Dns, &e, now).await,
-        }
-    }
-    if let (Some(want), Some(tier), Some(stores)) =
-        (&plan.ingress, &spec.gateway, &ctx.stores.gateway)
-        && due(Actuation::Routes)
-    {
-        let templates = super::gateway::templates(&stores.routes, ns, tier);
-        let sync =
-            super::gateway::sync_copies(ctx, stores, ns, tier, &templates, want, &owner, &name)
-                .await;
-        if sync.errors.is_empty() {
-            lock(rt).ledger.succeeded(Actuation::Routes);
-        }
-        if !sync.written.is_empty() {
-            info!(routes = ?sync.written, "HTTPRoute copies written");
-        }
-        for e in &sync.errors {
-            failed(ctx, policy, rt, Actuation::Routes, e, now).await;
         }
     }
     fx.failures = lock(rt).ledger.failures().map(|f| f.message()).collect();
