@@ -109,17 +109,12 @@ rbac_single_source() { # <rendered file>
 import sys, yaml
 docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
 rules = yaml.safe_load(open(sys.argv[2]))
-# Rules of a feature are granted only when the chart turns it on (the controller's flag).
-flags = {a for d in docs if d["kind"] == "Deployment"
-         for c in d["spec"]["template"]["spec"]["containers"] for a in c.get("args", [])}
-features = {"gatewayAPI": "--gateway-api" in flags}
-rules = [r for r in rules if features.get(r.get("feature"), True)]
 def norm(r):
     return (r["apiGroup"], r["resource"], tuple(r["verbs"]), r.get("scope", "watched"))
 # A rule of a feature (`feature: externalDNS`) is wanted exactly when the rendered Deployment
 # runs with the feature's flag.
 deployments = [d for d in docs if d["kind"] == "Deployment"]
-flags = {"externalDNS": "--dns-endpoints"}
+flags = {"externalDNS": "--dns-endpoints", "gatewayAPI": "--gateway-api"}
 on = {f for f, flag in flags.items() if any(flag in str(d) for d in deployments)}
 unknown = {r["feature"] for r in rules if r.get("feature")} - set(flags)
 if unknown:

@@ -1324,44 +1324,9 @@ async fn install_vendored_crd(client: &Client, file: &str) -> String {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/data/crds")
         .join(file);
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path:?}: {e}"));
-    let crd: CustomResourceDefinition =
-        serde_saphyr::from_str(&text).unwrap_or_else(|e| panic!("{path:?}: {e}"));
-    let name = crd.name_any();
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    crds.patch(
-        &name,
-        &PatchParams::apply("conformance").force(),
-        &Patch::Apply(&crd),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("{file} applies: {e}"));
-    tokio::time::timeout(
-        Duration::from_secs(30),
-        kube::runtime::wait::await_condition(
-            crds.clone(),
-            &name,
-            kube::runtime::wait::conditions::is_crd_established(),
-        ),
-    )
-    .await
-    .unwrap_or_else(|_| panic!("{name} established in time"))
-    .unwrap();
-    // A real apiserver may need a moment before it serves the new resource.
-    let version = crd.spec.versions.iter().find(|v| v.storage).unwrap();
-    let ar = kube::core::ApiResource {
-        group: crd.spec.group.clone(),
-        version: version.name.clone(),
-        api_version: format!("{}/{}", crd.spec.group, version.name),
-        kind: crd.spec.names.kind.clone(),
-        plural: crd.spec.names.plural.clone(),
-    };
-    let api: Api<DynamicObject> = Api::all_with(client.clone(), &ar);
-    eventually(Duration::from_secs(30), || async {
-        api.list(&ListParams::default().limit(1)).await.ok()
-    })
-    .await;
-    name
+    testkit::crds::install(client, &path, "conformance")
+        .await
+        .name_any()
 }
 
 /// The Gateway API standard-channel CRDs the issue-14 HTTPRoute tier needs, as vendored from

@@ -20,9 +20,8 @@ use std::time::{Duration, Instant};
 use cluster::*;
 use ingress_failover::api::{FailoverPolicyStatus, Phase, condition_types as ct, reasons};
 use ingress_failover::controller::dns::DNSEndpoint;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::ResourceExt;
-use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
 use testkit::dns::{self, ExternalDns, ExternalDnsOptions, Named};
 use testkit::farm::Behavior;
@@ -33,21 +32,7 @@ const T: Duration = Duration::from_secs(30);
 async fn install_dnsendpoint_crd(env: &Env) {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/data/crds/external-dns/dnsendpoints.externaldns.k8s.io.yaml");
-    let crd: CustomResourceDefinition =
-        serde_saphyr::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-    let crds: Api<CustomResourceDefinition> = Api::all(env.client.clone());
-    crds.patch(
-        &crd.name_any(),
-        &PatchParams::apply(TEST_AGENT).force(),
-        &Patch::Apply(&crd),
-    )
-    .await
-    .expect("DNSEndpoint CRD applies");
-    let all: Api<DNSEndpoint> = Api::all(env.client.clone());
-    eventually(T, || async {
-        all.list(&ListParams::default().limit(1)).await.ok()
-    })
-    .await;
+    testkit::crds::install(&env.client, &path, TEST_AGENT).await;
 }
 
 /// An Ingress tier in HotStandby with `spec.dns`, the DNSEndpoint CRD installed and the
@@ -438,25 +423,10 @@ async fn a_foreign_dnsendpoint_of_the_same_name_is_left_alone_and_named() {
 
 /// The binaries the end-to-end needs, or why it cannot run (as `tests/dns_lab.rs`).
 fn lab_binaries() -> Option<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let mut missing = Vec::new();
-    if dns::find_named().is_none() {
-        missing.push(
-            "named (BIND 9): apt-get install bind9 dnsutils (scripts/install-tools.sh)".to_string(),
-        );
-    }
-    let external_dns = dns::find_external_dns(root)
-        .map_err(|e| missing.push(e))
-        .ok();
-    if missing.is_empty() {
-        return external_dns;
-    }
-    let why = missing.join("\n  ");
-    if std::env::var_os("INGRESS_FAILOVER_DNS_LAB").is_some() {
-        panic!("INGRESS_FAILOVER_DNS_LAB is set but the DNS end-to-end cannot run:\n  {why}");
-    }
-    eprintln!("\n!!! DNS END-TO-END SKIPPED: it did NOT run.\n  {why}\n");
-    None
+    dns::lab_binaries(
+        Path::new(env!("CARGO_MANIFEST_DIR")),
+        "the DNS end-to-end (tests/controller_dns.rs)",
+    )
 }
 
 /// Polls `named` every 50 ms until the A records of `name` are `want`, each with `ttl`.

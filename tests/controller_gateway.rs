@@ -14,8 +14,7 @@ use cluster::*;
 use ingress_failover::api::{Phase, condition_types as ct};
 use ingress_failover::controller::dns::DNSEndpoint;
 use ingress_failover::controller::gateway::HttpRoute;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{ListParams, Patch, PatchParams};
+use kube::api::{Patch, PatchParams};
 use kube::core::{ApiResource, DynamicObject};
 use kube::{Api, Client, ResourceExt};
 use serde_json::{Value, json};
@@ -37,33 +36,8 @@ async fn install_gateway_api(client: &Client) {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("tests/data/crds/gateway-api")
             .join(file);
-        let crd: CustomResourceDefinition =
-            serde_saphyr::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-        let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-        crds.patch(
-            &crd.name_any(),
-            &PatchParams::apply("controller-gateway-test").force(),
-            &Patch::Apply(&crd),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{file} applies: {e}"));
-        tokio::time::timeout(
-            Duration::from_secs(30),
-            kube::runtime::wait::await_condition(
-                crds,
-                &crd.name_any(),
-                kube::runtime::wait::conditions::is_crd_established(),
-            ),
-        )
-        .await
-        .expect("CRD established in time")
-        .unwrap();
+        testkit::crds::install(client, &path, "controller-gateway-test").await;
     }
-    let gateways: Api<DynamicObject> = Api::all_with(client.clone(), &resource("Gateway"));
-    eventually(Duration::from_secs(30), || async {
-        gateways.list(&ListParams::default().limit(1)).await.ok()
-    })
-    .await;
 }
 
 fn resource(kind: &str) -> ApiResource {
@@ -224,21 +198,7 @@ async fn gateway_env(
 async fn install_dnsendpoint_crd(client: &Client) {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/data/crds/external-dns/dnsendpoints.externaldns.k8s.io.yaml");
-    let crd: CustomResourceDefinition =
-        serde_saphyr::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    crds.patch(
-        &crd.name_any(),
-        &PatchParams::apply("controller-gateway-test").force(),
-        &Patch::Apply(&crd),
-    )
-    .await
-    .expect("DNSEndpoint CRD applies");
-    let all: Api<DNSEndpoint> = Api::all(client.clone());
-    eventually(T, || async {
-        all.list(&ListParams::default().limit(1)).await.ok()
-    })
-    .await;
+    testkit::crds::install(client, &path, "controller-gateway-test").await;
 }
 
 /// The A record targets of the policy's DNSEndpoint (Atomic mode: one record set).

@@ -14,10 +14,9 @@
 
 use devcluster::{DevCluster, DevClusterOptions};
 use k8s_openapi::api::core::v1::Namespace;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::Client;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::core::{ApiResource, DynamicObject};
-use kube::{Client, ResourceExt};
 use serde_json::json;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
@@ -29,28 +28,7 @@ const ZONE: &str = "failover.test";
 
 /// The binaries the lab needs, or why it cannot run.
 fn lab_binaries() -> Option<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let mut missing = Vec::new();
-    if dns::find_named().is_none() {
-        missing.push(
-            "named (BIND 9): apt-get install bind9 dnsutils (scripts/install-tools.sh)".to_string(),
-        );
-    }
-    let external_dns = dns::find_external_dns(root)
-        .map_err(|e| missing.push(e))
-        .ok();
-    if missing.is_empty() {
-        return external_dns;
-    }
-    let why = missing.join("\n  ");
-    if std::env::var_os("INGRESS_FAILOVER_DNS_LAB").is_some() {
-        panic!("INGRESS_FAILOVER_DNS_LAB is set but the DNS lab cannot run:\n  {why}");
-    }
-    eprintln!(
-        "\n!!! DNS LAB SKIPPED: the end-to-end DNS test did NOT run.\n  {why}\n\
-         !!! Run scripts/install-tools.sh; set INGRESS_FAILOVER_DNS_LAB=1 to make this a failure.\n"
-    );
-    None
+    dns::lab_binaries(Path::new(env!("CARGO_MANIFEST_DIR")), "the DNS lab")
 }
 
 /// The cluster the lab talks to: a real one, or an embedded plane with a kubeconfig on disk.
@@ -126,39 +104,7 @@ impl LabCluster {
 async fn install_dnsendpoint_crd(client: &Client) {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/data/crds/external-dns/dnsendpoints.externaldns.k8s.io.yaml");
-    let crd: CustomResourceDefinition =
-        serde_saphyr::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    crds.patch(
-        &crd.name_any(),
-        &PatchParams::apply("dns-lab").force(),
-        &Patch::Apply(&crd),
-    )
-    .await
-    .expect("DNSEndpoint CRD applies");
-    tokio::time::timeout(
-        Duration::from_secs(30),
-        kube::runtime::wait::await_condition(
-            crds,
-            &crd.name_any(),
-            kube::runtime::wait::conditions::is_crd_established(),
-        ),
-    )
-    .await
-    .expect("DNSEndpoint CRD established in time")
-    .unwrap();
-    let ar = ApiResource {
-        group: "externaldns.k8s.io".into(),
-        version: "v1alpha1".into(),
-        api_version: "externaldns.k8s.io/v1alpha1".into(),
-        kind: "DNSEndpoint".into(),
-        plural: "dnsendpoints".into(),
-    };
-    let all: Api<DynamicObject> = Api::all_with(client.clone(), &ar);
-    eventually(Duration::from_secs(30), || async {
-        all.list(&ListParams::default().limit(1)).await.ok()
-    })
-    .await;
+    testkit::crds::install(client, &path, "dns-lab").await;
 }
 
 fn dns_endpoint(name: &str, endpoints: serde_json::Value) -> DynamicObject {

@@ -7,6 +7,7 @@
 //! the controller image.
 
 pub mod bulk;
+pub mod crds;
 pub mod dns;
 pub mod farm;
 pub mod http;
