@@ -542,6 +542,33 @@ pub fn write_file(path: &Path, text: &str) -> io::Result<()> {
     fs::File::create(path)?.write_all(text.as_bytes())
 }
 
+/// The ExternalDNS build the lab runs, once both it and `named` are found; otherwise says what
+/// is missing and how to install it — a panic when `INGRESS_FAILOVER_DNS_LAB` is set (CI: the
+/// lab must run), else a loud notice and None (`what` names the test that did not run).
+pub fn lab_binaries(repo_root: &Path, what: &str) -> Option<PathBuf> {
+    let mut missing = Vec::new();
+    if find_named().is_none() {
+        missing.push(
+            "named (BIND 9): apt-get install bind9 dnsutils (scripts/install-tools.sh)".to_string(),
+        );
+    }
+    let external_dns = find_external_dns(repo_root)
+        .map_err(|e| missing.push(e))
+        .ok();
+    if missing.is_empty() {
+        return external_dns;
+    }
+    let why = missing.join("\n  ");
+    if std::env::var_os("INGRESS_FAILOVER_DNS_LAB").is_some() {
+        panic!("INGRESS_FAILOVER_DNS_LAB is set but {what} cannot run:\n  {why}");
+    }
+    eprintln!(
+        "\n!!! {what} SKIPPED: it did NOT run.\n  {why}\n\
+         !!! Run scripts/install-tools.sh; set INGRESS_FAILOVER_DNS_LAB=1 to make this a failure.\n"
+    );
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -583,31 +610,4 @@ mod tests {
             ]
         );
     }
-}
-
-/// The ExternalDNS build the lab runs, once both it and `named` are found; otherwise says what
-/// is missing and how to install it — a panic when `INGRESS_FAILOVER_DNS_LAB` is set (CI: the
-/// lab must run), else a loud notice and None (`what` names the test that did not run).
-pub fn lab_binaries(repo_root: &Path, what: &str) -> Option<PathBuf> {
-    let mut missing = Vec::new();
-    if find_named().is_none() {
-        missing.push(
-            "named (BIND 9): apt-get install bind9 dnsutils (scripts/install-tools.sh)".to_string(),
-        );
-    }
-    let external_dns = find_external_dns(repo_root)
-        .map_err(|e| missing.push(e))
-        .ok();
-    if missing.is_empty() {
-        return external_dns;
-    }
-    let why = missing.join("\n  ");
-    if std::env::var_os("INGRESS_FAILOVER_DNS_LAB").is_some() {
-        panic!("INGRESS_FAILOVER_DNS_LAB is set but {what} cannot run:\n  {why}");
-    }
-    eprintln!(
-        "\n!!! {what} SKIPPED: it did NOT run.\n  {why}\n\
-         !!! Run scripts/install-tools.sh; set INGRESS_FAILOVER_DNS_LAB=1 to make this a failure.\n"
-    );
-    None
 }
