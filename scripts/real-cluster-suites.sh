@@ -179,7 +179,7 @@ kubectl wait --for condition=established --timeout=60s \
   crd/gatewayclasses.gateway.networking.k8s.io crd/gateways.gateway.networking.k8s.io \
   crd/httproutes.gateway.networking.k8s.io
 helm template ingress-failover charts/ingress-failover --namespace "$OP_NS" \
-  --set gatewayAPI.enabled=true --show-only templates/rbac.yaml |
+  --set gatewayAPI.enabled=true --set externalDNS.enabled=true --show-only templates/rbac.yaml |
   kubectl apply -n "$OP_NS" -f -
 INGRESS_FAILOVER_CONTROLLER_KUBECONFIG="$SA_KUBECONFIG" \
   INGRESS_FAILOVER_TEST_LEASE_NAMESPACE="$OP_NS" \
