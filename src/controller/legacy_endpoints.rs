@@ -126,15 +126,18 @@ pub enum Plan {
 
 /// Plans the write from the desired object (`None`: the policy does not opt in) and the one the
 /// API returned (`None`: absent). Nothing while they say the same thing.
+/// Whether the object carries the operator's managed-by label (one of someone else is never
+/// deleted or counted as the policy's).
+fn ours(e: &Endpoints) -> bool {
+    e.metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(MANAGED_BY_LABEL))
+        .map(String::as_str)
+        == Some(MANAGED_BY)
+}
+
 pub fn plan(want: Option<Endpoints>, have: Option<&Endpoints>) -> Plan {
-    let ours = |e: &Endpoints| {
-        e.metadata
-            .labels
-            .as_ref()
-            .and_then(|l| l.get(MANAGED_BY_LABEL))
-            .map(String::as_str)
-            == Some(MANAGED_BY)
-    };
     match (want, have) {
         (None, Some(h)) if ours(h) => Plan::Delete,
         (None, _) => Plan::Nothing,
@@ -203,13 +206,7 @@ pub async fn sync(
     let api: Api<Endpoints> = Api::namespaced(ctx.client.clone(), ns);
     let have = api.get_opt(service).await.map_err(api_err(&what))?;
     match plan(want, have.as_ref()) {
-        Plan::Nothing => Ok(have.is_some_and(|h| {
-            h.metadata
-                .labels
-                .as_ref()
-                .and_then(|l| l.get(MANAGED_BY_LABEL))
-                .is_some_and(|v| v == MANAGED_BY)
-        })),
+        Plan::Nothing => Ok(have.as_ref().is_some_and(ours)),
         Plan::Apply(e) => {
             let mut v = serde_json::to_value(&*e).expect("Endpoints serializes");
             v["apiVersion"] = "v1".into();
