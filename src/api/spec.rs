@@ -257,6 +257,27 @@ pub struct ManagedServiceSpec {
     pub legacy_endpoints: bool,
 }
 
+impl FailoverPolicySpec {
+    /// The Service emergency endpoints are published in apart from the primaries, when they
+    /// are a weighted backend of their own (`spec.gateway.backendWeights` with an emergency
+    /// pool); None when they join the managed Service.
+    pub fn weighted_emergency_service(&self) -> Option<String> {
+        self.gateway
+            .as_ref()
+            .and_then(|g| g.backend_weights.as_ref())
+            .filter(|_| self.backends.emergency.is_some())
+            .map(|_| self.managed_service.emergency_service_name())
+    }
+}
+
+impl ManagedServiceSpec {
+    /// The Service emergency endpoints are published in when `spec.gateway.backendWeights` is
+    /// set: `<name>-emergency` (the one copy of this name).
+    pub fn emergency_service_name(&self) -> String {
+        format!("{}-emergency", self.name)
+    }
+}
+
 fn default_service_port() -> i32 {
     80
 }
@@ -597,6 +618,62 @@ pub struct GatewayTierSpec {
     /// judged down. Omit to judge the backup Gateway by its status alone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backup_health: Option<GatewayTierHealth>,
+
+    /// Emergency capacity as a weighted backend of the route copies (HAProxy's `weight 100`
+    /// primaries beside `weight 50 backup` servers). When set, emergency endpoints are
+    /// published in a Service of their own, `<managedService.name>-emergency`, and each copy's
+    /// backendRef to the managed Service gets a sibling to it. Releasing the emergency ramps its
+    /// weight down step by step instead of cutting it. Omit to publish emergency endpoints in
+    /// the managed Service beside the primaries, as without the Gateway tier.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend_weights: Option<BackendWeights>,
+}
+
+/// The weights of the primary and emergency backends in the route copies, per serving
+/// backend: a backendRef's weight is its per-backend weight times the backends it publishes,
+/// so each backend gets the share HAProxy would give a server of that weight, and a Service
+/// with nothing published gets no traffic. (That `rampDownSteps` decrease is checked by the
+/// operator's own validation: CEL has no portable way to say it on every supported version.)
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.rampDownSteps.all(s, s >= 1 && s <= 99)").message("rampDownSteps are percentages between 1 and 99").field_path(".rampDownSteps"))]
+pub struct BackendWeights {
+    /// Weight of each serving primary backend.
+    #[serde(default = "default_primary_backend_weight")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub primary: u32,
+
+    /// Weight of each serving emergency backend, usually lower than the primaries'.
+    #[serde(default = "default_emergency_backend_weight")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub emergency: u32,
+
+    /// Releasing the emergency: the percentages of `emergency` kept at each step, strictly
+    /// decreasing, for example `[50, 25]`. After the last step the weight is 0 for one more
+    /// step while the emergency endpoints stay published (requests in flight finish), then
+    /// they leave and the emergency cooldown begins. Empty: 0 at once, still for one step.
+    #[serde(default = "default_ramp_down_steps")]
+    #[schemars(length(max = 10))]
+    pub ramp_down_steps: Vec<u32>,
+
+    /// Dwell of each ramp-down step, in seconds. A primary pool that falls below
+    /// `thresholds.activateBelow` again during the ramp engages the emergency at full weight.
+    #[serde(default = "default_ramp_down_step_seconds")]
+    #[schemars(range(min = 1, max = 3600))]
+    pub ramp_down_step_seconds: u32,
+}
+
+fn default_primary_backend_weight() -> u32 {
+    100
+}
+fn default_emergency_backend_weight() -> u32 {
+    50
+}
+fn default_ramp_down_steps() -> Vec<u32> {
+    vec![50, 25]
+}
+fn default_ramp_down_step_seconds() -> u32 {
+    30
 }
 
 /// A Gateway a route copy attaches to (an HTTPRoute `parentRef`).

@@ -60,6 +60,7 @@ pub mod reasons {
     /// Traffic left the backup because the backup went down while the primary serves.
     pub const BACKUP_LB_DOWN: &str = "BackupLoadBalancerDown";
     pub const COOLING_DOWN: &str = "CoolingDown";
+    pub const RELEASING: &str = "Releasing";
     pub const FLAP_BUDGET_EXHAUSTED: &str = "FlapBudgetExhausted";
     pub const OVERRIDE: &str = "Override";
     pub const NOT_FROZEN: &str = "NotFrozen";
@@ -323,6 +324,9 @@ pub enum EmergencyState {
     Standby,
     /// Engaged: at active replicas, endpoints published once ready and healthy.
     Active,
+    /// Released with a weight ramp (`spec.gateway.backendWeights`): endpoints still published
+    /// while their weight in the route copies steps down to 0.
+    Releasing,
     /// Released: endpoints unpublished, replicas kept until the cooldown has passed with
     /// traffic back on the primary class.
     CoolingDown,
@@ -334,9 +338,17 @@ pub enum EmergencyState {
 pub struct EmergencyStatus {
     /// True while the emergency is engaged.
     pub active: bool,
-    /// Standby, Active or CoolingDown.
+    /// Standby, Active, Releasing or CoolingDown.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state: Option<EmergencyState>,
+    /// The emergency backends' weight in the route copies, in percent of
+    /// `spec.gateway.backendWeights.emergency` (only with backendWeights): 100 while engaged,
+    /// the ramp's step while releasing, else 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight_percent: Option<u32>,
+    /// While releasing: when the ramp's next step falls due.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_step_at: Option<Time>,
     /// Replicas the operator wants for the emergency Deployment.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub desired_replicas: Option<i32>,

@@ -68,12 +68,12 @@ pub(super) fn api_err(what: impl Into<String>) -> impl FnOnce(kube::Error) -> Ac
 pub async fn ensure_service(
     ctx: &Context,
     ns: &str,
+    name: &str,
     spec: &FailoverPolicySpec,
     owner: &OwnerReference,
     policy: &str,
 ) -> Result<(), ActuateError> {
     let api: Api<Service> = Api::namespaced(ctx.client.clone(), ns);
-    let name = &spec.managed_service.name;
     let what = format!("Service {ns}/{name}");
     match api.get_opt(name).await.map_err(api_err(&what))? {
         Some(svc) => {
@@ -93,7 +93,7 @@ pub async fn ensure_service(
             Ok(())
         }
         None => {
-            let svc = desired::managed_service(ns, spec, owner, policy);
+            let svc = desired::managed_service(ns, name, spec, owner, policy);
             api.patch(
                 name,
                 &apply_params(),
@@ -639,6 +639,47 @@ pub async fn hand_back_service(
     Ok(())
 }
 
+/// Deletes a Service the operator created for `policy` and no longer uses (the weighted
+/// emergency Service once `backendWeights` is removed): its slices, then the Service if the
+/// policy's label says it made it.
+pub async fn remove_service(
+    ctx: &Context,
+    ns: &str,
+    name: &str,
+    policy: &str,
+) -> Result<(), ActuateError> {
+    let slices: Api<EndpointSlice> = Api::namespaced(ctx.client.clone(), ns);
+    let owned = ctx.stores.slices.state_filter(|s| {
+        s.metadata.namespace.as_deref() == Some(ns)
+            && s.labels().get(SERVICE_NAME_LABEL).map(String::as_str) == Some(name)
+            && s.labels().get(MANAGED_BY_LABEL).map(String::as_str) == Some(MANAGED_BY)
+            && s.labels().get(POLICY_LABEL).map(String::as_str) == Some(policy)
+    });
+    for s in owned {
+        let slice = s.name_any();
+        match slices.delete(&slice, &DeleteParams::default()).await {
+            Ok(_) => ctx.metrics.write("endpointslices"),
+            Err(kube::Error::Api(e)) if e.code == 404 => {}
+            Err(e) => return Err(api_err(format!("EndpointSlice {ns}/{slice}"))(e)),
+        }
+    }
+    let services: Api<Service> = Api::namespaced(ctx.client.clone(), ns);
+    let what = format!("Service {ns}/{name}");
+    let ours = services
+        .get_opt(name)
+        .await
+        .map_err(api_err(&what))?
+        .is_some_and(|svc| svc.labels().get(POLICY_LABEL).map(String::as_str) == Some(policy));
+    if ours {
+        match services.delete(name, &DeleteParams::default()).await {
+            Ok(_) => ctx.metrics.write("services"),
+            Err(kube::Error::Api(e)) if e.code == 404 => {}
+            Err(e) => return Err(api_err(&what)(e)),
+        }
+    }
+    Ok(())
+}
+
 /// Managed Services the policy published before `spec.managedService.name` was renamed: its
 /// slices (still owned by it, so not yet handed back) under another Service's name, with their
 /// port name. Read from the objects, so a restart between the rename and the hand-back loses
@@ -647,7 +688,7 @@ pub fn retired_services(
     ctx: &Context,
     ns: &str,
     policy_uid: &str,
-    current: &str,
+    current: &[String],
 ) -> Vec<(String, String)> {
     let mut out: Vec<(String, String)> = ctx
         .stores
@@ -657,7 +698,7 @@ pub fn retired_services(
                 && s.labels().get(MANAGED_BY_LABEL).map(String::as_str) == Some(MANAGED_BY)
                 && s.labels()
                     .get(SERVICE_NAME_LABEL)
-                    .is_some_and(|svc| svc != current)
+                    .is_some_and(|svc| !current.contains(svc))
                 && s.owner_references().iter().any(|o| o.uid == policy_uid)
         })
         .iter()

@@ -68,6 +68,7 @@ impl std::fmt::Display for Conflict {
 /// The objects `spec` makes the operator write (selected Ingresses as the cache shows them).
 pub fn claims(ctx: &Context, ns: &str, spec: &FailoverPolicySpec) -> Vec<Claim> {
     let mut out = vec![Claim::Service(spec.managed_service.name.clone())];
+    out.extend(spec.weighted_emergency_service().map(Claim::Service));
     if let Some(d) = spec
         .backends
         .emergency
@@ -158,7 +159,10 @@ fn recorded(ctx: &Context, ns: &str, claim: &Claim) -> Option<String> {
 /// (at 10,000 policies that list, rebuilt on every reconcile, was most of the operator's CPU).
 fn claims_one(spec: &FailoverPolicySpec, claim: &Claim, ingress: Option<&Ingress>) -> bool {
     match claim {
-        Claim::Service(name) => spec.managed_service.name == *name,
+        Claim::Service(name) => {
+            spec.managed_service.name == *name
+                || spec.weighted_emergency_service().as_ref() == Some(name)
+        }
         Claim::Deployment(name) => spec
             .backends
             .emergency

@@ -110,6 +110,9 @@ pub struct PolicyRuntime {
     /// a reconcile triggered by a probe fact that changed nothing skips the comparison, and a
     /// periodic one still catches objects changed behind the operator's back.
     pub slices_synced: Option<(Vec<super::desired::Published>, i64)>,
+    /// The same two for the weighted emergency Service (`spec.gateway.backendWeights`).
+    pub emergency_service_ensured: bool,
+    pub emergency_slices_synced: Option<(Vec<super::desired::Published>, i64)>,
     /// The same for the legacy Endpoints mirror, with whether an object of the operator's
     /// exists (None: not known in this process yet).
     pub legacy_synced: Option<(Vec<super::desired::Published>, i64)>,

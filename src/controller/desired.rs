@@ -207,13 +207,14 @@ pub fn plan_slices<O: std::ops::Deref<Target = EndpointSlice>>(
 /// The selectorless managed Service, created when absent.
 pub fn managed_service(
     namespace: &str,
+    name: &str,
     spec: &FailoverPolicySpec,
     owner: &OwnerReference,
     policy: &str,
 ) -> Service {
     Service {
         metadata: ObjectMeta {
-            name: Some(spec.managed_service.name.clone()),
+            name: Some(name.to_string()),
             namespace: Some(namespace.to_string()),
             labels: Some([(POLICY_LABEL.to_string(), policy.to_string())].into()),
             owner_references: Some(vec![owner.clone()]),

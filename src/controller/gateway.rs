@@ -231,12 +231,137 @@ fn same_parent(a: &ParentRef, b: &ParentRef, ns: &str) -> bool {
         && a.port == b.port
 }
 
+/// The weights of the managed Service's backendRef and of its emergency sibling in the copies
+/// (`spec.gateway.backendWeights`), multiplied out: per serving backend times the backends
+/// each Service publishes, so every backend gets the share HAProxy gives a server of that
+/// weight, and a Service with nothing published gets none.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteWeights {
+    /// The managed Service (the template's backendRef to it is weighted).
+    pub service: String,
+    /// `<managed>-emergency`, added beside it.
+    pub emergency_service: String,
+    pub primary: u32,
+    pub emergency: u32,
+}
+
+/// Gateway API's ceiling for a backendRef weight.
+const MAX_WEIGHT: u64 = 1_000_000;
+
+fn gcd(a: u64, b: u64) -> u64 {
+    if b == 0 { a } else { gcd(b, a % b) }
+}
+
+impl RouteWeights {
+    /// From per-backend weights, published counts and the emergency ramp's percent. None when
+    /// no emergency traffic is due (nothing published there, or weight 0): the copies then keep
+    /// the template's own backendRefs and weights.
+    pub fn of(
+        service: String,
+        emergency_service: String,
+        (per_primary, primaries): (u32, usize),
+        (per_emergency, emergencies, percent): (u32, usize, u32),
+    ) -> Option<Self> {
+        let emergency = u64::from(per_emergency) * emergencies as u64 * u64::from(percent.min(100));
+        if emergency == 0 {
+            return None;
+        }
+        let primary = u64::from(per_primary) * primaries as u64 * 100;
+        // In hundredths so far: reduce by what both share of the 100, then fit the ceiling,
+        // never rounding a non-zero share to nothing.
+        let common = gcd(gcd(primary, emergency), 100).max(1);
+        let (primary, emergency) = (primary / common, emergency / common);
+        let scale = primary.max(emergency).div_ceil(MAX_WEIGHT).max(1);
+        let fit = |w: u64| -> u32 {
+            if w == 0 {
+                0
+            } else {
+                u32::try_from((w / scale).max(1)).unwrap_or(u32::MAX)
+            }
+        };
+        Some(RouteWeights {
+            service,
+            emergency_service,
+            primary: fit(primary),
+            emergency: fit(emergency),
+        })
+    }
+}
+
+/// Whether a backendRef names the Service `name` of the route's namespace `ns` (group and
+/// kind omitted mean a core Service).
+fn names_service(backend: &Value, ns: &str, name: &str) -> bool {
+    let field = |k: &str| backend.get(k).and_then(Value::as_str);
+    field("group").unwrap_or("").is_empty()
+        && field("kind").unwrap_or("Service") == "Service"
+        && field("namespace").unwrap_or(ns) == ns
+        && field("name") == Some(name)
+}
+
+/// `rules` with every backendRef to the managed Service weighted and followed by the same ref
+/// to the emergency Service; refs to the emergency Service already there are dropped (the
+/// template's own: the operator decides that weight). Other refs are left as they are.
+pub fn weigh_rules(rules: &Value, ns: &str, weights: &RouteWeights) -> Value {
+    let mut rules = rules.clone();
+    for rule in rules.as_array_mut().into_iter().flatten() {
+        let Some(refs) = rule.get_mut("backendRefs").and_then(Value::as_array_mut) else {
+            continue;
+        };
+        let mut out = Vec::with_capacity(refs.len() + 1);
+        for r in refs.drain(..) {
+            if names_service(&r, ns, &weights.emergency_service) {
+                continue;
+            }
+            if names_service(&r, ns, &weights.service) {
+                let mut primary = r.clone();
+                primary["weight"] = json!(weights.primary);
+                let mut emergency = r;
+                emergency["name"] = json!(weights.emergency_service);
+                emergency["weight"] = json!(weights.emergency);
+                out.push(primary);
+                out.push(emergency);
+            } else {
+                out.push(r);
+            }
+        }
+        *refs = out;
+    }
+    rules
+}
+
+/// `rules` without backendRefs to the Service `name`.
+fn without_service(mut rules: Value, ns: &str, name: &str) -> Value {
+    for rule in rules.as_array_mut().into_iter().flatten() {
+        if let Some(refs) = rule.get_mut("backendRefs").and_then(Value::as_array_mut) {
+            refs.retain(|b| !names_service(b, ns, name));
+        }
+    }
+    rules
+}
+
+/// Whether a copy's rules send anything to the Service `name` (for retiring it only once no
+/// copy does).
+pub fn routes_to(copy: &HttpRoute, ns: &str, name: &str) -> bool {
+    copy.spec
+        .rules
+        .iter()
+        .flat_map(|r| r.as_array())
+        .flatten()
+        .any(|rule| {
+            rule.get("backendRefs")
+                .and_then(Value::as_array)
+                .is_some_and(|refs| refs.iter().any(|b| names_service(b, ns, name)))
+        })
+}
+
 /// The copy of `template` the operator wants: metadata it owns (the policy label, the template
-/// annotation, the ownerReference) and the whole spec.
+/// annotation, the ownerReference) and the whole spec, its backendRefs weighted when an
+/// emergency is weighted in.
 pub fn desired_copy(
     template: &HttpRoute,
     ns: &str,
     parents: &[&GatewayRef],
+    weights: Option<&RouteWeights>,
     owner: Option<&OwnerReference>,
     policy: &str,
 ) -> HttpRoute {
@@ -263,7 +388,10 @@ pub fn desired_copy(
         spec: HttpRouteSpec {
             parent_refs: parents.iter().map(|g| parent_ref(g, ns)).collect(),
             hostnames: template.spec.hostnames.clone(),
-            rules: template.spec.rules.clone(),
+            rules: match (&template.spec.rules, weights) {
+                (Some(rules), Some(w)) => Some(weigh_rules(rules, ns, w)),
+                (rules, _) => rules.clone(),
+            },
         },
     }
 }
@@ -514,12 +642,13 @@ pub fn plan_copies(
     cached: &[Arc<HttpRoute>],
     ns: &str,
     parents: &[&GatewayRef],
+    weights: Option<&RouteWeights>,
     owner: Option<&OwnerReference>,
     policy: &str,
 ) -> Vec<HttpRoute> {
     templates
         .iter()
-        .map(|t| desired_copy(t, ns, parents, owner, policy))
+        .map(|t| desired_copy(t, ns, parents, weights, owner, policy))
         .filter(|want| {
             !cached
                 .iter()
@@ -572,6 +701,7 @@ pub async fn sync_copies(
     templates: &Templates,
     want: &IngressDesired,
     draining: Option<LbTier>,
+    weights: Option<&RouteWeights>,
     owner: &OwnerReference,
     policy: &str,
 ) -> Sync {
@@ -583,6 +713,7 @@ pub async fn sync_copies(
         &cached,
         ns,
         &parents,
+        weights,
         Some(owner),
         policy,
     ) {
@@ -621,7 +752,7 @@ async fn retire(
     });
     match template {
         Some(t) => {
-            let back = desired_copy(&t, ns, &[&tier.primary_gateway], None, policy);
+            let back = desired_copy(&t, ns, &[&tier.primary_gateway], None, None, policy);
             apply(ctx, ns, &back).await
         }
         None => {
@@ -643,18 +774,31 @@ async fn retire(
 
 /// On deletion of the policy: every copy is handed back, never deleted (it serves the
 /// traffic): without the policy's label and ownerReference (garbage collection would delete
-/// it), attached to the primary Gateway with `restore`, else where it is.
+/// it), attached to the primary Gateway with `restore`, else where it is. Its rules go back to
+/// the template's (the weighted emergency Service goes with the policy; where the template is
+/// gone, refs to `emergency_service` are dropped).
 pub async fn hand_back(
     ctx: &Context,
     stores: &GatewayStores,
     ns: &str,
     tier: &GatewayTierSpec,
     policy: &str,
+    emergency_service: Option<&str>,
     restore: bool,
 ) -> Result<usize, ActuateError> {
     let copies = copies_of(&stores.routes, ns, policy);
     for copy in &copies {
         let mut back = (**copy).clone();
+        let template = copy.annotations().get(TEMPLATE_ANNOTATION).and_then(|t| {
+            stores
+                .routes
+                .get(&kube::runtime::reflector::ObjectRef::new(t).within(ns))
+        });
+        back.spec.rules = match (template, emergency_service) {
+            (Some(t), _) => t.spec.rules.clone(),
+            (None, Some(e)) => back.spec.rules.map(|r| without_service(r, ns, e)),
+            (None, None) => back.spec.rules,
+        };
         back.metadata = ObjectMeta {
             name: copy.metadata.name.clone(),
             namespace: copy.metadata.namespace.clone(),
@@ -946,7 +1090,7 @@ mod tests {
         let t = tier();
         let tpl = template(json!([]));
         let o = owner();
-        let want_a = desired_copy(&tpl, "shop", &[&t.primary_gateway], Some(&o), "web");
+        let want_a = desired_copy(&tpl, "shop", &[&t.primary_gateway], None, Some(&o), "web");
         assert_eq!(want_a.metadata.name.as_deref(), Some("web-failover"));
         assert_eq!(want_a.spec.rules, tpl.spec.rules);
         assert_eq!(want_a.spec.hostnames, tpl.spec.hostnames);
@@ -960,6 +1104,7 @@ mod tests {
                 cached,
                 "shop",
                 &attachment(&t, &want(w), None),
+                None,
                 Some(&o),
                 "web",
             )
@@ -982,6 +1127,7 @@ mod tests {
             &cached,
             "shop",
             &[&t.primary_gateway],
+            None,
             Some(&o),
             "web",
         );
@@ -999,6 +1145,7 @@ mod tests {
             &template(json!([])),
             "shop",
             &[&t.backup_gateway],
+            None,
             Some(&owner()),
             "web",
         );
@@ -1012,5 +1159,76 @@ mod tests {
         let keys: Vec<&String> = body["spec"].as_object().unwrap().keys().collect();
         assert_eq!(keys, ["hostnames", "parentRefs", "rules"]);
         assert!(body.get("status").is_none());
+    }
+
+    fn weights(primary: (u32, usize), emergency: (u32, usize, u32)) -> Option<RouteWeights> {
+        RouteWeights::of("web".into(), "web-emergency".into(), primary, emergency)
+    }
+
+    /// Per-backend weights times published backends, as HAProxy shares traffic among servers.
+    #[test]
+    fn route_weights_are_per_backend_times_published() {
+        let w = |p, e| weights(p, e).map(|w| (w.primary, w.emergency));
+        // The runbook: 4 primaries at 100, 2 emergency servers at 50 → 400 : 100.
+        assert_eq!(w((100, 4), (50, 2, 100)), Some((400, 100)));
+        // Ramp steps scale the emergency side only.
+        assert_eq!(w((100, 4), (50, 2, 50)), Some((400, 50)));
+        assert_eq!(w((100, 4), (50, 2, 25)), Some((400, 25)));
+        assert_eq!(
+            w((100, 3), (50, 1, 33)),
+            Some((600, 33)),
+            "reduced only by what both share of the hundredths"
+        );
+        // No emergency traffic due: the template's weights stay.
+        assert_eq!(w((100, 4), (50, 0, 100)), None);
+        assert_eq!(w((100, 4), (50, 2, 0)), None);
+        // Every primary out: all traffic to the emergency Service.
+        assert_eq!(w((100, 0), (50, 3, 100)), Some((0, 150)));
+        // Beyond Gateway API's ceiling: scaled, the emergency share never rounded to nothing.
+        let big = weights((1000, 100_000), (1, 1, 1)).unwrap();
+        assert!(big.primary <= 1_000_000, "{big:?}");
+        assert_eq!(big.emergency, 1);
+    }
+
+    #[test]
+    fn weigh_rules_adds_the_emergency_sibling_and_leaves_other_refs() {
+        let rules = json!([
+            {"matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
+             "backendRefs": [
+                {"group": "", "kind": "Service", "name": "web", "port": 80, "weight": 1},
+                {"name": "static", "port": 8080, "weight": 3},
+                {"name": "web", "namespace": "other", "port": 80},
+                {"name": "web-emergency", "port": 80, "weight": 9}
+             ]},
+            {"backendRefs": [{"name": "web", "port": 80, "filters": [{"type": "RequestHeaderModifier"}]}]},
+            {"filters": [{"type": "RequestRedirect"}]}
+        ]);
+        let w = weights((100, 4), (50, 2, 100)).unwrap();
+        let out = weigh_rules(&rules, "shop", &w);
+        assert_eq!(
+            out[0]["backendRefs"],
+            json!([
+                {"group": "", "kind": "Service", "name": "web", "port": 80, "weight": 400},
+                {"group": "", "kind": "Service", "name": "web-emergency", "port": 80, "weight": 100},
+                {"name": "static", "port": 8080, "weight": 3},
+                {"name": "web", "namespace": "other", "port": 80}
+            ]),
+            "the template's own ref to the emergency Service is dropped; another namespace's web is not ours"
+        );
+        assert_eq!(
+            out[1]["backendRefs"][1],
+            json!({"name": "web-emergency", "port": 80, "weight": 100, "filters": [{"type": "RequestHeaderModifier"}]})
+        );
+        assert_eq!(out[2], rules[2]);
+        let copy = HttpRoute {
+            spec: HttpRouteSpec {
+                rules: Some(out.clone()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        assert!(routes_to(&copy, "shop", "web-emergency"));
+        let back = without_service(out, "shop", "web-emergency");
+        assert_eq!(back[1]["backendRefs"].as_array().unwrap().len(), 1);
     }
 }

@@ -31,7 +31,7 @@ use crate::api::{
 };
 use crate::engine::report::{invalid_status, mark_invalid, render_status};
 use crate::engine::{
-    DeploymentFact, EngineConfig, IngressDesired, Now, Observation, PolicyState, step,
+    DeploymentFact, EngineConfig, IngressDesired, Now, Observation, PolicyState, Pool, step,
 };
 use crate::validation::validate_document;
 
@@ -229,6 +229,8 @@ async fn apply(policy: Arc<FailoverPolicy>, ctx: &Context) -> Result<Requeue, Re
             r.targets_dirty = true;
             r.service_ensured = false;
             r.slices_synced = None;
+            r.emergency_service_ensured = false;
+            r.emergency_slices_synced = None;
             r.legacy_synced = None;
             // A new spec may fix what failed or end a tug-of-war: try again at once.
             r.ledger = Default::default();
@@ -262,7 +264,7 @@ async fn apply(policy: Arc<FailoverPolicy>, ctx: &Context) -> Result<Requeue, Re
             log_action(a, r.cfg.dry_run);
         }
         r.pending_events.extend(actions);
-        Plan::from(r, clock)
+        Plan::from(r, clock, spec.weighted_emergency_service().is_some())
     };
 
     // One owner per written object: a policy claiming what another owns writes nothing.
@@ -376,7 +378,13 @@ async fn apply(policy: Arc<FailoverPolicy>, ctx: &Context) -> Result<Requeue, Re
 /// What to write, copied out of the runtime so no lock is held across API calls.
 struct Plan {
     dry_run: bool,
+    /// The managed Service's set: the primaries only when emergency endpoints are published
+    /// apart (`emergency_published`).
     published: Vec<Published>,
+    /// The weighted emergency Service's set (`spec.gateway.backendWeights`).
+    emergency_published: Option<Vec<Published>>,
+    /// The emergency backends' weight in percent of theirs (`spec.gateway.backendWeights`).
+    emergency_weight_percent: Option<u32>,
     inventory_known: bool,
     emergency_replicas: Option<i32>,
     ingress: Option<IngressDesired>,
@@ -389,14 +397,19 @@ struct Plan {
 }
 
 impl Plan {
-    fn from(r: &PolicyRuntime, now: Now) -> Self {
+    fn from(r: &PolicyRuntime, now: Now, split: bool) -> Self {
         let s = &r.state;
+        let of = |pool: Option<Pool>| -> Vec<Published> {
+            s.published()
+                .filter(|e| pool.is_none_or(|p| e.pool == p))
+                .filter_map(|e| Published::parse(&e.address))
+                .collect()
+        };
         Plan {
             dry_run: r.cfg.dry_run,
-            published: s
-                .published()
-                .filter_map(|e| Published::parse(&e.address))
-                .collect(),
+            published: of(split.then_some(Pool::Primary)),
+            emergency_published: split.then(|| of(Some(Pool::Emergency))),
+            emergency_weight_percent: s.in_effect_emergency_weight_percent(&r.cfg),
             inventory_known: s.inventory_known,
             emergency_replicas: s.desired_emergency_replicas(&r.cfg),
             ingress: s.desired_ingress(&r.cfg),
@@ -630,6 +643,8 @@ fn new_runtime(
         fact_trigger_sent: false,
         service_ensured: false,
         slices_synced: None,
+        emergency_service_ensured: false,
+        emergency_slices_synced: None,
         legacy_synced: None,
         legacy_exists: None,
         ledger: Default::default(),
@@ -791,13 +806,38 @@ async fn write_desired(
         // A renamed managed Service is handed back like on deletion: left alone, it would keep
         // publishing the last set the policy wrote there, frozen.
         let uid = policy.metadata.uid.as_deref().unwrap_or_default();
-        for (old, port_name) in actuate::retired_services(ctx, ns, uid, &spec.managed_service.name)
-        {
+        let current: Vec<String> = std::iter::once(spec.managed_service.name.clone())
+            .chain(spec.weighted_emergency_service())
+            .collect();
+        for (old, port_name) in actuate::retired_services(ctx, ns, uid, &current) {
             if lock(rt).retired.contains(&format!("Service {old}")) {
                 continue;
             }
             if !due(Actuation::Service) {
                 clean = false;
+                continue;
+            }
+            if old == spec.managed_service.emergency_service_name() {
+                // backendWeights removed: the emergency Service goes once no copy routes there.
+                let routed = ctx.stores.gateway.as_ref().is_some_and(|g| {
+                    super::gateway::copies_of(&g.routes, ns, &name)
+                        .iter()
+                        .any(|c| super::gateway::routes_to(c, ns, &old))
+                });
+                if routed {
+                    clean = false;
+                    continue;
+                }
+                match actuate::remove_service(ctx, ns, &old, &name).await {
+                    Ok(()) => {
+                        lock(rt).retired.insert(format!("Service {old}"));
+                        info!(service = %old, "backendWeights removed: deleted the emergency Service");
+                    }
+                    Err(e) => {
+                        clean = false;
+                        failed(ctx, policy, rt, Actuation::Service, &e, now).await;
+                    }
+                }
                 continue;
             }
             let mut was = spec.clone();
@@ -884,7 +924,9 @@ async fn write_desired(
     }
     if plan.inventory_known {
         if !lock(rt).service_ensured && due(Actuation::Service) {
-            match actuate::ensure_service(ctx, ns, spec, &owner, &name).await {
+            match actuate::ensure_service(ctx, ns, &spec.managed_service.name, spec, &owner, &name)
+                .await
+            {
                 Ok(()) => {
                     let mut r = lock(rt);
                     r.service_ensured = true;
@@ -916,6 +958,9 @@ async fn write_desired(
                 }
                 Err(e) => failed(ctx, policy, rt, Actuation::Slices, &e, now).await,
             }
+        }
+        if let Some(emergency) = &plan.emergency_published {
+            sync_emergency_service(ctx, policy, spec, emergency, rt, &owner, now).await;
         }
         sync_legacy_endpoints(ctx, policy, spec, plan, rt, &owner, now).await;
     }
@@ -984,6 +1029,7 @@ async fn write_desired(
         && due(Actuation::Routes)
     {
         let templates = super::gateway::templates(&stores.routes, ns, tier);
+        let weights = route_weights(spec, plan, rt);
         let sync = super::gateway::sync_copies(
             ctx,
             stores,
@@ -992,6 +1038,7 @@ async fn write_desired(
             &templates,
             want,
             plan.draining,
+            weights.as_ref(),
             &owner,
             &name,
         )
@@ -1037,6 +1084,83 @@ async fn write_desired(
         ));
     }
     fx
+}
+
+/// The weighted emergency Service (`spec.gateway.backendWeights`): created like the managed
+/// Service, its slices listing the published emergency endpoints.
+async fn sync_emergency_service(
+    ctx: &Context,
+    policy: &FailoverPolicy,
+    spec: &FailoverPolicySpec,
+    published: &[Published],
+    rt: &std::sync::Mutex<PolicyRuntime>,
+    owner: &OwnerReference,
+    now: i64,
+) {
+    let Some(service) = spec.weighted_emergency_service() else {
+        return;
+    };
+    let ns = policy.namespace().unwrap_or_default();
+    let name = policy.name_any();
+    let due = |what: Actuation| lock(rt).ledger.due(what, now);
+    if !lock(rt).emergency_service_ensured && due(Actuation::Service) {
+        match actuate::ensure_service(ctx, &ns, &service, spec, owner, &name).await {
+            Ok(()) => lock(rt).emergency_service_ensured = true,
+            Err(e) => return failed(ctx, policy, rt, Actuation::Service, &e, now).await,
+        }
+    }
+    let resync = match &lock(rt).emergency_slices_synced {
+        Some((synced, at)) => synced.as_slice() != published || now - at >= RESYNC_MS,
+        None => true,
+    };
+    if resync && due(Actuation::Slices) {
+        match actuate::sync_slices(
+            ctx,
+            &ns,
+            &service,
+            &spec.managed_service.port_name,
+            owner,
+            &name,
+            published,
+        )
+        .await
+        {
+            Ok(_) => lock(rt).emergency_slices_synced = Some((published.to_vec(), now)),
+            Err(e) => failed(ctx, policy, rt, Actuation::Slices, &e, now).await,
+        }
+    }
+}
+
+/// The backendRef weights of the route copies (`spec.gateway.backendWeights`), per serving
+/// backend times the backends each Service publishes. Emergency endpoints count only once the
+/// cluster has them (the last successful sync of the emergency Service): a weight never sends
+/// traffic to a Service whose endpoints are not written yet. None outside an emergency, so
+/// the copies keep the template's own weights then.
+fn route_weights(
+    spec: &FailoverPolicySpec,
+    plan: &Plan,
+    rt: &std::sync::Mutex<PolicyRuntime>,
+) -> Option<super::gateway::RouteWeights> {
+    let weights = spec.gateway.as_ref()?.backend_weights.as_ref()?;
+    let emergency_service = spec.weighted_emergency_service()?;
+    let percent = plan.emergency_weight_percent?;
+    let written = lock(rt)
+        .emergency_slices_synced
+        .as_ref()
+        .map(|(synced, _)| {
+            plan.emergency_published
+                .iter()
+                .flatten()
+                .filter(|p| synced.contains(p))
+                .count()
+        })
+        .unwrap_or(0);
+    super::gateway::RouteWeights::of(
+        spec.managed_service.name.clone(),
+        emergency_service,
+        (weights.primary, plan.published.len()),
+        (weights.emergency, written, percent),
+    )
 }
 
 /// The emergency Deployment's replicas, compared with the cached object (not with the last
@@ -1533,7 +1657,9 @@ async fn cleanup(policy: Arc<FailoverPolicy>, ctx: &Context) -> Result<Requeue, 
             super::dns::hand_back(ctx, &ns, &name, spec, true).await?;
         }
         if let (Some(tier), Some(stores)) = (&spec.gateway, &ctx.stores.gateway) {
-            super::gateway::hand_back(ctx, stores, &ns, tier, &name, true).await?;
+            let emergency = spec.weighted_emergency_service();
+            super::gateway::hand_back(ctx, stores, &ns, tier, &name, emergency.as_deref(), true)
+                .await?;
         }
         info!(policy = %key, "deleted: restored the primary class and standby replicas; handed back the managed Service with the whole primary pool");
         note(
@@ -1551,7 +1677,10 @@ async fn cleanup(policy: Arc<FailoverPolicy>, ctx: &Context) -> Result<Requeue, 
     } else if let (Some(tier), Some(stores)) = (&spec.gateway, &ctx.stores.gateway) {
         // Orphan (or dry-run): the copies stay where they are, but without the ownerReference
         // garbage collection would delete them with the policy, and the routes they serve.
-        super::gateway::hand_back(ctx, stores, &ns, tier, &policy.name_any(), false).await?;
+        let emergency = spec.weighted_emergency_service();
+        let name = policy.name_any();
+        super::gateway::hand_back(ctx, stores, &ns, tier, &name, emergency.as_deref(), false)
+            .await?;
     }
     // Orphan (and dry-run) leave the records as they are, but never to the garbage collector:
     // deleting the policy must not delete what clients resolve.

@@ -21,8 +21,12 @@ pub enum ActionKind {
     PanicExited,
     /// Emergency capacity engaged: the Deployment scales to its active replicas.
     EmergencyActivate,
-    /// The primary pool recovered: emergency endpoints leave the published set.
+    /// The primary pool recovered: emergency endpoints leave the published set (with
+    /// `spec.gateway.backendWeights`, their weight starts ramping down first).
     EmergencyRelease,
+    /// A further step of that ramp: the emergency backends' weight falls, or (after the 0 %
+    /// step) their endpoints leave the published set.
+    EmergencyRampDown,
     /// The cooldown passed: the emergency Deployment returns to standby replicas.
     EmergencyScaleDown,
     /// The primary load balancer's health verdict changed.
@@ -76,6 +80,7 @@ impl ActionKind {
             ActionKind::PanicExited => "PanicExited",
             ActionKind::EmergencyActivate => "EmergencyActivate",
             ActionKind::EmergencyRelease => "EmergencyRelease",
+            ActionKind::EmergencyRampDown => "EmergencyRampDown",
             ActionKind::EmergencyScaleDown => "EmergencyScaleDown",
             ActionKind::LoadBalancerDown => "LoadBalancerDown",
             ActionKind::LoadBalancerUp => "LoadBalancerUp",
@@ -131,7 +136,7 @@ impl ActionKind {
         ActionKind::ALL.iter().copied().find(|k| k.as_str() == name)
     }
 
-    pub const ALL: [ActionKind; 27] = [
+    pub const ALL: [ActionKind; 28] = [
         ActionKind::EndpointDown,
         ActionKind::EndpointUp,
         ActionKind::PublishEndpoints,
@@ -139,6 +144,7 @@ impl ActionKind {
         ActionKind::PanicExited,
         ActionKind::EmergencyActivate,
         ActionKind::EmergencyRelease,
+        ActionKind::EmergencyRampDown,
         ActionKind::EmergencyScaleDown,
         ActionKind::LoadBalancerDown,
         ActionKind::LoadBalancerUp,
@@ -167,6 +173,7 @@ impl ActionKind {
             self,
             ActionKind::PublishEndpoints
                 | ActionKind::EmergencyActivate
+                | ActionKind::EmergencyRampDown
                 | ActionKind::EmergencyScaleDown
                 | ActionKind::IngressFailover
                 | ActionKind::IngressFailback

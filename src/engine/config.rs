@@ -85,6 +85,27 @@ pub struct DnsConfig {
     pub mode: DnsMode,
 }
 
+/// Releasing weighted emergency capacity (`spec.gateway.backendWeights`): the emergency
+/// backends' weight falls through `steps` (percent of their full weight, strictly decreasing),
+/// then to 0 for one more step with the endpoints still published, one `step_ms` each.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmergencyRamp {
+    pub steps: Vec<u32>,
+    pub step_ms: Millis,
+}
+
+impl EmergencyRamp {
+    /// The weight, in percent, at ramp step `step` (the step after the last is 0).
+    pub fn percent(&self, step: usize) -> u32 {
+        self.steps.get(step).copied().unwrap_or(0)
+    }
+
+    /// The index of the final step, at 0 %.
+    pub fn last(&self) -> usize {
+        self.steps.len()
+    }
+}
+
 /// Everything the engine needs from the spec.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EngineConfig {
@@ -106,6 +127,8 @@ pub struct EngineConfig {
     pub step_ms: i64,
     pub emergency_cooldown_ms: i64,
     pub emergency: Option<EmergencyConfig>,
+    /// Set when emergency capacity is a weighted backend of its own (only with `emergency`).
+    pub emergency_ramp: Option<EmergencyRamp>,
     pub ingress: Option<IngressConfig>,
     /// DNS records follow the ingress tier (only with an ingress tier).
     pub dns: Option<DnsConfig>,
@@ -221,6 +244,25 @@ impl EngineConfig {
         // refuses it; clamped here so the engine's promise holds regardless).
         let step_ms = (i64::from(spec.recovery.step_seconds.max(1)) * SECOND)
             .max(dns.map_or(0, |d| d.ttl_ms));
+        let emergency_ramp = spec
+            .gateway
+            .as_ref()
+            .and_then(|g| g.backend_weights.as_ref())
+            .filter(|_| emergency.is_some())
+            .map(|w| {
+                let mut steps: Vec<u32> = w
+                    .ramp_down_steps
+                    .iter()
+                    .copied()
+                    .filter(|s| (1..100).contains(s))
+                    .collect();
+                steps.sort_unstable_by(|a, b| b.cmp(a));
+                steps.dedup();
+                EmergencyRamp {
+                    steps,
+                    step_ms: i64::from(w.ramp_down_step_seconds.max(1)) * SECOND,
+                }
+            });
         EngineConfig {
             rise: spec.probe.success_threshold.max(1),
             fall: spec.probe.failure_threshold.max(1),
@@ -239,6 +281,7 @@ impl EngineConfig {
             step_ms,
             emergency_cooldown_ms: i64::from(spec.recovery.emergency_cooldown_seconds) * SECOND,
             emergency,
+            emergency_ramp,
             ingress,
             dns,
             override_: spec.r#override.as_ref().map(|o| OverrideConfig {

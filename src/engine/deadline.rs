@@ -12,7 +12,7 @@ use super::state::{EmergencyPhase, IngressPhase, PolicyState};
 impl PolicyState {
     /// The earliest monotonic time after `now` at which a step with no new fact may decide
     /// something (a sustain window, hold-down, failback dwell, cooldown, flap-budget thaw,
-    /// controller-Deployment debounce or override expiry ends), or `None` when only a new
+    /// controller-Deployment debounce, emergency weight ramp step or override expiry ends), or `None` when only a new
     /// fact can change anything.
     pub fn next_deadline(&self, cfg: &EngineConfig, now: Now) -> Option<Millis> {
         let mut at: Vec<Millis> = Vec::new();
@@ -26,6 +26,11 @@ impl PolicyState {
                     Some(since)
                 };
                 at.extend(home.map(|h| h.max(since) + cfg.emergency_cooldown_ms));
+            }
+            if let (EmergencyPhase::Releasing { since, .. }, Some(ramp)) =
+                (self.emergency, &cfg.emergency_ramp)
+            {
+                at.push(since + ramp.step_ms);
             }
         }
         match self.ingress {

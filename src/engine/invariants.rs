@@ -22,6 +22,8 @@ pub struct Snapshot {
     pub ingress: Option<IngressDesired>,
     /// Percent of DNS answers for the primary tier (`spec.dns`).
     pub dns_primary_percent: Option<u32>,
+    /// The emergency backends' weight in percent (`spec.gateway.backendWeights`).
+    pub emergency_weight_percent: Option<u32>,
     /// The decided machines.
     pub decided: Machines,
     /// The machines in effect (equal to `decided` outside dry-run).
@@ -34,7 +36,7 @@ pub struct Machines {
     /// 0 primary, 1 failed over, 2 failing back (step in `failback_step`).
     pub ingress: u8,
     pub failback_step: usize,
-    /// 0 standby, 1 active, 2 cooling down.
+    /// 0 standby, 1 active, 2 cooling down, 3 releasing (weight ramp).
     pub emergency: u8,
 }
 
@@ -49,6 +51,7 @@ impl Machines {
             EmergencyPhase::Standby => 0,
             EmergencyPhase::Active { .. } => 1,
             EmergencyPhase::CoolingDown { .. } => 2,
+            EmergencyPhase::Releasing { .. } => 3,
         };
         Machines {
             ingress,
@@ -70,6 +73,7 @@ impl Snapshot {
             replicas: state.in_effect_emergency_replicas(cfg),
             ingress: state.in_effect_ingress(cfg),
             dns_primary_percent: state.in_effect_dns_primary_percent(cfg),
+            emergency_weight_percent: state.in_effect_emergency_weight_percent(cfg),
             decided,
             effective,
         }
@@ -187,6 +191,42 @@ pub fn check_step(
         );
     }
 
+    // Weighted emergency capacity is released by steps, never cut: its weight falls one ramp
+    // step at a time, and its endpoints leave only after a step at 0 %.
+    let edited = did(&[ActionKind::SpecApplied, ActionKind::DryRunEnded]);
+    if let (Some(ramp), Some(b), Some(a)) = (
+        &cfg.emergency_ramp,
+        before.emergency_weight_percent,
+        after.emergency_weight_percent,
+    ) && a < b
+        && !edited
+    {
+        let next = if b == 100 {
+            ramp.percent(0)
+        } else {
+            ramp.steps
+                .iter()
+                .position(|&p| p == b)
+                .map_or(0, |i| ramp.percent(i + 1))
+        };
+        if a != next {
+            out.push(format!(
+                "emergency weight cut from {b}% to {a}% (the ramp's next step is {next}%)"
+            ));
+        }
+    }
+    if cfg.emergency_ramp.is_some()
+        && matches!(before.effective.emergency, 1 | 3)
+        && matches!(after.effective.emergency, 0 | 2)
+        && before.emergency_weight_percent.is_some_and(|w| w > 0)
+        && !edited
+    {
+        out.push(format!(
+            "emergency endpoints left the published set at {}% weight, before a step at 0%",
+            before.emergency_weight_percent.unwrap_or(0)
+        ));
+    }
+
     // Every change to a managed object is an action with a reason; a dry-run makes none.
     let changes = [
         (
@@ -201,6 +241,16 @@ pub fn check_step(
                 ActionKind::EmergencyActivate,
                 ActionKind::EmergencyScaleDown,
                 ActionKind::EmergencyRelease,
+                ActionKind::SpecApplied,
+            ][..],
+        ),
+        (
+            "the emergency weight",
+            before.emergency_weight_percent != after.emergency_weight_percent,
+            &[
+                ActionKind::EmergencyActivate,
+                ActionKind::EmergencyRelease,
+                ActionKind::EmergencyRampDown,
                 ActionKind::SpecApplied,
             ][..],
         ),
@@ -237,6 +287,7 @@ pub fn check_step(
         let repeat = match a.kind {
             ActionKind::EmergencyActivate => from.emergency == 1,
             ActionKind::EmergencyRelease => from.emergency != 1,
+            ActionKind::EmergencyRampDown => from.emergency != 3,
             ActionKind::EmergencyScaleDown => from.emergency != 2,
             ActionKind::IngressFailover => from.ingress == 1,
             ActionKind::IngressFailback => from.ingress == 0,

@@ -18,7 +18,7 @@ pub mod state;
 mod step;
 
 pub use actions::{Action, ActionKind, Affected};
-pub use config::{DnsConfig, EngineConfig, Millis, Now};
+pub use config::{DnsConfig, EmergencyRamp, EngineConfig, Millis, Now};
 pub use facts::{CheckFact, DeploymentFact, EndpointFact, Observation, Pool};
 pub use gateway::GatewayFact;
 pub use state::{Drain, EmergencyPhase, IngressDesired, IngressPhase, LbTier, PolicyState, Tier};

@@ -13,7 +13,7 @@
 use super::actions::{Action, ActionKind, Affected};
 use super::config::{EngineConfig, Millis};
 use super::facts::Pool;
-use super::state::{EmergencyPhase, PolicyState};
+use super::state::PolicyState;
 
 pub(crate) fn recompute_published(
     cfg: &EngineConfig,
@@ -34,7 +34,7 @@ pub(crate) fn recompute_published(
 /// Sets `published` from health, the emergency phase and max-ejection. Returns the failing
 /// primary endpoints kept by `maxEjectionPercent`.
 fn decide(cfg: &EngineConfig, state: &mut PolicyState) -> Vec<String> {
-    let emergency_on = matches!(state.emergency, EmergencyPhase::Active { .. });
+    let emergency_on = state.emergency_serving();
     let mut ready = 0usize;
     let mut ejected = 0usize;
     for e in state.endpoints.iter_mut() {

@@ -50,7 +50,7 @@ pub fn render_status(
                 // Rounded up to the second: a resume from it never shortens the drain.
                 draining_until: state.draining.map(|d| time(clock.wall_of(d.until) + 999)),
             }),
-        emergency: cfg.emergency.map(|_| emergency(cfg, state)),
+        emergency: cfg.emergency.map(|_| emergency(cfg, state, clock)),
         load_balancer: cfg.ingress.as_ref().map(|_| {
             let shown = if state.lb_serving {
                 state.lb.state
@@ -172,16 +172,20 @@ fn tier(state: &PolicyState, pool: Pool) -> TierHealth {
     }
 }
 
-fn emergency(cfg: &EngineConfig, state: &PolicyState) -> EmergencyStatus {
+fn emergency(cfg: &EngineConfig, state: &PolicyState, clock: Now) -> EmergencyStatus {
     let desired = state.desired_emergency_replicas(cfg);
     let active = !matches!(state.emergency, EmergencyPhase::Standby);
+    let weight = state.desired_emergency_weight_percent(cfg);
     let summary = match state.emergency {
         EmergencyPhase::Standby => "Standby".to_string(),
-        EmergencyPhase::Active { .. } | EmergencyPhase::CoolingDown { .. } => {
-            let label = if matches!(state.emergency, EmergencyPhase::Active { .. }) {
-                "Active"
-            } else {
-                "CoolingDown"
+        EmergencyPhase::Active { .. }
+        | EmergencyPhase::Releasing { .. }
+        | EmergencyPhase::CoolingDown { .. } => {
+            let label = match (state.emergency, weight) {
+                (EmergencyPhase::Active { .. }, _) => "Active".to_string(),
+                (EmergencyPhase::Releasing { .. }, Some(w)) => format!("Releasing {w}%"),
+                (EmergencyPhase::Releasing { .. }, None) => "Releasing".to_string(),
+                _ => "CoolingDown".to_string(),
             };
             match desired {
                 Some(d) => format!(
@@ -198,6 +202,14 @@ fn emergency(cfg: &EngineConfig, state: &PolicyState) -> EmergencyStatus {
     EmergencyStatus {
         active: matches!(state.emergency, EmergencyPhase::Active { .. }),
         state: Some(state.emergency.as_state()),
+        weight_percent: weight,
+        // Rounded up to the second, like drainingUntil.
+        next_step_at: match (state.emergency, &cfg.emergency_ramp) {
+            (EmergencyPhase::Releasing { since, .. }, Some(ramp)) => {
+                Some(time(clock.wall_of(since + ramp.step_ms) + 999))
+            }
+            _ => None,
+        },
         desired_replicas: desired,
         ready_replicas: state.emergency_ready_replicas,
         health: (state.emergency_total > 0 || active).then(|| tier(state, Pool::Emergency)),
@@ -373,6 +385,13 @@ fn emergency_verdict(cfg: &EngineConfig, state: &PolicyState) -> Verdict {
                 "primary healthy ratio {:.2} below {}",
                 state.primary_ratio(),
                 cfg.activate_below
+            ),
+        ),
+        EmergencyPhase::Releasing { step, .. } => (
+            reasons::RELEASING,
+            format!(
+                "primary recovered; emergency weight ramping down ({}% of its weight), then the endpoints leave and the cooldown begins",
+                cfg.emergency_ramp.as_ref().map_or(0, |r| r.percent(step))
             ),
         ),
         EmergencyPhase::CoolingDown { .. } => (

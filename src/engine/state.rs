@@ -45,6 +45,9 @@ pub enum EmergencyPhase {
     Standby,
     /// At active replicas; emergency endpoints published once ready and healthy.
     Active { since: Millis },
+    /// Released with a weight ramp (`spec.gateway.backendWeights`): endpoints still published,
+    /// their weight at ramp step `step` since `since`, replicas still up.
+    Releasing { step: usize, since: Millis },
     /// Released: endpoints unpublished, replicas still up until the cooldown ends.
     CoolingDown { since: Millis },
 }
@@ -54,6 +57,7 @@ impl EmergencyPhase {
         match self {
             EmergencyPhase::Standby => EmergencyState::Standby,
             EmergencyPhase::Active { .. } => EmergencyState::Active,
+            EmergencyPhase::Releasing { .. } => EmergencyState::Releasing,
             EmergencyPhase::CoolingDown { .. } => EmergencyState::CoolingDown,
         }
     }
@@ -477,7 +481,7 @@ impl PolicyState {
                         (effective.ingress == IngressPhase::Primary).then_some(now.mono);
                 }
                 if let Some(em) = fx.emergency_state {
-                    effective.emergency = emergency_from_state(em, now.mono);
+                    effective.emergency = emergency_from_state(cfg, em, None, now.mono);
                 }
                 effective.published = fx
                     .published
@@ -535,6 +539,29 @@ impl PolicyState {
 
     pub fn published_count(&self) -> usize {
         self.endpoints.iter().filter(|e| e.published).count()
+    }
+
+    /// Whether emergency endpoints may be published: engaged, or released but still ramping
+    /// their weight down.
+    pub fn emergency_serving(&self) -> bool {
+        matches!(
+            self.emergency,
+            EmergencyPhase::Active { .. } | EmergencyPhase::Releasing { .. }
+        )
+    }
+
+    /// The emergency backends' weight in percent of their full weight (None without
+    /// `spec.gateway.backendWeights`): 100 while engaged, the ramp's step while released, else 0.
+    pub fn desired_emergency_weight_percent(&self, cfg: &EngineConfig) -> Option<u32> {
+        emergency_weight_percent(cfg, self.emergency)
+    }
+
+    /// What is in effect (differs from the decided weight only while dry-run rehearses).
+    pub fn in_effect_emergency_weight_percent(&self, cfg: &EngineConfig) -> Option<u32> {
+        match &self.dry_run {
+            Some(fx) => emergency_weight_percent(cfg, fx.emergency),
+            None => self.desired_emergency_weight_percent(cfg),
+        }
     }
 
     /// Replicas the emergency Deployment should have; None when there is no Deployment.
@@ -625,14 +652,23 @@ pub(crate) fn dns_primary_percent(cfg: &EngineConfig, phase: IngressPhase) -> Op
     })
 }
 
+fn emergency_weight_percent(cfg: &EngineConfig, phase: EmergencyPhase) -> Option<u32> {
+    let ramp = cfg.emergency_ramp.as_ref()?;
+    Some(match phase {
+        EmergencyPhase::Active { .. } => 100,
+        EmergencyPhase::Releasing { step, .. } => ramp.percent(step),
+        EmergencyPhase::Standby | EmergencyPhase::CoolingDown { .. } => 0,
+    })
+}
+
 fn emergency_replicas(cfg: &EngineConfig, phase: EmergencyPhase) -> Option<i32> {
     let em = cfg.emergency.filter(|e| e.has_deployment)?;
     Some(
         match phase {
             EmergencyPhase::Standby => em.standby_replicas,
-            EmergencyPhase::Active { .. } | EmergencyPhase::CoolingDown { .. } => {
-                em.active_replicas
-            }
+            EmergencyPhase::Active { .. }
+            | EmergencyPhase::Releasing { .. }
+            | EmergencyPhase::CoolingDown { .. } => em.active_replicas,
         }
         .clamp(0, em.max_replicas),
     )
@@ -736,10 +772,30 @@ impl PolicyState {
     }
 }
 
-fn emergency_from_state(state: EmergencyState, now: Millis) -> EmergencyPhase {
+/// A persisted emergency state as a phase, its timer restarting at `now`. A ramp resumes at the
+/// step of the persisted weight (`weight`, percent), or its first step when that is unknown; a
+/// ramp whose config is gone (spec edit) continues as the cooldown it would have reached.
+fn emergency_from_state(
+    cfg: &EngineConfig,
+    state: EmergencyState,
+    weight: Option<u32>,
+    now: Millis,
+) -> EmergencyPhase {
     match state {
         EmergencyState::Standby => EmergencyPhase::Standby,
         EmergencyState::Active => EmergencyPhase::Active { since: now },
+        EmergencyState::Releasing => match &cfg.emergency_ramp {
+            Some(ramp) => {
+                let step = weight.map_or(0, |w| {
+                    ramp.steps
+                        .iter()
+                        .position(|&p| p <= w)
+                        .unwrap_or(ramp.last())
+                });
+                EmergencyPhase::Releasing { step, since: now }
+            }
+            None => EmergencyPhase::CoolingDown { since: now },
+        },
         EmergencyState::CoolingDown => EmergencyPhase::CoolingDown { since: now },
     }
 }
@@ -755,7 +811,7 @@ fn resume_emergency(
         return EmergencyPhase::Standby;
     };
     if let Some(state) = em.state {
-        return emergency_from_state(state, now);
+        return emergency_from_state(cfg, state, em.weight_percent, now);
     }
     if em.active {
         return EmergencyPhase::Active { since: now };

@@ -755,7 +755,11 @@ fn run_emergency(cfg: &EngineConfig, state: &mut PolicyState, now: Now, actions:
     };
 
     match state.emergency {
-        EmergencyPhase::Standby | EmergencyPhase::CoolingDown { .. } if sustained_low => {
+        EmergencyPhase::Standby
+        | EmergencyPhase::Releasing { .. }
+        | EmergencyPhase::CoolingDown { .. }
+            if sustained_low =>
+        {
             admit(
                 cfg,
                 state,
@@ -807,15 +811,73 @@ fn run_emergency(cfg: &EngineConfig, state: &mut PolicyState, now: Now, actions:
                 cfg.deactivate_above,
                 cfg.deactivate_for_ms / 1000
             );
-            state.emergency = if em.has_deployment && em.active_replicas != em.standby_replicas {
-                EmergencyPhase::CoolingDown { since: now.mono }
-            } else {
-                EmergencyPhase::Standby
+            let (phase, reason) = match &cfg.emergency_ramp {
+                Some(ramp) => (
+                    EmergencyPhase::Releasing {
+                        step: 0,
+                        since: now.mono,
+                    },
+                    format!(
+                        "{reason}; emergency weight ramps down {} every {}s, then the endpoints leave",
+                        ramp_text(ramp),
+                        ramp.step_ms / 1000
+                    ),
+                ),
+                None => (after_release(em, now), reason),
             };
+            state.emergency = phase;
             state.record(
                 actions,
                 now.wall,
                 ActionKind::EmergencyRelease,
+                reason,
+                Affected::None,
+            );
+        }
+        EmergencyPhase::Releasing { step, since } => {
+            let Some(ramp) = &cfg.emergency_ramp else {
+                // The ramp was removed from the spec mid-release: where it would have ended.
+                state.emergency = after_release(em, now);
+                return;
+            };
+            if now.mono - since < ramp.step_ms {
+                return;
+            }
+            let (next, reason) = if step < ramp.last() {
+                let to = ramp.percent(step + 1);
+                (
+                    EmergencyPhase::Releasing {
+                        step: step + 1,
+                        since: now.mono,
+                    },
+                    if step + 1 == ramp.last() {
+                        format!(
+                            "emergency weight {}% → 0% after {}s; the endpoints stay published one more step for requests in flight",
+                            ramp.percent(step),
+                            ramp.step_ms / 1000
+                        )
+                    } else {
+                        format!(
+                            "emergency weight {}% → {to}% after {}s",
+                            ramp.percent(step),
+                            ramp.step_ms / 1000
+                        )
+                    },
+                )
+            } else {
+                (
+                    after_release(em, now),
+                    format!(
+                        "emergency weight at 0% for {}s: the emergency endpoints leave the published set",
+                        ramp.step_ms / 1000
+                    ),
+                )
+            };
+            state.emergency = next;
+            state.record(
+                actions,
+                now.wall,
+                ActionKind::EmergencyRampDown,
                 reason,
                 Affected::None,
             );
@@ -862,6 +924,24 @@ fn run_emergency(cfg: &EngineConfig, state: &mut PolicyState, now: Now, actions:
         }
         _ => {}
     }
+}
+
+/// Where emergency capacity goes once its endpoints leave: the cooldown when replicas are to
+/// come down, else straight to standby.
+fn after_release(em: super::config::EmergencyConfig, now: Now) -> EmergencyPhase {
+    if em.has_deployment && em.active_replicas != em.standby_replicas {
+        EmergencyPhase::CoolingDown { since: now.mono }
+    } else {
+        EmergencyPhase::Standby
+    }
+}
+
+/// `100% → 50% → 25% → 0%`.
+fn ramp_text(ramp: &super::config::EmergencyRamp) -> String {
+    let mut parts = vec!["100%".to_string()];
+    parts.extend(ramp.steps.iter().map(|p| format!("{p}%")));
+    parts.push("0%".to_string());
+    parts.join(" → ")
 }
 
 #[inline]
@@ -1038,7 +1118,10 @@ fn update_phase(
     } else if matches!(state.ingress, IngressPhase::FailedOver { .. }) {
         Phase::FailedOver
     } else if matches!(state.ingress, IngressPhase::FailingBack { .. })
-        || matches!(state.emergency, EmergencyPhase::CoolingDown { .. })
+        || matches!(
+            state.emergency,
+            EmergencyPhase::Releasing { .. } | EmergencyPhase::CoolingDown { .. }
+        )
     {
         Phase::Recovering
     } else if matches!(state.emergency, EmergencyPhase::Active { .. }) {

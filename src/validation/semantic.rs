@@ -134,6 +134,9 @@ pub fn validate_policy(policy: &FailoverPolicy, ctx: &ValidationContext) -> Vec<
     let spec = &policy.spec;
     check_metadata(&mut errors, policy);
     let emergency_service = check_backends(&mut errors, ctx, spec);
+    let emergency_service_name = emergency_service
+        .as_ref()
+        .map(|(path, name)| (path.clone(), name.to_string()));
     check_managed_service(&mut errors, spec, emergency_service);
     check_probe(&mut errors, spec);
     if let Some(ingress) = &spec.ingress {
@@ -143,7 +146,80 @@ pub fn validate_policy(policy: &FailoverPolicy, ctx: &ValidationContext) -> Vec<
         check_gateway_tier(&mut errors, ctx, own_namespace, gateway);
     }
     check_failback(&mut errors, spec);
+    check_backend_weights(&mut errors, spec, emergency_service_name.as_ref());
     errors
+}
+
+/// `spec.gateway.backendWeights`: emergency endpoints in a Service of their own, weighted in
+/// the route copies. It needs emergency capacity, a Service name that fits, and no Ingress tier
+/// (an Ingress routing to the managed Service would no longer see the emergency endpoints).
+fn check_backend_weights(
+    errors: &mut Vec<FieldError>,
+    spec: &FailoverPolicySpec,
+    emergency_source: Option<&(String, String)>,
+) {
+    let Some(weights) = spec
+        .gateway
+        .as_ref()
+        .and_then(|g| g.backend_weights.as_ref())
+    else {
+        return;
+    };
+    const PATH: &str = "spec.gateway.backendWeights";
+    if !weights.ramp_down_steps.windows(2).all(|w| w[0] > w[1]) {
+        errors.push(FieldError::new(
+            format!("{PATH}.rampDownSteps"),
+            format!(
+                "Invalid value: {:?}: must be strictly decreasing (the share of the emergency weight kept at each step of a release)",
+                weights.ramp_down_steps
+            ),
+        ));
+    }
+    if spec.backends.emergency.is_none() {
+        errors.push(FieldError::new(
+            PATH,
+            "Forbidden: weighs emergency capacity, but spec.backends.emergency is not set",
+        ));
+    }
+    if spec.ingress.is_some() {
+        errors.push(FieldError::new(
+            PATH,
+            "Forbidden: with spec.ingress: backendWeights publishes emergency endpoints in a Service of their own, which an Ingress routing to the managed Service would not see; use it with spec.gateway alone",
+        ));
+    }
+    let managed = &spec.managed_service;
+    let own = managed.emergency_service_name();
+    if own.len() > 63 {
+        errors.push(FieldError::new(
+            "spec.managedService.name",
+            format!(
+                "Too long: with spec.gateway.backendWeights the emergency endpoints are published in Service \"{own}\", which must be at most 63 characters: shorten the managed Service's name to at most 53"
+            ),
+        ));
+    }
+    let read = spec
+        .backends
+        .primary
+        .service
+        .as_ref()
+        .map(|s| {
+            (
+                "spec.backends.primary.service.name".to_string(),
+                s.name.clone(),
+            )
+        })
+        .into_iter()
+        .chain(emergency_source.cloned());
+    for (path, name) in read {
+        if name == own {
+            errors.push(FieldError::new(
+                path,
+                format!(
+                    "Invalid value: \"{name}\": with spec.gateway.backendWeights the operator publishes emergency endpoints in Service \"{own}\", so it must not be a Service it reads"
+                ),
+            ));
+        }
+    }
 }
 
 /// The Gateway tier: template and Gateway names, the selector, and each side's health signals
