@@ -144,9 +144,20 @@ async fn gateway_env(
     template_parents: Option<Value>,
     extra: Value,
 ) -> (Env, std::net::SocketAddr) {
+    let (env, lb, _) = gateway_env_with(name, template_parents, extra, 2).await;
+    (env, lb)
+}
+
+/// [`gateway_env`] with `primaries` primary backends, which it returns too.
+async fn gateway_env_with(
+    name: &str,
+    template_parents: Option<Value>,
+    extra: Value,
+    primaries: usize,
+) -> (Env, std::net::SocketAddr, Vec<std::net::SocketAddr>) {
     let mut env = Env::start(name).await;
     install_gateway_api(&env.client).await;
-    let b = env.backends(2).await;
+    let b = env.backends(primaries).await;
     let lb = env.backend_addr();
     env.set(lb, Behavior::Healthy).await;
     for gw in ["gw-primary", "gw-backup"] {
@@ -191,7 +202,7 @@ async fn gateway_env(
     opts.gateway_api = true;
     opts.dns_endpoints = spec.get("dns").is_some();
     env.controller = Some(env.spawn_controller(opts).await);
-    (env, lb)
+    (env, lb, b)
 }
 
 /// ExternalDNS's DNSEndpoint CRD, vendored from the pinned module.
@@ -607,4 +618,232 @@ async fn deletion_with_orphan_leaves_the_copy_where_it_is_without_the_owner_refe
             .all(|o| o.kind != "FailoverPolicy")
     );
     assert_eq!(parents(&env).await.unwrap(), ["gw-backup"]);
+}
+
+/// The copy's backendRefs of its first rule, as (Service, weight).
+async fn copy_backends(env: &Env) -> Option<Vec<(String, i64)>> {
+    copy_backends_in(&env.client, &env.ns).await
+}
+
+async fn copy_backends_in(client: &Client, ns: &str) -> Option<Vec<(String, i64)>> {
+    let copy = Api::<HttpRoute>::namespaced(client.clone(), ns)
+        .get_opt("web-failover")
+        .await
+        .ok()
+        .flatten()?;
+    let rules = copy.spec.rules?;
+    Some(
+        rules[0]["backendRefs"]
+            .as_array()?
+            .iter()
+            .map(|b| {
+                (
+                    b["name"].as_str().unwrap_or_default().to_string(),
+                    b["weight"].as_i64().unwrap_or(1),
+                )
+            })
+            .collect(),
+    )
+}
+
+/// One sample of what a Gateway would act on: the emergency backendRef's weight in the copy
+/// (0 when absent) and how many endpoints the emergency Service publishes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Sample {
+    at: Duration,
+    weight: i64,
+    published: usize,
+    /// `status.emergency.weightPercent`: the engine's ramp.
+    percent: Option<u32>,
+}
+
+/// Emergency capacity as a weighted backendRef (issue 14): while engaged, the copy routes to
+/// `web-healthy` at 100 per published primary and to `web-healthy-emergency` at 50 per
+/// published emergency pod; a release ramps that to 50 %, then 0 % (the ref leaves the copy)
+/// while the pods stay published one more step; then they leave and the cooldown scales the
+/// Deployment down. Sampled every 25 ms throughout: no moment routes a weight to an emergency
+/// Service with nothing published.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn emergency_capacity_joins_as_a_weighted_backend_and_ramps_down_on_release() {
+    let (env, _lb, b) = gateway_env_with(
+        "gwweights",
+        None,
+        json!({"backends": {"emergency": {"deployment": {"name": "web-emergency", "activeReplicas": 2, "maxReplicas": 2}}},
+               "gateway": {"backendWeights": {"primary": 100, "emergency": 50, "rampDownSteps": [50], "rampDownStepSeconds": 3}},
+               "recovery": {"emergencyCooldownSeconds": 2}}),
+        4,
+    )
+    .await;
+    for o in emergency_objects() {
+        env.apply_json(o).await;
+    }
+    let _pods = env.serve_pods_of("web-emergency");
+    env.wait_published("web-healthy", T, "primaries published", |p| p.len() == 4)
+        .await;
+    // Normal times: the copy is the template (one ref, its default weight).
+    let got = eventually(T, || async {
+        copy_backends(&env)
+            .await
+            .filter(|r| r == &[("web-healthy".to_string(), 1)])
+    })
+    .await;
+    assert_eq!(got.len(), 1);
+
+    let started = std::time::Instant::now();
+    let samples = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Sample>::new()));
+    let sampler = {
+        let (samples, client, ns) = (samples.clone(), env.client.clone(), env.ns.clone());
+        let selector = "kubernetes.io/service-name=web-healthy-emergency,endpointslice.kubernetes.io/managed-by=ingress-failover.ingressfailover.io";
+        tokio::spawn(async move {
+            loop {
+                let weight = copy_backends_in(&client, &ns)
+                    .await
+                    .unwrap_or_default()
+                    .iter()
+                    .find(|(n, _)| n == "web-healthy-emergency")
+                    .map_or(0, |r| r.1);
+                let published = testkit::pods::slice_addresses(&client, &ns, selector)
+                    .await
+                    .len();
+                let percent =
+                    Api::<ingress_failover::api::FailoverPolicy>::namespaced(client.clone(), &ns)
+                        .get_opt("web")
+                        .await
+                        .ok()
+                        .flatten()
+                        .and_then(|p| p.status?.emergency?.weight_percent);
+                samples.lock().unwrap().push(Sample {
+                    at: started.elapsed(),
+                    weight,
+                    published,
+                    percent,
+                });
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+        })
+    };
+
+    for a in &b[..3] {
+        env.set(*a, Behavior::Status(500)).await;
+    }
+    // Engaged: the pods are published apart, and weighted in.
+    let engaged = eventually(T, || async {
+        copy_backends(&env).await.filter(|r| {
+            r.iter()
+                .any(|(n, w)| n == "web-healthy-emergency" && *w == 100)
+        })
+    })
+    .await;
+    let primary = engaged.iter().find(|(n, _)| n == "web-healthy").unwrap().1;
+    let primaries = env.published("web-healthy").await;
+    assert_eq!(primary, 100 * primaries.len() as i64, "{engaged:?}");
+    let emergency = env.published("web-healthy-emergency").await;
+    assert_eq!(emergency.len(), 2);
+    assert!(
+        emergency.is_disjoint(&primaries),
+        "emergency pods only in their own Service"
+    );
+    let s = env.status("web").await.unwrap();
+    assert_eq!(s.emergency.as_ref().unwrap().weight_percent, Some(100));
+
+    // Release: 50 % for a step, then 0 % with the pods still published, then they leave.
+    for a in &b[..3] {
+        env.set(*a, Behavior::Healthy).await;
+    }
+    eventually(T, || async {
+        copy_backends(&env).await.filter(|r| {
+            r.iter()
+                .any(|(n, w)| n == "web-healthy-emergency" && *w == 50)
+        })
+    })
+    .await;
+    eventually(Duration::from_secs(30), || async {
+        (env.deployment_replicas("web-emergency").await == Some(0)).then_some(())
+    })
+    .await;
+    sampler.abort();
+    let samples = samples.lock().unwrap().clone();
+    let unsafe_moment = samples.iter().find(|s| s.weight > 0 && s.published == 0);
+    assert!(
+        unsafe_moment.is_none(),
+        "a weight routed to an emergency Service with nothing published: {unsafe_moment:?}"
+    );
+    // The ramp as status shows it: every fall is one step (100 → 50 → 0), never a cut (a load
+    // spike may fail a primary check and engage again: a rise, allowed).
+    let percents: Vec<u32> = samples
+        .iter()
+        .filter_map(|s| s.percent)
+        .collect::<Vec<_>>()
+        .windows(2)
+        .filter(|w| w[0] != w[1])
+        .map(|w| w[1])
+        .collect();
+    assert!(percents.ends_with(&[100, 50, 0]), "{percents:?}");
+    for w in percents.windows(2) {
+        assert!(
+            w[1] > w[0] || w == [100, 50] || w == [50, 0],
+            "the weight fell from {}% to {}%: {percents:?}",
+            w[0],
+            w[1]
+        );
+    }
+    // The last 0 % step: the pods stay published through it (3 s), with no weight, then leave.
+    let out = samples
+        .iter()
+        .rposition(|s| s.weight > 0)
+        .expect("weighted at some point");
+    let zero: Vec<&Sample> = samples[out + 1..]
+        .iter()
+        .take_while(|s| s.published > 0)
+        .collect();
+    let held = zero.last().map(|l| l.at - zero[0].at).unwrap_or_default();
+    assert!(
+        held >= Duration::from_secs(2),
+        "the pods stay published through the 0 % step (held {held:?})"
+    );
+    let s = env.status("web").await.unwrap();
+    let history: Vec<&str> = s.history.iter().map(|h| h.action.as_str()).collect();
+    assert!(
+        history.ends_with(&[
+            "EmergencyRelease",
+            "EmergencyRampDown",
+            "EmergencyRampDown",
+            "EmergencyScaleDown"
+        ]) || history
+            .windows(2)
+            .any(|w| w == ["EmergencyRampDown", "EmergencyRampDown"]),
+        "{history:?}"
+    );
+}
+
+/// Deleted mid-emergency (Restore): the copy is handed back with the template's rules, not
+/// routing to the emergency Service, which goes with the policy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deletion_mid_emergency_hands_the_copy_back_without_the_emergency_backend() {
+    let (env, _lb, b) = gateway_env_with(
+        "gwweightsdel",
+        None,
+        json!({"backends": {"emergency": {"deployment": {"name": "web-emergency", "activeReplicas": 2, "maxReplicas": 2}}},
+               "gateway": {"backendWeights": {}}}),
+        4,
+    )
+    .await;
+    for o in emergency_objects() {
+        env.apply_json(o).await;
+    }
+    let _pods = env.serve_pods_of("web-emergency");
+    env.wait_published("web-healthy", T, "primaries published", |p| p.len() == 4)
+        .await;
+    for a in &b[..3] {
+        env.set(*a, Behavior::Status(500)).await;
+    }
+    eventually(T, || async {
+        copy_backends(&env)
+            .await
+            .filter(|r| r.iter().any(|(n, _)| n == "web-healthy-emergency"))
+    })
+    .await;
+    env.delete_policy("web", T).await;
+    let back = copy_backends(&env).await.expect("the copy is handed back");
+    assert_eq!(back, [("web-healthy".to_string(), 1)]);
 }
