@@ -249,6 +249,28 @@ pub fn status_text(p: &FailoverPolicy, now: Timestamp) -> String {
                 .map(|h| format!(", {} healthy", h.summary))
                 .unwrap_or_default()
         );
+        if let (Some(w), Some(weights)) = (
+            e.weight_percent,
+            p.spec
+                .gateway
+                .as_ref()
+                .and_then(|g| g.backend_weights.as_ref()),
+        ) {
+            let _ = writeln!(
+                o,
+                "Weights:    {} per primary, {} per emergency backend at {w}%{}",
+                weights.primary,
+                weights.emergency,
+                match &e.next_step_at {
+                    Some(at) => format!(
+                        "; ramping down, next step at {} (in about {})",
+                        ts(at),
+                        human(ts(at).duration_since(now))
+                    ),
+                    None => String::new(),
+                }
+            );
+        }
     }
     let budgets: Vec<String> = s
         .flap_budgets
@@ -545,6 +567,38 @@ mod tests {
             status_text(&p, now).contains("Shard:      3 of 6, held by ingress-failover-7d9f-abc"),
             "{}",
             status_text(&p, now)
+        );
+    }
+
+    #[test]
+    fn status_shows_the_emergency_weight_and_its_next_ramp_step() {
+        let now: Timestamp = "2026-12-01T03:00:00Z".parse().unwrap();
+        let mut p = failed_over(json!(null));
+        p.spec.backends.emergency = Some(
+            serde_json::from_value(
+                json!({"deployment": {"name": "e", "activeReplicas": 2, "maxReplicas": 2}}),
+            )
+            .unwrap(),
+        );
+        p.spec.ingress = None;
+        p.spec.gateway = Some(
+            serde_json::from_value(json!({"routes": ["web"], "primaryGateway": {"name": "a"},
+                "backupGateway": {"name": "b"}, "backendWeights": {}}))
+            .unwrap(),
+        );
+        let st = p.status.as_mut().unwrap();
+        st.emergency = Some(crate::api::EmergencyStatus {
+            state: Some(crate::api::EmergencyState::Releasing),
+            weight_percent: Some(25),
+            next_step_at: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                "2026-12-01T03:00:30Z".parse().unwrap(),
+            )),
+            ..Default::default()
+        });
+        let text = status_text(&p, now);
+        assert!(
+            text.contains("Weights:    100 per primary, 50 per emergency backend at 25%; ramping down, next step at 2026-12-01T03:00:30Z (in about 30s)"),
+            "{text}"
         );
     }
 

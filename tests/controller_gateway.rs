@@ -847,3 +847,51 @@ async fn deletion_mid_emergency_hands_the_copy_back_without_the_emergency_backen
     let back = copy_backends(&env).await.expect("the copy is handed back");
     assert_eq!(back, [("web-healthy".to_string(), 1)]);
 }
+
+/// `backendWeights` removed mid-emergency: the emergency endpoints return to the managed Service
+/// first, the copies to the template's refs, and only then is the emergency Service emptied
+/// (never a copy routing to a Service with its endpoints gone).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removing_backend_weights_mid_emergency_moves_the_pods_back_before_emptying_their_service()
+{
+    let (env, _lb, b) = gateway_env_with(
+        "gwweightsoff",
+        None,
+        json!({"backends": {"emergency": {"deployment": {"name": "web-emergency", "activeReplicas": 2, "maxReplicas": 2}}},
+               "gateway": {"backendWeights": {}}}),
+        4,
+    )
+    .await;
+    for o in emergency_objects() {
+        env.apply_json(o).await;
+    }
+    let _pods = env.serve_pods_of("web-emergency");
+    env.wait_published("web-healthy", T, "primaries published", |p| p.len() == 4)
+        .await;
+    for a in &b[..3] {
+        env.set(*a, Behavior::Status(500)).await;
+    }
+    let pods = env
+        .wait_published("web-healthy-emergency", T, "emergency pods apart", |p| {
+            p.len() == 2
+        })
+        .await;
+    Api::<ingress_failover::api::FailoverPolicy>::namespaced(env.client.clone(), &env.ns)
+        .patch(
+            "web",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"gateway": {"backendWeights": null}}})),
+        )
+        .await
+        .expect("edit the policy");
+    env.wait_published("web-healthy", T, "emergency pods back in", |p| {
+        pods.is_subset(p)
+    })
+    .await;
+    env.wait_published("web-healthy-emergency", T, "emptied", |p| p.is_empty())
+        .await;
+    assert_eq!(
+        copy_backends(&env).await.unwrap(),
+        [("web-healthy".to_string(), 1)]
+    );
+}

@@ -639,10 +639,11 @@ pub async fn hand_back_service(
     Ok(())
 }
 
-/// Deletes a Service the operator created for `policy` and no longer uses (the weighted
-/// emergency Service once `backendWeights` is removed): its slices, then the Service if the
-/// policy's label says it made it.
-pub async fn remove_service(
+/// Empties a Service the operator created for `policy` and no longer publishes through (the
+/// weighted emergency Service once `backendWeights` is removed): deletes its slices. The
+/// Service itself stays, empty and selectorless, owned by the policy and garbage-collected
+/// with it: the chart grants no Service deletion.
+pub async fn empty_service(
     ctx: &Context,
     ns: &str,
     name: &str,
@@ -661,20 +662,6 @@ pub async fn remove_service(
             Ok(_) => ctx.metrics.write("endpointslices"),
             Err(kube::Error::Api(e)) if e.code == 404 => {}
             Err(e) => return Err(api_err(format!("EndpointSlice {ns}/{slice}"))(e)),
-        }
-    }
-    let services: Api<Service> = Api::namespaced(ctx.client.clone(), ns);
-    let what = format!("Service {ns}/{name}");
-    let ours = services
-        .get_opt(name)
-        .await
-        .map_err(api_err(&what))?
-        .is_some_and(|svc| svc.labels().get(POLICY_LABEL).map(String::as_str) == Some(policy));
-    if ours {
-        match services.delete(name, &DeleteParams::default()).await {
-            Ok(_) => ctx.metrics.write("services"),
-            Err(kube::Error::Api(e)) if e.code == 404 => {}
-            Err(e) => return Err(api_err(&what)(e)),
         }
     }
     Ok(())

@@ -818,7 +818,7 @@ async fn write_desired(
                 continue;
             }
             if old == spec.managed_service.emergency_service_name() {
-                // backendWeights removed: the emergency Service goes once no copy routes there.
+                // backendWeights removed: the emergency Service is emptied once no copy routes there.
                 let routed = ctx.stores.gateway.as_ref().is_some_and(|g| {
                     super::gateway::copies_of(&g.routes, ns, &name)
                         .iter()
@@ -828,10 +828,10 @@ async fn write_desired(
                     clean = false;
                     continue;
                 }
-                match actuate::remove_service(ctx, ns, &old, &name).await {
+                match actuate::empty_service(ctx, ns, &old, &name).await {
                     Ok(()) => {
                         lock(rt).retired.insert(format!("Service {old}"));
-                        info!(service = %old, "backendWeights removed: deleted the emergency Service");
+                        info!(service = %old, "backendWeights removed: emptied the emergency Service");
                     }
                     Err(e) => {
                         clean = false;
