@@ -112,7 +112,7 @@ fn release_ramps_the_weight_down_then_unpublishes_then_cools_down() {
         .unwrap()
         .reason;
     assert!(
-        release_reason.contains("100% → 50% → 25% → 0% every 10s"),
+        release_reason.contains("ramps down to 50% now, then 25%, 0% (10s a step)"),
         "{release_reason}"
     );
 }

@@ -1175,3 +1175,46 @@ fn scenario_addresses_obey_the_policy_address_rule() {
         assert!(err.contains(words), "{address}: {err}");
     }
 }
+
+/// Issue 14: weighted emergency capacity is released by a ramp — the samples' emergency weight
+/// steps 100 → 50 → 25 → 0 one step a minute, the pods stay published through the 0 % step,
+/// and the cooldown counts from their leaving.
+#[test]
+fn weighted_emergency_ramps_its_weight_down_before_the_pods_leave() {
+    let ex = Example::load("weighted-emergency");
+    let t = &ex.timeline;
+    assert!(
+        t.summary.violations.is_empty(),
+        "{:?}",
+        t.summary.violations
+    );
+    let release = ex.first(ActionKind::EmergencyRelease);
+    let ramps: Vec<&Row> = t
+        .rows
+        .iter()
+        .filter(|r| r.kind == Some(ActionKind::EmergencyRampDown))
+        .collect();
+    let at: Vec<Millis> = ramps.iter().map(|r| r.at - release.at).collect();
+    assert_eq!(at, [60_000, 120_000, 180_000], "one step a minute");
+    let weight_at = |when: Millis| {
+        t.samples
+            .iter()
+            .rev()
+            .find(|s| s.at <= when)
+            .map(|s| (s.emergency_weight, s.emergency_published))
+            .unwrap()
+    };
+    assert_eq!(weight_at(release.at - 1_000).0, Some(100));
+    assert_eq!(weight_at(release.at).0, Some(50));
+    assert_eq!(weight_at(release.at + 60_000).0, Some(25));
+    let zero = weight_at(release.at + 120_000);
+    assert_eq!(zero.0, Some(0));
+    assert_eq!(zero.1, 2, "the pods stay published through the 0 % step");
+    assert_eq!(weight_at(release.at + 180_000).1, 0, "then they leave");
+    let down = ex.first(ActionKind::EmergencyScaleDown);
+    assert_eq!(
+        down.at - release.at,
+        180_000 + 120_000,
+        "the cooldown counts from the ramp's end"
+    );
+}

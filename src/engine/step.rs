@@ -818,7 +818,7 @@ fn run_emergency(cfg: &EngineConfig, state: &mut PolicyState, now: Now, actions:
                         since: now.mono,
                     },
                     format!(
-                        "{reason}; emergency weight ramps down {} every {}s, then the endpoints leave",
+                        "{reason}; emergency weight ramps down {} ({}s a step), then the endpoints leave",
                         ramp_text(ramp),
                         ramp.step_ms / 1000
                     ),
@@ -936,12 +936,16 @@ fn after_release(em: super::config::EmergencyConfig, now: Now) -> EmergencyPhase
     }
 }
 
-/// `100% → 50% → 25% → 0%`.
+/// `to 50% now, then 25%, 0%`.
 fn ramp_text(ramp: &super::config::EmergencyRamp) -> String {
-    let mut parts = vec!["100%".to_string()];
-    parts.extend(ramp.steps.iter().map(|p| format!("{p}%")));
+    let mut parts: Vec<String> = ramp.steps.iter().map(|p| format!("{p}%")).collect();
     parts.push("0%".to_string());
-    parts.join(" → ")
+    let first = parts.remove(0);
+    if parts.is_empty() {
+        format!("to {first} now")
+    } else {
+        format!("to {first} now, then {}", parts.join(", "))
+    }
 }
 
 #[inline]

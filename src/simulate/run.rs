@@ -100,6 +100,9 @@ pub struct Sample {
     pub dns_primary_share: Option<u32>,
     /// The tier DNS records left and that keeps serving for one TTL, while it does.
     pub draining: Option<LbTier>,
+    /// The emergency backends' weight in the route copies, percent of theirs (None without
+    /// `spec.gateway.backendWeights`): 100 engaged, the ramp's steps on release.
+    pub emergency_weight: Option<u32>,
     pub panic: bool,
     pub phase: Phase,
 }
@@ -335,6 +338,7 @@ pub fn replay(policy: &Policy, scenario: &Scenario, rules: &ValidationContext) -
                 primary_share,
                 dns_primary_share: state.in_effect_dns_primary_percent(cfg),
                 draining: shown_drain.map(|(t, _)| t),
+                emergency_weight: state.in_effect_emergency_weight_percent(cfg),
                 panic: state.panic,
                 phase: state.phase,
             };

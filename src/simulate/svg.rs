@@ -257,6 +257,15 @@ fn ingress_lanes(body: &mut String, axis: &Axis, t: &Timeline, mut y: f64) -> f6
         );
         y += h + LANE_GAP;
     }
+    if t.samples.iter().any(|s| s.emergency_weight.is_some()) {
+        // Weighted emergency capacity: its weight in the route copies, with the ramp's steps.
+        lane_frame(body, y, h, "Emergency backend weight", "percent of theirs");
+        percent_grid(body, y, h);
+        let w = |s: &Sample| f64::from(s.emergency_weight.unwrap_or(0)) / 100.0;
+        step_area(body, axis, &t.samples, y, h, 1.0, w, PURPLE, 0.18);
+        step_line(body, axis, &t.samples, y, h, 1.0, w, PURPLE, 2.2, None);
+        y += h + LANE_GAP;
+    }
     y
 }
 
@@ -498,6 +507,7 @@ fn label_for(t: &Timeline, r: &Row) -> Option<Label> {
         }
         (ActionKind::EmergencyActivate, _) => ("emergency on".to_string(), PURPLE),
         (ActionKind::EmergencyRelease, _) => ("emergency released".to_string(), PURPLE),
+        (ActionKind::EmergencyRampDown, _) => ("emergency weight ↓".to_string(), PURPLE),
         (ActionKind::EmergencyScaleDown, Affected::Replicas { from, to }) => {
             (format!("emergency scale-down ({from}→{to})"), PURPLE)
         }
