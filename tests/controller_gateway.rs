@@ -657,6 +657,26 @@ struct Sample {
     percent: Option<u32>,
 }
 
+/// A Gateway-tier policy with weighted emergency capacity (`backendWeights` merged from
+/// `extra`), four primaries published, the emergency Deployment and its pods served; returns
+/// the env, the primaries and the pod server's handle (keep it).
+async fn weighted_env(
+    name: &str,
+    extra: Value,
+) -> (Env, Vec<std::net::SocketAddr>, tokio::task::JoinHandle<()>) {
+    let mut spec = json!({"backends": {"emergency": {"deployment": {"name": "web-emergency", "activeReplicas": 2, "maxReplicas": 2}}},
+                          "gateway": {"backendWeights": {}}});
+    merge(&mut spec, extra);
+    let (env, _lb, b) = gateway_env_with(name, None, spec, 4).await;
+    for o in emergency_objects() {
+        env.apply_json(o).await;
+    }
+    let pods = env.serve_pods_of("web-emergency");
+    env.wait_published("web-healthy", T, "primaries published", |p| p.len() == 4)
+        .await;
+    (env, b, pods)
+}
+
 /// Emergency capacity as a weighted backendRef (issue 14): while engaged, the copy routes to
 /// `web-healthy` at 100 per published primary and to `web-healthy-emergency` at 50 per
 /// published emergency pod; a release ramps that to 50 %, then 0 % (the ref leaves the copy)
@@ -665,21 +685,12 @@ struct Sample {
 /// Service with nothing published.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn emergency_capacity_joins_as_a_weighted_backend_and_ramps_down_on_release() {
-    let (env, _lb, b) = gateway_env_with(
+    let (env, b, _pods) = weighted_env(
         "gwweights",
-        None,
-        json!({"backends": {"emergency": {"deployment": {"name": "web-emergency", "activeReplicas": 2, "maxReplicas": 2}}},
-               "gateway": {"backendWeights": {"primary": 100, "emergency": 50, "rampDownSteps": [50], "rampDownStepSeconds": 3}},
+        json!({"gateway": {"backendWeights": {"primary": 100, "emergency": 50, "rampDownSteps": [50], "rampDownStepSeconds": 3}},
                "recovery": {"emergencyCooldownSeconds": 2}}),
-        4,
     )
     .await;
-    for o in emergency_objects() {
-        env.apply_json(o).await;
-    }
-    let _pods = env.serve_pods_of("web-emergency");
-    env.wait_published("web-healthy", T, "primaries published", |p| p.len() == 4)
-        .await;
     // Normal times: the copy is the template (one ref, its default weight).
     let got = eventually(T, || async {
         copy_backends(&env)
@@ -820,20 +831,7 @@ async fn emergency_capacity_joins_as_a_weighted_backend_and_ramps_down_on_releas
 /// routing to the emergency Service, which goes with the policy.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deletion_mid_emergency_hands_the_copy_back_without_the_emergency_backend() {
-    let (env, _lb, b) = gateway_env_with(
-        "gwweightsdel",
-        None,
-        json!({"backends": {"emergency": {"deployment": {"name": "web-emergency", "activeReplicas": 2, "maxReplicas": 2}}},
-               "gateway": {"backendWeights": {}}}),
-        4,
-    )
-    .await;
-    for o in emergency_objects() {
-        env.apply_json(o).await;
-    }
-    let _pods = env.serve_pods_of("web-emergency");
-    env.wait_published("web-healthy", T, "primaries published", |p| p.len() == 4)
-        .await;
+    let (env, b, _pods) = weighted_env("gwweightsdel", json!({})).await;
     for a in &b[..3] {
         env.set(*a, Behavior::Status(500)).await;
     }
@@ -854,20 +852,7 @@ async fn deletion_mid_emergency_hands_the_copy_back_without_the_emergency_backen
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn removing_backend_weights_mid_emergency_moves_the_pods_back_before_emptying_their_service()
 {
-    let (env, _lb, b) = gateway_env_with(
-        "gwweightsoff",
-        None,
-        json!({"backends": {"emergency": {"deployment": {"name": "web-emergency", "activeReplicas": 2, "maxReplicas": 2}}},
-               "gateway": {"backendWeights": {}}}),
-        4,
-    )
-    .await;
-    for o in emergency_objects() {
-        env.apply_json(o).await;
-    }
-    let _pods = env.serve_pods_of("web-emergency");
-    env.wait_published("web-healthy", T, "primaries published", |p| p.len() == 4)
-        .await;
+    let (env, b, _pods) = weighted_env("gwweightsoff", json!({})).await;
     for a in &b[..3] {
         env.set(*a, Behavior::Status(500)).await;
     }
