@@ -584,3 +584,65 @@ async fn dns_answer_moves_to_the_backup_when_the_primary_lb_dies_and_back_after_
     drop(named);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// Deleted (Restore) while the records send clients to the backup: the records go back to the
+/// primary at once, and the backup's HotStandby mirror keeps serving one TTL before it is
+/// removed and the policy goes; status says the backup drains until when.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deletion_while_failed_over_moves_the_records_first_and_keeps_the_backup_one_ttl() {
+    let (env, lb) = dns_env(
+        "dns-delete-drain",
+        json!({"hostnames": ["shop.example.com"], "ttlSeconds": 4,
+               "primaryTargets": ["192.0.2.10"], "backupTargets": ["192.0.2.20"]}),
+        json!({}),
+        true,
+    )
+    .await;
+    wait_endpoint(&env, "on the primary", atomic("192.0.2.10", 4)).await;
+    env.set(lb, Behavior::Refuse).await;
+    wait_endpoint(&env, "on the backup", atomic("192.0.2.20", 4)).await;
+    let ingresses: Api<k8s_openapi::api::networking::v1::Ingress> =
+        Api::namespaced(env.client.clone(), &env.ns);
+    let mirror = || async {
+        ingresses
+            .get_opt("web-failover-backup")
+            .await
+            .ok()
+            .flatten()
+            .is_some()
+    };
+    assert!(mirror().await, "the backup serves through its mirror");
+
+    env.policies()
+        .delete("web", &Default::default())
+        .await
+        .expect("delete the policy");
+    wait_endpoint(&env, "records back on the primary", atomic("192.0.2.10", 4)).await;
+    let moved = Instant::now();
+    let s = env
+        .wait_status("web", T, "the backup drains", |s| {
+            draining(s).is_some_and(|(tier, _)| tier == "backup")
+        })
+        .await;
+    assert_eq!(s.dns.unwrap().primary_weight_percent, 100);
+    assert!(
+        mirror().await,
+        "the mirror still serves while resolvers may send clients there"
+    );
+    eventually(T, || async { (!mirror().await).then_some(()) }).await;
+    let kept = moved.elapsed();
+    assert!(
+        kept >= Duration::from_millis(3_500),
+        "the backup was kept {kept:?}, less than the 4 s TTL"
+    );
+    eventually(T, || async {
+        env.policies()
+            .get_opt("web")
+            .await
+            .ok()
+            .flatten()
+            .is_none()
+            .then_some(())
+    })
+    .await;
+}

@@ -99,13 +99,26 @@ pub async fn reconcile(
                 lock(&rt).fact_trigger_sent = false;
             }
             let started = Instant::now();
+            // Deleted while clients may still resolve to the backup tier: records back first,
+            // the rest restored once they can no longer (before the finalizer helper, which
+            // would remove the finalizer after any successful cleanup).
+            match deletion_drain(&policy, &ctx).await {
+                Ok(Some(wait)) => return (Ok(Requeue::requeue(wait)), started),
+                Ok(None) => {}
+                Err(e) => return (Err(e), started),
+            }
             let result = finalizer(&api, FINALIZER, policy, |event| async {
                 match event {
                     Finalizer::Apply(p) => apply(p, &ctx).await,
                     Finalizer::Cleanup(p) => cleanup(p, &ctx).await,
                 }
             })
-            .await;
+            .await
+            .map_err(|e| match e {
+                kube::runtime::finalizer::Error::ApplyFailed(e)
+                | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
+                other => ReconcileError::Finalizer(other.to_string()),
+            });
             (result, started)
         };
         // Leadership can end mid-reconcile (renew deadline passed, lease taken, shutdown):
@@ -121,11 +134,6 @@ pub async fn reconcile(
             r = work => r,
         };
         let (result, started) = result;
-        let result = result.map_err(|e| match e {
-            kube::runtime::finalizer::Error::ApplyFailed(e)
-            | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
-            other => ReconcileError::Finalizer(other.to_string()),
-        });
         ctx.metrics
             .reconcile_duration
             .observe(started.elapsed().as_secs_f64());
@@ -1606,6 +1614,78 @@ async fn refuse(
     }
     ctx.metrics.set_phase(key, crate::api::Phase::Invalid);
     Ok(Requeue::await_change())
+}
+
+/// Deletion with Restore of a policy whose DNS records still send clients to the backup tier
+/// (`status.dns.primaryWeightPercent` below 100): the records are handed back pointing at the
+/// primary first, and status says the backup drains one TTL from now (`drainingTier: backup`,
+/// `drainingUntil`), restart-safe. Until then nothing else is restored: the HotStandby mirror,
+/// the route copies' backup attachment and emergency capacity keep serving the clients whose
+/// resolvers still answer with the backup. Returns how long to wait yet (None: go on).
+async fn deletion_drain(
+    policy: &Arc<FailoverPolicy>,
+    ctx: &Context,
+) -> Result<Option<Duration>, ReconcileError> {
+    let spec = &policy.spec;
+    let ours = policy
+        .metadata
+        .finalizers
+        .iter()
+        .flatten()
+        .any(|f| f == FINALIZER);
+    let (Some(dns), Some(previous)) = (&spec.dns, &policy.status) else {
+        return Ok(None);
+    };
+    let Some(d) = &previous.dns else {
+        return Ok(None);
+    };
+    if policy.metadata.deletion_timestamp.is_none()
+        || !ours
+        || spec.deletion_policy != DeletionPolicy::Restore
+        || spec.dry_run
+        || ctx.stores.dns_endpoints.is_none()
+    {
+        return Ok(None);
+    }
+    let ns = policy.namespace().unwrap_or_default();
+    let name = policy.name_any();
+    let now = (ctx.clock)().wall;
+    if d.primary_weight_percent < 100 {
+        super::dns::hand_back(ctx, &ns, &name, spec, true).await?;
+        let until = now + i64::from(dns.ttl_seconds.max(1)) * 1000;
+        let mut status = previous.clone();
+        status.dns = Some(crate::api::DnsStatus {
+            primary_weight_percent: 100,
+            draining_tier: Some(crate::engine::LbTier::Backup.as_str().to_string()),
+            draining_until: Some(crate::engine::report::time(until + 999)),
+        });
+        write_status(ctx, policy, &ns, &status).await?;
+        info!(
+            until,
+            "deleted while DNS answered with the backup: records back on the primary, the rest restored after one TTL"
+        );
+        note(
+            ctx,
+            policy,
+            Severity::Normal,
+            "Draining",
+            "Delete",
+            &format!(
+                "policy deleted while DNS records sent clients to the backup tier: records point at the primary again; the backup keeps serving for one TTL ({}s) before the rest is restored",
+                dns.ttl_seconds
+            ),
+        )
+        .await;
+        return Ok(Some(Duration::from_secs(u64::from(dns.ttl_seconds.max(1)))));
+    }
+    let until = d
+        .draining_until
+        .as_ref()
+        .filter(|_| d.draining_tier.as_deref() == Some(crate::engine::LbTier::Backup.as_str()))
+        .map(|t| t.0.as_millisecond());
+    Ok(until
+        .filter(|&u| u > now)
+        .map(|u| Duration::from_millis(u64::try_from(u - now).unwrap_or(0))))
 }
 
 /// Deletion: restore (or leave) what the policy changed, then forget it.
