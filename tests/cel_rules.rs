@@ -177,6 +177,12 @@ fn cases() -> Vec<Case> {
             good: hot_standby(json!({"failbackSteps": [50, 100]})),
         },
         Case {
+            message: "rampDownSteps are percentages between 1 and 99",
+            path: "spec.gateway.backendWeights.rampDownSteps",
+            bad: gateway(json!({"backendWeights": {"rampDownSteps": [50, 100]}})),
+            good: gateway(json!({"backendWeights": {"rampDownSteps": [50, 25]}})),
+        },
+        Case {
             message: "failbackSteps must be strictly increasing",
             path: "spec.recovery.failbackSteps",
             bad: hot_standby(json!({"failbackSteps": [10, 10, 100]})),
@@ -299,7 +305,7 @@ fn every_rule_compiles() {
     );
     let mut rules = Vec::new();
     all_rules(&schema, &mut rules);
-    assert_eq!(rules.len(), 21, "rules in the CRD: {rules:#?}");
+    assert_eq!(rules.len(), 22, "rules in the CRD: {rules:#?}");
 }
 
 #[test]
