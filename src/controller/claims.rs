@@ -95,6 +95,51 @@ pub fn claims(ctx: &Context, ns: &str, spec: &FailoverPolicySpec) -> Vec<Claim> 
     out
 }
 
+/// Bumped whenever what any policy claims may have changed: a policy created, deleted or
+/// given a new spec (generation), an Ingress or HTTPRoute template changed (selectors match
+/// labels), a relist. A reconcile that found no rival at one epoch needs no new look while the
+/// epoch stays: at 10,000 policies in one namespace that look was a scan of the whole fleet on
+/// every reconcile (issue 16).
+#[derive(Debug, Default)]
+pub struct Epoch {
+    value: std::sync::atomic::AtomicU64,
+    /// Each policy's last seen generation, by UID: a status write is not a new claim.
+    generations: std::sync::Mutex<std::collections::HashMap<String, Option<i64>>>,
+}
+
+impl Epoch {
+    pub fn current(&self) -> u64 {
+        self.value.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Something any policy's claims read changed.
+    pub fn bump(&self) {
+        self.value.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// A policy watch event: bumps on a new policy, a new generation, a deletion or a relist.
+    pub fn observe(&self, event: &kube::runtime::watcher::Event<FailoverPolicy>) {
+        use kube::runtime::watcher::Event;
+        let mut seen = self
+            .generations
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match event {
+            Event::Apply(p) | Event::InitApply(p) => {
+                let uid = p.metadata.uid.clone().unwrap_or_default();
+                if seen.insert(uid, p.metadata.generation) != Some(p.metadata.generation) {
+                    self.bump();
+                }
+            }
+            Event::Delete(p) => {
+                seen.remove(p.metadata.uid.as_deref().unwrap_or_default());
+                self.bump();
+            }
+            Event::Init | Event::InitDone => self.bump(),
+        }
+    }
+}
+
 /// A policy competing for an object: its name and creation time.
 #[derive(Debug, Clone)]
 pub struct Claimant<'a> {
@@ -181,12 +226,13 @@ fn claims_one(spec: &FailoverPolicySpec, claim: &Claim, ingress: Option<&Ingress
     }
 }
 
-/// The objects `policy` claims that belong to another policy of its namespace.
+/// The objects `policy` claims that belong to another policy of its namespace, or None when no
+/// other policy claims any of them (then nothing but a new [`Epoch`] can change that).
 pub fn conflicts(
     ctx: &Context,
     policy: &FailoverPolicy,
     spec: &FailoverPolicySpec,
-) -> Vec<Conflict> {
+) -> Option<Vec<Conflict>> {
     let ns = policy.namespace().unwrap_or_default();
     let me = policy.name_any();
     let ingresses = managed_ingresses(ctx, &ns, spec);
@@ -209,9 +255,7 @@ pub fn conflicts(
             && mine.iter().any(|(c, ing)| claims_one(&p.spec, c, *ing))
     };
     // Nearly always nobody else claims anything: asked first without copying the store.
-    if ctx.policies.find(rival).is_none() {
-        return Vec::new();
-    }
+    ctx.policies.find(rival)?;
     let others = ctx.policies.state_filter(rival);
     let mut out = Vec::new();
     for (claim, ingress) in &mine {
@@ -240,7 +284,7 @@ pub fn conflicts(
             });
         }
     }
-    out
+    Some(out)
 }
 
 #[cfg(test)]
@@ -249,6 +293,41 @@ mod tests {
 
     fn t(s: &str) -> Time {
         Time(s.parse().unwrap())
+    }
+
+    /// Only what can change a claim moves the epoch: a status write (same generation) does not.
+    #[test]
+    fn the_epoch_moves_on_new_policies_specs_deletions_and_relists_only() {
+        use kube::runtime::watcher::Event;
+        let policy = |uid: &str, generation: i64| {
+            let mut p: FailoverPolicy = serde_json::from_value(serde_json::json!({
+                "apiVersion": "ingressfailover.io/v1alpha1", "kind": "FailoverPolicy",
+                "metadata": {"name": "web", "namespace": "shop", "uid": uid, "generation": generation},
+                "spec": {"backends": {"primary": {"addresses": ["10.0.1.1:80"]}},
+                         "managedService": {"name": "web-healthy"}}
+            }))
+            .unwrap();
+            p.status = Some(Default::default());
+            p
+        };
+        let e = Epoch::default();
+        let mut last = e.current();
+        let mut moved = |event: Event<FailoverPolicy>| {
+            e.observe(&event);
+            let now = e.current();
+            std::mem::replace(&mut last, now) != now
+        };
+        assert!(moved(Event::Apply(policy("a", 1))), "a new policy");
+        assert!(!moved(Event::Apply(policy("a", 1))), "a status write");
+        assert!(moved(Event::Apply(policy("a", 2))), "a spec edit");
+        assert!(moved(Event::Apply(policy("b", 1))), "another policy");
+        assert!(moved(Event::Delete(policy("b", 1))), "a deletion");
+        assert!(moved(Event::Init), "a relist");
+        assert!(
+            !moved(Event::InitApply(policy("a", 2))),
+            "relisted unchanged"
+        );
+        assert!(moved(Event::InitDone));
     }
 
     #[test]

@@ -104,6 +104,9 @@ pub struct PolicyRuntime {
     /// observation without another trigger (at 10,000 policies a trigger per fact was hundreds
     /// of queue messages a second for reconciles already due).
     pub fact_trigger_sent: bool,
+    /// The claims epoch at which no other policy claimed anything this one claims (see
+    /// [`super::claims::Epoch`]).
+    pub alone_at: Option<u64>,
     /// The managed Service was found or created for the current generation.
     pub service_ensured: bool,
     /// The published set last made true in the cluster, and when the cluster was last compared:
@@ -143,6 +146,8 @@ pub struct Context {
     pub shards: Arc<super::shards::ShardSet>,
     /// Every policy in scope (the Controller's own cache): claims are decided among them.
     pub policies: Store<crate::api::FailoverPolicy>,
+    /// When what policies claim last changed.
+    pub claims_epoch: Arc<super::claims::Epoch>,
     pub clock: Clock,
     /// Per-policy engine memory (start empty).
     pub runtimes: Mutex<HashMap<PolicyId, Arc<Mutex<PolicyRuntime>>>>,

@@ -163,7 +163,15 @@ pub async fn run(
         .copied()
         .collect();
     let readiness = Arc::new(http_server::Readiness::expecting(&expected));
-    let controller = policy_controller(&client, &opts, &health, &readiness, &metrics);
+    let claims_epoch = Arc::new(claims::Epoch::default());
+    let controller = policy_controller(
+        &client,
+        &opts,
+        &health,
+        &readiness,
+        &metrics,
+        claims_epoch.clone(),
+    );
     let pstore = controller.store();
 
     let events = events::EventSink::new(
@@ -183,6 +191,7 @@ pub async fn run(
         leader: leader_rx.clone(),
         shards: shard_set,
         policies: pstore.clone(),
+        claims_epoch: claims_epoch.clone(),
         clock,
         runtimes: Default::default(),
         failures: Default::default(),
@@ -217,7 +226,7 @@ pub async fn run(
         })
     };
 
-    let controller = wire_triggers(controller, caches, &opts.namespaces, &pstore)
+    let controller = wire_triggers(controller, caches, &opts.namespaces, &pstore, &claims_epoch)
         .reconcile_on(tokio_stream(trigger_rx))
         .reconcile_all_on(tokio_stream(all_rx))
         .trigger_backoff(NoPause)
@@ -356,6 +365,7 @@ fn policy_controller(
     health: &Arc<ApiHealth>,
     readiness: &Arc<http_server::Readiness>,
     metrics: &metrics::Metrics,
+    claims_epoch: Arc<claims::Epoch>,
 ) -> Controller<FailoverPolicy> {
     let policies: Api<FailoverPolicy> = match opts.namespaces.as_slice() {
         [one] => Api::namespaced(client.clone(), one),
@@ -373,7 +383,12 @@ fn policy_controller(
     };
     let policy_stream = reflector::reflector(
         pwriter,
-        watched(watcher(policies, wc), health).inspect(move |r| crd.observe(r)),
+        watched(watcher(policies, wc), health).inspect(move |r| {
+            crd.observe(r);
+            if let Ok(event) = r {
+                claims_epoch.observe(event);
+            }
+        }),
     )
     .applied_objects();
     Controller::for_stream(policy_stream, pstore)
@@ -489,8 +504,10 @@ fn wire_triggers(
     caches: Caches,
     namespaces: &[String],
     pstore: &Store<FailoverPolicy>,
+    claims_epoch: &Arc<claims::Epoch>,
 ) -> Controller<FailoverPolicy> {
     let namespaces = namespaces.to_vec();
+    let (epoch_ingresses, epoch_routes) = (claims_epoch.clone(), claims_epoch.clone());
     let in_scope = move |ns: Option<&str>| {
         namespaces.is_empty() || ns.is_some_and(|n| namespaces.iter().any(|w| w == n))
     };
@@ -531,6 +548,11 @@ fn wire_triggers(
                     if !f5(Some(&ns)) {
                         return Vec::new();
                     }
+                    // A template's labels decide which selectors claim it; the operator's own
+                    // copies are never claimed.
+                    if !r.labels().contains_key(desired::POLICY_LABEL) {
+                        epoch_routes.bump();
+                    }
                     policies_referencing(&s5, Some(&ns), |p| gateway::references_route(p, &ns))
                 })
                 // A Gateway's status changed: the policies judging it hear of it at once.
@@ -567,6 +589,8 @@ fn wire_triggers(
             if !f3(i.metadata.namespace.as_deref()) {
                 return Vec::new();
             }
+            // Ingress selectors claim by labels.
+            epoch_ingresses.bump();
             policies_referencing(&s3, i.metadata.namespace.as_deref(), |p| {
                 p.spec.ingress.is_some()
             })

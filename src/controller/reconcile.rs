@@ -276,7 +276,16 @@ async fn apply(policy: Arc<FailoverPolicy>, ctx: &Context) -> Result<Requeue, Re
     };
 
     // One owner per written object: a policy claiming what another owns writes nothing.
-    let conflicts = claims::conflicts(ctx, &policy, &spec);
+    // Asked again only when some policy's claims may have changed since it last found no
+    // rival (with rivals, every time: which one owns an object can change with its labels).
+    let epoch = ctx.claims_epoch.current();
+    let conflicts = if lock(&rt).alone_at == Some(epoch) {
+        Vec::new()
+    } else {
+        let found = claims::conflicts(ctx, &policy, &spec);
+        lock(&rt).alone_at = found.is_none().then_some(epoch);
+        found.unwrap_or_default()
+    };
     let conflict = (!conflicts.is_empty()).then(|| {
         let list: Vec<String> = conflicts.iter().map(ToString::to_string).collect();
         format!(
@@ -649,6 +658,7 @@ fn new_runtime(
         last_status: policy.status.clone(),
         targets_dirty: true,
         fact_trigger_sent: false,
+        alone_at: None,
         service_ensured: false,
         slices_synced: None,
         emergency_service_ensured: false,
