@@ -565,6 +565,19 @@ async fn bench(cfg: Config) {
             });
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
+        // Said as soon as measured: a later phase failing must not lose these.
+        let mut round_latency = latency.clone();
+        round_latency.sort();
+        let mut round_share = share.clone();
+        round_share.sort();
+        eprintln!(
+            "detection round {}: {} ejections so far, median {:.0} ms, operator share median {:.1} ms, max {:.1} ms",
+            round + 1,
+            round_latency.len(),
+            ms(percentile(&round_latency, 0.5)),
+            ms(percentile(&round_share, 0.5)),
+            ms(percentile(&round_share, 1.0))
+        );
         for v in &victims {
             farm.set(*v, Behavior::Healthy).await.expect("heal");
         }
@@ -574,10 +587,15 @@ async fn bench(cfg: Config) {
                 .get(&format!("d{d}-healthy"))
                 .is_some_and(|a| a.contains(&v.ip().to_string()))
         }) {
-            assert!(
-                healed.elapsed() < Duration::from_secs(cfg.interval * 10),
-                "detection backends not restored"
-            );
+            if healed.elapsed() >= Duration::from_secs(cfg.interval * 10) {
+                // Reported, not fatal: the next round's victims are other backends.
+                eprintln!(
+                    "detection round {}: healed backends not all published again within {} s",
+                    round + 1,
+                    cfg.interval * 10
+                );
+                break;
+            }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
