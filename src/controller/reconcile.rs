@@ -114,10 +114,17 @@ pub async fn reconcile(
                 }
             })
             .await
-            .map_err(|e| match e {
+            .or_else(|e| match e {
                 kube::runtime::finalizer::Error::ApplyFailed(e)
-                | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
-                other => ReconcileError::Finalizer(other.to_string()),
+                | kube::runtime::finalizer::Error::CleanupFailed(e) => Err(e),
+                // Cleaned up from a cache a step behind: the policy is already gone, which is
+                // what removing the finalizer was for.
+                kube::runtime::finalizer::Error::RemoveFinalizer(kube::Error::Api(s))
+                    if s.code == 404 =>
+                {
+                    Ok(Requeue::await_change())
+                }
+                other => Err(ReconcileError::Finalizer(other.to_string())),
             });
             (result, started)
         };
