@@ -635,14 +635,5 @@ async fn deletion_while_failed_over_moves_the_records_first_and_keeps_the_backup
         kept >= Duration::from_millis(3_500),
         "the backup was kept {kept:?}, less than the 4 s TTL"
     );
-    eventually(T, || async {
-        env.policies()
-            .get_opt("web")
-            .await
-            .ok()
-            .flatten()
-            .is_none()
-            .then_some(())
-    })
-    .await;
+    env.wait_policy_gone("web", T).await;
 }

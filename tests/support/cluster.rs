@@ -352,6 +352,11 @@ impl Env {
             .delete(name, &Default::default())
             .await
             .expect("delete policy");
+        self.wait_policy_gone(name, timeout).await;
+    }
+
+    /// Until the policy `name` no longer exists (its finalizer done).
+    pub async fn wait_policy_gone(&self, name: &str, timeout: Duration) {
         eventually(timeout, || async {
             self.policies()
                 .get_opt(name)
