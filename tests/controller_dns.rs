@@ -262,12 +262,12 @@ async fn dns_endpoint_follows_the_active_tier_from_ingress_status() {
 
     env.set(lb, Behavior::Healthy).await;
     wait_endpoint(&env, "A 192.0.2.10 again", atomic("192.0.2.10", 3)).await;
-    let s = env
-        .wait_status("web", T, "draining the backup", |s| {
-            draining(s).is_some_and(|(t, _)| t == "backup")
-        })
-        .await;
-    assert!(is_true(&s, ct::IN_EFFECT), "{s:#?}");
+    // The write-ahead status says the decision first (InEffect=False, Applying), then that its
+    // writes are done: wait for the second, not the first.
+    env.wait_status("web", T, "draining the backup, in effect", |s| {
+        draining(s).is_some_and(|(t, _)| t == "backup") && is_true(s, ct::IN_EFFECT)
+    })
+    .await;
 
     // Removing spec.dns hands the records back as they are, no longer owned; putting it back
     // takes them over again (they carry the policy's label).
