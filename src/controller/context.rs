@@ -75,6 +75,26 @@ impl Stores {
     }
 }
 
+/// What the operator last made true of one Service it publishes through.
+#[derive(Debug, Default)]
+pub struct Publication {
+    /// The Service was found or created for the current generation.
+    pub ensured: bool,
+    /// The published set last made true in the cluster, and when the cluster was last
+    /// compared: a reconcile triggered by a probe fact that changed nothing skips the
+    /// comparison, and a periodic one still catches objects changed behind the operator's back.
+    pub synced: Option<(Vec<super::desired::Published>, i64)>,
+}
+
+impl Publication {
+    /// Whether the slices must be compared with `published` now.
+    pub fn due(&self, published: &[super::desired::Published], now: i64, resync_ms: i64) -> bool {
+        self.synced
+            .as_ref()
+            .is_none_or(|(synced, at)| synced.as_slice() != published || now - at >= resync_ms)
+    }
+}
+
 /// The engine's memory of one policy, plus what the controller last wrote for it.
 pub struct PolicyRuntime {
     pub generation: Option<i64>,
@@ -107,15 +127,10 @@ pub struct PolicyRuntime {
     /// The claims epoch at which no other policy claimed anything this one claims (see
     /// [`super::claims::Epoch`]).
     pub alone_at: Option<u64>,
-    /// The managed Service was found or created for the current generation.
-    pub service_ensured: bool,
-    /// The published set last made true in the cluster, and when the cluster was last compared:
-    /// a reconcile triggered by a probe fact that changed nothing skips the comparison, and a
-    /// periodic one still catches objects changed behind the operator's back.
-    pub slices_synced: Option<(Vec<super::desired::Published>, i64)>,
-    /// The same two for the weighted emergency Service (`spec.gateway.backendWeights`).
-    pub emergency_service_ensured: bool,
-    pub emergency_slices_synced: Option<(Vec<super::desired::Published>, i64)>,
+    /// The managed Service: found or created, and the set its slices were last made to list.
+    pub managed: Publication,
+    /// The same for the weighted emergency Service (`spec.gateway.backendWeights`).
+    pub emergency: Publication,
     /// The same for the legacy Endpoints mirror, with whether an object of the operator's
     /// exists (None: not known in this process yet).
     pub legacy_synced: Option<(Vec<super::desired::Published>, i64)>,

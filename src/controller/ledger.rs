@@ -24,6 +24,10 @@ const BACKOFF_MAX_MS: i64 = 300_000;
 pub enum Actuation {
     Service,
     Slices,
+    /// The weighted emergency Service and its slices (`spec.gateway.backendWeights`): failing
+    /// on their own, never holding the managed Service's writes.
+    EmergencyService,
+    EmergencySlices,
     /// The legacy `Endpoints` mirror (`managedService.legacyEndpoints`).
     LegacyEndpoints,
     Scale,
@@ -41,8 +45,8 @@ impl Actuation {
     /// Bounded metric label.
     pub fn resource(self) -> &'static str {
         match self {
-            Actuation::Service => "services",
-            Actuation::Slices => "endpointslices",
+            Actuation::Service | Actuation::EmergencyService => "services",
+            Actuation::Slices | Actuation::EmergencySlices => "endpointslices",
             Actuation::LegacyEndpoints => "endpoints",
             Actuation::Scale => "deployments/scale",
             Actuation::Ingress => "ingresses",

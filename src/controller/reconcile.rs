@@ -242,10 +242,8 @@ async fn apply(policy: Arc<FailoverPolicy>, ctx: &Context) -> Result<Requeue, Re
             r.state.config_changed(&old);
             r.generation = generation;
             r.targets_dirty = true;
-            r.service_ensured = false;
-            r.slices_synced = None;
-            r.emergency_service_ensured = false;
-            r.emergency_slices_synced = None;
+            r.managed = Default::default();
+            r.emergency = Default::default();
             r.legacy_synced = None;
             // A new spec may fix what failed or end a tug-of-war: try again at once.
             r.ledger = Default::default();
@@ -666,10 +664,8 @@ fn new_runtime(
         targets_dirty: true,
         fact_trigger_sent: false,
         alone_at: None,
-        service_ensured: false,
-        slices_synced: None,
-        emergency_service_ensured: false,
-        emergency_slices_synced: None,
+        managed: Default::default(),
+        emergency: Default::default(),
         legacy_synced: None,
         legacy_exists: None,
         ledger: Default::default(),
@@ -838,12 +834,13 @@ async fn write_desired(
             if lock(rt).retired.contains(&format!("Service {old}")) {
                 continue;
             }
-            if !due(Actuation::Service) {
-                clean = false;
-                continue;
-            }
             if old == spec.managed_service.emergency_service_name() {
-                // backendWeights removed: the emergency Service is emptied once no copy routes there.
+                // backendWeights removed: the emergency Service is emptied once no copy routes
+                // there.
+                if !due(Actuation::EmergencySlices) {
+                    clean = false;
+                    continue;
+                }
                 let routed = ctx.stores.gateway.as_ref().is_some_and(|g| {
                     super::gateway::copies_of(&g.routes, ns, &name)
                         .iter()
@@ -860,9 +857,13 @@ async fn write_desired(
                     }
                     Err(e) => {
                         clean = false;
-                        failed(ctx, policy, rt, Actuation::Service, &e, now).await;
+                        failed(ctx, policy, rt, Actuation::EmergencySlices, &e, now).await;
                     }
                 }
+                continue;
+            }
+            if !due(Actuation::Service) {
+                clean = false;
                 continue;
             }
             let mut was = spec.clone();
@@ -948,44 +949,25 @@ async fn write_desired(
         }
     }
     if plan.inventory_known {
-        if !lock(rt).service_ensured && due(Actuation::Service) {
-            match actuate::ensure_service(ctx, ns, &spec.managed_service.name, spec, &owner, &name)
-                .await
-            {
-                Ok(()) => {
-                    let mut r = lock(rt);
-                    r.service_ensured = true;
-                    r.ledger.succeeded(Actuation::Service);
-                }
-                Err(e) => failed(ctx, policy, rt, Actuation::Service, &e, now).await,
-            }
-        }
-        let resync = match &lock(rt).slices_synced {
-            Some((published, at)) => *published != plan.published || now - at >= RESYNC_MS,
-            None => true,
+        let managed = Publish {
+            service: &spec.managed_service.name,
+            published: &plan.published,
+            actuations: (Actuation::Service, Actuation::Slices),
+            memory: |r| &mut r.managed,
+            slices_need_service: false,
         };
-        if resync && due(Actuation::Slices) {
-            match actuate::sync_slices(
-                ctx,
-                ns,
-                &spec.managed_service.name,
-                &spec.managed_service.port_name,
-                &owner,
-                &name,
-                &plan.published,
-            )
-            .await
-            {
-                Ok(_) => {
-                    let mut r = lock(rt);
-                    r.slices_synced = Some((plan.published.clone(), now));
-                    r.ledger.succeeded(Actuation::Slices);
-                }
-                Err(e) => failed(ctx, policy, rt, Actuation::Slices, &e, now).await,
-            }
-        }
-        if let Some(emergency) = &plan.emergency_published {
-            sync_emergency_service(ctx, policy, spec, emergency, rt, &owner, now).await;
+        publish(ctx, policy, spec, rt, &managed, &owner, now).await;
+        if let (Some(service), Some(published)) =
+            (spec.weighted_emergency_service(), &plan.emergency_published)
+        {
+            let emergency = Publish {
+                service: &service,
+                published,
+                actuations: (Actuation::EmergencyService, Actuation::EmergencySlices),
+                memory: |r| &mut r.emergency,
+                slices_need_service: true,
+            };
+            publish(ctx, policy, spec, rt, &emergency, &owner, now).await;
         }
         sync_legacy_endpoints(ctx, policy, spec, plan, rt, &owner, now).await;
     }
@@ -1111,47 +1093,69 @@ async fn write_desired(
     fx
 }
 
-/// The weighted emergency Service (`spec.gateway.backendWeights`): created like the managed
-/// Service, its slices listing the published emergency endpoints.
-async fn sync_emergency_service(
+/// One Service the operator publishes through, and where its memory is kept.
+struct Publish<'a> {
+    service: &'a str,
+    published: &'a [Published],
+    /// The Service's and its slices' own actuations: a failing one holds only itself.
+    actuations: (Actuation, Actuation),
+    memory: fn(&mut PolicyRuntime) -> &mut super::context::Publication,
+    /// Write no slice until the Service is confirmed: the weighted emergency Service, since a
+    /// route weight counts its written slices. (The managed Service's slices are written even
+    /// if it could not be ensured this time, as they always were.)
+    slices_need_service: bool,
+}
+
+/// Finds or creates the Service (once per generation), then makes its slices list exactly
+/// the published set, compared with what was last written (the cluster itself every
+/// `RESYNC_MS`).
+async fn publish(
     ctx: &Context,
     policy: &FailoverPolicy,
     spec: &FailoverPolicySpec,
-    published: &[Published],
     rt: &std::sync::Mutex<PolicyRuntime>,
+    what: &Publish<'_>,
     owner: &OwnerReference,
     now: i64,
 ) {
-    let Some(service) = spec.weighted_emergency_service() else {
-        return;
-    };
     let ns = policy.namespace().unwrap_or_default();
     let name = policy.name_any();
-    let due = |what: Actuation| lock(rt).ledger.due(what, now);
-    if !lock(rt).emergency_service_ensured && due(Actuation::Service) {
-        match actuate::ensure_service(ctx, &ns, &service, spec, owner, &name).await {
-            Ok(()) => lock(rt).emergency_service_ensured = true,
-            Err(e) => return failed(ctx, policy, rt, Actuation::Service, &e, now).await,
+    let (service_actuation, slices_actuation) = what.actuations;
+    let due = |a: Actuation| lock(rt).ledger.due(a, now);
+    if !(what.memory)(&mut lock(rt)).ensured && due(service_actuation) {
+        match actuate::ensure_service(ctx, &ns, what.service, spec, owner, &name).await {
+            Ok(()) => {
+                let mut r = lock(rt);
+                (what.memory)(&mut r).ensured = true;
+                r.ledger.succeeded(service_actuation);
+            }
+            Err(e) => {
+                failed(ctx, policy, rt, service_actuation, &e, now).await;
+                if what.slices_need_service {
+                    return;
+                }
+            }
         }
     }
-    let resync = match &lock(rt).emergency_slices_synced {
-        Some((synced, at)) => synced.as_slice() != published || now - at >= RESYNC_MS,
-        None => true,
-    };
-    if resync && due(Actuation::Slices) {
+    let resync = (what.memory)(&mut lock(rt)).due(what.published, now, RESYNC_MS);
+    if resync && due(slices_actuation) {
         match actuate::sync_slices(
             ctx,
             &ns,
-            &service,
+            what.service,
             &spec.managed_service.port_name,
             owner,
             &name,
-            published,
+            what.published,
         )
         .await
         {
-            Ok(_) => lock(rt).emergency_slices_synced = Some((published.to_vec(), now)),
-            Err(e) => failed(ctx, policy, rt, Actuation::Slices, &e, now).await,
+            Ok(_) => {
+                let mut r = lock(rt);
+                (what.memory)(&mut r).synced = Some((what.published.to_vec(), now));
+                r.ledger.succeeded(slices_actuation);
+            }
+            Err(e) => failed(ctx, policy, rt, slices_actuation, &e, now).await,
         }
     }
 }
@@ -1170,7 +1174,8 @@ fn route_weights(
     let emergency_service = spec.weighted_emergency_service()?;
     let percent = plan.emergency_weight_percent?;
     let written = lock(rt)
-        .emergency_slices_synced
+        .emergency
+        .synced
         .as_ref()
         .map(|(synced, _)| {
             plan.emergency_published
@@ -1643,21 +1648,24 @@ async fn deletion_drain(
     policy: &Arc<FailoverPolicy>,
     ctx: &Context,
 ) -> Result<Option<Duration>, ReconcileError> {
+    // Called before every reconcile: not being deleted is the first thing to rule out.
+    if policy.metadata.deletion_timestamp.is_none() {
+        return Ok(None);
+    }
     let spec = &policy.spec;
+    let (Some(dns), Some(d)) = (
+        &spec.dns,
+        policy.status.as_ref().and_then(|s| s.dns.as_ref()),
+    ) else {
+        return Ok(None);
+    };
     let ours = policy
         .metadata
         .finalizers
         .iter()
         .flatten()
         .any(|f| f == FINALIZER);
-    let (Some(dns), Some(previous)) = (&spec.dns, &policy.status) else {
-        return Ok(None);
-    };
-    let Some(d) = &previous.dns else {
-        return Ok(None);
-    };
-    if policy.metadata.deletion_timestamp.is_none()
-        || !ours
+    if !ours
         || spec.deletion_policy != DeletionPolicy::Restore
         || spec.dry_run
         || ctx.stores.dns_endpoints.is_none()
@@ -1670,7 +1678,7 @@ async fn deletion_drain(
     if d.primary_weight_percent < 100 {
         super::dns::hand_back(ctx, &ns, &name, spec, true).await?;
         let until = now + i64::from(dns.ttl_seconds.max(1)) * 1000;
-        let mut status = previous.clone();
+        let mut status = policy.status.clone().unwrap_or_default();
         status.dns = Some(crate::api::DnsStatus {
             primary_weight_percent: 100,
             draining_tier: Some(crate::engine::LbTier::Backup.as_str().to_string()),
