@@ -656,12 +656,28 @@ pub async fn empty_service(
             && s.labels().get(MANAGED_BY_LABEL).map(String::as_str) == Some(MANAGED_BY)
             && s.labels().get(POLICY_LABEL).map(String::as_str) == Some(policy)
     });
-    for s in owned {
-        let slice = s.name_any();
-        match slices.delete(&slice, &DeleteParams::default()).await {
-            Ok(_) => ctx.metrics.write("endpointslices"),
+    delete_each(ctx, &slices, ns, "EndpointSlice", "endpointslices", owned).await
+}
+
+/// Deletes `objects` (one already gone is fine), counting each write under `resource`; stops
+/// at the first failure.
+async fn delete_each<K>(
+    ctx: &Context,
+    api: &Api<K>,
+    ns: &str,
+    kind: &str,
+    resource: &'static str,
+    objects: Vec<std::sync::Arc<K>>,
+) -> Result<(), ActuateError>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    for o in objects {
+        let name = o.name_any();
+        match api.delete(&name, &DeleteParams::default()).await {
+            Ok(_) => ctx.metrics.write(resource),
             Err(kube::Error::Api(e)) if e.code == 404 => {}
-            Err(e) => return Err(api_err(format!("EndpointSlice {ns}/{slice}"))(e)),
+            Err(e) => return Err(api_err(format!("{kind} {ns}/{name}"))(e)),
         }
     }
     Ok(())
@@ -780,15 +796,7 @@ pub async fn delete_mirrors(ctx: &Context, ns: &str, policy: &str) -> Result<(),
         i.metadata.namespace.as_deref() == Some(ns)
             && i.labels().get(POLICY_LABEL).map(String::as_str) == Some(policy)
     });
-    for m in mirrors {
-        let name = m.name_any();
-        match api.delete(&name, &DeleteParams::default()).await {
-            Ok(_) => ctx.metrics.write("ingresses"),
-            Err(kube::Error::Api(e)) if e.code == 404 => {}
-            Err(e) => return Err(api_err(format!("Ingress {ns}/{name}"))(e)),
-        }
-    }
-    Ok(())
+    delete_each(ctx, &api, ns, "Ingress", "ingresses", mirrors).await
 }
 
 #[cfg(test)]

@@ -302,16 +302,13 @@ fn names_service(backend: &Value, ns: &str, name: &str) -> bool {
 /// to the emergency Service; refs to the emergency Service already there are dropped (the
 /// template's own: the operator decides that weight). Other refs are left as they are.
 pub fn weigh_rules(rules: &Value, ns: &str, weights: &RouteWeights) -> Value {
-    let mut rules = rules.clone();
+    let mut rules = without_service(rules.clone(), ns, &weights.emergency_service);
     for rule in rules.as_array_mut().into_iter().flatten() {
         let Some(refs) = rule.get_mut("backendRefs").and_then(Value::as_array_mut) else {
             continue;
         };
         let mut out = Vec::with_capacity(refs.len() + 1);
         for r in refs.drain(..) {
-            if names_service(&r, ns, &weights.emergency_service) {
-                continue;
-            }
             if names_service(&r, ns, &weights.service) {
                 let mut primary = r.clone();
                 primary["weight"] = json!(weights.primary);
