@@ -114,6 +114,17 @@ fn typed<T: serde::Serialize>(obj: &T, api_version: &str, kind: &str) -> serde_j
     v
 }
 
+/// The EndpointSlices of the Service `ns/service` this operator wrote.
+pub fn managed_slices(
+    ctx: &Context,
+    ns: &str,
+    service: &str,
+) -> Vec<std::sync::Arc<EndpointSlice>> {
+    let mut slices = ctx.stores.service_slices(ns, service);
+    slices.retain(|s| s.labels().get(MANAGED_BY_LABEL).map(String::as_str) == Some(MANAGED_BY));
+    slices
+}
+
 /// Makes the managed Service's EndpointSlices list exactly `published`. Returns the number of
 /// writes made.
 pub async fn sync_slices(
@@ -126,11 +137,7 @@ pub async fn sync_slices(
     published: &[Published],
 ) -> Result<u32, ActuateError> {
     let want = desired::endpoint_slices(ns, service, port_name, Some(owner), policy, published);
-    let have: Vec<std::sync::Arc<EndpointSlice>> = ctx.stores.slices.state_filter(|s| {
-        s.metadata.namespace.as_deref() == Some(ns)
-            && s.labels().get(SERVICE_NAME_LABEL).map(String::as_str) == Some(service)
-            && s.labels().get(MANAGED_BY_LABEL).map(String::as_str) == Some(MANAGED_BY)
-    });
+    let have = managed_slices(ctx, ns, service);
     let plan = desired::plan_slices(want, &have);
     let api: Api<EndpointSlice> = Api::namespaced(ctx.client.clone(), ns);
     let mut writes = 0;
@@ -610,11 +617,7 @@ pub async fn hand_back_service(
         .map_err(api_err(format!("EndpointSlice {ns}/{name}")))?;
         ctx.metrics.write("endpointslices");
     }
-    let have = ctx.stores.slices.state_filter(|s| {
-        s.metadata.namespace.as_deref() == Some(ns)
-            && s.labels().get(SERVICE_NAME_LABEL).map(String::as_str) == Some(ms.name.as_str())
-            && s.labels().get(MANAGED_BY_LABEL).map(String::as_str) == Some(MANAGED_BY)
-    });
+    let have = managed_slices(ctx, ns, &ms.name);
     for s in have.iter().filter(|h| {
         !keep
             .iter()
@@ -650,12 +653,8 @@ pub async fn empty_service(
     policy: &str,
 ) -> Result<(), ActuateError> {
     let slices: Api<EndpointSlice> = Api::namespaced(ctx.client.clone(), ns);
-    let owned = ctx.stores.slices.state_filter(|s| {
-        s.metadata.namespace.as_deref() == Some(ns)
-            && s.labels().get(SERVICE_NAME_LABEL).map(String::as_str) == Some(name)
-            && s.labels().get(MANAGED_BY_LABEL).map(String::as_str) == Some(MANAGED_BY)
-            && s.labels().get(POLICY_LABEL).map(String::as_str) == Some(policy)
-    });
+    let mut owned = managed_slices(ctx, ns, name);
+    owned.retain(|s| s.labels().get(POLICY_LABEL).map(String::as_str) == Some(policy));
     delete_each(ctx, &slices, ns, "EndpointSlice", "endpointslices", owned).await
 }
 
@@ -695,16 +694,15 @@ pub fn retired_services(
 ) -> Vec<(String, String)> {
     let mut out: Vec<(String, String)> = ctx
         .stores
-        .slices
-        .state_filter(|s| {
+        .owned_slices(policy_uid)
+        .iter()
+        .filter(|s| {
             s.metadata.namespace.as_deref() == Some(ns)
                 && s.labels().get(MANAGED_BY_LABEL).map(String::as_str) == Some(MANAGED_BY)
                 && s.labels()
                     .get(SERVICE_NAME_LABEL)
                     .is_some_and(|svc| !current.contains(svc))
-                && s.owner_references().iter().any(|o| o.uid == policy_uid)
         })
-        .iter()
         .filter_map(|s| {
             let svc = s.labels().get(SERVICE_NAME_LABEL)?.clone();
             let port = s

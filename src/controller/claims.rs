@@ -10,13 +10,13 @@
 use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
+use kube::runtime::reflector::ObjectRef;
 
 use crate::api::{FailoverPolicy, FailoverPolicySpec};
 
 use super::actuate::{IngressSelection, managed_ingresses};
 use super::context::Context;
 use super::desired::{CLAIM_LABEL, POLICY_LABEL};
-use super::observe::{MANAGED_BY, MANAGED_BY_LABEL, SERVICE_NAME_LABEL};
 
 /// An object a policy writes, in the policy's namespace.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -168,31 +168,18 @@ fn recorded(ctx: &Context, ns: &str, claim: &Claim) -> Option<String> {
         Claim::Ingress(name) => ctx
             .stores
             .ingresses
-            .state()
-            .iter()
-            .find(|i| i.metadata.namespace.as_deref() == Some(ns) && i.name_any() == *name)
+            .get(&ObjectRef::new(name).within(ns))
             .and_then(|i| i.labels().get(CLAIM_LABEL).cloned()),
         Claim::Deployment(name) => ctx
             .stores
             .deployment(ns, name)
             .and_then(|d| d.labels().get(CLAIM_LABEL).cloned()),
-        Claim::Service(name) => ctx
-            .stores
-            .slices
-            .state()
-            .iter()
-            .find(|s| {
-                s.metadata.namespace.as_deref() == Some(ns)
-                    && s.labels().get(SERVICE_NAME_LABEL) == Some(name)
-                    && s.labels().get(MANAGED_BY_LABEL).map(String::as_str) == Some(MANAGED_BY)
-            })
+        Claim::Service(name) => super::actuate::managed_slices(ctx, ns, name)
+            .first()
             .and_then(|s| s.labels().get(POLICY_LABEL).cloned()),
         Claim::Route(template, _) => ctx.stores.gateway.as_ref().and_then(|g| {
             g.routes
-                .get(
-                    &kube::runtime::reflector::ObjectRef::new(&super::gateway::copy_name(template))
-                        .within(ns),
-                )
+                .get(&ObjectRef::new(&super::gateway::copy_name(template)).within(ns))
                 .and_then(|r| r.labels().get(POLICY_LABEL).cloned())
         }),
     }

@@ -44,6 +44,8 @@ const API_SERVER_SERVICE: &str = "kubernetes";
 #[derive(Clone)]
 pub struct Stores {
     pub slices: Store<EndpointSlice>,
+    /// The slices by Service and by owner, following `slices` (see `index`).
+    pub slice_index: Arc<super::index::Index<EndpointSlice, super::index::SliceKey>>,
     pub deployments: Store<Deployment>,
     pub ingresses: Store<Ingress>,
     /// HorizontalPodAutoscalers, to leave an autoscaled emergency Deployment to its autoscaler.
@@ -69,6 +71,20 @@ impl Stores {
     }
 
     /// The cached Deployment `ns/name`, if seen.
+    /// The EndpointSlices of the Service `ns/name`, whoever wrote them.
+    pub fn service_slices(&self, ns: &str, name: &str) -> Vec<Arc<EndpointSlice>> {
+        self.slice_index
+            .get(&self.slices, &super::index::SliceKey::service(ns, name))
+    }
+
+    /// The EndpointSlices owned by the object with `uid` (a policy: what it published).
+    pub fn owned_slices(&self, uid: &str) -> Vec<Arc<EndpointSlice>> {
+        self.slice_index.get(
+            &self.slices,
+            &super::index::SliceKey::Owner(uid.to_string()),
+        )
+    }
+
     pub fn deployment(&self, ns: &str, name: &str) -> Option<Arc<Deployment>> {
         self.deployments
             .get(&kube::runtime::reflector::ObjectRef::new(name).within(ns))

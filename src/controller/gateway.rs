@@ -28,7 +28,7 @@ use kube::{Api, Resource, ResourceExt};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::api::{FailoverPolicy, FailoverPolicySpec, GatewayRef, GatewayTierSpec};
+use crate::api::{FailoverPolicySpec, GatewayRef, GatewayTierSpec};
 use crate::engine::{GatewayFact, IngressDesired, LbTier};
 
 use super::actuate::{ActuateError, HANDED_BACK_ANNOTATION, MANAGER};
@@ -817,21 +817,6 @@ pub async fn hand_back(
         apply(ctx, ns, &back).await?;
     }
     Ok(copies.len())
-}
-
-/// Whether `p` is concerned by a change of the HTTPRoute `ns/name` (a template, or a copy).
-pub fn references_route(p: &FailoverPolicy, ns: &str) -> bool {
-    p.metadata.namespace.as_deref() == Some(ns) && p.spec.gateway.is_some()
-}
-
-/// Whether `p` is concerned by a change of the Gateway `ns/name`.
-pub fn references_gateway(p: &FailoverPolicy, ns: &str, name: &str) -> bool {
-    let own = p.metadata.namespace.as_deref().unwrap_or_default();
-    p.spec.gateway.as_ref().is_some_and(|g| {
-        [&g.primary_gateway, &g.backup_gateway]
-            .iter()
-            .any(|r| r.name == name && r.namespace.as_deref().unwrap_or(own) == ns)
-    })
 }
 
 /// The Gateway tier's controller Deployments (for triggers).

@@ -14,6 +14,7 @@ mod effect;
 pub mod events;
 pub mod gateway;
 mod http_server;
+pub mod index;
 mod leader;
 pub mod ledger;
 pub mod legacy_endpoints;
@@ -31,6 +32,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures::{FutureExt, Stream, StreamExt};
+use index::PolicyKey;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -164,13 +166,14 @@ pub async fn run(
         .collect();
     let readiness = Arc::new(http_server::Readiness::expecting(&expected));
     let claims_epoch = Arc::new(claims::Epoch::default());
+    let policy_index = index::Index::new(index::policy_keys);
     let controller = policy_controller(
         &client,
         &opts,
         &health,
         &readiness,
         &metrics,
-        claims_epoch.clone(),
+        (claims_epoch.clone(), policy_index.clone()),
     );
     let pstore = controller.store();
 
@@ -226,17 +229,24 @@ pub async fn run(
         })
     };
 
-    let controller = wire_triggers(controller, caches, &opts.namespaces, &pstore, &claims_epoch)
-        .reconcile_on(tokio_stream(trigger_rx))
-        .reconcile_all_on(tokio_stream(all_rx))
-        .trigger_backoff(NoPause)
-        .graceful_shutdown_on(shutdown.clone())
-        .run(reconcile::reconcile, reconcile::error_policy, ctx.clone())
-        .for_each(|res| async move {
-            if let Err(e) = res {
-                tracing::debug!(error = %e, "reconcile loop");
-            }
-        });
+    let controller = wire_triggers(
+        controller,
+        caches,
+        &opts.namespaces,
+        &pstore,
+        &policy_index,
+        &claims_epoch,
+    )
+    .reconcile_on(tokio_stream(trigger_rx))
+    .reconcile_all_on(tokio_stream(all_rx))
+    .trigger_backoff(NoPause)
+    .graceful_shutdown_on(shutdown.clone())
+    .run(reconcile::reconcile, reconcile::error_policy, ctx.clone())
+    .for_each(|res| async move {
+        if let Err(e) = res {
+            tracing::debug!(error = %e, "reconcile loop");
+        }
+    });
     // kube-runtime's graceful shutdown waits for every in-flight reconcile, and a runner held
     // "until the store is ready" (CRD missing, API unreachable) never finishes: bounded here.
     let grace_over = async {
@@ -273,11 +283,14 @@ struct Caches {
 
 /// One reflector per kind the reconciles read, each with its own backoff.
 fn start_caches(client: &Client, opts: &Options, health: &Arc<ApiHealth>) -> Caches {
+    let slice_index = index::Index::new(index::slice_keys);
+    let feed = slice_index.clone();
     let (slices, slice_stream) = reflect::<EndpointSlice>(
         client,
         &opts.namespaces,
         watcher::Config::default().labels(observe::SERVICE_NAME_LABEL),
         health,
+        move |e| feed.apply(e),
     );
     let labelled = |sel: &Option<String>| match sel {
         Some(sel) => watcher::Config::default().labels(sel),
@@ -288,18 +301,21 @@ fn start_caches(client: &Client, opts: &Options, health: &Arc<ApiHealth>) -> Cac
         &opts.namespaces,
         labelled(&opts.deployment_selector),
         health,
+        |_| {},
     );
     let (ingresses, ingress_stream) = reflect::<Ingress>(
         client,
         &opts.namespaces,
         labelled(&opts.ingress_selector),
         health,
+        |_| {},
     );
     let (autoscalers, autoscaler_stream) = reflect::<HorizontalPodAutoscaler>(
         client,
         &opts.namespaces,
         watcher::Config::default(),
         health,
+        |_| {},
     );
     let (dns_store, dns_stream) = if opts.dns_endpoints {
         let (store, stream) = reflect::<dns::DNSEndpoint>(
@@ -307,6 +323,7 @@ fn start_caches(client: &Client, opts: &Options, health: &Arc<ApiHealth>) -> Cac
             &opts.namespaces,
             watcher::Config::default().labels(desired::POLICY_LABEL),
             health,
+            |_| {},
         );
         (Some(store), Some(stream.boxed()))
     } else {
@@ -318,12 +335,14 @@ fn start_caches(client: &Client, opts: &Options, health: &Arc<ApiHealth>) -> Cac
             &opts.namespaces,
             watcher::Config::default(),
             health,
+            |_| {},
         );
         let (gateways, gateway_stream) = reflect::<gateway::Gateway>(
             client,
             &opts.namespaces,
             watcher::Config::default(),
             health,
+            |_| {},
         );
         (
             Some(gateway::GatewayStores {
@@ -340,6 +359,7 @@ fn start_caches(client: &Client, opts: &Options, health: &Arc<ApiHealth>) -> Cac
         stores: Stores {
             dns_endpoints: dns_store,
             slices,
+            slice_index,
             deployments,
             ingresses,
             deployments_listed: Default::default(),
@@ -365,7 +385,7 @@ fn policy_controller(
     health: &Arc<ApiHealth>,
     readiness: &Arc<http_server::Readiness>,
     metrics: &metrics::Metrics,
-    claims_epoch: Arc<claims::Epoch>,
+    (claims_epoch, policy_index): (Arc<claims::Epoch>, Arc<PolicyIndex>),
 ) -> Controller<FailoverPolicy> {
     let policies: Api<FailoverPolicy> = match opts.namespaces.as_slice() {
         [one] => Api::namespaced(client.clone(), one),
@@ -387,6 +407,7 @@ fn policy_controller(
             crd.observe(r);
             if let Ok(event) = r {
                 claims_epoch.observe(event);
+                policy_index.apply(event);
             }
         }),
     )
@@ -497,117 +518,128 @@ fn watch_readiness(
     }
 }
 
-/// Which policies a touched EndpointSlice, Deployment or Ingress concerns (in the watched
-/// namespaces only): those are reconciled.
+/// The policies index, by what they read (`index::policy_keys`).
+type PolicyIndex = index::Index<FailoverPolicy, PolicyKey>;
+
+/// The policies a touched object concerns, in the watched namespaces only, looked up in the
+/// index: no pass over the fleet per watch event.
+#[derive(Clone)]
+struct Concerned {
+    index: Arc<PolicyIndex>,
+    namespaces: Arc<Vec<String>>,
+}
+
+impl Concerned {
+    /// The object's namespace, when it is watched.
+    fn in_scope<'a>(&self, ns: Option<&'a str>) -> Option<&'a str> {
+        ns.filter(|n| self.namespaces.is_empty() || self.namespaces.iter().any(|w| w == n))
+    }
+
+    fn policies(
+        &self,
+        ns: Option<&str>,
+        key: impl FnOnce(&str) -> Option<PolicyKey>,
+    ) -> Vec<ObjectRef<FailoverPolicy>> {
+        self.in_scope(ns)
+            .and_then(key)
+            .map(|k| self.index.refs(&k))
+            .unwrap_or_default()
+    }
+}
+
+/// Which policies a touched EndpointSlice, Deployment, Ingress, autoscaler, DNSEndpoint,
+/// HTTPRoute or Gateway concerns (in the watched namespaces only): those are reconciled.
 fn wire_triggers(
     controller: Controller<FailoverPolicy>,
     caches: Caches,
     namespaces: &[String],
     pstore: &Store<FailoverPolicy>,
+    policy_index: &Arc<PolicyIndex>,
     claims_epoch: &Arc<claims::Epoch>,
 ) -> Controller<FailoverPolicy> {
-    let namespaces = namespaces.to_vec();
-    let (epoch_ingresses, epoch_routes) = (claims_epoch.clone(), claims_epoch.clone());
-    let in_scope = move |ns: Option<&str>| {
-        namespaces.is_empty() || ns.is_some_and(|n| namespaces.iter().any(|w| w == n))
+    let concerned = Concerned {
+        index: policy_index.clone(),
+        namespaces: Arc::new(namespaces.to_vec()),
     };
-    let s5 = pstore.clone();
-    let (s1, s2, s3, s4) = (
-        pstore.clone(),
-        pstore.clone(),
-        pstore.clone(),
-        pstore.clone(),
+    let (c1, c2, c3, c4) = (
+        concerned.clone(),
+        concerned.clone(),
+        concerned.clone(),
+        concerned.clone(),
     );
-    let (f1, f2, f3, f4) = (
-        in_scope.clone(),
-        in_scope.clone(),
-        in_scope.clone(),
-        in_scope,
-    );
-    // A DNSEndpoint changed behind the operator's back (or deleted) is its policy's business.
+    let (epoch_ingresses, epoch_routes) = (claims_epoch.clone(), claims_epoch.clone());
+    // A DNSEndpoint changed behind the operator's back (or deleted) is its policy's business:
+    // the one its label names.
     let controller = match caches.dns_endpoints {
-        Some(stream) => controller.watches_stream(stream, move |e: dns::DNSEndpoint| {
-            let Some(policy) = e.labels().get(desired::POLICY_LABEL).cloned() else {
-                return Vec::new();
-            };
-            policies_referencing(&s5, e.metadata.namespace.as_deref(), |p| {
-                p.name_any() == policy && p.spec.dns.is_some()
+        Some(stream) => {
+            let (pstore, c) = (pstore.clone(), concerned.clone());
+            controller.watches_stream(stream, move |e: dns::DNSEndpoint| {
+                let ns = c.in_scope(e.metadata.namespace.as_deref())?;
+                let policy = ObjectRef::new(e.labels().get(desired::POLICY_LABEL)?).within(ns);
+                pstore
+                    .get(&policy)
+                    .filter(|p| p.spec.dns.is_some())
+                    .map(|_| policy)
             })
-        }),
+        }
         None => controller,
     };
     let controller = match caches.gateway {
         Some((routes, gateways)) => {
-            let (s5, s6) = (pstore.clone(), pstore.clone());
-            let (f5, f6) = (f1.clone(), f1.clone());
+            let (c5, c6) = (concerned.clone(), concerned);
             controller
                 // A template edited (or a copy changed by someone else): its policies copy
                 // it again.
                 .watches_stream(routes, move |r: gateway::HttpRoute| {
-                    let ns = r.metadata.namespace.clone().unwrap_or_default();
-                    if !f5(Some(&ns)) {
-                        return Vec::new();
-                    }
+                    let ns = r.metadata.namespace.as_deref();
                     // A template's labels decide which selectors claim it; the operator's own
                     // copies are never claimed.
-                    if !r.labels().contains_key(desired::POLICY_LABEL) {
+                    if c5.in_scope(ns).is_some() && !r.labels().contains_key(desired::POLICY_LABEL)
+                    {
                         epoch_routes.bump();
                     }
-                    policies_referencing(&s5, Some(&ns), |p| gateway::references_route(p, &ns))
+                    c5.policies(ns, |ns| Some(PolicyKey::Routes(ns.to_string())))
                 })
                 // A Gateway's status changed: the policies judging it hear of it at once.
                 .watches_stream(gateways, move |g: gateway::Gateway| {
-                    let ns = g.metadata.namespace.clone().unwrap_or_default();
-                    if !f6(Some(&ns)) {
-                        return Vec::new();
-                    }
                     let name = g.name_any();
-                    policies_referencing(&s6, None, |p| gateway::references_gateway(p, &ns, &name))
+                    c6.policies(g.metadata.namespace.as_deref(), |ns| {
+                        Some(PolicyKey::gateway(ns, &name))
+                    })
                 })
         }
         None => controller,
     };
     controller
         .watches_stream(caches.slices, move |s: EndpointSlice| {
-            if !f1(s.metadata.namespace.as_deref()) {
-                return Vec::new();
-            }
-            let svc = s.labels().get(observe::SERVICE_NAME_LABEL).cloned();
-            policies_referencing(&s1, s.metadata.namespace.as_deref(), |p| {
-                svc.as_deref().is_some_and(|svc| references_service(p, svc))
+            let svc = s.labels().get(observe::SERVICE_NAME_LABEL);
+            c1.policies(s.metadata.namespace.as_deref(), |ns| {
+                svc.map(|svc| PolicyKey::service(ns, svc))
             })
         })
         .watches_stream(caches.deployments, move |d: Deployment| {
-            if !f2(d.metadata.namespace.as_deref()) {
-                return Vec::new();
-            }
             let name = d.name_any();
-            let dns = d.metadata.namespace.clone().unwrap_or_default();
-            policies_referencing(&s2, None, |p| references_deployment(p, &dns, &name))
+            c2.policies(d.metadata.namespace.as_deref(), |ns| {
+                Some(PolicyKey::deployment(ns, &name))
+            })
         })
         .watches_stream(caches.ingresses, move |i: Ingress| {
-            if !f3(i.metadata.namespace.as_deref()) {
-                return Vec::new();
-            }
+            let ns = i.metadata.namespace.as_deref();
             // Ingress selectors claim by labels.
-            epoch_ingresses.bump();
-            policies_referencing(&s3, i.metadata.namespace.as_deref(), |p| {
-                p.spec.ingress.is_some()
-            })
+            if c3.in_scope(ns).is_some() {
+                epoch_ingresses.bump();
+            }
+            c3.policies(ns, |ns| Some(PolicyKey::Ingresses(ns.to_string())))
         })
         // An autoscaler on an emergency Deployment changes what is in effect (status says who
         // else scales it): its policy hears of it at once, not at the next resync.
         .watches_stream(caches.autoscalers, move |h: HorizontalPodAutoscaler| {
-            if !f4(h.metadata.namespace.as_deref()) {
-                return Vec::new();
-            }
             let target = h.spec.as_ref().map(|s| &s.scale_target_ref);
             let Some(target) = target.filter(|t| t.kind == "Deployment") else {
                 return Vec::new();
             };
-            let ns = h.metadata.namespace.clone().unwrap_or_default();
-            policies_referencing(&s4, Some(&ns), |p| {
-                references_deployment(p, &ns, &target.name)
+            c4.policies(h.metadata.namespace.as_deref(), |ns| {
+                Some(PolicyKey::deployment(ns, &target.name))
             })
         })
 }
@@ -794,6 +826,7 @@ fn reflect<K>(
     namespaces: &[String],
     wc: watcher::Config,
     health: &Arc<ApiHealth>,
+    index: impl Fn(&watcher::Event<K>) + Send + 'static,
 ) -> (
     Store<K>,
     impl Stream<Item = Result<K, watcher::Error>> + Send + 'static,
@@ -812,55 +845,14 @@ where
         _ => Api::all(client.clone()),
     };
     let (store, writer) = reflector::store();
-    let stream = reflector::reflector(writer, watched(watcher(api, wc), health)).touched_objects();
-    (store, stream)
-}
-
-fn policies_referencing(
-    store: &Store<FailoverPolicy>,
-    namespace: Option<&str>,
-    refers: impl Fn(&FailoverPolicy) -> bool,
-) -> Vec<ObjectRef<FailoverPolicy>> {
-    // Filtered under the store's lock: cloning every policy's Arc for each touched object was
-    // a cost per event proportional to the fleet.
-    store
-        .state_filter(|p| {
-            (namespace.is_none() || p.metadata.namespace.as_deref() == namespace) && refers(p)
-        })
-        .iter()
-        .map(|p| ObjectRef::from_obj(&**p))
-        .collect()
-}
-
-fn references_service(p: &FailoverPolicy, svc: &str) -> bool {
-    let b = &p.spec.backends;
-    b.primary.service.as_ref().is_some_and(|s| s.name == svc)
-        || p.spec.managed_service.name == svc
-        || b.emergency
-            .as_ref()
-            .and_then(|e| e.deployment.as_ref())
-            .is_some_and(|d| d.service_name.as_deref().unwrap_or(&d.name) == svc)
-}
-
-fn references_deployment(p: &FailoverPolicy, ns: &str, name: &str) -> bool {
-    let own_ns = p.metadata.namespace.as_deref().unwrap_or_default();
-    let emergency = own_ns == ns
-        && p.spec
-            .backends
-            .emergency
-            .as_ref()
-            .and_then(|e| e.deployment.as_ref())
-            .is_some_and(|d| d.name == name);
-    let controller = p.spec.ingress.as_ref().is_some_and(|i| {
-        std::iter::once(&i.health)
-            .chain(i.backup_health.as_ref())
-            .filter_map(|h| h.controller_deployment.as_ref())
-            .any(|c| c.name == name && c.namespace.as_deref().unwrap_or(own_ns) == ns)
+    // The index follows each event just before the store does (see `index`).
+    let events = watched(watcher(api, wc), health).inspect(move |r| {
+        if let Ok(event) = r {
+            index(event);
+        }
     });
-    let gateway_controller = gateway::controller_deployments(&p.spec)
-        .iter()
-        .any(|c| c.name == name && c.namespace.as_deref().unwrap_or(own_ns) == ns);
-    emergency || controller || gateway_controller
+    let stream = reflector::reflector(writer, events).touched_objects();
+    (store, stream)
 }
 
 async fn pump_facts(

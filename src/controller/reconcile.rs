@@ -683,19 +683,23 @@ fn gather(
     r: &mut PolicyRuntime,
     problems: &mut Vec<String>,
 ) {
-    let uses_services = spec.backends.primary.service.is_some()
-        || spec
-            .backends
-            .emergency
-            .as_ref()
-            .is_some_and(|e| e.deployment.is_some());
-    let slices = if uses_services {
-        ctx.stores
-            .slices
-            .state_filter(|s| s.metadata.namespace.as_deref() == Some(ns))
-    } else {
-        Vec::new()
-    };
+    // The slices of the Services the pools read (none for static pools).
+    let slices: Vec<_> = spec
+        .backends
+        .primary
+        .service
+        .as_ref()
+        .map(|s| s.name.as_str())
+        .into_iter()
+        .chain(
+            spec.backends
+                .emergency
+                .as_ref()
+                .and_then(|e| e.deployment.as_ref())
+                .map(|d| d.service_name.as_deref().unwrap_or(&d.name)),
+        )
+        .flat_map(|svc| ctx.stores.service_slices(ns, svc))
+        .collect();
     // A Service-backed pool with no EndpointSlice at all is unknown, not empty: Kubernetes keeps
     // an (empty) slice for every Service with a selector, so absence means "not seen yet" or a
     // wrong name — never a reason to wake capacity or eject anything.
