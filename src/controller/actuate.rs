@@ -307,9 +307,7 @@ pub async fn sync_ingresses(
     let cached_mirror = |name: &str| {
         ctx.stores
             .ingresses
-            .state_filter(|i| i.metadata.namespace.as_deref() == Some(ns) && i.name_any() == name)
-            .into_iter()
-            .next()
+            .get(&kube::runtime::reflector::ObjectRef::new(name).within(ns))
     };
     let claim = rt.map(|_| policy);
     let steps = plan_ingresses(
