@@ -428,7 +428,10 @@ async fn bench(cfg: Config) {
             "--kube-api-burst",
             &cfg.burst.to_string(),
         ])
-        .env("RUST_LOG", "warn")
+        .env(
+            "RUST_LOG",
+            std::env::var("SCALE_OPERATOR_LOG").unwrap_or_else(|_| "warn".into()),
+        )
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).expect("log"))

@@ -139,6 +139,16 @@ pub async fn sync_slices(
     let want = desired::endpoint_slices(ns, service, port_name, Some(owner), policy, published);
     let have = managed_slices(ctx, ns, service);
     let plan = desired::plan_slices(want, &have);
+    if !plan.apply.is_empty() || !plan.delete.is_empty() {
+        // Why a write: at scale, a write that changes nothing is a sign the cache lags.
+        tracing::debug!(
+            service,
+            cached = ?have.iter().map(|s| s.name_any()).collect::<Vec<_>>(),
+            apply = ?plan.apply.iter().map(|s| s.name_any()).collect::<Vec<_>>(),
+            delete = ?plan.delete,
+            "EndpointSlices differ from the cache"
+        );
+    }
     let api: Api<EndpointSlice> = Api::namespaced(ctx.client.clone(), ns);
     let mut writes = 0;
     for slice in &plan.apply {

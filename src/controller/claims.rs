@@ -17,6 +17,7 @@ use crate::api::{FailoverPolicy, FailoverPolicySpec};
 use super::actuate::{IngressSelection, managed_ingresses};
 use super::context::Context;
 use super::desired::{CLAIM_LABEL, POLICY_LABEL};
+use super::index::PolicyKey;
 
 /// An object a policy writes, in the policy's namespace.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -44,6 +45,17 @@ impl Claim {
     fn name(&self) -> &str {
         match self {
             Claim::Service(n) | Claim::Deployment(n) | Claim::Ingress(n) | Claim::Route(n, _) => n,
+        }
+    }
+
+    /// Where every policy that may claim this object is filed in the policy index (a
+    /// superset: reading a Service is filed there too, and [`claims_one`] decides).
+    fn index_key(&self, ns: &str) -> PolicyKey {
+        match self {
+            Claim::Service(n) => PolicyKey::service(ns, n),
+            Claim::Deployment(n) => PolicyKey::deployment(ns, n),
+            Claim::Ingress(_) => PolicyKey::Ingresses(ns.to_string()),
+            Claim::Route(..) => PolicyKey::Routes(ns.to_string()),
         }
     }
 }
@@ -104,7 +116,15 @@ pub fn claims(ctx: &Context, ns: &str, spec: &FailoverPolicySpec) -> Vec<Claim> 
 pub struct Epoch {
     value: std::sync::atomic::AtomicU64,
     /// Each policy's last seen generation, by UID: a status write is not a new claim.
-    generations: std::sync::Mutex<std::collections::HashMap<String, Option<i64>>>,
+    generations: std::sync::Mutex<Generations>,
+}
+
+#[derive(Debug, Default)]
+struct Generations {
+    seen: std::collections::HashMap<String, Option<i64>>,
+    /// A relist in progress: what it listed replaces `seen` when it completes, so a policy
+    /// deleted while the watch was down is forgotten rather than kept for ever.
+    relist: Option<std::collections::HashMap<String, Option<i64>>>,
 }
 
 impl Epoch {
@@ -127,15 +147,28 @@ impl Epoch {
         match event {
             Event::Apply(p) | Event::InitApply(p) => {
                 let uid = p.metadata.uid.clone().unwrap_or_default();
-                if seen.insert(uid, p.metadata.generation) != Some(p.metadata.generation) {
+                if let (Event::InitApply(_), Some(relist)) = (event, &mut seen.relist) {
+                    relist.insert(uid.clone(), p.metadata.generation);
+                }
+                if seen.seen.insert(uid, p.metadata.generation) != Some(p.metadata.generation) {
                     self.bump();
                 }
             }
             Event::Delete(p) => {
-                seen.remove(p.metadata.uid.as_deref().unwrap_or_default());
+                seen.seen
+                    .remove(p.metadata.uid.as_deref().unwrap_or_default());
                 self.bump();
             }
-            Event::Init | Event::InitDone => self.bump(),
+            Event::Init => {
+                seen.relist = Some(Default::default());
+                self.bump();
+            }
+            Event::InitDone => {
+                if let Some(listed) = seen.relist.take() {
+                    seen.seen = listed;
+                }
+                self.bump();
+            }
         }
     }
 }
@@ -241,9 +274,21 @@ pub fn conflicts(
             && p.metadata.name.as_deref() != Some(me.as_str())
             && mine.iter().any(|(c, ing)| claims_one(&p.spec, c, *ing))
     };
-    // Nearly always nobody else claims anything: asked first without copying the store.
-    ctx.policies.find(rival)?;
-    let others = ctx.policies.state_filter(rival);
+    // The candidates are the policies filed under the claimed objects, not the namespace.
+    let mut candidates: Vec<ObjectRef<FailoverPolicy>> = mine
+        .iter()
+        .flat_map(|(c, _)| ctx.policy_index.refs(&c.index_key(&ns)))
+        .collect();
+    candidates.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+    candidates.dedup();
+    let others: Vec<_> = candidates
+        .iter()
+        .filter_map(|r| ctx.policies.get(r))
+        .filter(|p| rival(p))
+        .collect();
+    if others.is_empty() {
+        return None;
+    }
     let mut out = Vec::new();
     for (claim, ingress) in &mine {
         let mut claimants = vec![Claimant {
@@ -315,6 +360,51 @@ mod tests {
             "relisted unchanged"
         );
         assert!(moved(Event::InitDone));
+    }
+
+    /// A policy deleted while the watch was down never gets its Delete event: the relist that
+    /// follows forgets it (the map of generations stays the size of the fleet).
+    #[test]
+    fn a_relist_forgets_policies_deleted_while_the_watch_was_down() {
+        use kube::runtime::watcher::Event;
+        let policy = |uid: &str| {
+            let mut p: FailoverPolicy = serde_json::from_value(serde_json::json!({
+                "apiVersion": "ingressfailover.io/v1alpha1", "kind": "FailoverPolicy",
+                "metadata": {"name": uid, "namespace": "shop", "uid": uid, "generation": 1},
+                "spec": {"backends": {"primary": {"addresses": ["10.0.1.1:80"]}},
+                         "managedService": {"name": "web-healthy"}}
+            }))
+            .unwrap();
+            p.status = Some(Default::default());
+            p
+        };
+        let e = Epoch::default();
+        for uid in ["a", "b", "c"] {
+            e.observe(&Event::Apply(policy(uid)));
+        }
+        let remembered = |e: &Epoch| {
+            let mut uids: Vec<String> =
+                e.generations.lock().unwrap().seen.keys().cloned().collect();
+            uids.sort();
+            uids
+        };
+        e.observe(&Event::Init);
+        e.observe(&Event::InitApply(policy("a")));
+        assert_eq!(
+            remembered(&e),
+            ["a", "b", "c"],
+            "until the relist is complete"
+        );
+        e.observe(&Event::InitApply(policy("c")));
+        e.observe(&Event::InitDone);
+        assert_eq!(remembered(&e), ["a", "c"]);
+        let at = e.current();
+        e.observe(&Event::Apply(policy("c")));
+        assert_eq!(
+            e.current(),
+            at,
+            "a relisted policy's status write is still no new claim"
+        );
     }
 
     #[test]

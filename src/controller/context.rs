@@ -177,6 +177,8 @@ pub struct Context {
     pub shards: Arc<super::shards::ShardSet>,
     /// Every policy in scope (the Controller's own cache): claims are decided among them.
     pub policies: Store<crate::api::FailoverPolicy>,
+    /// The policies by what they read (`index::policy_keys`): triggers and claim rivals.
+    pub policy_index: Arc<super::index::Index<crate::api::FailoverPolicy, super::index::PolicyKey>>,
     /// When what policies claim last changed.
     pub claims_epoch: Arc<super::claims::Epoch>,
     pub clock: Clock,

@@ -194,6 +194,7 @@ pub async fn run(
         leader: leader_rx.clone(),
         shards: shard_set,
         policies: pstore.clone(),
+        policy_index: policy_index.clone(),
         claims_epoch: claims_epoch.clone(),
         clock,
         runtimes: Default::default(),
