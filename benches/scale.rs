@@ -409,6 +409,7 @@ async fn bench(cfg: Config) {
         l.local_addr().expect("addr")
     };
     let log = std::env::temp_dir().join(format!("scale-operator-{}.log", std::process::id()));
+    let operator_log = std::fs::File::create(&log).expect("log");
     let mut operator = Command::new(env!("CARGO_BIN_EXE_ingress-failover"))
         .args(["run", "--kubeconfig"])
         .arg(&kubeconfig)
@@ -433,8 +434,9 @@ async fn bench(cfg: Config) {
             std::env::var("SCALE_OPERATOR_LOG").unwrap_or_else(|_| "warn".into()),
         )
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).expect("log"))
+        // `run` logs to stdout; both streams go to the log.
+        .stdout(operator_log.try_clone().expect("log"))
+        .stderr(operator_log)
         .spawn()
         .expect("starting ingress-failover run");
     let pid = operator.id();

@@ -428,32 +428,35 @@ mod tests {
     /// predicates, field by field.
     #[test]
     fn a_policy_is_filed_under_every_object_it_reads() {
-        let full = policy_keys(&corpus_policy("full.yaml"));
-        assert_eq!(
-            full,
-            [
-                PolicyKey::service("shop", "checkout"),
-                PolicyKey::service("shop", "checkout-emergency"),
-                PolicyKey::service("shop", "checkout-failover"),
-                PolicyKey::deployment("ingress-nginx", "ingress-nginx-controller"),
-                PolicyKey::deployment("shop", "checkout-emergency"),
-                PolicyKey::Ingresses("shop".into()),
-            ]
-        );
-        let gateway = policy_keys(&corpus_policy("gateway-weighted-emergency.yaml"));
-        assert_eq!(
-            gateway,
-            [
-                PolicyKey::service("shop", "shop"),
-                PolicyKey::service("shop", "shop-emergency"),
-                PolicyKey::service("shop", "shop-healthy"),
-                PolicyKey::service("shop", "shop-healthy-emergency"),
-                PolicyKey::deployment("shop", "shop-emergency"),
-                PolicyKey::Routes("shop".into()),
-                PolicyKey::gateway("gateways", "edge-backup"),
-                PolicyKey::gateway("gateways", "edge-primary"),
-            ]
-        );
+        let table = [
+            (
+                "full.yaml",
+                vec![
+                    PolicyKey::service("shop", "checkout"),
+                    PolicyKey::service("shop", "checkout-emergency"),
+                    PolicyKey::service("shop", "checkout-failover"),
+                    PolicyKey::deployment("ingress-nginx", "ingress-nginx-controller"),
+                    PolicyKey::deployment("shop", "checkout-emergency"),
+                    PolicyKey::Ingresses("shop".into()),
+                ],
+            ),
+            (
+                "gateway-weighted-emergency.yaml",
+                vec![
+                    PolicyKey::service("shop", "shop"),
+                    PolicyKey::service("shop", "shop-emergency"),
+                    PolicyKey::service("shop", "shop-healthy"),
+                    PolicyKey::service("shop", "shop-healthy-emergency"),
+                    PolicyKey::deployment("shop", "shop-emergency"),
+                    PolicyKey::Routes("shop".into()),
+                    PolicyKey::gateway("gateways", "edge-backup"),
+                    PolicyKey::gateway("gateways", "edge-primary"),
+                ],
+            ),
+        ];
+        for (file, want) in table {
+            assert_eq!(policy_keys(&corpus_policy(file)), want, "{file}");
+        }
         let minimal = policy_keys(&corpus_policy("minimal.yaml"));
         assert!(
             minimal
