@@ -115,16 +115,6 @@ pub fn claims(ctx: &Context, ns: &str, spec: &FailoverPolicySpec) -> Vec<Claim> 
 #[derive(Debug, Default)]
 pub struct Epoch {
     value: std::sync::atomic::AtomicU64,
-    /// Each policy's last seen generation, by UID: a status write is not a new claim.
-    generations: std::sync::Mutex<Generations>,
-}
-
-#[derive(Debug, Default)]
-struct Generations {
-    seen: std::collections::HashMap<String, Option<i64>>,
-    /// A relist in progress: what it listed replaces `seen` when it completes, so a policy
-    /// deleted while the watch was down is forgotten rather than kept for ever.
-    relist: Option<std::collections::HashMap<String, Option<i64>>>,
 }
 
 impl Epoch {
@@ -137,38 +127,27 @@ impl Epoch {
         self.value.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     }
 
-    /// A policy watch event: bumps on a new policy, a new generation, a deletion or a relist.
-    pub fn observe(&self, event: &kube::runtime::watcher::Event<FailoverPolicy>) {
+    /// A policy watch event, seen before `store` applies it: bumps on a new policy (or one
+    /// recreated under the same name), a new generation, a deletion or a relist. The store
+    /// still holds the version before the event, so a status write (same generation) is told
+    /// apart without a memory of its own.
+    pub fn observe(
+        &self,
+        event: &kube::runtime::watcher::Event<FailoverPolicy>,
+        store: &kube::runtime::reflector::Store<FailoverPolicy>,
+    ) {
         use kube::runtime::watcher::Event;
-        let mut seen = self
-            .generations
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
         match event {
             Event::Apply(p) | Event::InitApply(p) => {
-                let uid = p.metadata.uid.clone().unwrap_or_default();
-                if let (Event::InitApply(_), Some(relist)) = (event, &mut seen.relist) {
-                    relist.insert(uid.clone(), p.metadata.generation);
-                }
-                if seen.seen.insert(uid, p.metadata.generation) != Some(p.metadata.generation) {
+                let same = store.get(&ObjectRef::from_obj(p)).is_some_and(|before| {
+                    before.metadata.uid == p.metadata.uid
+                        && before.metadata.generation == p.metadata.generation
+                });
+                if !same {
                     self.bump();
                 }
             }
-            Event::Delete(p) => {
-                seen.seen
-                    .remove(p.metadata.uid.as_deref().unwrap_or_default());
-                self.bump();
-            }
-            Event::Init => {
-                seen.relist = Some(Default::default());
-                self.bump();
-            }
-            Event::InitDone => {
-                if let Some(listed) = seen.relist.take() {
-                    seen.seen = listed;
-                }
-                self.bump();
-            }
+            Event::Delete(_) | Event::Init | Event::InitDone => self.bump(),
         }
     }
 }
@@ -334,7 +313,7 @@ mod tests {
         let policy = |uid: &str, generation: i64| {
             let mut p: FailoverPolicy = serde_json::from_value(serde_json::json!({
                 "apiVersion": "ingressfailover.io/v1alpha1", "kind": "FailoverPolicy",
-                "metadata": {"name": "web", "namespace": "shop", "uid": uid, "generation": generation},
+                "metadata": {"name": uid, "namespace": "shop", "uid": uid, "generation": generation},
                 "spec": {"backends": {"primary": {"addresses": ["10.0.1.1:80"]}},
                          "managedService": {"name": "web-healthy"}}
             }))
@@ -343,9 +322,10 @@ mod tests {
             p
         };
         let e = Epoch::default();
+        let mut store = Watched::new();
         let mut last = e.current();
         let mut moved = |event: Event<FailoverPolicy>| {
-            e.observe(&event);
+            store.observe(&e, event);
             let now = e.current();
             std::mem::replace(&mut last, now) != now
         };
@@ -362,8 +342,26 @@ mod tests {
         assert!(moved(Event::InitDone));
     }
 
-    /// A policy deleted while the watch was down never gets its Delete event: the relist that
-    /// follows forgets it (the map of generations stays the size of the fleet).
+    /// The policy cache as the epoch sees it: each event observed, then applied, in the
+    /// reflector's order.
+    struct Watched {
+        store: kube::runtime::reflector::Store<FailoverPolicy>,
+        writer: kube::runtime::reflector::store::Writer<FailoverPolicy>,
+    }
+
+    impl Watched {
+        fn new() -> Self {
+            let (store, writer) = kube::runtime::reflector::store();
+            Self { store, writer }
+        }
+        fn observe(&mut self, e: &Epoch, event: kube::runtime::watcher::Event<FailoverPolicy>) {
+            e.observe(&event, &self.store);
+            self.writer.apply_watcher_event(&event);
+        }
+    }
+
+    /// A policy deleted while the watch was down never gets its Delete event: after the relist
+    /// that follows, it is not remembered, so seeing it again is a new claim.
     #[test]
     fn a_relist_forgets_policies_deleted_while_the_watch_was_down() {
         use kube::runtime::watcher::Event;
@@ -379,31 +377,37 @@ mod tests {
             p
         };
         let e = Epoch::default();
+        let mut w = Watched::new();
         for uid in ["a", "b", "c"] {
-            e.observe(&Event::Apply(policy(uid)));
+            w.observe(&e, Event::Apply(policy(uid)));
         }
-        let remembered = |e: &Epoch| {
-            let mut uids: Vec<String> =
-                e.generations.lock().unwrap().seen.keys().cloned().collect();
-            uids.sort();
-            uids
+        let remembered = |w: &Watched| {
+            let mut names: Vec<String> = w.store.state().iter().map(|p| p.name_any()).collect();
+            names.sort();
+            names
         };
-        e.observe(&Event::Init);
-        e.observe(&Event::InitApply(policy("a")));
+        w.observe(&e, Event::Init);
+        w.observe(&e, Event::InitApply(policy("a")));
         assert_eq!(
-            remembered(&e),
+            remembered(&w),
             ["a", "b", "c"],
             "until the relist is complete"
         );
-        e.observe(&Event::InitApply(policy("c")));
-        e.observe(&Event::InitDone);
-        assert_eq!(remembered(&e), ["a", "c"]);
+        w.observe(&e, Event::InitApply(policy("c")));
+        w.observe(&e, Event::InitDone);
+        assert_eq!(remembered(&w), ["a", "c"]);
         let at = e.current();
-        e.observe(&Event::Apply(policy("c")));
+        w.observe(&e, Event::Apply(policy("c")));
         assert_eq!(
             e.current(),
             at,
             "a relisted policy's status write is still no new claim"
+        );
+        w.observe(&e, Event::Apply(policy("b")));
+        assert_ne!(
+            e.current(),
+            at,
+            "the forgotten policy, seen again, is a new claim"
         );
     }
 

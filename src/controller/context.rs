@@ -70,7 +70,6 @@ impl Stores {
             && (self.namespaces.is_empty() || self.namespaces.iter().any(|n| n == ns))
     }
 
-    /// The cached Deployment `ns/name`, if seen.
     /// The EndpointSlices of the Service `ns/name`, whoever wrote them.
     pub fn service_slices(&self, ns: &str, name: &str) -> Vec<Arc<EndpointSlice>> {
         self.slice_index
@@ -85,6 +84,7 @@ impl Stores {
         )
     }
 
+    /// The cached Deployment `ns/name`, if seen.
     pub fn deployment(&self, ns: &str, name: &str) -> Option<Arc<Deployment>> {
         self.deployments
             .get(&kube::runtime::reflector::ObjectRef::new(name).within(ns))

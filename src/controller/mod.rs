@@ -402,12 +402,13 @@ fn policy_controller(
         metrics: metrics.clone(),
         missing: AtomicBool::new(false),
     };
+    let before = pstore.clone();
     let policy_stream = reflector::reflector(
         pwriter,
         watched(watcher(policies, wc), health).inspect(move |r| {
             crd.observe(r);
             if let Ok(event) = r {
-                claims_epoch.observe(event);
+                claims_epoch.observe(event, &before);
                 policy_index.apply(event);
             }
         }),
